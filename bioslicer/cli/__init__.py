@@ -1,0 +1,98 @@
+"""The ``bioslicer`` command line: thin click commands over the Python API.
+
+Conventions for every command: exit 0 on success; a user error prints one line
+``error: <what is wrong and how to fix it>`` on stderr and exits 1 (a traceback only with
+``bioslicer --debug``); commands that report something take ``--json``.
+
+Each command group lives in its own module of this package and is registered below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import click
+
+from .. import __version__
+from ..errors import BioslicerError
+
+# module name -> attribute holding the click command/group
+_COMMANDS = [
+    ("inspect_cmd", "inspect_"),
+    ("slice_cmd", "slice_"),
+    ("printers_cmd", "printers"),
+    ("programs_cmd", "validate"),
+    ("estimate_cmd", "estimate"),
+    ("preview_cmd", "preview"),
+    ("job_cmd", "job"),
+    ("mesh_cmd", "mesh"),
+    ("recipe_cmd", "recipe"),
+    ("serve_cmd", "serve"),
+]
+
+
+class _State:
+    debug = False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="bioslicer")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Slice vascular tissue meshes into two-photon printer programs.
+
+    \b
+    Examples:
+      bioslicer inspect meshes/vessel_tree.stl
+      bioslicer slice meshes/channel_block.stl --printer nanoscribe-gt2-25x -o job/
+      bioslicer printers
+      bioslicer job verify job/
+
+    Units inside: µm, s, mW. Run `bioslicer COMMAND --help` for each command.
+    """
+    _State.debug = debug
+
+
+for _mod, _attr in _COMMANDS:
+    try:
+        _m = importlib.import_module(f".{_mod}", __name__)
+    except ModuleNotFoundError as _exc:  # a command module not written yet
+        if _exc.name and _exc.name.endswith(_mod):
+            continue
+        raise
+    cli.add_command(getattr(_m, _attr))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the CLI and turn user errors into one line and exit 1."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    try:
+        rv = cli.main(args=args, prog_name="bioslicer", standalone_mode=False)
+        return int(rv) if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        msg = exc.format_message().replace("\n", " ")
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see `{exc.ctx.command_path} --help`)"
+        click.echo(f"error: {msg}{hint}", err=True)
+        return 1
+    except BioslicerError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 1
+
+
+def entry() -> None:  # pragma: no cover - console script
+    sys.exit(main())
