@@ -24,6 +24,7 @@ _COMMANDS = [
     ("slice_cmd", "slice_"),
     ("printers_cmd", "printers"),
     ("programs_cmd", "validate"),
+    ("programs_cmd", "export"),
     ("estimate_cmd", "estimate"),
     ("preview_cmd", "preview"),
     ("job_cmd", "job"),

@@ -1,0 +1,544 @@
+"""Fast fixed-point text: line templates rendered by a Numba kernel, and a Numba line tokenizer.
+
+Writing
+-------
+A *template* is one program line with numeric slots, e.g. ``"G1 X{x} Y{y} Z{z} F{f}"``. The
+dialect writers describe their output as a table of lines: the template of each line and up to
+:data:`MAX_SLOTS` integer values per line, already quantized (value x 10**decimals, rounded once
+in numpy). :func:`render` turns that table into bytes: integer digits through a two-digit
+lookup table, one preallocated buffer per call, no Python per line. Quantizing once makes the
+text exact and deterministic (no float formatting, no ``-0.000``).
+
+Reading
+-------
+:func:`tokenize` splits program bytes into records, one per non-blank, non-comment line: the
+keyword the line starts with (an index into the dialect's keyword list, 0 for a line of bare
+numbers, -2 for an unknown word), the numbers on the line with the letter written just before
+each (``X1.5`` has tag ``X``), and the 1-based line number. The dialect readers run a small
+Numba state machine over the records.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+MAX_SLOTS = 6          # numbers per line, writing and reading
+CODE_NUMBERS = 0       # a line of bare numbers (GWL point)
+CODE_UNKNOWN = -2      # a line starting with a word not in the dialect
+CODE_BAD = -3          # a number that does not parse
+
+_POW10 = np.array([10 ** i for i in range(19)], dtype=np.int64)
+_DIGITS2 = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint8).copy()
+_SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+# ----------------------------------------------------------------------------- templates
+@dataclass
+class Template:
+    """One compiled line template.
+
+    Attributes
+    ----------
+    text : str
+        The template as written in the dialect file.
+    pieces : list[str]
+        Literal text around the slots (``len(slots) + 1`` pieces).
+    slots : list[str]
+        Slot names in order of appearance.
+    tags : list[str]
+        The letter written just before each slot ('' when none), used by the readers.
+    keyword : str
+        What a line made from the template starts with: the whole text when it has no slot,
+        else its first word.
+    """
+
+    text: str
+    pieces: list
+    slots: list
+    tags: list
+    keyword: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Template":
+        pieces = _SLOT.split(text)
+        lits, slots = pieces[0::2], pieces[1::2]
+        if len(slots) > MAX_SLOTS:
+            raise ValueError(f"template {text!r} has more than {MAX_SLOTS} slots")
+        tags = [(p[-1] if p and p[-1].isalpha() else "") for p in lits[:-1]]
+        head = text.split("{", 1)[0]
+        keyword = text.strip() if not slots else (head.split()[0] if head.split() else "")
+        return cls(text, lits, slots, tags, keyword)
+
+    def format(self, **values) -> str:
+        """Python formatting for the few header lines (values already strings or numbers)."""
+        out = [self.pieces[0]]
+        for name, lit in zip(self.slots, self.pieces[1:]):
+            out.append(str(values[name]))
+            out.append(lit)
+        return "".join(out)
+
+
+class TemplateSet:
+    """Templates compiled into the arrays :func:`render` takes.
+
+    Parameters
+    ----------
+    templates : dict[str, str]
+        Name -> template text.
+    decimals : dict[str, int]
+        Slot name -> digits after the point (slots not listed get 0).
+    """
+
+    def __init__(self, templates: dict, decimals: dict) -> None:
+        self.names = list(templates)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.templates = {n: Template.parse(t) for n, t in templates.items()}
+        lit = bytearray()
+        ops = []
+        starts = [0]
+        bound = []
+        for n in self.names:
+            t = self.templates[n]
+            size = 1
+            for k, piece in enumerate(t.pieces):
+                b = piece.encode()
+                if b:
+                    ops.append((0, len(lit), len(lit) + len(b)))
+                    lit += b
+                    size += len(b)
+                if k < len(t.slots):
+                    ops.append((1, k, int(decimals.get(t.slots[k], 0))))
+                    size += 22
+            starts.append(len(ops))
+            bound.append(size)
+        self.ops = np.array(ops, dtype=np.int64).reshape(-1, 3)
+        self.op_start = np.array(starts, dtype=np.int64)
+        self.lit = np.frombuffer(bytes(lit) or b" ", dtype=np.uint8).copy()
+        self.bound = np.array(bound, dtype=np.int64)
+
+    def __getitem__(self, name: str) -> int:
+        return self.index[name]
+
+    def render(self, tpl: np.ndarray, vals: np.ndarray) -> bytes:
+        """Bytes of the lines ``tpl`` (template index per line) with quantized ``vals`` (n, MAX_SLOTS)."""
+        if len(tpl) == 0:
+            return b""
+        size = int(self.bound[tpl].sum())
+        out = np.empty(size, dtype=np.uint8)
+        n = _render(self.ops, self.op_start, self.lit, tpl.astype(np.int64, copy=False),
+                    np.ascontiguousarray(vals, dtype=np.int64), _POW10, _DIGITS2, out)
+        return out[:n].tobytes()
+
+
+_U = np.uint64
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _div_pow10(u, d):
+    """u // 10**d with constant divisors (a multiply, not a hardware division)."""
+    if d == 3:
+        return u // _U(1000)
+    if d == 4:
+        return u // _U(10000)
+    if d == 6:
+        return u // _U(1000000)
+    if d == 0:
+        return u
+    if d == 1:
+        return u // _U(10)
+    if d == 2:
+        return u // _U(100)
+    if d == 5:
+        return u // _U(100000)
+    if d == 7:
+        return u // _U(10000000)
+    if d == 8:
+        return u // _U(100000000)
+    return u // _U(1000000000)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _n_digits(u):
+    if u < _U(10):
+        return 1
+    if u < _U(100):
+        return 2
+    if u < _U(1000):
+        return 3
+    if u < _U(10000):
+        return 4
+    if u < _U(100000):
+        return 5
+    if u < _U(1000000):
+        return 6
+    if u < _U(10000000):
+        return 7
+    if u < _U(100000000):
+        return 8
+    n = 9
+    t = u // _U(1000000000)
+    while t > _U(0):
+        t = t // _U(10)
+        n += 1
+    return n
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _put_fixed(v, d, out, pos, pow10, digits2):
+    """Write integer ``v`` as a fixed-point number with ``d`` decimals at ``out[pos]``; returns the new end."""
+    if v < 0:
+        out[pos] = 45  # '-'
+        pos += 1
+        v = -v
+    u = _U(v)
+    ip = _div_pow10(u, d)
+    fp = u - ip * _U(pow10[d])
+    nd = _n_digits(ip)
+    q = pos + nd
+    while ip >= _U(100):
+        r = ip % _U(100)
+        ip = ip // _U(100)
+        q -= 2
+        out[q] = digits2[2 * r]
+        out[q + 1] = digits2[2 * r + 1]
+    if ip >= _U(10):
+        q -= 2
+        out[q] = digits2[2 * ip]
+        out[q + 1] = digits2[2 * ip + 1]
+    else:
+        q -= 1
+        out[q] = np.uint8(48 + ip)
+    pos += nd
+    if d > 0:
+        out[pos] = 46  # '.'
+        pos += 1
+        q = pos + d
+        k = d
+        while k >= 2:
+            r = fp % _U(100)
+            fp = fp // _U(100)
+            q -= 2
+            out[q] = digits2[2 * r]
+            out[q + 1] = digits2[2 * r + 1]
+            k -= 2
+        if k == 1:
+            q -= 1
+            out[q] = np.uint8(48 + fp % _U(10))
+        pos += d
+    return pos
+
+
+@njit(cache=True, error_model="numpy")
+def _render(ops, op_start, lit, tpl, vals, pow10, digits2, out):
+    pos = 0
+    for i in range(tpl.shape[0]):
+        t = tpl[i]
+        for k in range(op_start[t], op_start[t + 1]):
+            if ops[k, 0] == 0:
+                for j in range(ops[k, 1], ops[k, 2]):
+                    out[pos] = lit[j]
+                    pos += 1
+            else:
+                pos = _put_fixed(vals[i, ops[k, 1]], ops[k, 2], out, pos, pow10, digits2)
+        out[pos] = 10
+        pos += 1
+    return pos
+
+
+def quantize(a, decimals: int) -> np.ndarray:
+    """``a`` x 10**decimals rounded to int64 (half away from zero is not needed: rint is exact enough)."""
+    return np.rint(np.asarray(a, dtype=np.float64) * float(10 ** decimals)).astype(np.int64)
+
+
+def fmt(value: float, decimals: int) -> str:
+    """One number exactly as :func:`render` writes it (for the few header lines)."""
+    v = int(np.rint(value * 10 ** decimals))
+    s = "-" if v < 0 else ""
+    v = abs(v)
+    if decimals == 0:
+        return f"{s}{v}"
+    return f"{s}{v // 10 ** decimals}.{v % 10 ** decimals:0{decimals}d}"
+
+
+# ----------------------------------------------------------------------------- reading
+class Keywords:
+    """The words a dialect's lines start with, as arrays for :func:`tokenize` (codes from 1)."""
+
+    def __init__(self, words: list[str]) -> None:
+        uniq = []
+        for w in words:
+            if w and w not in uniq:
+                uniq.append(w)
+        self.words = uniq
+        self.code = {w: i + 1 for i, w in enumerate(uniq)}
+        blob = "".join(uniq).encode()
+        self.blob = np.frombuffer(blob or b" ", dtype=np.uint8).copy()
+        off = np.zeros(len(uniq) + 1, np.int64)
+        np.cumsum([len(w.encode()) for w in uniq], out=off[1:])
+        self.off = off
+        # longest first so 'G10' is tried before 'G1'
+        self.order = np.argsort([-len(w) for w in uniq], kind="stable").astype(np.int64)
+
+
+@njit(cache=True)
+def _is_space(c):
+    return c == 32 or c == 9 or c == 13
+
+
+@njit(cache=True)
+def _parse_number(buf, i, end):
+    """Parse a decimal number at buf[i]; returns (value, next index, ok)."""
+    neg = False
+    if buf[i] == 45 or buf[i] == 43:
+        neg = buf[i] == 45
+        i += 1
+    mant = 0.0
+    nd = 0
+    while i < end and 48 <= buf[i] <= 57:
+        mant = mant * 10.0 + (buf[i] - 48)
+        i += 1
+        nd += 1
+    scale = 0
+    if i < end and buf[i] == 46:
+        i += 1
+        while i < end and 48 <= buf[i] <= 57:
+            mant = mant * 10.0 + (buf[i] - 48)
+            i += 1
+            nd += 1
+            scale += 1
+    if nd == 0:
+        return 0.0, i, False
+    if i < end and (buf[i] == 101 or buf[i] == 69):  # exponent
+        j = i + 1
+        eneg = False
+        if j < end and (buf[j] == 45 or buf[j] == 43):
+            eneg = buf[j] == 45
+            j += 1
+        e = 0
+        ne = 0
+        while j < end and 48 <= buf[j] <= 57:
+            e = e * 10 + (buf[j] - 48)
+            j += 1
+            ne += 1
+        if ne > 0:
+            scale += -e if not eneg else e
+            i = j
+    if scale > 0:
+        v = mant / 10.0 ** scale
+    elif scale < 0:
+        v = mant * 10.0 ** (-scale)
+    else:
+        v = mant
+    # the number must end at a separator
+    if i < end and not (_is_space(buf[i]) or buf[i] == 44 or buf[i] == 59):
+        c = buf[i]
+        if not ((65 <= c <= 90) or (97 <= c <= 122)):
+            return 0.0, i, False
+    return (-v if neg else v), i, True
+
+
+@njit(cache=True)
+def tokenize(buf, comment, kw_blob, kw_off, kw_order, first_line,
+             codes, lines, nvals, vals, tags, starts, ends):
+    """Split ``buf`` (whole lines) into records; returns the number of records.
+
+    Parameters
+    ----------
+    buf : uint8 (n,)
+        Program bytes, ending at a line end (or the end of the file).
+    comment : uint8 (k,)
+        Bytes that start a comment (rest of the line ignored).
+    kw_blob, kw_off, kw_order
+        Keywords (see :class:`Keywords`).
+    first_line : int
+        Line number of the first line in ``buf``.
+    codes, lines, nvals, vals, tags, starts, ends
+        Output arrays with one row per line of ``buf`` at least: keyword code, line number,
+        count of numbers, numbers (R, MAX_SLOTS) float64, letter tag of each number (uint8),
+        byte range of the line in ``buf``.
+    """
+    n = buf.shape[0]
+    r = 0
+    i = 0
+    line = first_line
+    nkw = kw_order.shape[0]
+    while i < n:
+        # line bounds
+        e = i
+        while e < n and buf[e] != 10:
+            e += 1
+        nxt = e + 1
+        le = e
+        while le > i and _is_space(buf[le - 1]):
+            le -= 1
+        s = i
+        while s < le and _is_space(buf[s]):
+            s += 1
+        i = nxt
+        ln = line
+        line += 1
+        if s >= le:
+            continue
+        # keyword (checked before comments so that a keyword may begin with the comment mark)
+        code = CODE_UNKNOWN
+        kend = s
+        for oi in range(nkw):
+            k = kw_order[oi]
+            a = kw_off[k]
+            b = kw_off[k + 1]
+            L = b - a
+            if s + L > le:
+                continue
+            ok = True
+            for j in range(L):
+                if buf[s + j] != kw_blob[a + j]:
+                    ok = False
+                    break
+            if not ok:
+                continue
+            if s + L < le:
+                c = buf[s + L]
+                if not (_is_space(c) or c == 61 or c == 40):
+                    isc = False
+                    for q in range(comment.shape[0]):
+                        if c == comment[q]:
+                            isc = True
+                    if not isc:
+                        continue
+            code = k + 1
+            kend = s + L
+            break
+        if code == CODE_UNKNOWN:
+            c = buf[s]
+            isc = False
+            for q in range(comment.shape[0]):
+                if c == comment[q]:
+                    isc = True
+            if isc:
+                continue
+            if (48 <= c <= 57) or c == 45 or c == 43 or c == 46:
+                code = CODE_NUMBERS
+                kend = s
+        codes[r] = code
+        lines[r] = ln
+        starts[r] = s
+        ends[r] = le
+        nv = 0
+        if code != CODE_UNKNOWN:
+            j = kend
+            prev = 32
+            while j < le:
+                c = buf[j]
+                isc = False
+                for q in range(comment.shape[0]):
+                    if c == comment[q]:
+                        isc = True
+                if isc:
+                    break
+                if (48 <= c <= 57) or c == 45 or c == 43 or c == 46:
+                    if (48 <= prev <= 57) or prev == 46 or prev == 95 or prev == 36:
+                        # part of a word like $AO[0] or a name with digits: skip the char
+                        prev = c
+                        j += 1
+                        continue
+                    v, j2, ok = _parse_number(buf, j, le)
+                    if not ok:
+                        codes[r] = CODE_BAD
+                        break
+                    if nv < vals.shape[1]:
+                        vals[r, nv] = v
+                        t = 0
+                        if (65 <= prev <= 90) or (97 <= prev <= 122):
+                            t = prev & 0xDF  # upper case
+                            # a tag letter must itself start a word
+                            if j >= 2:
+                                pp = buf[j - 2]
+                                if not (_is_space(pp) or pp == 61 or pp == 44):
+                                    t = 0
+                        tags[r, nv] = t
+                    nv += 1
+                    prev = 48
+                    j = j2
+                    continue
+                prev = c
+                j += 1
+            if nv > vals.shape[1]:
+                codes[r] = CODE_BAD
+        nvals[r] = min(nv, vals.shape[1])
+        r += 1
+    return r
+
+
+class ChunkReader:
+    """Read a text file in whole-line chunks of about ``chunk_bytes`` and tokenize each.
+
+    Yields ``(records dict, buf)`` where records holds the arrays filled by :func:`tokenize`
+    trimmed to the records found.
+    """
+
+    def __init__(self, path, keywords: Keywords, comment: str, chunk_bytes: int = 1 << 23) -> None:
+        self.path = path
+        self.kw = keywords
+        self.comment = np.frombuffer(comment.encode() or b"\0", dtype=np.uint8).copy()
+        self.chunk_bytes = chunk_bytes
+
+    def __iter__(self):
+        line = 1
+        rest = b""
+        with open(self.path, "rb") as fh:
+            while True:
+                data = fh.read(self.chunk_bytes)
+                eof = not data
+                data = rest + data
+                if not data:
+                    break
+                if eof:
+                    cut = len(data)
+                else:
+                    cut = data.rfind(b"\n") + 1
+                    if cut == 0:
+                        rest = data
+                        continue
+                part, rest = data[:cut], data[cut:]
+                buf = np.frombuffer(part, dtype=np.uint8)
+                nl = int(np.count_nonzero(buf == 10)) + 1
+                rec = {
+                    "codes": np.empty(nl, np.int64), "lines": np.empty(nl, np.int64),
+                    "nvals": np.empty(nl, np.int64), "vals": np.zeros((nl, MAX_SLOTS)),
+                    "tags": np.zeros((nl, MAX_SLOTS), np.uint8),
+                    "starts": np.empty(nl, np.int64), "ends": np.empty(nl, np.int64),
+                }
+                r = tokenize(buf, self.comment, self.kw.blob, self.kw.off, self.kw.order, line,
+                             rec["codes"], rec["lines"], rec["nvals"], rec["vals"], rec["tags"],
+                             rec["starts"], rec["ends"])
+                line += nl - 1 if part.endswith(b"\n") else nl
+                yield {k: v[:r] for k, v in rec.items()}, part
+                if eof:
+                    break
+
+
+class StreamWriter:
+    """A binary file written as buffers fill; counts bytes."""
+
+    def __init__(self, path, buffer_bytes: int = 1 << 22) -> None:
+        self.fh = open(path, "wb", buffering=buffer_bytes)
+        self.n_bytes = 0
+
+    def write(self, data) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        self.fh.write(data)
+        self.n_bytes += len(data)
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,85 @@
+"""Aerotech A3200 AeroBasic for stage + galvo systems (Femtika-class).
+
+Per block: the stage moves (``RAPID X.. Y.. Z..`` on the profile's stage axes, laser off); per
+mark: a galvo jump (``RAPID A.. B.. Z..``), the profile's analog-output power command (only
+where the power changes), ``GALVO LASEROVERRIDE <axis> ON``, ``LINEAR A.. B.. Z.. F..`` to the
+following points, ``GALVO LASEROVERRIDE <axis> OFF``. Galvo axes are block-local; Z is the
+absolute z stage (it moves the focus inside the block). Units from the profile (mm, feed per s).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BioslicerError
+from . import _format as F
+from .dialects import block_runs, moves_from_arrays, program_origin_um, provenance_lines
+from .gcode import StepFormat, StepReader, emit_marks
+
+
+def _axes(printer):
+    p = printer.program
+    g, s, la = p["galvo_axes"], p["stage_axes"], p["laser_axis"]
+    if not (isinstance(g, list) and len(g) == 2 and isinstance(s, list) and len(s) == 3
+            and all(isinstance(a, str) and len(a) == 1 and a.isalpha() for a in g + s)):
+        raise BioslicerError(f"printer profile {printer.name}: 'program.galvo_axes' must be 2 axis letters and "
+                             "'program.stage_axes' 3 axis letters, e.g. [\"A\", \"B\"] and [\"X\", \"Y\", \"Z\"]")
+    return {"GX": g[0], "GY": g[1], "SX": s[0], "SY": s[1], "SZ": s[2], "LA": str(la)}
+
+
+def _format(printer, spec) -> StepFormat:
+    spec.check_printer(printer)
+    fmt = StepFormat(printer, spec, subst=_axes(printer))
+    if "laser_on" not in fmt.templates or "laser_off" not in fmt.templates:
+        raise BioslicerError("the aerobasic dialect needs laser_on and laser_off commands")
+    return fmt
+
+
+def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progress) -> list[Path]:
+    """Write ``<name>.pgm``; returns [path]."""
+    fmt = _format(printer, spec)
+    runs = block_runs(toolpath)
+    origin = program_origin_um(printer)
+    cm = spec.comment[0]
+    d = fmt.coord_decimals
+    s = fmt.scale_um
+    path = out_dir / f"{name}{spec.get('main_suffix', '.pgm')}"
+    with F.StreamWriter(path) as fh:
+        head = [f"{cm} {t}" for t in provenance_lines(toolpath, printer, provenance, "aerobasic")]
+        head += [fmt.cmd["units_mm"].format() if fmt.unit == "mm" else f"{cm} units um",
+                 fmt.cmd["absolute"].format(), fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
+        fh.write("\n".join(head) + "\n")
+        state = np.zeros(2, np.int64)
+        for done, (b, m0, m1) in enumerate(runs):
+            o = toolpath.blocks.origin_um[b]
+            stage = o + origin
+            fh.write(f"{cm} block {b}, marks {m0}..{m1 - 1}\n")
+            fh.write(fmt.cmd["stage_move"].format(x=F.fmt(stage[0] / s, d), y=F.fmt(stage[1] / s, d),
+                                                  z=F.fmt(stage[2] / s, d)) + "\n")
+            # galvo x, y relative to the block; z stage absolute
+            off = np.array([-o[0], -o[1], origin[2]])
+            fh.write(emit_marks(fmt, printer, toolpath, m0, m1, off, state))
+            progress(done + 1, len(runs), "writing AeroBasic")
+        fh.write(fmt.cmd["end"].format() + "\n")
+    return [path]
+
+
+def iter_moves(path, printer, spec):
+    """Yield :class:`Moves` chunks of an AeroBasic program."""
+    fmt = _format(printer, spec)
+    ax = _axes(printer)
+    rd = StepReader(fmt, spec, stage_letters=(ax["SX"], ax["SY"], ax["SZ"]))
+    files = [str(path)]
+    s = fmt.scale_um
+    for n, o, problems in rd.iter_raw(path, 0):
+        lx, ly, z = o["mx"] * s, o["my"] * s, o["mz"] * s
+        sx, sy = o["sx"] * s, o["sy"] * s
+        bz = o["sz"] * s  # z stage at the block's stage move
+        mv = moves_from_arrays(
+            n, 0, files, x=sx + lx, y=sy + ly, z=z, sx=sx, sy=sy, sz=z, lx=lx, ly=ly, lz=z - bz,
+            power_mw=printer.power_from_program(o["pw"]), speed_um_s=o["sp"] * s / fmt.feed_s,
+            laser_on=o["on"], jump=o["jmp"], block=o["blk"], line=o["ln"], power_line=o["pln"])
+        mv.problems = problems
+        yield mv

@@ -1,0 +1,244 @@
+"""Dialect definitions (``gcode/*.toml``), the parsed-back :class:`Moves`, and shared helpers.
+
+A dialect is a TOML file in ``gcode/`` (command words, comment mark, units, number format,
+chunk sizes, file names) plus a module in :mod:`bioslicer.programs` with ``write`` and
+``iter_moves``; :data:`bioslicer.programs.DIALECTS` maps the name to both.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .._data import data_dir
+from ..errors import BioslicerError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class DialectSpec:
+    """One ``gcode/<name>.toml`` file: plain attributes read from the TOML.
+
+    Attributes
+    ----------
+    name, description : str
+    extensions : list[str]
+        File extensions that identify the dialect's main file.
+    comment : str
+        Characters that start a comment ('' when the dialect is binary).
+    commands : dict[str, str]
+        Line templates by role (see each dialect module for the roles it uses).
+    decimals : dict[str, int]
+        Digits after the point for non-coordinate numbers (power, speed, feed, ...).
+    raw : dict
+        The whole TOML document for dialect-specific keys.
+    """
+
+    def __init__(self, doc: dict, source: str) -> None:
+        self.raw = doc
+        self.source = source
+        self.name = doc["name"]
+        self.description = doc.get("description", "")
+        self.extensions = list(doc.get("extensions", []))
+        self.comment = doc.get("comment", "")
+        self.commands = dict(doc.get("commands", {}))
+        self.decimals = {k: int(v) for k, v in doc.get("decimals", {}).items()}
+        self.required_program_keys = list(doc.get("required_program_keys", []))
+
+    def get(self, key, default=None):
+        return self.raw.get(key, default)
+
+    def check_printer(self, printer) -> None:
+        """Refuse a printer profile that lacks a [program] key this dialect needs."""
+        for key in self.required_program_keys:
+            if key not in printer.program:
+                raise BioslicerError(
+                    f"printer profile {printer.source or printer.name}: missing key 'program.{key}' "
+                    f"needed by the {self.name} dialect; add it to the [program] table")
+
+
+_SPECS: dict[str, DialectSpec] = {}
+
+
+def load_spec(name: str) -> DialectSpec:
+    """The dialect definition ``gcode/<name>.toml`` (cached)."""
+    if name not in _SPECS:
+        path = data_dir("gcode") / f"{name}.toml"
+        if not path.is_file():
+            raise BioslicerError(f"no dialect definition gcode/{name}.toml; add one or pick a known dialect")
+        _SPECS[name] = DialectSpec(tomllib.loads(path.read_text(encoding="utf-8")), path.name)
+    return _SPECS[name]
+
+
+# ----------------------------------------------------------------------------- moves
+_MOVE_FIELDS = {
+    "x": np.float64, "y": np.float64, "z": np.float64,
+    "sx": np.float64, "sy": np.float64, "sz": np.float64,
+    "lx": np.float64, "ly": np.float64, "lz": np.float64,
+    "power_mw": np.float64, "speed_um_s": np.float64, "accel_um_s2": np.float64,
+    "laser_on": np.bool_, "jump": np.bool_,
+    "block": np.int32, "file": np.int32, "line": np.int64, "power_line": np.int64,
+}
+
+
+@dataclass
+class Moves:
+    """A program parsed back: one row per move, struct of arrays.
+
+    Each row is a move *to* a point. Attributes (all (n,) arrays, lengths in µm):
+
+    x, y, z
+        Where the focus is in machine coordinates (stage + galvo/fine axes).
+    sx, sy, sz
+        Stage position during the move (for stage-scanning G-code: the axes themselves).
+    lx, ly, lz
+        Galvo / fine-axis coordinates relative to the block's stage position (G-code: relative
+        to the profile's ``origin_um``), what the field and fine z range limit.
+    power_mw
+        Laser power in effect during the move, mW.
+    speed_um_s
+        Programmed speed of the move, µm/s (0 when the program gives none, e.g. jumps).
+    accel_um_s2
+        Acceleration at the move where the dialect samples time (waveforms), else NaN.
+    laser_on
+        Laser state during the move.
+    jump
+        True for a positioning move (the program's jump command, or the first point of a list).
+    block
+        Block (stage position) index, counted in program order.
+    file, line
+        Index into ``files`` and 1-based line (sample index for waveforms, flat voxel index for
+        volumes) of the move.
+    power_line
+        Line that set the power in effect (same as ``line`` where power is per point).
+    files : list[str]
+        Paths of the files the moves come from.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    sx: np.ndarray
+    sy: np.ndarray
+    sz: np.ndarray
+    lx: np.ndarray
+    ly: np.ndarray
+    lz: np.ndarray
+    power_mw: np.ndarray
+    speed_um_s: np.ndarray
+    accel_um_s2: np.ndarray
+    laser_on: np.ndarray
+    jump: np.ndarray
+    block: np.ndarray
+    file: np.ndarray
+    line: np.ndarray
+    power_line: np.ndarray
+    files: list = field(default_factory=list)
+    # parse problems found while reading: (file index, line, message)
+    problems: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name, dt in _MOVE_FIELDS.items():
+            setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=dt))
+
+    def __len__(self) -> int:
+        return int(len(self.x))
+
+    @classmethod
+    def empty(cls, files=None) -> "Moves":
+        return cls(**{k: np.zeros(0, dt) for k, dt in _MOVE_FIELDS.items()}, files=list(files or []))
+
+    @classmethod
+    def concat(cls, parts: list["Moves"], files: list) -> "Moves":
+        if not parts:
+            return cls.empty(files)
+        out = cls(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in _MOVE_FIELDS},
+                  files=list(files))
+        out.problems = [pr for p in parts for pr in p.problems]
+        return out
+
+    def points(self) -> np.ndarray:
+        """(n, 3) machine coordinates, µm."""
+        return np.column_stack([self.x, self.y, self.z])
+
+
+def moves_from_arrays(n, fidx, files, **arrs) -> Moves:
+    """Build :class:`Moves` from kernel outputs trimmed to ``n`` rows."""
+    out = {}
+    for k, dt in _MOVE_FIELDS.items():
+        if k in arrs:
+            out[k] = arrs[k][:n]
+        elif k == "file":
+            out[k] = np.full(n, fidx, np.int32)
+        elif k == "accel_um_s2":
+            out[k] = np.full(n, np.nan)
+        else:
+            raise KeyError(k)
+    return Moves(**out, files=files)
+
+
+# ----------------------------------------------------------------------------- helpers
+def block_runs(toolpath) -> list[tuple[int, int, int]]:
+    """(block, first mark, end mark) for each block of a stitched toolpath, in order."""
+    if toolpath.blocks is None or (toolpath.n_marks and toolpath.mark_block.min() < 0):
+        raise BioslicerError("the toolpath is not stitched into blocks; stitch it before writing a program")
+    if toolpath.n_marks == 0:
+        return []
+    mb = toolpath.mark_block
+    if mb.max() >= len(toolpath.blocks):
+        raise BioslicerError("the toolpath refers to a block that its block table does not have; stitch it again")
+    cut = np.flatnonzero(np.diff(mb)) + 1
+    bounds = np.concatenate([[0], cut, [len(mb)]]).astype(np.int64)
+    runs = [(int(mb[a]), int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    seen = [r[0] for r in runs]
+    if len(set(seen)) != len(seen):
+        raise BioslicerError("the toolpath's marks are not grouped by block; order them by block before writing")
+    return runs
+
+
+def mark_chunks(mark_start: np.ndarray, m0: int, m1: int, max_points: int = 1 << 18):
+    """Split marks [m0, m1) into runs of at most ``max_points`` points (at least one mark each)."""
+    a = m0
+    while a < m1:
+        limit = mark_start[a] + max_points
+        b = int(np.searchsorted(mark_start, limit, side="right")) - 1
+        b = min(max(b, a + 1), m1)
+        yield a, b
+        a = b
+
+
+def program_origin_um(printer) -> np.ndarray:
+    """The profile's ``program.origin_um`` (where part (0, 0, 0) sits in machine coordinates)."""
+    o = printer.program.get("origin_um", [0.0, 0.0, 0.0])
+    try:
+        o = np.asarray(o, dtype=np.float64).reshape(3)
+    except (TypeError, ValueError):
+        raise BioslicerError(
+            f"printer profile {printer.source or printer.name}: key 'program.origin_um' must be [x, y, z] in µm") from None
+    return o
+
+
+def provenance_lines(toolpath, printer, provenance: dict | None, dialect: str) -> list[str]:
+    """Deterministic provenance text (no clock): software, printer, toolpath size, caller's keys."""
+    lines = [
+        f"written by bioslicer {__version__}, dialect {dialect}",
+        f"printer {printer.name} (profile sha256 {printer.sha256()[:16]})",
+        f"toolpath {toolpath.n_marks} marks, {toolpath.n_points} points, {toolpath.n_layers} layers, "
+        f"{0 if toolpath.blocks is None else len(toolpath.blocks)} blocks",
+        "units: um, um/s; power in the printer's power unit",
+    ]
+    for k in sorted(provenance or {}):
+        v = str(provenance[k]).replace("\n", " ").replace("\r", " ")
+        lines.append(f"{k}: {v}")
+    return lines
+
+
+def power_limit_program(printer) -> float:
+    return float(printer.power_to_program(printer.max_power_mw))

@@ -1,0 +1,351 @@
+"""RS-274 G-code for stage-scanning setups, and the move/laser machinery shared with AeroBasic.
+
+Each mark: a jump (``G0``) to its first point with the laser off, the profile's power command
+(``M3 S{power}`` turns the laser on at that power, or an analog-output line followed by the
+profile's ``laser_on_command``), ``G1`` moves with feed to the following points (a new power
+command before a point whose power differs: step dialects write the power of the segment
+ending at each point), and the profile's ``laser_off_command``. Coordinates are absolute machine
+coordinates in the profile's unit: part coordinates plus ``program.origin_um``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from ..errors import BioslicerError
+from . import _format as F
+from .dialects import block_runs, mark_chunks, moves_from_arrays, program_origin_um, provenance_lines
+
+# ----------------------------------------------------------------------------- writing (shared)
+_J, _M, _P, _ON, _OFF = range(5)
+
+
+@njit(cache=True)
+def _emit_step(q, qp, ms, qf, T, has_on, state, fill, out_tpl, out_vals):
+    """Lines for a run of marks: jump, power (+ laser on), marks, laser off. Returns the count.
+
+    q (N, 3) quantized move coordinates; qp (N,) quantized power; ms (M+1,) mark starts;
+    qf (M,) quantized feed; T template ids [jump, mark, power, laser_on (-1: none), laser_off];
+    state int64 [power, has_power] carried between runs (only used when has_on).
+    """
+    n = 0
+    for m in range(ms.shape[0] - 1):
+        s = ms[m]
+        e = ms[m + 1]
+        if fill:
+            out_tpl[n] = T[0]
+            out_vals[n, 0] = q[s, 0]
+            out_vals[n, 1] = q[s, 1]
+            out_vals[n, 2] = q[s, 2]
+        n += 1
+        cur = qp[s + 1]
+        if (not has_on) or state[1] == 0 or state[0] != cur:
+            if fill:
+                out_tpl[n] = T[2]
+                out_vals[n, 0] = cur
+            n += 1
+        state[0] = cur
+        state[1] = 1
+        if has_on:
+            if fill:
+                out_tpl[n] = T[3]
+            n += 1
+        for i in range(s + 1, e):
+            if qp[i] != cur:
+                cur = qp[i]
+                if fill:
+                    out_tpl[n] = T[2]
+                    out_vals[n, 0] = cur
+                n += 1
+                state[0] = cur
+            if fill:
+                out_tpl[n] = T[1]
+                out_vals[n, 0] = q[i, 0]
+                out_vals[n, 1] = q[i, 1]
+                out_vals[n, 2] = q[i, 2]
+                out_vals[n, 3] = qf[m]
+            n += 1
+        if fill:
+            out_tpl[n] = T[4]
+        n += 1
+    return n
+
+
+class StepFormat:
+    """Units, number format and templates of a step dialect (G-code, AeroBasic) for one printer.
+
+    Attributes
+    ----------
+    scale_um : float
+        µm per program length unit.
+    feed_s : float
+        Seconds per feed time unit (60 for mm/min).
+    coord_decimals, power_decimals, feed_decimals : int
+    templates : dict[str, str]
+        Role -> template text, profile commands included ('power', 'laser_on', 'laser_off').
+    """
+
+    def __init__(self, printer, spec, subst: dict | None = None) -> None:
+        spec.check_printer(printer)
+        prog = printer.program
+        units = spec.get("units", {})
+        unit = prog.get("unit", "mm")
+        if unit not in units:
+            raise BioslicerError(f"printer profile {printer.name}: 'program.unit' must be one of "
+                                 f"{', '.join(units)} for the {spec.name} dialect, got {unit!r}")
+        self.unit = unit
+        self.scale_um = float(units[unit])
+        feeds = spec.get("feed_per", {"s": 1.0})
+        fp = prog.get("feed_per", spec.get("default_feed_per", "s"))
+        if fp not in feeds:
+            raise BioslicerError(f"printer profile {printer.name}: 'program.feed_per' must be one of "
+                                 f"{', '.join(feeds)}, got {fp!r}")
+        self.feed_s = float(feeds[fp])
+        extra = int(round(math.log10(self.scale_um))) if spec.get("decimals_refer_to") == "um" else 0
+        self.coord_decimals = printer.decimals + extra
+        self.power_decimals = spec.decimals.get("power", 3)
+        self.feed_decimals = spec.decimals.get("feed", 3)
+        t = dict(spec.commands)
+        for k, v in (subst or {}).items():
+            t = {r: s.replace("{" + k + "}", v) for r, s in t.items()}
+        for role, key in (("power", "power_command"), ("laser_on", "laser_on_command"),
+                          ("laser_off", "laser_off_command")):
+            if key in prog:
+                t[role] = str(prog[key])
+        if "power" not in t or len(F.Template.parse(t["power"]).slots) != 1:
+            raise BioslicerError(f"printer profile {printer.name}: 'program.power_command' must be a template "
+                                 "with one {...} slot for the power, e.g. \"M3 S{power}\"")
+        self.power_slot = F.Template.parse(t["power"]).slots[0]
+        for role in ("laser_on", "laser_off"):
+            if role in t and F.Template.parse(t[role]).slots:
+                raise BioslicerError(f"printer profile {printer.name}: the {role} command must not have a slot")
+        self.templates = t
+        self.cmd = {k: F.Template.parse(v) for k, v in t.items()}
+        dec = {"x": self.coord_decimals, "y": self.coord_decimals, "z": self.coord_decimals,
+               "f": self.feed_decimals, self.power_slot: self.power_decimals}
+        self.ts = F.TemplateSet(t, dec)
+
+    def ids(self) -> np.ndarray:
+        return np.array([self.ts["jump"], self.ts["mark"], self.ts["power"],
+                         self.ts["laser_on"] if "laser_on" in self.templates else -1,
+                         self.ts["laser_off"]], dtype=np.int64)
+
+
+def emit_marks(fmt: StepFormat, printer, toolpath, m0, m1, offset_um, state) -> bytes:
+    """Text for marks [m0, m1): points + ``offset_um`` (3,) in the program unit, streamed in runs."""
+    T = fmt.ids()
+    has_on = T[3] >= 0
+    parts = []
+    for a, c in mark_chunks(toolpath.mark_start, m0, m1):
+        p0, p1 = int(toolpath.mark_start[a]), int(toolpath.mark_start[c])
+        ms = toolpath.mark_start[a:c + 1] - p0
+        q = np.empty((p1 - p0, 3), np.int64)
+        for k, arr in enumerate((toolpath.x_um, toolpath.y_um, toolpath.z_um)):
+            q[:, k] = F.quantize((arr[p0:p1] + offset_um[k]) / fmt.scale_um, fmt.coord_decimals)
+        qp = F.quantize(printer.power_to_program(toolpath.power_mw[p0:p1]), fmt.power_decimals)
+        qf = F.quantize(toolpath.mark_speed_um_s[a:c] / fmt.scale_um * fmt.feed_s, fmt.feed_decimals)
+        st0 = state.copy()
+        n = _emit_step(q, qp, ms, qf, T, has_on, state, False,
+                       np.zeros(0, np.int64), np.zeros((0, F.MAX_SLOTS), np.int64))
+        tpl = np.empty(n, np.int64)
+        vals = np.empty((n, F.MAX_SLOTS), np.int64)
+        state[:] = st0
+        _emit_step(q, qp, ms, qf, T, has_on, state, True, tpl, vals)
+        parts.append(fmt.ts.render(tpl, vals))
+    return b"".join(parts)
+
+
+# ----------------------------------------------------------------------------- reading (shared)
+_ERR = {2: "unknown command (not in the dialect definition or the printer's commands)",
+        3: "malformed number",
+        4: "a move needs at least one axis value",
+        5: "the power command needs a number",
+        6: "the stage moves with the laser on; switch the laser off first"}
+
+
+@njit(cache=True)
+def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
+               mx, my, mz, sx, sy, sz, pw, sp, on, jmp, blk, ln, pln, err_line, err_kind):
+    """State machine over step-dialect records.
+
+    K keyword codes [jump, mark, power, laser_on, laser_off]; mtag (3,) axis letters of moves,
+    stag (3,) stage axis letters (0: none), ftag feed letter; st float64 state
+    [x, y, z, sx, sy, sz, power, laser, feed, power_line, block, block_started].
+    """
+    n = 0
+    ne = 0
+    for r in range(codes.shape[0]):
+        c = codes[r]
+        if c == -2 or c == -3:
+            if ne < err_line.shape[0]:
+                err_line[ne] = lines[r]
+                err_kind[ne] = 2 if c == -2 else 3
+            ne += 1
+            continue
+        if c <= 0:
+            continue
+        if c == K[0] or c == K[1]:
+            stage = False
+            if c == K[0]:
+                for k in range(nvals[r]):
+                    if tags[r, k] != 0 and (tags[r, k] == stag[0] or tags[r, k] == stag[1]):
+                        stage = True
+            if stage:
+                for k in range(nvals[r]):
+                    for a in range(3):
+                        if tags[r, k] == stag[a]:
+                            st[3 + a] = vals[r, k]
+                if st[11] > 0:
+                    st[10] += 1
+                st[11] = 1
+                if st[7] > 0:
+                    if ne < err_line.shape[0]:
+                        err_line[ne] = lines[r]
+                        err_kind[ne] = 6
+                    ne += 1
+                continue
+            got = 0
+            feed = -1.0
+            for k in range(nvals[r]):
+                t = tags[r, k]
+                for a in range(3):
+                    if t == mtag[a]:
+                        st[a] = vals[r, k]
+                        got += 1
+                if t == ftag:
+                    feed = vals[r, k]
+            if got == 0:
+                if ne < err_line.shape[0]:
+                    err_line[ne] = lines[r]
+                    err_kind[ne] = 4
+                ne += 1
+                continue
+            if c == K[1]:
+                if feed >= 0:
+                    st[8] = feed
+                sp[n] = st[8]
+                jmp[n] = False
+            else:
+                sp[n] = feed if feed >= 0 else 0.0
+                jmp[n] = True
+            mx[n] = st[0]
+            my[n] = st[1]
+            mz[n] = st[2]
+            sx[n] = st[3]
+            sy[n] = st[4]
+            sz[n] = st[5]
+            pw[n] = st[6]
+            on[n] = st[7] > 0
+            blk[n] = np.int32(st[10])
+            ln[n] = lines[r]
+            pln[n] = np.int64(st[9])
+            n += 1
+        elif c == K[2]:
+            if nvals[r] < 1:
+                if ne < err_line.shape[0]:
+                    err_line[ne] = lines[r]
+                    err_kind[ne] = 5
+                ne += 1
+                continue
+            st[6] = vals[r, 0]
+            st[9] = lines[r]
+            if not has_on:
+                st[7] = 1
+        elif c == K[3]:
+            st[7] = 1
+        elif c == K[4]:
+            st[7] = 0
+    return n, ne
+
+
+def _tag(s: str) -> int:
+    return ord(s.upper()) if s else 0
+
+
+class StepReader:
+    """Read a step-dialect file into :class:`Moves` chunks (program units -> µm by ``finish``)."""
+
+    def __init__(self, fmt: StepFormat, spec, stage_letters=("", "", "")) -> None:
+        self.fmt = fmt
+        cmd = fmt.cmd
+        self.kw = F.Keywords([t.keyword for t in cmd.values()])
+        roles = ("jump", "mark", "power", "laser_on", "laser_off")
+        self.K = np.array([self.kw.code.get(cmd[r].keyword, -99) if r in cmd else -99 for r in roles], np.int64)
+        if self.K[0] == self.K[1]:
+            raise BioslicerError(f"dialect {spec.name}: jump and mark commands must start with different words")
+        self.has_on = "laser_on" in cmd
+        mt = cmd["mark"]
+        tag_of = dict(zip(mt.slots, mt.tags))
+        self.mtag = np.array([_tag(tag_of.get(a, "")) for a in ("x", "y", "z")], np.int64)
+        self.ftag = _tag(tag_of.get("f", ""))
+        self.stag = np.array([_tag(s) for s in stage_letters], np.int64)
+        self.comment = spec.comment
+
+    def iter_raw(self, path, fidx):
+        st = np.zeros(12)
+        st[9] = -1
+        for rec, _ in F.ChunkReader(path, self.kw, self.comment):
+            R = len(rec["codes"])
+            o = {k: np.empty(R) for k in ("mx", "my", "mz", "sx", "sy", "sz", "pw", "sp")}
+            on, jmp = np.empty(R, np.bool_), np.empty(R, np.bool_)
+            blk, ln, pln = np.empty(R, np.int32), np.empty(R, np.int64), np.empty(R, np.int64)
+            el, ek = np.empty(32, np.int64), np.empty(32, np.int64)
+            n, ne = _read_step(rec["codes"], rec["lines"], rec["nvals"], rec["vals"], rec["tags"], self.K,
+                               self.has_on, self.mtag, self.stag, self.ftag, st, o["mx"], o["my"], o["mz"],
+                               o["sx"], o["sy"], o["sz"], o["pw"], o["sp"], on, jmp, blk, ln, pln, el, ek)
+            o = {k: v[:n] for k, v in o.items()}
+            o.update(on=on[:n], jmp=jmp[:n], blk=blk[:n], ln=ln[:n], pln=pln[:n])
+            problems = [(fidx, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
+            yield n, o, problems
+
+
+# ----------------------------------------------------------------------------- G-code
+def _format(printer, spec) -> StepFormat:
+    return StepFormat(printer, spec)
+
+
+def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progress) -> list[Path]:
+    """Write ``<name>.gcode``; returns [path]."""
+    fmt = _format(printer, spec)
+    runs = block_runs(toolpath)
+    origin = program_origin_um(printer)
+    cm = spec.comment[0]
+    path = out_dir / f"{name}{spec.get('main_suffix', '.gcode')}"
+    uc = spec.get("unit_commands", {}).get(fmt.unit)
+    with F.StreamWriter(path) as fh:
+        head = [f"{cm} {t}" for t in provenance_lines(toolpath, printer, provenance, "gcode")]
+        head.append(f"{cm} origin_um {origin[0]:g} {origin[1]:g} {origin[2]:g}; unit {fmt.unit}; "
+                    f"feed per {printer.program.get('feed_per')}")
+        if uc:
+            head.append(uc)
+        head.append(fmt.cmd["absolute"].format())
+        head.append(fmt.cmd["laser_off"].format())
+        fh.write("\n".join(head) + "\n")
+        state = np.zeros(2, np.int64)
+        for done, (b, m0, m1) in enumerate(runs):
+            fh.write(f"{cm} block {b}, marks {m0}..{m1 - 1}\n")
+            fh.write(emit_marks(fmt, printer, toolpath, m0, m1, origin, state))
+            progress(done + 1, len(runs), "writing G-code")
+        fh.write(fmt.cmd["end"].format() + "\n")
+    return [path]
+
+
+def iter_moves(path, printer, spec):
+    """Yield :class:`Moves` chunks of a G-code program."""
+    fmt = _format(printer, spec)
+    rd = StepReader(fmt, spec)
+    origin = program_origin_um(printer)
+    files = [str(path)]
+    s = fmt.scale_um
+    for n, o, problems in rd.iter_raw(path, 0):
+        x, y, z = o["mx"] * s, o["my"] * s, o["mz"] * s
+        mv = moves_from_arrays(
+            n, 0, files, x=x, y=y, z=z, sx=x, sy=y, sz=z, lx=x - origin[0], ly=y - origin[1], lz=z - origin[2],
+            power_mw=printer.power_from_program(o["pw"]), speed_um_s=o["sp"] * s / fmt.feed_s,
+            laser_on=o["on"], jump=o["jmp"], block=o["blk"], line=o["ln"], power_line=o["pln"])
+        mv.problems = problems
+        yield mv
