@@ -1,0 +1,296 @@
+"""Numba kernels from spans to marks: segments, serpentine order, subdivision, sampling.
+
+Every kernel takes and returns plain arrays; the Python around them (``bioslicer.strategies``,
+``bioslicer.exposure``) validates and allocates. Kernels that produce a variable amount of
+output come in two passes: count, then fill into preallocated arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+# ----------------------------------------------------------------------------- spans -> segments
+@njit(cache=True, parallel=True)
+def count_kept_spans(layer_row_start, row_span_start, span_u0, span_u1, keep_row, min_len_um, out_count):
+    """Count, per layer, spans at least ``min_len_um`` long on rows with ``keep_row`` set.
+
+    Parameters
+    ----------
+    layer_row_start : (L+1,) int64
+    row_span_start : (R+1,) int64
+    span_u0, span_u1 : (S,) float64, µm
+    keep_row : (R,) bool
+    min_len_um : float
+    out_count : (L,) int64, filled
+    """
+    n_layers = len(layer_row_start) - 1
+    for k in prange(n_layers):
+        c = 0
+        for r in range(layer_row_start[k], layer_row_start[k + 1]):
+            if not keep_row[r]:
+                continue
+            for s in range(row_span_start[r], row_span_start[r + 1]):
+                if span_u1[s] - span_u0[s] >= min_len_um:
+                    c += 1
+        out_count[k] = c
+
+
+@njit(cache=True, parallel=True)
+def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l,
+                       min_len_um, serpentine, layer_offset, x, y, z):
+    """Write the kept spans of each layer as 2-point marks in part coordinates, in scan order.
+
+    Rows are taken in increasing v; with ``serpentine`` every second written row of a layer
+    runs backwards (spans in reverse order, end points swapped).
+
+    Parameters
+    ----------
+    cos_l, sin_l : (L,) float64
+        cos and sin of each layer's row angle; x = u cos - v sin, y = u sin + v cos.
+    z_l : (L,) float64
+        Height of each layer, µm.
+    layer_offset : (L+1,) int64
+        Output mark index of each layer's first segment (prefix sum of the counts).
+    x, y, z : (2M,) float64, filled: start and end point of mark m at 2m and 2m+1, µm
+    """
+    n_layers = len(layer_row_start) - 1
+    for k in prange(n_layers):
+        o = 2 * layer_offset[k]
+        c = cos_l[k]
+        sn = sin_l[k]
+        zk = z_l[k]
+        parity = 0
+        for r in range(layer_row_start[k], layer_row_start[k + 1]):
+            if not keep_row[r]:
+                continue
+            a = row_span_start[r]
+            b = row_span_start[r + 1]
+            v = row_v[r]
+            wrote = False
+            rev = serpentine and (parity % 2 == 1)
+            for i in range(b - a):
+                s = b - 1 - i if rev else a + i
+                ua = span_u0[s]
+                ub = span_u1[s]
+                if ub - ua < min_len_um:
+                    continue
+                if rev:
+                    ua, ub = ub, ua
+                x[o] = ua * c - v * sn
+                y[o] = ua * sn + v * c
+                z[o] = zk
+                x[o + 1] = ub * c - v * sn
+                y[o + 1] = ub * sn + v * c
+                z[o + 1] = zk
+                o += 2
+                wrote = True
+            if wrote:
+                parity += 1
+
+
+# ----------------------------------------------------------------------------- merging
+@njit(cache=True, parallel=True)
+def scatter_marks(src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, dst_y, dst_z):
+    """Copy the points of every source mark m to destination mark ``dest_mark[m]``.
+
+    Parameters
+    ----------
+    src_x, src_y, src_z : (N,) float64
+    src_start : (M+1,) int64
+    dest_mark : (M,) int64
+    dst_start : (M'+1,) int64, the destination layout (already sized)
+    dst_x, dst_y, dst_z : (N',) float64, filled
+    """
+    for m in prange(len(dest_mark)):
+        d = dst_start[dest_mark[m]]
+        for p in range(src_start[m], src_start[m + 1]):
+            dst_x[d] = src_x[p]
+            dst_y[d] = src_y[p]
+            dst_z[d] = src_z[p]
+            d += 1
+
+
+@njit(cache=True, parallel=True)
+def mark_lengths(x, y, z, mark_start, out):
+    """Polyline length of every mark, µm, into ``out`` (M,)."""
+    for m in prange(len(mark_start) - 1):
+        t = 0.0
+        for p in range(mark_start[m], mark_start[m + 1] - 1):
+            dx = x[p + 1] - x[p]
+            dy = y[p + 1] - y[p]
+            dz = z[p + 1] - z[p]
+            t += math.sqrt(dx * dx + dy * dy + dz * dz)
+        out[m] = t
+
+
+# ----------------------------------------------------------------------------- subdivision
+@njit(cache=True)
+def count_subdivided(x, y, z, mark_start, point_distance_um, out_count):
+    """Points per mark after splitting every step into pieces at most ``point_distance_um``.
+
+    out_count : (M,) int64, filled with the new number of points of each mark.
+    """
+    m = len(mark_start) - 1
+    for i in range(m):
+        c = 1
+        for p in range(mark_start[i], mark_start[i + 1] - 1):
+            d = math.sqrt((x[p + 1] - x[p]) ** 2 + (y[p + 1] - y[p]) ** 2 + (z[p + 1] - z[p]) ** 2)
+            n = int(math.ceil(d / point_distance_um))
+            c += n if n > 1 else 1
+        out_count[i] = c
+
+
+@njit(cache=True, parallel=True)
+def fill_subdivided(x, y, z, mark_start, point_distance_um, new_start, nx, ny, nz):
+    """Write the subdivided points (see :func:`count_subdivided`); ``new_start`` is (M+1,)."""
+    m = len(mark_start) - 1
+    for i in prange(m):
+        o = new_start[i]
+        for p in range(mark_start[i], mark_start[i + 1] - 1):
+            dx = x[p + 1] - x[p]
+            dy = y[p + 1] - y[p]
+            dz = z[p + 1] - z[p]
+            d = math.sqrt(dx * dx + dy * dy + dz * dz)
+            n = int(math.ceil(d / point_distance_um))
+            if n < 1:
+                n = 1
+            for j in range(n):
+                t = j / n
+                nx[o] = x[p] + t * dx
+                ny[o] = y[p] + t * dy
+                nz[o] = z[p] + t * dz
+                o += 1
+        last = mark_start[i + 1] - 1
+        nx[o] = x[last]
+        ny[o] = y[last]
+        nz[o] = z[last]
+
+
+# ----------------------------------------------------------------------------- volume sampling
+@njit(cache=True, parallel=True)
+def sample_volume(vol, origin_um, voxel_um, x, y, z, out):
+    """Trilinear interpolation of ``vol[z, y, x]`` at points, clamped to the edge voxels.
+
+    Voxel (i, j, k) centre sits at ``origin_um + (k, j, i) * voxel_um`` (x, y, z order).
+
+    Parameters
+    ----------
+    vol : (nz, ny, nx) float64
+    origin_um, voxel_um : (3,) float64, x y z
+    x, y, z : (N,) float64, µm
+    out : (N,) float64, filled
+    """
+    nzv, nyv, nxv = vol.shape
+    for p in prange(len(x)):
+        fx = (x[p] - origin_um[0]) / voxel_um[0]
+        fy = (y[p] - origin_um[1]) / voxel_um[1]
+        fz = (z[p] - origin_um[2]) / voxel_um[2]
+        fx = min(max(fx, 0.0), nxv - 1.0)
+        fy = min(max(fy, 0.0), nyv - 1.0)
+        fz = min(max(fz, 0.0), nzv - 1.0)
+        ix = min(int(fx), max(nxv - 2, 0))
+        iy = min(int(fy), max(nyv - 2, 0))
+        iz = min(int(fz), max(nzv - 2, 0))
+        tx = fx - ix
+        ty = fy - iy
+        tz = fz - iz
+        ix1 = min(ix + 1, nxv - 1)
+        iy1 = min(iy + 1, nyv - 1)
+        iz1 = min(iz + 1, nzv - 1)
+        c00 = vol[iz, iy, ix] * (1 - tx) + vol[iz, iy, ix1] * tx
+        c01 = vol[iz, iy1, ix] * (1 - tx) + vol[iz, iy1, ix1] * tx
+        c10 = vol[iz1, iy, ix] * (1 - tx) + vol[iz1, iy, ix1] * tx
+        c11 = vol[iz1, iy1, ix] * (1 - tx) + vol[iz1, iy1, ix1] * tx
+        c0 = c00 * (1 - ty) + c01 * ty
+        c1 = c10 * (1 - ty) + c11 * ty
+        out[p] = c0 * (1 - tz) + c1 * tz
+
+
+# ----------------------------------------------------------------------------- gyroid
+@njit(cache=True)
+def _gyroid_excess(x, y, z, k, half_t):
+    """Approximate distance to the gyroid surface minus the half sheet thickness (µm)."""
+    a = k * x
+    b = k * y
+    c = k * z
+    sa, ca = math.sin(a), math.cos(a)
+    sb, cb = math.sin(b), math.cos(b)
+    sc, cc = math.sin(c), math.cos(c)
+    g = sa * cb + sb * cc + sc * ca
+    gx = k * (ca * cb - sc * sa)
+    gy = k * (-sa * sb + cb * cc)
+    gz = k * (-sb * sc + cc * ca)
+    gn = math.sqrt(gx * gx + gy * gy + gz * gz)
+    if gn < 1e-12 * k:
+        gn = 1e-12 * k
+    return abs(g) / gn - half_t
+
+
+@njit(cache=True)
+def _gyroid_runs(x0, y0, x1, y1, z, k, half_t, step_um, ox, write, o):
+    """Walk one segment; count (write=False) or write sub-intervals inside the sheet."""
+    dx = x1 - x0
+    dy = y1 - y0
+    length = math.sqrt(dx * dx + dy * dy)
+    n = int(math.ceil(length / step_um))
+    if n < 1:
+        n = 1
+    count = 0
+    prev_t = 0.0
+    prev_f = _gyroid_excess(x0, y0, z, k, half_t)
+    inside = prev_f <= 0.0
+    start_t = 0.0
+    for i in range(1, n + 1):
+        t = i / n
+        f = _gyroid_excess(x0 + t * dx, y0 + t * dy, z, k, half_t)
+        now = f <= 0.0
+        if now != inside:
+            tc = prev_t + (t - prev_t) * prev_f / (prev_f - f) if prev_f != f else t
+            if now:
+                start_t = tc
+            else:
+                if write:
+                    ox[4 * (o + count)] = x0 + start_t * dx
+                    ox[4 * (o + count) + 1] = y0 + start_t * dy
+                    ox[4 * (o + count) + 2] = x0 + tc * dx
+                    ox[4 * (o + count) + 3] = y0 + tc * dy
+                count += 1
+            inside = now
+        prev_t = t
+        prev_f = f
+    if inside:
+        if write:
+            ox[4 * (o + count)] = x0 + start_t * dx
+            ox[4 * (o + count) + 1] = y0 + start_t * dy
+            ox[4 * (o + count) + 2] = x1
+            ox[4 * (o + count) + 3] = y1
+        count += 1
+    return count
+
+
+@njit(cache=True, parallel=True)
+def count_gyroid(x0, y0, x1, y1, z, cell_um, thickness_um, step_um, out_count):
+    """Per segment, how many pieces lie inside the gyroid sheet of ``thickness_um``.
+
+    The sheet is ``|g| / |grad g| <= thickness_um / 2`` with
+    ``g = sin X cos Y + sin Y cos Z + sin Z cos X`` and ``X = 2 pi x / cell_um`` (first-order
+    distance to the gyroid surface); segments are sampled every ``step_um``.
+    """
+    k = 2.0 * math.pi / cell_um
+    dummy = np.zeros(0)
+    for i in prange(len(x0)):
+        out_count[i] = _gyroid_runs(x0[i], y0[i], x1[i], y1[i], z[i], k, 0.5 * thickness_um, step_um,
+                                    dummy, False, 0)
+
+
+@njit(cache=True, parallel=True)
+def fill_gyroid(x0, y0, x1, y1, z, cell_um, thickness_um, step_um, offset, out_xyxy):
+    """Write the pieces counted by :func:`count_gyroid`; ``out_xyxy`` is (4*P,) x0 y0 x1 y1."""
+    k = 2.0 * math.pi / cell_um
+    for i in prange(len(x0)):
+        _gyroid_runs(x0[i], y0[i], x1[i], y1[i], z[i], k, 0.5 * thickness_um, step_um,
+                     out_xyxy, True, offset[i])

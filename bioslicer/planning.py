@@ -1,0 +1,93 @@
+"""From a solid and a recipe to an exposed toolpath: the one public entry :func:`plan_toolpath`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import BioslicerError
+from .kernel import marks as _k
+from .exposure import apply_exposure, check_exposure, power_field_from_recipe
+from .progress import silent
+from .recipe import Recipe, _validate
+from .strategies import STRATEGY_FUNCTIONS, make_region
+from .strategies.common import check_layers
+from .toolpath import Kind, Toolpath
+
+
+def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=None) -> tuple[Toolpath, dict]:
+    """Run the recipe's scan strategy and exposure on a solid.
+
+    Parameters
+    ----------
+    solid : bioslicer.mesh.Solid
+        The part (µm, outward normals).
+    recipe : Recipe
+        Every slicing parameter (validated again here).
+    printer : Printer
+        Power and speed limits; per-kind power above ``max_power_mw`` or speeds outside the
+        printer's range raise BioslicerError.
+    progress : callable, optional
+        ``progress(done, total, label)``.
+    power_field : callable, optional
+        ``f(x_um, y_um, z_um) -> factor`` (arrays) multiplying the power; overrides the field
+        the recipe names (``power_field_path`` / ramp).
+
+    Returns
+    -------
+    (Toolpath, dict)
+        The toolpath in absolute part coordinates (µm), ``mark_block = -1``, marks ordered layer
+        by layer bottom-up (contours first within a layer), ``meta['recipe']`` holding the recipe;
+        and a report: ``strategy``, ``layers``, ``marks``, ``points``, ``marks_by_kind``,
+        ``length_um_by_kind``, ``mark_length_um``, ``dropped_segments``, ``warnings``,
+        ``power_min_mw``, ``power_max_mw``, ``cap_first_layer`` (all deterministic).
+    """
+    _validate(recipe)
+    check_exposure(recipe, printer)
+    if recipe.strategy not in STRATEGY_FUNCTIONS:
+        raise BioslicerError(f"recipe key 'strategy' must be one of {', '.join(STRATEGY_FUNCTIONS)}")
+    region = make_region(solid, recipe)
+    lz = check_layers(region, recipe)
+    tp, srep = STRATEGY_FUNCTIONS[recipe.strategy](region, lz, recipe, progress)
+    field = power_field if power_field is not None else power_field_from_recipe(recipe, solid)
+    surface = recipe.surface_z_um
+    if surface is None:
+        surface = float(region.bounds_um[0, 2])
+    tp, erep = apply_exposure(tp, recipe, printer, power_field=field, surface_z_um=surface)
+    tp.meta = dict(tp.meta)
+    tp.meta["recipe"] = recipe.to_dict()
+    tp.meta["strategy"] = recipe.strategy
+    if region.is_mold:
+        tp.meta["channel_block_um"] = region.bounds_um.tolist()
+
+    lengths = np.empty(tp.n_marks)
+    _k.mark_lengths(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, lengths)
+    n_kind = np.bincount(tp.mark_kind, minlength=len(Kind))
+    l_kind = np.bincount(tp.mark_kind, weights=lengths, minlength=len(Kind))
+    by_kind = {k.name.lower(): int(n_kind[int(k)]) for k in Kind}
+    len_kind = {k.name.lower(): float(l_kind[int(k)]) for k in Kind}
+    warnings = list(srep.get("warnings", [])) + list(erep["warnings"])
+    if srep.get("dropped_segments", 0):
+        warnings.append(f"dropped {srep['dropped_segments']} segments shorter than "
+                        f"min_segment_um = {recipe.min_segment_um:g} µm")
+    report = {
+        "strategy": recipe.strategy,
+        "layers": tp.n_layers,
+        "marks": tp.n_marks,
+        "points": tp.n_points,
+        "marks_by_kind": by_kind,
+        "length_um_by_kind": len_kind,
+        "mark_length_um": float(lengths.sum()),
+        "dropped_segments": int(srep.get("dropped_segments", 0)),
+        "warnings": warnings,
+        "power_min_mw": erep["power_min_mw"],
+        "power_max_mw": erep["power_max_mw"],
+        "cap_first_layer": erep["cap_first_layer"],
+        "surface_z_um": erep["surface_z_um"],
+        "subdivided": erep["subdivided"],
+    }
+    for key, val in srep.items():
+        if key not in ("dropped_segments", "warnings"):
+            report[key] = val
+    if region.is_mold:
+        report["channel_block_um"] = region.bounds_um.tolist()
+    return tp, report

@@ -1,0 +1,378 @@
+"""Recipes: every slicing parameter in one TOML-able dataclass.
+
+A :class:`Recipe` holds what :func:`bioslicer.planning.plan_toolpath` (strategies, exposure)
+and the stitching stage need, with units in the names (µm, s, mW, degrees). It starts from
+the built-in defaults, then the printer profile's ``[defaults]`` table, then a recipe file,
+then overrides (CLI ``--set key=value`` or keyword arguments); every step is validated and an
+impossible value raises :class:`~bioslicer.errors.BioslicerError` naming the key.
+
+The recipe travels in the job (``Toolpath.meta['recipe']``), so any job can be re-sliced
+exactly: ``Recipe.from_dict(meta['recipe'])``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from .errors import BioslicerError
+from .toolpath import Kind
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STRATEGIES = ("solid", "shell-scaffold", "woodpile", "gyroid", "channels")
+_STRATEGY_ALIASES = {"scaffold": "shell-scaffold", "shell_scaffold": "shell-scaffold", "lattice": "woodpile",
+                     "log-pile": "woodpile", "logpile": "woodpile", "mold": "channels"}
+DEPTH_MODES = ("none", "exponential", "linear", "table")
+
+_DEFAULT_POWER_MW = {"contour": 20.0, "hatch": 22.5, "scaffold": 22.5, "skin": 22.5, "lattice": 22.5}
+_DEFAULT_SPEED_UM_S = {"contour": 50000.0, "hatch": 100000.0, "scaffold": 100000.0, "skin": 100000.0,
+                       "lattice": 100000.0}
+
+
+@dataclass
+class Recipe:
+    """Every slicing parameter (units in the names). See the module docstring.
+
+    Attributes (groups)
+    -------------------
+    strategy : 'solid' | 'shell-scaffold' | 'woodpile' | 'gyroid' | 'channels'
+        (aliases accepted on input: scaffold, lattice = woodpile, log-pile, mold = channels)
+    slice_um : layer distance, µm (layers sampled at mid-layer heights).
+    hatch_um, hatch_angle_deg, hatch_angle_step_deg, serpentine :
+        hatch distance (µm); angle of layer k is ``hatch_angle_deg + k * hatch_angle_step_deg``;
+        bidirectional (serpentine) rows or all rows in one direction.
+    contour_count, contour_spacing_um, contour_offset_um, hatch_inset_um :
+        contour ring i sits ``contour_offset_um + i * contour_spacing_um`` inside the surface;
+        hatching is inset by ``hatch_inset_um`` from the outer contour (0: hatch up to it).
+    min_segment_um : hatch segments shorter than this are dropped (and counted).
+    skin_layers, scaffold_pitch_um, scaffold_every_n_layers, scaffold_wall_lines :
+        shell-and-scaffold: solid skins ``skin_layers`` thick at top and bottom surfaces, the
+        interior only as vertical walls on a square grid of pitch ``scaffold_pitch_um`` (each
+        wall ``scaffold_wall_lines`` lines at ``hatch_um``), written on every n-th layer.
+    lattice_pitch_um, lattice_strut_height_um, lattice_strut_lines, lattice_stagger :
+        woodpile: struts at ``lattice_pitch_um`` along x then y, alternating every
+        ``lattice_strut_height_um`` of height; ``lattice_stagger`` shifts every second pair of
+        piles by half a pitch (face-centred log-pile).
+    gyroid_cell_um, gyroid_thickness_um : gyroid sheet cell size and sheet thickness, µm.
+    channel_block_size_um, channel_margin_um :
+        channels (mold) mode: the block printed around the lumen mesh, either a fixed size
+        (x, y, z) centred on the mesh or the mesh bounds plus a margin.
+    power_mw, speed_um_s : dicts keyed by :class:`~bioslicer.toolpath.Kind` names.
+    depth_mode, attenuation_length_um, depth_slope_per_um, depth_table, surface_z_um :
+        depth compensation of power; depth is ``z - surface_z_um`` (default: the part bottom).
+        exponential: ``P * exp(depth / attenuation_length_um)``; linear:
+        ``P * (1 + depth_slope_per_um * depth)``; table: ``P * interp(depth, table)`` with
+        ``depth_table = [[depth_um, factor], ...]``.
+    power_field_path, power_field_voxel_um, power_field_origin_um :
+        a grayscale power factor volume (.npy or 3-D .tif, [z, y, x]) multiplying the power.
+    power_ramp_width_um, power_ramp_min_factor, power_ramp_voxel_um :
+        built-in ramp: the power factor rises from ``power_ramp_min_factor`` at the surface to 1
+        at ``power_ramp_width_um`` inside (0 width: off).
+    point_distance_um : point spacing along marks when a power field is used, µm.
+    overlap_um, shear_deg, block_size_um : stitching (held for ``bioslicer.stitching``).
+    z_offset_um, find_interface : z offset of the part over the interface; find it first.
+    """
+
+    strategy: str = "solid"
+    slice_um: float = 0.5
+    hatch_um: float = 0.2
+    hatch_angle_deg: float = 0.0
+    hatch_angle_step_deg: float = 90.0
+    serpentine: bool = True
+    contour_count: int = 1
+    contour_spacing_um: float = 0.2
+    contour_offset_um: float = 0.0
+    hatch_inset_um: float = 0.0
+    min_segment_um: float = 0.1
+    # shell and scaffold
+    skin_layers: int = 4
+    scaffold_pitch_um: float = 20.0
+    scaffold_every_n_layers: int = 1
+    scaffold_wall_lines: int = 1
+    # lattice
+    lattice_pitch_um: float = 10.0
+    lattice_strut_height_um: float = 2.0
+    lattice_strut_lines: int = 1
+    lattice_stagger: bool = True
+    gyroid_cell_um: float = 20.0
+    gyroid_thickness_um: float = 1.0
+    # channels
+    channel_block_size_um: list | None = None
+    channel_margin_um: float = 10.0
+    # exposure
+    power_mw: dict = field(default_factory=lambda: dict(_DEFAULT_POWER_MW))
+    speed_um_s: dict = field(default_factory=lambda: dict(_DEFAULT_SPEED_UM_S))
+    depth_mode: str = "none"
+    attenuation_length_um: float = 1000.0
+    depth_slope_per_um: float = 0.0
+    depth_table: list = field(default_factory=list)
+    surface_z_um: float | None = None
+    power_field_path: str | None = None
+    power_field_voxel_um: list | None = None
+    power_field_origin_um: list | None = None
+    power_ramp_width_um: float = 0.0
+    power_ramp_min_factor: float = 0.7
+    power_ramp_voxel_um: float | None = None
+    point_distance_um: float = 0.5
+    # stitching (used by bioslicer.stitching)
+    overlap_um: float = 2.0
+    shear_deg: float = 0.0
+    block_size_um: float | None = None
+    z_offset_um: float = 0.0
+    find_interface: bool = True
+
+    # ------------------------------------------------------------------ construction
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_printer(cls, printer) -> "Recipe":
+        """Built-in defaults, overridden by the printer profile's ``[defaults]`` table."""
+        base = cls()
+        if printer is None:
+            return base
+        return base.updated(_source=f"printer profile {getattr(printer, 'name', '')} [defaults]",
+                            **dict(printer.defaults))
+
+    @classmethod
+    def from_dict(cls, d: dict, base: "Recipe | None" = None, source: str = "recipe") -> "Recipe":
+        """A recipe from a plain dict (as from :meth:`to_dict` or a TOML file) over ``base``."""
+        return (base or cls()).updated(_source=source, **dict(d))
+
+    def updated(self, _source: str = "recipe", **overrides) -> "Recipe":
+        """A copy with ``overrides`` applied and validated.
+
+        Per-kind dicts (``power_mw``, ``speed_um_s``) merge key by key. Raises
+        BioslicerError naming the key for unknown keys and impossible values.
+        """
+        known = {f.name: f for f in fields(self)}
+        changes = {}
+        for key, value in overrides.items():
+            if key not in known:
+                raise BioslicerError(f"{_source}: unknown key {key!r}; see `bioslicer recipe show` for the keys")
+            changes[key] = _coerce(key, value, getattr(self, key), _source)
+        return replace(self, **changes)
+
+    # ------------------------------------------------------------------ output
+    def to_dict(self) -> dict:
+        """Plain dict (JSON/TOML-able), keys in field order."""
+        d = asdict(self)
+        d["power_mw"] = {k: float(d["power_mw"][k]) for k in sorted(d["power_mw"])}
+        d["speed_um_s"] = {k: float(d["speed_um_s"][k]) for k in sorted(d["speed_um_s"])}
+        return d
+
+    def to_toml(self) -> str:
+        """Deterministic TOML text; keys whose value is None are left out (they mean 'default')."""
+        lines = ["# bioslicer recipe (units in the key names: um, s, mW, deg)"]
+        tables = []
+        for k, v in self.to_dict().items():
+            if v is None:
+                continue
+            if isinstance(v, dict):
+                tables.append((k, v))
+                continue
+            lines.append(f"{k} = {_toml_value(v)}")
+        for name, tab in tables:
+            lines.append("")
+            lines.append(f"[{name}]")
+            for k, v in tab.items():
+                lines.append(f"{k} = {_toml_value(v)}")
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------------ helpers
+    def layer_angle_deg(self, n_layers: int):
+        """(L,) hatch angle of each layer, degrees in [0, 180)."""
+        import numpy as np
+
+        k = np.arange(n_layers, dtype=np.float64)
+        return np.mod(self.hatch_angle_deg + k * self.hatch_angle_step_deg, 180.0)
+
+
+def load_recipe(path, printer=None) -> Recipe:
+    """Read a recipe TOML file over the printer defaults (or the built-in defaults).
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file; every key must be a :class:`Recipe` field.
+    printer : Printer, optional
+        Its ``[defaults]`` fill what the file leaves out.
+
+    Returns
+    -------
+    Recipe
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BioslicerError(f"recipe file {p} not found; give an existing .toml file")
+    try:
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BioslicerError(f"recipe file {p.name} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    return Recipe.from_dict(doc, base=Recipe.from_printer(printer), source=f"recipe file {p.name}")
+
+
+def recipe_overrides_from_cli(pairs) -> dict:
+    """Turn CLI ``key=value`` strings into a dict for :meth:`Recipe.updated`.
+
+    Values are read as TOML values (``0.2``, ``true``, ``[1, 2, 3]``, ``"text"``); a bare word
+    that is not TOML is taken as a string. ``power_mw.hatch=25`` sets one kind of a per-kind
+    dict. Unknown keys are refused later by :meth:`Recipe.updated`.
+    """
+    out: dict = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise BioslicerError(f"override {pair!r} is not key=value; write e.g. --set hatch_um=0.2")
+        key, text = pair.split("=", 1)
+        key = key.strip()
+        text = text.strip()
+        if not key:
+            raise BioslicerError(f"override {pair!r} has no key; write e.g. --set hatch_um=0.2")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        if "." in key:
+            top, sub = key.split(".", 1)
+            out.setdefault(top, {})
+            if not isinstance(out[top], dict):
+                raise BioslicerError(f"override {pair!r} conflicts with another --set of {top!r}")
+            out[top][sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- checking
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(a) for a in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+_FLOAT_LIST3 = ("channel_block_size_um", "power_field_voxel_um", "power_field_origin_um")
+
+
+def _num(key, v, src):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BioslicerError(f"{src}: key {key!r} must be a number, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise BioslicerError(f"{src}: key {key!r} must be finite, got {v!r}")
+    return v
+
+
+def _coerce(key: str, value, current, src: str):
+    """Type-convert one override against the field's current value (validation after)."""
+    if key in ("power_mw", "speed_um_s"):
+        if not isinstance(value, dict):
+            raise BioslicerError(f"{src}: key {key!r} must be a table of kinds ({', '.join(Kind.names())})")
+        merged = dict(current)
+        for k, v in value.items():
+            if k not in Kind.names():
+                raise BioslicerError(f"{src}: key '{key}.{k}' is not a mark kind; use {', '.join(Kind.names())}")
+            merged[k] = _num(f"{key}.{k}", v, src)
+        return merged
+    if key in _FLOAT_LIST3:
+        if value is None:
+            return None
+        if not (isinstance(value, (list, tuple)) and len(value) == 3):
+            raise BioslicerError(f"{src}: key {key!r} must be [x, y, z] in µm, got {value!r}")
+        return [_num(key, a, src) for a in value]
+    if key == "depth_table":
+        if not isinstance(value, (list, tuple)):
+            raise BioslicerError(f"{src}: key 'depth_table' must be [[depth_um, factor], ...]")
+        rows = []
+        for row in value:
+            if not (isinstance(row, (list, tuple)) and len(row) == 2):
+                raise BioslicerError(f"{src}: key 'depth_table' must be [[depth_um, factor], ...], got {row!r}")
+            rows.append([_num(key, row[0], src), _num(key, row[1], src)])
+        return rows
+    if key in ("surface_z_um", "block_size_um", "power_ramp_voxel_um", "power_field_path") and value is None:
+        return None
+    if isinstance(current, bool) or key in ("serpentine", "lattice_stagger", "find_interface"):
+        if not isinstance(value, bool):
+            raise BioslicerError(f"{src}: key {key!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(current, int) and key in ("contour_count", "skin_layers", "scaffold_every_n_layers",
+                                            "scaffold_wall_lines", "lattice_strut_lines"):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise BioslicerError(f"{src}: key {key!r} must be a whole number, got {value!r}")
+        return int(value)
+    if isinstance(current, str) or key == "power_field_path":
+        if not isinstance(value, str):
+            raise BioslicerError(f"{src}: key {key!r} must be text, got {value!r}")
+        if key == "strategy":
+            value = _STRATEGY_ALIASES.get(value.lower(), value.lower())
+        return value
+    return _num(key, value, src)
+
+
+def _validate(r: Recipe) -> None:
+    def bad(key, why):
+        raise BioslicerError(f"recipe key {key!r} {why}")
+
+    if r.strategy not in STRATEGIES:
+        bad("strategy", f"must be one of {', '.join(STRATEGIES)}, got {r.strategy!r}")
+    if r.depth_mode not in DEPTH_MODES:
+        bad("depth_mode", f"must be one of {', '.join(DEPTH_MODES)}, got {r.depth_mode!r}")
+    for key in ("slice_um", "hatch_um", "contour_spacing_um", "scaffold_pitch_um", "lattice_pitch_um",
+                "lattice_strut_height_um", "gyroid_cell_um", "gyroid_thickness_um", "attenuation_length_um",
+                "point_distance_um"):
+        if not getattr(r, key) > 0:
+            bad(key, f"must be positive (µm), got {getattr(r, key)!r}")
+    for key in ("contour_offset_um", "hatch_inset_um", "min_segment_um", "channel_margin_um", "overlap_um",
+                "power_ramp_width_um", "contour_count", "skin_layers"):
+        if getattr(r, key) < 0:
+            bad(key, f"must not be negative, got {getattr(r, key)!r}")
+    for key in ("scaffold_every_n_layers", "scaffold_wall_lines", "lattice_strut_lines"):
+        if getattr(r, key) < 1:
+            bad(key, f"must be at least 1, got {getattr(r, key)!r}")
+    if not 0 < r.power_ramp_min_factor <= 1:
+        bad("power_ramp_min_factor", f"must be in (0, 1], got {r.power_ramp_min_factor!r}")
+    if not -60 < r.shear_deg < 60:
+        bad("shear_deg", f"must be between -60 and 60 degrees, got {r.shear_deg!r}")
+    for key in ("block_size_um", "power_ramp_voxel_um"):
+        v = getattr(r, key)
+        if v is not None and not v > 0:
+            bad(key, f"must be positive (µm) or left out, got {v!r}")
+    if r.channel_block_size_um is not None and min(r.channel_block_size_um) <= 0:
+        bad("channel_block_size_um", "must be three positive sizes [x, y, z] in µm")
+    if r.power_field_voxel_um is not None and min(r.power_field_voxel_um) <= 0:
+        bad("power_field_voxel_um", "must be three positive voxel sizes [dx, dy, dz] in µm")
+    for key in ("power_mw", "speed_um_s"):
+        d = getattr(r, key)
+        missing = [k for k in Kind.names() if k not in d]
+        if missing:
+            bad(key, f"lacks kind(s) {', '.join(missing)}; give a value for every kind")
+        for k, v in d.items():
+            if key == "power_mw" and v < 0:
+                bad(f"{key}.{k}", f"must not be negative, got {v!r}")
+            if key == "speed_um_s" and not v > 0:
+                bad(f"{key}.{k}", f"must be positive, got {v!r}")
+    if r.depth_mode == "table":
+        if len(r.depth_table) < 1:
+            bad("depth_table", "needs at least one [depth_um, factor] row when depth_mode is 'table'")
+        depths = [a for a, _ in r.depth_table]
+        if any(b <= a for a, b in zip(depths, depths[1:])):
+            bad("depth_table", "depths must increase strictly from row to row")
+        if any(f < 0 for _, f in r.depth_table):
+            bad("depth_table", "factors must not be negative")
+    if r.power_field_path is not None and r.power_field_voxel_um is None:
+        bad("power_field_voxel_um", "is required with power_field_path (voxel size [dx, dy, dz] in µm)")

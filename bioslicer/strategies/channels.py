@@ -1,0 +1,24 @@
+"""Channels (mold) strategy: print a block minus the mesh, so vessel-lumen meshes become
+empty, perfusable channels in a hydrogel block.
+
+The block is ``channel_block_size_um`` (x, y, z) centred on the mesh, or the mesh bounds plus
+``channel_margin_um`` on every side. Lumens meant to be perfused must reach the block faces
+(make the lumen mesh longer than the block, or give a block smaller than the mesh along the
+flow axis). The block is filled like the solid strategy (contours around the block and around
+every channel, hatch between).
+"""
+
+from __future__ import annotations
+
+from ..progress import silent
+from .solid import solid_marks
+
+
+def channels_marks(region, layer_z_um, recipe, progress=silent):
+    """Contours and hatch of ``region`` (a mold :class:`~bioslicer.strategies.common.Region`).
+
+    Parameters / Returns: as :func:`bioslicer.strategies.solid.solid_marks`.
+    """
+    if not region.is_mold:
+        raise ValueError("channels_marks needs a mold region (make_region with strategy 'channels')")
+    return solid_marks(region, layer_z_um, recipe, progress)

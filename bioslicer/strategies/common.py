@@ -1,0 +1,354 @@
+"""Shared pieces of the scan strategies: the region to print, spans -> marks, contour rings.
+
+A :class:`Region` is what a strategy fills: the part itself, or (mold mode) a block minus the
+part. It answers two questions per set of layers: the spans along scan rows (Numba kernel via
+``bioslicer.slicing``) and the 2-D polygons (shapely, per layer, for contours and insets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import shapely
+
+from ..errors import BioslicerError
+from ..kernel import marks as _k
+from ..toolpath import Kind, Toolpath
+
+
+class Region:
+    """The volume a strategy fills: ``solid``, or with ``block_lo_um``/``block_hi_um`` the
+    block minus the solid (channels / mold mode).
+
+    Attributes
+    ----------
+    solid : Solid
+    block_lo_um, block_hi_um : (3,) float64 or None
+        Corners of the block in mold mode, µm.
+    """
+
+    def __init__(self, solid, block_lo_um=None, block_hi_um=None) -> None:
+        self.solid = solid
+        self.block_lo_um = None if block_lo_um is None else np.asarray(block_lo_um, dtype=np.float64)
+        self.block_hi_um = None if block_hi_um is None else np.asarray(block_hi_um, dtype=np.float64)
+        self._block_solid = None
+        self._poly_cache: dict = {}
+
+    @property
+    def is_mold(self) -> bool:
+        return self.block_lo_um is not None
+
+    @property
+    def bounds_um(self) -> np.ndarray:
+        """(2, 3) min / max of what is printed, µm."""
+        if self.is_mold:
+            return np.array([self.block_lo_um, self.block_hi_um])
+        return solid_bounds(self.solid)
+
+    def _block(self):
+        if self._block_solid is None:
+            import trimesh
+
+            ext = self.block_hi_um - self.block_lo_um
+            box = trimesh.creation.box(extents=ext)
+            box.apply_translation((self.block_lo_um + self.block_hi_um) / 2)
+            self._block_solid = box  # slicing takes a trimesh in µm as well as a Solid
+        return self._block_solid
+
+    def spans(self, layer_z_um, row_spacing_um, angle_deg, row_offset_um=0.0):
+        """Spans of the region on the row grid (see ``slicing.Spans``)."""
+        from ..slicing import slice_spans
+
+        sp = slice_spans(self.solid, layer_z_um, row_spacing_um, angle_deg=angle_deg, row_offset_um=row_offset_um)
+        if not self.is_mold:
+            return sp
+        blk = slice_spans(self._block(), layer_z_um, row_spacing_um, angle_deg=angle_deg,
+                          row_offset_um=row_offset_um)
+        return span_boolean(blk, sp, "difference")
+
+    def polygons(self, layer_z_um) -> list:
+        """Shapely (Multi)Polygon of the region per layer (cached by the layer heights)."""
+        from ..slicing import slice_contours
+
+        key = np.asarray(layer_z_um, dtype=np.float64).tobytes()
+        if key in self._poly_cache:
+            return self._poly_cache[key]
+        con = slice_contours(self.solid, layer_z_um)
+        polys = [con.polygons(k) for k in range(con.n_layers)]
+        if self.is_mold:
+            lo, hi = self.block_lo_um, self.block_hi_um
+            box = shapely.box(lo[0], lo[1], hi[0], hi[1])
+            z = np.asarray(layer_z_um)
+            inside = (z >= lo[2]) & (z < hi[2])
+            polys = [shapely.difference(box, p) if ok else shapely.Polygon() for p, ok in zip(polys, inside)]
+        self._poly_cache = {key: polys}
+        return polys
+
+    def inset_spans(self, layer_z_um, inset_um, row_spacing_um, angle_deg, row_offset_um=0.0):
+        """Spans of the region shrunk by ``inset_um`` (0: straight from the mesh, fastest)."""
+        if inset_um <= 0:
+            return self.spans(layer_z_um, row_spacing_um, angle_deg, row_offset_um)
+        from ..slicing import Contours, spans_from_contours
+
+        polys = inset_polygons(self.polygons(layer_z_um), inset_um)
+        con = Contours.from_polygons(polys, np.asarray(layer_z_um, dtype=np.float64))
+        return spans_from_contours(con, row_spacing_um, angle_deg=angle_deg, row_offset_um=row_offset_um)
+
+
+def solid_bounds(solid) -> np.ndarray:
+    """(2, 3) bounds of a Solid (``bounds_um``) or a trimesh in µm (``bounds``)."""
+    b = getattr(solid, "bounds_um", None)
+    if b is None:
+        b = solid.bounds
+    return np.asarray(b, dtype=np.float64).reshape(2, 3)
+
+
+def make_region(solid, recipe) -> Region:
+    """The part, or for ``strategy == 'channels'`` the block around it minus the part."""
+    if recipe.strategy != "channels":
+        return Region(solid)
+    b = solid_bounds(solid)
+    if recipe.channel_block_size_um is not None:
+        size = np.asarray(recipe.channel_block_size_um, dtype=np.float64)
+        mid = b.mean(axis=0)
+        lo, hi = mid - size / 2, mid + size / 2
+    else:
+        m = recipe.channel_margin_um
+        lo, hi = b[0] - m, b[1] + m
+    return Region(solid, lo, hi)
+
+
+def inset_polygons(polys: list, inset_um: float) -> list:
+    """Each layer's geometry shrunk by ``inset_um`` (mitre joins), one shapely call."""
+    if inset_um <= 0:
+        return list(polys)
+    arr = np.empty(len(polys), dtype=object)
+    arr[:] = polys
+    out = shapely.buffer(arr, -float(inset_um), join_style="mitre", mitre_limit=4.0)
+    return list(out)
+
+
+# ----------------------------------------------------------------------------- spans -> marks
+def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um: float = 0.0,
+                      serpentine: bool = True, keep_row=None):
+    """Turn spans into 2-point marks in scan order.
+
+    Parameters
+    ----------
+    spans : slicing.Spans
+        Rows of material; one mark per span.
+    kind : Kind
+    layer_index : (Ls,) int
+        Global layer index of each layer of ``spans``.
+    layer_z_um : (L,) float
+        The global layer table of the toolpath, µm.
+    min_segment_um : float
+        Spans shorter than this are dropped.
+    serpentine : bool
+        Alternate the direction of successive rows of a layer.
+    keep_row : (R,) bool, optional
+        Only rows with True are used (e.g. scaffold walls on some rows).
+
+    Returns
+    -------
+    (Toolpath, int)
+        The marks (power and speed zero until exposure) and the number of dropped spans.
+    """
+    lrs = np.ascontiguousarray(spans.layer_row_start, dtype=np.int64)
+    rss = np.ascontiguousarray(spans.row_span_start, dtype=np.int64)
+    u0 = np.ascontiguousarray(spans.span_u0_um, dtype=np.float64)
+    u1 = np.ascontiguousarray(spans.span_u1_um, dtype=np.float64)
+    rv = np.ascontiguousarray(spans.row_v_um, dtype=np.float64)
+    n_layers = len(lrs) - 1
+    if keep_row is None:
+        keep_row = np.ones(len(rv), dtype=np.bool_)
+        total = len(u0)
+    else:
+        keep_row = np.ascontiguousarray(keep_row, dtype=np.bool_)
+        total = int(np.repeat(keep_row, np.diff(rss)).sum())
+    counts = np.empty(n_layers, np.int64)
+    _k.count_kept_spans(lrs, rss, u0, u1, keep_row, float(min_segment_um), counts)
+    off = np.zeros(n_layers + 1, np.int64)
+    np.cumsum(counts, out=off[1:])
+    m = int(off[-1])
+    x, y, z = np.empty(2 * m), np.empty(2 * m), np.empty(2 * m)
+    from ..slicing import frame_cos_sin
+
+    c, s = frame_cos_sin(np.broadcast_to(np.asarray(spans.angle_deg, dtype=np.float64), (n_layers,)))
+    lz = np.asarray(layer_z_um, dtype=np.float64)
+    layer_index = np.asarray(layer_index, dtype=np.int64)
+    zl = np.ascontiguousarray(lz[layer_index]) if n_layers else np.zeros(0)
+    _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, np.ascontiguousarray(c, dtype=np.float64),
+                          np.ascontiguousarray(s, dtype=np.float64), zl, float(min_segment_um), bool(serpentine),
+                          off, x, y, z)
+    layer = np.repeat(layer_index.astype(np.int32), counts)
+    tp = Toolpath(x, y, z, np.zeros(2 * m), np.arange(0, 2 * m + 1, 2, dtype=np.int64),
+                  np.full(m, int(kind), np.uint8), layer, np.full(m, -1, np.int32), np.zeros(m), lz)
+    return tp, total - m
+
+
+def segments_to_toolpath(x0, y0, x1, y1, layer, kind: Kind, layer_z_um) -> Toolpath:
+    """2-point marks at the height of their layer (power and speed 0 until exposure)."""
+    m = len(x0)
+    lz = np.asarray(layer_z_um, dtype=np.float64)
+    x = np.empty(2 * m)
+    y = np.empty(2 * m)
+    x[0::2] = x0
+    x[1::2] = x1
+    y[0::2] = y0
+    y[1::2] = y1
+    z = np.repeat(lz[layer], 2) if m else np.zeros(0)
+    return Toolpath(x, y, z, np.zeros(2 * m), np.arange(0, 2 * m + 1, 2, dtype=np.int64),
+                    np.full(m, int(kind), np.uint8), layer, np.full(m, -1, np.int32), np.zeros(m), lz)
+
+
+def rings_to_toolpath(polys: list, layer_index, layer_z_um, kind: Kind = Kind.CONTOUR) -> Toolpath:
+    """Every ring (exterior and holes) of each layer's geometry as a closed polyline mark.
+
+    Parameters
+    ----------
+    polys : list of shapely geometries, one per entry of ``layer_index``
+    layer_index : (n,) int
+        Global layer of each geometry.
+    layer_z_um : (L,) float
+        Global layer table, µm.
+    """
+    lz = np.asarray(layer_z_um, dtype=np.float64)
+    arr = np.empty(len(polys), dtype=object)
+    arr[:] = polys
+    parts, part_geom = shapely.get_parts(arr, return_index=True)
+    if len(parts):
+        keep = shapely.get_type_id(parts) == 3  # polygons only (a buffer may leave lines/points)
+        parts, part_geom = parts[keep], part_geom[keep]
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    if len(rings) == 0:
+        return Toolpath.empty(lz)
+    xy, pt_ring = shapely.get_coordinates(rings, return_index=True)
+    counts = np.bincount(pt_ring, minlength=len(rings)).astype(np.int64)
+    ok = counts >= 4  # a closed ring has at least 3 distinct points + the repeat
+    if not np.all(ok):
+        xy = xy[np.repeat(ok, counts)]
+        ring_part = ring_part[ok]
+        counts = counts[ok]
+    m = len(counts)
+    starts = np.zeros(m + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    layer = np.asarray(layer_index, dtype=np.int32)[part_geom[ring_part]]
+    z = np.repeat(lz[layer], counts)
+    return Toolpath(xy[:, 0].copy(), xy[:, 1].copy(), z, np.zeros(len(z)), starts,
+                    np.full(m, int(kind), np.uint8), layer, np.full(m, -1, np.int32), np.zeros(m), lz)
+
+
+def contour_toolpath(region: Region, layer_z_um, recipe) -> Toolpath:
+    """``recipe.contour_count`` rings per layer, ring i at ``contour_offset_um + i *
+    contour_spacing_um`` inside the surface; outer rings first within each layer."""
+    n = recipe.contour_count
+    lz = np.asarray(layer_z_um, dtype=np.float64)
+    if n == 0 or len(lz) == 0:
+        return Toolpath.empty(lz)
+    polys = region.polygons(lz)
+    idx = np.arange(len(lz), dtype=np.int32)
+    parts = []
+    for i in range(n):
+        off = recipe.contour_offset_um + i * recipe.contour_spacing_um
+        parts.append(rings_to_toolpath(inset_polygons(polys, off), idx, lz))
+    # outer ring first within a layer: parts are merged layer by layer in ring order i
+    return order_marks(parts, lz)
+
+
+def hatch_region_inset(recipe) -> float:
+    """Inset of the hatch region from the surface, µm: ``hatch_inset_um`` measured from the
+    outer contour (which sits at ``contour_offset_um`` when there are contours)."""
+    if recipe.hatch_inset_um <= 0:
+        return 0.0
+    return recipe.hatch_inset_um + (recipe.contour_offset_um if recipe.contour_count > 0 else 0.0)
+
+
+def span_boolean(a, b, op: str):
+    """``slicing.span_boolean`` made safe for span sets whose last layers are empty.
+
+    (slicing.span_boolean calls ``np.add.reduceat`` with an index equal to the array length
+    when trailing layers hold no rows; a one-span sentinel layer appended to both sets and
+    dropped afterwards avoids it.)
+    """
+    from ..slicing import Spans
+    from ..slicing import span_boolean as _sb
+
+    if a.n_layers == 0:
+        return a
+
+    def pad(sp):
+        j = (0 if sp.n_rows == 0 else int(np.rint((sp.row_v_um.max() - sp.row_offset_um) / sp.row_spacing_um))) + 7
+        z = np.append(sp.layer_z_um, sp.layer_z_um[-1] + 1.0)
+        ang = np.append(sp.angle_deg, sp.angle_deg[-1])
+        return Spans(z, ang, sp.row_spacing_um, sp.row_offset_um,
+                     np.append(sp.layer_row_start, sp.layer_row_start[-1] + 1),
+                     np.append(sp.row_v_um, sp.row_offset_um + j * sp.row_spacing_um),
+                     np.append(sp.row_span_start, sp.row_span_start[-1] + 1),
+                     np.append(sp.span_u0_um, 0.0), np.append(sp.span_u1_um, 1.0))
+
+    pa, pb = pad(a), pad(b)
+    pb.layer_z_um = pa.layer_z_um
+    return _sb(pa, pb, op).layers(0, a.n_layers)
+
+
+def same_layers(spans, layer_z_um):
+    """``spans`` relabelled with ``layer_z_um`` (to combine slices at shifted heights)."""
+    return dataclasses.replace(spans, layer_z_um=np.asarray(layer_z_um, dtype=np.float64))
+
+
+def order_marks(parts: list, layer_z_um) -> Toolpath:
+    """Join marks of all kinds, ordered by layer (bottom-up), then by ``parts`` order.
+
+    Each part must already be ordered by layer; the marks are scattered once into the joined
+    arrays (no concatenation then sort then gather).
+    """
+    lz = np.asarray(layer_z_um, dtype=np.float64)
+    parts = [p for p in parts if p is not None and p.n_marks]
+    if not parts:
+        return Toolpath.empty(lz)
+    for i, p in enumerate(parts):
+        if np.any(np.diff(p.mark_layer) < 0):
+            parts[i] = p.select_marks(np.argsort(p.mark_layer, kind="stable"))
+    if len(parts) == 1:
+        return parts[0]
+    n_l = len(lz)
+    cnt = np.stack([np.bincount(p.mark_layer, minlength=n_l) for p in parts]).astype(np.int64)  # (P, L)
+    layer_start = np.zeros(n_l + 1, np.int64)
+    np.cumsum(cnt.sum(axis=0), out=layer_start[1:])
+    before = np.cumsum(cnt, axis=0) - cnt  # marks of earlier parts in the same layer
+    m_total = int(layer_start[-1])
+    dest_all = []
+    for i, p in enumerate(parts):
+        first = np.zeros(n_l + 1, np.int64)
+        np.cumsum(cnt[i], out=first[1:])
+        lay = p.mark_layer
+        dest_all.append(layer_start[lay] + before[i, lay] + (np.arange(p.n_marks, dtype=np.int64) - first[lay]))
+    counts = np.empty(m_total, np.int64)
+    kind = np.empty(m_total, np.uint8)
+    layer = np.empty(m_total, np.int32)
+    for p, dest in zip(parts, dest_all):
+        counts[dest] = np.diff(p.mark_start)
+        kind[dest] = p.mark_kind
+        layer[dest] = p.mark_layer
+    start = np.zeros(m_total + 1, np.int64)
+    np.cumsum(counts, out=start[1:])
+    n = int(start[-1])
+    x, y, z = np.empty(n), np.empty(n), np.empty(n)
+    for p, dest in zip(parts, dest_all):
+        _k.scatter_marks(p.x_um, p.y_um, p.z_um, p.mark_start, dest, start, x, y, z)
+    return Toolpath(x, y, z, np.zeros(n), start, kind, layer, np.full(m_total, -1, np.int32), np.zeros(m_total), lz,
+                    None, dict(parts[0].meta))
+
+
+def check_layers(region: Region, recipe):
+    """Layer heights through the region; refuses a region thinner than one layer."""
+    from ..slicing import layer_heights
+
+    b = region.bounds_um
+    lz = layer_heights(float(b[0, 2]), float(b[1, 2]), recipe.slice_um)
+    if len(lz) == 0:
+        raise BioslicerError(f"the part is {b[1, 2] - b[0, 2]:.3g} µm tall, thinner than one layer "
+                             f"(slice_um = {recipe.slice_um:g}); lower slice_um or check --units")
+    return np.asarray(lz, dtype=np.float64)
