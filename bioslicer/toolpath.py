@@ -185,10 +185,10 @@ class Toolpath:
         return cls(
             pts[:, 0].copy(), pts[:, 1].copy(), pts[:, 2].copy(), power,
             np.arange(0, 2 * m + 1, 2, dtype=np.int64),
-            np.broadcast_to(np.asarray(kind), (m,)),
-            np.broadcast_to(np.asarray(layer), (m,)),
-            np.broadcast_to(np.asarray(-1 if block is None else block), (m,)),
-            np.broadcast_to(np.asarray(speed_um_s, dtype=np.float64), (m,)),
+            np.broadcast_to(np.asarray(kind), (m,)).copy(),
+            np.broadcast_to(np.asarray(layer), (m,)).copy(),
+            np.broadcast_to(np.asarray(-1 if block is None else block), (m,)).copy(),
+            np.broadcast_to(np.asarray(speed_um_s, dtype=np.float64), (m,)).copy(),
             layer_z_um,
         )
 

@@ -1,0 +1,65 @@
+"""`bioslicer estimate`: how long a toolpath takes to print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..errors import BioslicerError
+from ..estimate import estimate_print_time, format_duration
+from ..printers import load_printer
+from ..progress import terminal_bar
+from ..stitching import stitch
+from ..toolpath import Toolpath
+from .common import echo_json, json_option, printer_option
+
+
+@click.command("estimate")
+@click.argument("toolpath", type=click.Path(dir_okay=False, path_type=Path))
+@printer_option
+@json_option
+def estimate(toolpath: Path, printer: str, as_json: bool) -> None:
+    """Estimate the print time of a toolpath (.npz saved by bioslicer).
+
+    An unstitched toolpath is first split into blocks with the default block size, overlap and
+    shear for the printer. Time = marks at their speed, laser on/off delays, jumps, layer
+    changes and stage moves between blocks, from the printer profile.
+
+    \b
+    Examples:
+      bioslicer estimate part_toolpath.npz --printer nanoscribe-gt2-25x
+      bioslicer estimate part_toolpath.npz -p lab-daq-galvo --json
+    """
+    if not toolpath.is_file():
+        raise BioslicerError(f"toolpath file {toolpath} not found; give a .npz written by bioslicer")
+    pr = load_printer(printer)
+    tp = Toolpath.load(toolpath)
+    stitched_here = tp.blocks is None or (tp.n_marks and tp.mark_block.min() < 0)
+    if stitched_here:
+        if tp.blocks is not None:
+            raise BioslicerError(f"{toolpath} has blocks but some marks belong to none; re-run stitching")
+        tp = stitch(tp, pr, progress=terminal_bar())
+    est = estimate_print_time(tp, pr)
+    if as_json:
+        d = est.to_dict()
+        d.update(printer=pr.name, toolpath=str(toolpath), stitched_here=bool(stitched_here))
+        echo_json(d)
+        return
+    b = est.breakdown
+    c = b["counts"]
+    click.echo(f"toolpath   {toolpath}  ({c['marks']} marks, {c['blocks']} blocks"
+               f"{', stitched with defaults' if stitched_here else ''})")
+    click.echo(f"printer    {pr.name}")
+    click.echo(f"total      {format_duration(est.total_s)}  ({est.total_s:.6g} s)")
+    for key, label in (("mark_s", "marking"), ("laser_delay_s", "laser delays"), ("jump_s", "jumps"),
+                       ("layer_change_s", "layer changes"), ("stage_move_s", "stage moves")):
+        share = 100.0 * b[key] / est.total_s if est.total_s > 0 else 0.0
+        click.echo(f"  {label:14s} {b[key]:12.6g} s  {share:5.1f} %")
+    click.echo(f"  mark length {c['mark_length_um']:.6g} µm, jump length {c['jump_length_um']:.6g} µm, "
+               f"stage travel {c['stage_move_um']:.6g} µm")
+    if len(est.per_block_s):
+        pb = est.per_block_s
+        click.echo(f"per block  min {pb.min():.4g} s, median {float(np.median(pb)):.4g} s, max {pb.max():.4g} s "
+                   f"(block {int(np.argmax(pb))})")
