@@ -14,7 +14,8 @@ from .strategies.common import check_layers
 from .toolpath import Kind, Toolpath
 
 
-def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=None) -> tuple[Toolpath, dict]:
+def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=None, layer_ids=None,
+                  window_um=None) -> tuple[Toolpath, dict]:
     """Run the recipe's scan strategy and exposure on a solid.
 
     Parameters
@@ -31,6 +32,13 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
     power_field : callable, optional
         ``f(x_um, y_um, z_um) -> factor`` (arrays) multiplying the power; overrides the field
         the recipe names (``power_field_path`` / ramp).
+    layer_ids : (K,) int, optional
+        Plan only these layers of the part's layer table (marks keep their global layer index
+        and the toolpath keeps the whole table).
+    window_um : ((xmin, ymin), (xmax, ymax)), optional
+        Plan only the scan rows crossing this box (kept whole) and the contours of the layers.
+        With ``layer_ids`` this is one stitching block's share of the part: every mark reaching
+        the box is bit-identical to the same mark of the whole plan, in the same order.
 
     Returns
     -------
@@ -45,9 +53,9 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
     check_exposure(recipe, printer)
     if recipe.strategy not in STRATEGY_FUNCTIONS:
         raise BioslicerError(f"recipe key 'strategy' must be one of {', '.join(STRATEGY_FUNCTIONS)}")
-    region = make_region(solid, recipe)
+    region = make_region(solid, recipe, window_um)
     lz = check_layers(region, recipe)
-    tp, srep = STRATEGY_FUNCTIONS[recipe.strategy](region, lz, recipe, progress)
+    tp, srep = STRATEGY_FUNCTIONS[recipe.strategy](region, lz, recipe, progress, layer_ids=layer_ids)
     field = power_field if power_field is not None else power_field_from_recipe(recipe, solid)
     surface = recipe.surface_z_um
     if surface is None:

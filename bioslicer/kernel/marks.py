@@ -40,15 +40,19 @@ def count_kept_spans(layer_row_start, row_span_start, span_u0, span_u1, keep_row
 
 
 @njit(cache=True, parallel=True)
-def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l,
-                       min_len_um, serpentine, layer_offset, x, y, z):
+def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, row_rev, cos_l, sin_l,
+                       z_l, min_len_um, layer_offset, x, y, z):
     """Write the kept spans of each layer as 2-point marks in part coordinates, in scan order.
 
-    Rows are taken in increasing v; with ``serpentine`` every second written row of a layer
-    runs backwards (spans in reverse order, end points swapped).
+    Rows are taken in increasing v; rows with ``row_rev`` set run backwards (spans in reverse
+    order, end points swapped). Serpentine hatching sets it on every odd row of the global row
+    grid, so a row's direction does not depend on which other rows are present (a block cut
+    out of a part scans exactly as in the whole part).
 
     Parameters
     ----------
+    row_rev : (R,) bool
+        Rows written backwards.
     cos_l, sin_l : (L,) float64
         cos and sin of each layer's row angle; x = u cos - v sin, y = u sin + v cos.
     z_l : (L,) float64
@@ -63,15 +67,13 @@ def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1,
         c = cos_l[k]
         sn = sin_l[k]
         zk = z_l[k]
-        parity = 0
         for r in range(layer_row_start[k], layer_row_start[k + 1]):
             if not keep_row[r]:
                 continue
             a = row_span_start[r]
             b = row_span_start[r + 1]
             v = row_v[r]
-            wrote = False
-            rev = serpentine and (parity % 2 == 1)
+            rev = row_rev[r]
             for i in range(b - a):
                 s = b - 1 - i if rev else a + i
                 ua = span_u0[s]
@@ -87,9 +89,6 @@ def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1,
                 y[o + 1] = ub * sn + v * c
                 z[o + 1] = zk
                 o += 2
-                wrote = True
-            if wrote:
-                parity += 1
 
 
 # ----------------------------------------------------------------------------- merging

@@ -14,11 +14,11 @@ from ..progress import silent
 from .solid import solid_marks
 
 
-def channels_marks(region, layer_z_um, recipe, progress=silent):
+def channels_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     """Contours and hatch of ``region`` (a mold :class:`~bioslicer.strategies.common.Region`).
 
     Parameters / Returns: as :func:`bioslicer.strategies.solid.solid_marks`.
     """
     if not region.is_mold:
         raise ValueError("channels_marks needs a mold region (make_region with strategy 'channels')")
-    return solid_marks(region, layer_z_um, recipe, progress)
+    return solid_marks(region, layer_z_um, recipe, progress, layer_ids)

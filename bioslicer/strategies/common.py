@@ -26,12 +26,18 @@ class Region:
     solid : Solid
     block_lo_um, block_hi_um : (3,) float64 or None
         Corners of the block in mold mode, µm.
+    window_um : (2, 2) float64 or None
+        ((xmin, ymin), (xmax, ymax)): only scan rows crossing this box are produced, whole
+        (not cut at the box), and :meth:`final` drops spans that miss it. Used to plan one
+        stitching block of a part: every mark that reaches the box is exactly the mark of the
+        whole part, so the block stitched from it equals the block of the whole part.
     """
 
-    def __init__(self, solid, block_lo_um=None, block_hi_um=None) -> None:
+    def __init__(self, solid, block_lo_um=None, block_hi_um=None, window_um=None) -> None:
         self.solid = solid
         self.block_lo_um = None if block_lo_um is None else np.asarray(block_lo_um, dtype=np.float64)
         self.block_hi_um = None if block_hi_um is None else np.asarray(block_hi_um, dtype=np.float64)
+        self.window_um = None if window_um is None else np.asarray(window_um, dtype=np.float64).reshape(2, 2)
         self._block_solid = None
         self._poly_cache: dict = {}
 
@@ -60,12 +66,17 @@ class Region:
         """Spans of the region on the row grid (see ``slicing.Spans``)."""
         from ..slicing import slice_spans
 
-        sp = slice_spans(self.solid, layer_z_um, row_spacing_um, angle_deg=angle_deg, row_offset_um=row_offset_um)
+        sp = window_rows(slice_spans(self.solid, layer_z_um, row_spacing_um, angle_deg=angle_deg,
+                                     row_offset_um=row_offset_um), self.window_um)
         if not self.is_mold:
             return sp
-        blk = slice_spans(self._block(), layer_z_um, row_spacing_um, angle_deg=angle_deg,
-                          row_offset_um=row_offset_um)
+        blk = window_rows(slice_spans(self._block(), layer_z_um, row_spacing_um, angle_deg=angle_deg,
+                                      row_offset_um=row_offset_um), self.window_um)
         return span_boolean(blk, sp, "difference")
+
+    def final(self, spans):
+        """Spans ready to become marks: with a window, only those that reach it."""
+        return window_rows(spans, self.window_um, cut_spans=True)
 
     def polygons(self, layer_z_um) -> list:
         """Shapely (Multi)Polygon of the region per layer (cached by the layer heights)."""
@@ -93,7 +104,56 @@ class Region:
 
         polys = inset_polygons(self.polygons(layer_z_um), inset_um)
         con = Contours.from_polygons(polys, np.asarray(layer_z_um, dtype=np.float64))
-        return spans_from_contours(con, row_spacing_um, angle_deg=angle_deg, row_offset_um=row_offset_um)
+        return window_rows(spans_from_contours(con, row_spacing_um, angle_deg=angle_deg, row_offset_um=row_offset_um),
+                           self.window_um)
+
+
+def window_rows(spans, window_um, cut_spans: bool = False, tol_um: float = 1e-6):
+    """Keep the rows of ``spans`` that cross the box ``window_um`` (None: all rows).
+
+    Rows are kept whole: span booleans on them give, inside the box, exactly what they give on
+    the whole part. With ``cut_spans`` also drop spans whose [u0, u1) misses the box (do this
+    only on final spans, after every boolean). Nothing is clipped: kept spans are unchanged.
+
+    Parameters
+    ----------
+    spans : slicing.Spans
+    window_um : (2, 2) float or None
+        ((xmin, ymin), (xmax, ymax)), µm.
+
+    Returns
+    -------
+    slicing.Spans
+    """
+    if window_um is None or spans.n_spans == 0:
+        return spans
+    from ..slicing import Spans, frame_cos_sin
+
+    (x0, y0), (x1, y1) = np.asarray(window_um, dtype=np.float64)
+    cx = np.array([x0, x1, x0, x1])
+    cy = np.array([y0, y0, y1, y1])
+    c, sn = frame_cos_sin(np.asarray(spans.angle_deg, dtype=np.float64))
+    v = -np.outer(sn, cx) + np.outer(c, cy)          # (L, 4) corner v in each layer's frame
+    rl = spans.row_layer()
+    rv = spans.row_v_um
+    keep_row = (rv >= v.min(axis=1)[rl] - tol_um) & (rv <= v.max(axis=1)[rl] + tol_um)
+    keep = np.repeat(keep_row, np.diff(spans.row_span_start))
+    if cut_spans:
+        u = np.outer(c, cx) + np.outer(sn, cy)
+        sl = rl[spans.span_row()]
+        keep &= (spans.span_u1_um >= u.min(axis=1)[sl] - tol_um) & (spans.span_u0_um <= u.max(axis=1)[sl] + tol_um)
+    if keep.all():
+        return spans
+    per_row = np.add.reduceat(keep.astype(np.int64), spans.row_span_start[:-1]) if spans.n_rows else np.zeros(0, np.int64)
+    per_row[np.diff(spans.row_span_start) == 0] = 0
+    row_ok = per_row > 0
+    rss = np.zeros(int(row_ok.sum()) + 1, np.int64)
+    np.cumsum(per_row[row_ok], out=rss[1:])
+    rows_per_layer = np.bincount(rl[row_ok], minlength=spans.n_layers).astype(np.int64)
+    lrs = np.zeros(spans.n_layers + 1, np.int64)
+    np.cumsum(rows_per_layer, out=lrs[1:])
+    return Spans(spans.layer_z_um, spans.angle_deg, spans.row_spacing_um, spans.row_offset_um, lrs,
+                 rv[row_ok], rss, spans.span_u0_um[keep], spans.span_u1_um[keep])
 
 
 def solid_bounds(solid) -> np.ndarray:
@@ -104,10 +164,11 @@ def solid_bounds(solid) -> np.ndarray:
     return np.asarray(b, dtype=np.float64).reshape(2, 3)
 
 
-def make_region(solid, recipe) -> Region:
-    """The part, or for ``strategy == 'channels'`` the block around it minus the part."""
+def make_region(solid, recipe, window_um=None) -> Region:
+    """The part, or for ``strategy == 'channels'`` the block around it minus the part
+    (``window_um``: see :class:`Region`)."""
     if recipe.strategy != "channels":
-        return Region(solid)
+        return Region(solid, window_um=window_um)
     b = solid_bounds(solid)
     if recipe.channel_block_size_um is not None:
         size = np.asarray(recipe.channel_block_size_um, dtype=np.float64)
@@ -116,7 +177,7 @@ def make_region(solid, recipe) -> Region:
     else:
         m = recipe.channel_margin_um
         lo, hi = b[0] - m, b[1] + m
-    return Region(solid, lo, hi)
+    return Region(solid, lo, hi, window_um=window_um)
 
 
 def inset_polygons(polys: list, inset_um: float) -> list:
@@ -146,7 +207,7 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
     min_segment_um : float
         Spans shorter than this are dropped.
     serpentine : bool
-        Alternate the direction of successive rows of a layer.
+        Alternate the direction of rows: odd rows of the global row grid run backwards.
     keep_row : (R,) bool, optional
         Only rows with True are used (e.g. scaffold walls on some rows).
 
@@ -179,9 +240,12 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
     lz = np.asarray(layer_z_um, dtype=np.float64)
     layer_index = np.asarray(layer_index, dtype=np.int64)
     zl = np.ascontiguousarray(lz[layer_index]) if n_layers else np.zeros(0)
-    _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, np.ascontiguousarray(c, dtype=np.float64),
-                          np.ascontiguousarray(s, dtype=np.float64), zl, float(min_segment_um), bool(serpentine),
-                          off, x, y, z)
+    if serpentine:
+        row_rev = np.ascontiguousarray((spans.row_index() & 1) == 1)
+    else:
+        row_rev = np.zeros(len(rv), dtype=np.bool_)
+    _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, row_rev, np.ascontiguousarray(c, dtype=np.float64),
+                          np.ascontiguousarray(s, dtype=np.float64), zl, float(min_segment_um), off, x, y, z)
     layer = np.repeat(layer_index.astype(np.int32), counts)
     tp = Toolpath(x, y, z, np.zeros(2 * m), np.arange(0, 2 * m + 1, 2, dtype=np.int64),
                   np.full(m, int(kind), np.uint8), layer, np.full(m, -1, np.int32), np.zeros(m), lz)
@@ -240,21 +304,34 @@ def rings_to_toolpath(polys: list, layer_index, layer_z_um, kind: Kind = Kind.CO
                     np.full(m, int(kind), np.uint8), layer, np.full(m, -1, np.int32), np.zeros(m), lz)
 
 
-def contour_toolpath(region: Region, layer_z_um, recipe) -> Toolpath:
+def contour_toolpath(region: Region, layer_z_um, recipe, layer_ids=None) -> Toolpath:
     """``recipe.contour_count`` rings per layer, ring i at ``contour_offset_um + i *
-    contour_spacing_um`` inside the surface; outer rings first within each layer."""
+    contour_spacing_um`` inside the surface; outer rings first within each layer.
+
+    ``layer_ids`` (default: all) selects the layers of the global table ``layer_z_um`` to make."""
     n = recipe.contour_count
     lz = np.asarray(layer_z_um, dtype=np.float64)
-    if n == 0 or len(lz) == 0:
+    idx = layer_ids_of(lz, layer_ids).astype(np.int32)
+    if n == 0 or len(idx) == 0:
         return Toolpath.empty(lz)
-    polys = region.polygons(lz)
-    idx = np.arange(len(lz), dtype=np.int32)
+    polys = region.polygons(lz[idx])
     parts = []
     for i in range(n):
         off = recipe.contour_offset_um + i * recipe.contour_spacing_um
         parts.append(rings_to_toolpath(inset_polygons(polys, off), idx, lz))
     # outer ring first within a layer: parts are merged layer by layer in ring order i
     return order_marks(parts, lz)
+
+
+def layer_ids_of(layer_z_um, layer_ids=None) -> np.ndarray:
+    """The sorted global layer indices to make (all layers when None)."""
+    n = len(layer_z_um)
+    if layer_ids is None:
+        return np.arange(n, dtype=np.int64)
+    ids = np.asarray(layer_ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n or np.any(np.diff(ids) <= 0)):
+        raise ValueError("layer_ids must be increasing indices into the layer table")
+    return ids
 
 
 def hatch_region_inset(recipe) -> float:

@@ -19,19 +19,21 @@ import numpy as np
 from ..kernel import marks as _k
 from ..progress import silent
 from ..toolpath import Kind
-from .common import (contour_toolpath, hatch_region_inset, order_marks, segments_to_toolpath,
+from .common import (contour_toolpath, hatch_region_inset, layer_ids_of, order_marks, segments_to_toolpath,
                      spans_to_toolpath)
 
 
-def woodpile_marks(region, layer_z_um, recipe, progress=silent):
+def woodpile_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     """Contour and woodpile strut marks of a region.
 
     Parameters
     ----------
     region : strategies.common.Region
     layer_z_um : (L,) float64
-        Layer heights, µm.
+        The layer table (heights), µm.
     recipe : Recipe
+    layer_ids : (K,) int, optional
+        Layers of the table to make (default all).
 
     Returns
     -------
@@ -39,8 +41,9 @@ def woodpile_marks(region, layer_z_um, recipe, progress=silent):
         Marks ordered layer by layer (contours, struts); report with ``dropped_segments``.
     """
     lz = np.asarray(layer_z_um, dtype=np.float64)
+    ids = layer_ids_of(lz, layer_ids)
     z0 = float(region.bounds_um[0, 2])
-    pile = np.floor((lz - z0) / recipe.lattice_strut_height_um).astype(np.int64)
+    pile = np.floor((lz[ids] - z0) / recipe.lattice_strut_height_um).astype(np.int64)
     direction = pile % 2
     shift = (pile // 2) % 2 if recipe.lattice_stagger else np.zeros_like(pile)
     inset = hatch_region_inset(recipe)
@@ -50,7 +53,7 @@ def woodpile_marks(region, layer_z_um, recipe, progress=silent):
     dropped = 0
     groups = [(d, s) for d in (0, 1) for s in (0, 1)]
     for gi, (d, s) in enumerate(groups):
-        layers = np.flatnonzero((direction == d) & (shift == s))
+        layers = ids[(direction == d) & (shift == s)]
         progress(gi, len(groups), "struts")
         if len(layers) == 0:
             continue
@@ -58,25 +61,27 @@ def woodpile_marks(region, layer_z_um, recipe, progress=silent):
         for line in range(n_lines):
             off = 0.5 * p + s * 0.5 * p + (line - 0.5 * (n_lines - 1)) * recipe.hatch_um
             sp = region.inset_spans(lz[layers], inset, p, angle, off)
-            tp, dr = spans_to_toolpath(sp, Kind.LATTICE, layers, lz, recipe.min_segment_um, recipe.serpentine)
+            tp, dr = spans_to_toolpath(region.final(sp), Kind.LATTICE, layers, lz, recipe.min_segment_um,
+                                       recipe.serpentine)
             parts.append(tp)
             dropped += dr
     progress(len(groups), len(groups), "struts")
-    rings = contour_toolpath(region, lz, recipe)
+    rings = contour_toolpath(region, lz, recipe, ids)
     struts = order_marks(parts, lz)
     return order_marks([rings, struts], lz), {"dropped_segments": int(dropped)}
 
 
-def gyroid_marks(region, layer_z_um, recipe, progress=silent):
+def gyroid_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     """Contour and gyroid-sheet marks of a region.
 
     Parameters / Returns: as :func:`woodpile_marks`.
     """
     lz = np.asarray(layer_z_um, dtype=np.float64)
-    angles = recipe.layer_angle_deg(len(lz))
+    ids = layer_ids_of(lz, layer_ids)
+    angles = recipe.layer_angle_deg(len(lz))[ids]
     progress(0, 2, "gyroid")
-    spans = region.inset_spans(lz, hatch_region_inset(recipe), recipe.hatch_um, angles, 0.5 * recipe.hatch_um)
-    rows, _ = spans_to_toolpath(spans, Kind.LATTICE, np.arange(len(lz)), lz, 0.0, recipe.serpentine)
+    spans = region.inset_spans(lz[ids], hatch_region_inset(recipe), recipe.hatch_um, angles, 0.5 * recipe.hatch_um)
+    rows, _ = spans_to_toolpath(region.final(spans), Kind.LATTICE, ids, lz, 0.0, recipe.serpentine)
     lo = region.bounds_um[0]
     x0 = rows.x_um[0::2] - lo[0]
     y0 = rows.y_um[0::2] - lo[1]
@@ -98,6 +103,6 @@ def gyroid_marks(region, layer_z_um, recipe, progress=silent):
     progress(1, 2, "contours")
     sheet = segments_to_toolpath(q[:, 0] + lo[0], q[:, 1] + lo[1], q[:, 2] + lo[0], q[:, 3] + lo[1],
                                  layer[keep], Kind.LATTICE, lz)
-    rings = contour_toolpath(region, lz, recipe)
+    rings = contour_toolpath(region, lz, recipe, ids)
     progress(2, 2, "contours")
     return order_marks([rings, sheet], lz), {"dropped_segments": int((~keep).sum())}

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..progress import silent
 from ..toolpath import Kind
-from .common import (contour_toolpath, hatch_region_inset, order_marks, same_layers, span_boolean,
-                     spans_to_toolpath)
+from .common import (contour_toolpath, hatch_region_inset, layer_ids_of, order_marks, same_layers,
+                     span_boolean, spans_to_toolpath)
 
 
 def core_spans(region, layer_z_um, base, recipe, row_spacing_um, angle_deg, row_offset_um):
@@ -46,15 +46,17 @@ def core_spans(region, layer_z_um, base, recipe, row_spacing_um, angle_deg, row_
     return core
 
 
-def scaffold_marks(region, layer_z_um, recipe, progress=silent):
+def scaffold_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     """Contour, skin and scaffold-wall marks of a region.
 
     Parameters
     ----------
     region : strategies.common.Region
     layer_z_um : (L,) float64
-        Layer heights, µm.
+        The layer table (heights), µm.
     recipe : Recipe
+    layer_ids : (K,) int, optional
+        Layers of the table to make (default all).
 
     Returns
     -------
@@ -63,19 +65,19 @@ def scaffold_marks(region, layer_z_um, recipe, progress=silent):
         ``skin_layers``, ``wall_layers``.
     """
     lz = np.asarray(layer_z_um, dtype=np.float64)
-    n = len(lz)
+    ids = layer_ids_of(lz, layer_ids)
     inset = hatch_region_inset(recipe)
     h = recipe.hatch_um
-    angles = recipe.layer_angle_deg(n)
+    angles = recipe.layer_angle_deg(len(lz))[ids]
     steps = 2 + 2 * recipe.scaffold_wall_lines
     progress(0, steps, "skins")
-    base = region.inset_spans(lz, inset, h, angles, 0.5 * h)
-    core = core_spans(region, lz, base, recipe, h, angles, 0.5 * h)
+    base = region.inset_spans(lz[ids], inset, h, angles, 0.5 * h)
+    core = core_spans(region, lz[ids], base, recipe, h, angles, 0.5 * h)
     skin = span_boolean(base, core, "difference")
-    skin_tp, dropped = spans_to_toolpath(skin, Kind.SKIN, np.arange(n), lz, recipe.min_segment_um,
+    skin_tp, dropped = spans_to_toolpath(region.final(skin), Kind.SKIN, ids, lz, recipe.min_segment_um,
                                          recipe.serpentine)
     progress(1, steps, "walls")
-    wall_layers = np.flatnonzero(np.arange(n) % recipe.scaffold_every_n_layers == 0)
+    wall_layers = ids[ids % recipe.scaffold_every_n_layers == 0]
     walls = []
     p = recipe.scaffold_pitch_um
     done = 1
@@ -86,13 +88,13 @@ def scaffold_marks(region, layer_z_um, recipe, progress=silent):
                 off = 0.5 * p + (line - 0.5 * (recipe.scaffold_wall_lines - 1)) * h
                 b = region.inset_spans(wz, inset, p, angle, off)
                 c = core_spans(region, wz, b, recipe, p, angle, off)
-                tp, dr = spans_to_toolpath(c, Kind.SCAFFOLD, wall_layers, lz, recipe.min_segment_um,
+                tp, dr = spans_to_toolpath(region.final(c), Kind.SCAFFOLD, wall_layers, lz, recipe.min_segment_um,
                                            recipe.serpentine)
                 walls.append(tp)
                 dropped += dr
                 done += 1
                 progress(done, steps, "walls")
-    rings = contour_toolpath(region, lz, recipe)
+    rings = contour_toolpath(region, lz, recipe, ids)
     progress(steps, steps, "contours")
     report = {"dropped_segments": int(dropped), "wall_layers": int(len(wall_layers))}
     return order_marks([rings, skin_tp, *walls], lz), report

@@ -14,18 +14,20 @@ import numpy as np
 
 from ..progress import silent
 from ..toolpath import Kind
-from .common import contour_toolpath, hatch_region_inset, order_marks, spans_to_toolpath
+from .common import contour_toolpath, hatch_region_inset, layer_ids_of, order_marks, spans_to_toolpath
 
 
-def solid_marks(region, layer_z_um, recipe, progress=silent):
+def solid_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     """Contour and hatch marks of a region.
 
     Parameters
     ----------
     region : strategies.common.Region
     layer_z_um : (L,) float64
-        Layer heights, µm.
+        The layer table (heights), µm.
     recipe : Recipe
+    layer_ids : (K,) int, optional
+        Layers of the table to make (default all); marks keep their global layer index.
 
     Returns
     -------
@@ -34,13 +36,14 @@ def solid_marks(region, layer_z_um, recipe, progress=silent):
         ``dropped_segments``.
     """
     lz = np.asarray(layer_z_um, dtype=np.float64)
-    angles = recipe.layer_angle_deg(len(lz))
+    ids = layer_ids_of(lz, layer_ids)
+    angles = recipe.layer_angle_deg(len(lz))[ids]
     progress(0, 3, "hatch")
-    spans = region.inset_spans(lz, hatch_region_inset(recipe), recipe.hatch_um, angles, 0.5 * recipe.hatch_um)
+    spans = region.inset_spans(lz[ids], hatch_region_inset(recipe), recipe.hatch_um, angles, 0.5 * recipe.hatch_um)
     progress(1, 3, "hatch marks")
-    hatch, dropped = spans_to_toolpath(spans, Kind.HATCH, np.arange(len(lz)), lz, recipe.min_segment_um,
+    hatch, dropped = spans_to_toolpath(region.final(spans), Kind.HATCH, ids, lz, recipe.min_segment_um,
                                        recipe.serpentine)
     progress(2, 3, "contours")
-    rings = contour_toolpath(region, lz, recipe)
+    rings = contour_toolpath(region, lz, recipe, ids)
     progress(3, 3, "contours")
     return order_marks([rings, hatch], lz), {"dropped_segments": int(dropped)}
