@@ -1,26 +1,36 @@
-"""Benchmark: program text writing and validation speed per dialect.
+"""Benchmark: program text writing and validation speed per dialect, wall clock, medians.
 
 Builds a synthetic stitched toolpath of hatch lines (2-point marks, as solid infill gives) over
-a grid of blocks and times ``write_program`` (which includes validation) and
-``validate_program`` alone. JIT compile is excluded by a warm-up on a tiny toolpath.
+a grid of blocks and times, per dialect, in a fresh child process each:
 
-The machine is shared: CPU time (process_time) is reported beside wall time.
+* ``write``: the dialect writer alone (rendering + file I/O, no parse-back);
+* ``validate``: :func:`validate_program` of what it wrote (parse-back + checks);
+* ``export``: :func:`write_program` (write + validate + rename), what a user waits for;
 
-Run:  .venv/bin/python benchmarks/bench_programs.py [--segments 2000000] [--dialect gwl ...]
+with JIT compile excluded (warm-up on a tiny toolpath first, median of ``--repeat`` runs) and
+included (a child with an empty Numba cache, first call). Peak memory is the child's peak RSS
+minus its RSS once the toolpath is built (what writing and validating add). Peers, measured in
+the same run on the same ``x y z`` lines (3 decimals): ``np.savetxt`` and Python f-strings.
+
+The machine is shared: wall times vary run to run; medians are reported, CPU time beside them.
+
+Run:  .venv/bin/python benchmarks/bench_programs.py [--segments 2000000] [--dialect gwl ...] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-
-from bioslicer.printers import load_printer
-from bioslicer.programs import validate_program, write_program
-from bioslicer.toolpath import Blocks, Toolpath
 
 PRINTERS = {"gwl": "nanoscribe-gt2-25x", "gcode": "lab-stage-gcode", "aerobasic": "femtika-aerotech-galvo"}
 
@@ -28,6 +38,8 @@ PRINTERS = {"gwl": "nanoscribe-gt2-25x", "gcode": "lab-stage-gcode", "aerobasic"
 def hatch_toolpath(n_segments: int, blocks_per_side: int = 4, side_um: float = 200.0, dz_um: float = 0.5,
                    speed_um_s: float = 5000.0):
     """Serpentine hatch lines, hatch 0.2 µm, ``blocks_per_side``² blocks of ``side_um``."""
+    from bioslicer.toolpath import Blocks, Toolpath
+
     nb = blocks_per_side * blocks_per_side
     per_block = n_segments // nb
     lines_per_layer = int(side_um / 0.2)
@@ -56,31 +68,130 @@ def hatch_toolpath(n_segments: int, blocks_per_side: int = 4, side_um: float = 2
     return tp
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for ln in fh:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1]) / 1024
+    return 0.0
+
+
+def _timed(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def child(dialect: str, segments: int, repeat: int, cold: bool) -> dict:
+    """Measurements of one dialect in this (fresh) process."""
+    from bioslicer.printers import load_printer
+    from bioslicer.programs import DIALECTS, validate_program, write_program
+
+    pr = load_printer(PRINTERS[dialect])
+    d = DIALECTS[dialect]
+    tp = hatch_toolpath(segments)
+    base = _rss_mb()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_programs_"))
+    res = {"dialect": dialect, "segments": tp.n_segments}
+    try:
+        if cold:  # empty Numba cache: the first export pays the compile
+            pf, w, c = _timed(lambda: write_program(tp, pr, tmp / "cold", name="part", dialect=dialect))
+            res.update(export_cold_s=w, mb=pf.n_bytes / 1e6)
+            return res
+        write_program(hatch_toolpath(1600), pr, tmp / "warm", name="warm", dialect=dialect)
+        runs = {"write": [], "validate": [], "export": []}
+        for r in range(repeat):
+            out = tmp / f"w{r}"
+            out.mkdir()
+            files, w, c = _timed(lambda: d.write(tp, pr, d.spec, out, "part", None, lambda *a: None))
+            runs["write"].append((w, c))
+            rep, w, c = _timed(lambda: validate_program(files[0], pr, dialect))
+            runs["validate"].append((w, c))
+            assert rep.ok, rep.first()
+            shutil.rmtree(out)
+            pf, w, c = _timed(lambda: write_program(tp, pr, tmp / f"e{r}", name="part", dialect=dialect))
+            runs["export"].append((w, c))
+            shutil.rmtree(tmp / f"e{r}")
+        res["mb"] = pf.n_bytes / 1e6
+        res["moves"] = rep.n_moves
+        for k, v in runs.items():
+            res[k] = {"wall_s": float(np.median([a for a, _ in v])), "cpu_s": float(np.median([b for _, b in v]))}
+        res["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        return res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def peers(n_points: int, repeat: int) -> dict:
+    """MB/s of np.savetxt and f-strings writing ``x y z`` lines (3 decimals) to a file."""
+    rng = np.random.default_rng(0)
+    xyz = np.column_stack([rng.uniform(-200, 200, n_points), rng.uniform(-200, 200, n_points),
+                           rng.uniform(0, 300, n_points)])
+    out = {}
+    tmp = tempfile.mkdtemp(prefix="bench_peers_")
+    try:
+        path = os.path.join(tmp, "p.txt")
+
+        def savetxt():
+            np.savetxt(path, xyz, fmt="%.3f")
+
+        def fstrings():
+            with open(path, "w") as fh:
+                fh.write("".join([f"{x:.3f} {y:.3f} {z:.3f}\n" for x, y, z in xyz.tolist()]))
+
+        for name, fn in (("np.savetxt", savetxt), ("f-string", fstrings)):
+            t = []
+            for _ in range(repeat):
+                _, w, _ = _timed(fn)
+                t.append(w)
+            out[name] = os.path.getsize(path) / 1e6 / float(np.median(t))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _run_child(args: list[str], env=None) -> dict:
+    p = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--segments", type=int, default=2_000_000)
     ap.add_argument("--dialect", action="append", choices=list(PRINTERS))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-cold", action="store_true", help="skip the compile-included run")
+    ap.add_argument("--child", choices=list(PRINTERS), help=argparse.SUPPRESS)
+    ap.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    small = hatch_toolpath(1600)
-    tp = hatch_toolpath(args.segments)
+    if args.child:
+        print(json.dumps(child(args.child, args.segments, args.repeat, args.cold)))
+        return
+    pe = peers(200_000, args.repeat)
+    print(f"peers (x y z, 3 decimals, 200k lines, median of {args.repeat}): "
+          + ", ".join(f"{k} {v:.1f} MB/s" for k, v in pe.items()))
+    slow_peer = max(pe.values())
+    print(f"{'dialect':10s} {'MB':>7s} | {'write':>16s} | {'validate':>16s} | {'export (w+v)':>16s} | "
+          f"{'export cold':>11s} | {'peak':>7s} | x best peer")
     for d in args.dialect or list(PRINTERS):
-        pr = load_printer(PRINTERS[d])
-        tmp = tempfile.mkdtemp(prefix="bench_programs_")
-        try:
-            write_program(small, pr, tmp, name="warm", dialect=d)
-            t0, c0 = time.perf_counter(), time.process_time()
-            pf = write_program(tp, pr, tmp, name="part", dialect=d)
-            t1, c1 = time.perf_counter(), time.process_time()
-            rep = validate_program(pf.main, pr, d)
-            t2, c2 = time.perf_counter(), time.process_time()
-            mb = pf.n_bytes / 1e6
-            w_wall, w_cpu = (t1 - t0) - (t2 - t1), (c1 - c0) - (c2 - c1)
-            print(f"{d:10s} {tp.n_segments:>9d} segments {mb:7.1f} MB | write+validate {t1 - t0:5.2f} s wall "
-                  f"{c1 - c0:5.2f} s cpu | write alone ~{mb / max(w_wall, 1e-9):6.1f} MB/s wall "
-                  f"~{mb / max(w_cpu, 1e-9):6.1f} MB/s cpu | validate {mb / (t2 - t1):6.1f} MB/s wall "
-                  f"{mb / max(c2 - c1, 1e-9):6.1f} MB/s cpu, {rep.n_moves / max(c2 - c1, 1e-9) / 1e6:4.1f} M moves/s cpu")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        r = _run_child(["--child", d, "--segments", str(args.segments), "--repeat", str(args.repeat)])
+        cold = float("nan")
+        if not args.no_cold:
+            with tempfile.TemporaryDirectory() as cache:
+                env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+                c = _run_child(["--child", d, "--segments", str(args.segments), "--cold"], env=env)
+                cold = c["mb"] / c["export_cold_s"]
+        mb = r["mb"]
+
+        def col(k):
+            return f"{mb / r[k]['wall_s']:6.1f} ({mb / r[k]['cpu_s']:5.0f} cpu)"
+
+        print(f"{d:10s} {mb:7.1f} | {col('write')} | {col('validate')} | {col('export')} | {cold:6.1f} MB/s | "
+              f"{r['peak_mb']:5.0f}MB | {mb / r['export']['wall_s'] / slow_peer:5.1f}")
+    print("MB/s wall clock (median), with MB/s of CPU time in brackets; 'export cold' includes JIT compile;"
+          " peak = RSS added over the toolpath in memory")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from .printers import load_printer
 
@@ -70,9 +71,74 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}".rstrip("0").rstrip(".") if np.isfinite(v) else str(v)
 
 
+# check bits, in the order check_moves reports them
+_FINITE, _FIELD, _ZR, _SX, _SY, _SZ, _PHI, _PNEG, _JUMP, _VHI, _VLO, _VJ, _ACC = range(13)
+
+
+@njit(cache=True, error_model="numpy")
+def _check_kernel(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, acc, on, jump, circle, half, zlo, zhi,
+                  slo, shi, pmax, vmax, vmin, vjump, amax, flags, bits, counts):
+    """One serial pass over the moves (memory-bound: threads do not pay here): bit k of ``bits[i]`` set when move i fails check k; ``counts`` per check.
+
+    The comparisons are those of the numpy expressions in :func:`check_moves` (same IEEE results);
+    ``flags`` = [check_speed, check_min_speed, check_accel].
+    """
+    n = x.shape[0]
+    nt = 1
+    per = n
+    part = np.zeros((nt, 13), np.int64)
+    for t in range(nt):
+        for i in range(t * per, min(n, (t + 1) * per)):
+            b = 0
+            fin = (np.isfinite(x[i]) and np.isfinite(y[i]) and np.isfinite(z[i]) and np.isfinite(lx[i])
+                   and np.isfinite(ly[i]) and np.isfinite(lz[i]) and np.isfinite(sx[i]) and np.isfinite(sy[i])
+                   and np.isfinite(sz[i]) and np.isfinite(pw[i]) and np.isfinite(sp[i]))
+            if not fin:
+                b |= 1 << _FINITE
+            else:
+                if circle:
+                    if not (lx[i] * lx[i] + ly[i] * ly[i] <= half * half):
+                        b |= 1 << _FIELD
+                elif not (abs(lx[i]) <= half and abs(ly[i]) <= half):
+                    b |= 1 << _FIELD
+                if lz[i] < zlo or lz[i] > zhi:
+                    b |= 1 << _ZR
+                if sx[i] < slo[0] or sx[i] > shi[0]:
+                    b |= 1 << _SX
+                if sy[i] < slo[1] or sy[i] > shi[1]:
+                    b |= 1 << _SY
+                if sz[i] < slo[2] or sz[i] > shi[2]:
+                    b |= 1 << _SZ
+                if on[i] and pw[i] > pmax:
+                    b |= 1 << _PHI
+                if on[i] and pw[i] < 0:
+                    b |= 1 << _PNEG
+            if jump[i] and on[i]:
+                b |= 1 << _JUMP
+            if flags[0] and fin:
+                if on[i] and not jump[i]:
+                    if sp[i] > vmax:
+                        b |= 1 << _VHI
+                    if flags[1] and sp[i] < vmin:
+                        b |= 1 << _VLO
+                if not on[i] and sp[i] > vjump:
+                    b |= 1 << _VJ
+            if flags[2] and acc[i] > amax:
+                b |= 1 << _ACC
+            bits[i] = b
+            if b:
+                for k in range(13):
+                    if b & (1 << k):
+                        part[t, k] += 1
+    for k in range(13):
+        counts[k] = 0
+        for t in range(nt):
+            counts[k] += part[t, k]
+
+
 def check_moves(moves, printer, max_violations: int = 20, check_min_speed: bool = True,
                 check_speed: bool = True) -> tuple[list[tuple[int, int, int, str]], int]:
-    """Vectorised checks of one :class:`~bioslicer.programs.Moves` chunk.
+    """Checks of one :class:`~bioslicer.programs.Moves` chunk (one Numba pass, messages for the failures).
 
     Returns
     -------
@@ -82,60 +148,58 @@ def check_moves(moves, printer, max_violations: int = 20, check_min_speed: bool 
         Number of violations of every check in the chunk.
     """
     found = []
-    count = 0
     tol = 10.0 ** (-printer.decimals)
+    n = len(moves)
+    bits = np.empty(n, np.int64)
+    counts = np.zeros(13, np.int64)
+    f = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    stage = (printer.stage_x_um, printer.stage_y_um, printer.stage_z_um)
+    slo = np.array([lo - tol for lo, _ in stage])
+    shi = np.array([hi + tol for _, hi in stage])
+    flags = np.array([check_speed, check_min_speed, printer.galvo_acceleration_um_s2 > 0], np.bool_)
+    _check_kernel(f(moves.x), f(moves.y), f(moves.z), f(moves.lx), f(moves.ly), f(moves.lz), f(moves.sx),
+                  f(moves.sy), f(moves.sz), f(moves.power_mw), f(moves.speed_um_s), f(moves.accel_um_s2),
+                  np.ascontiguousarray(moves.laser_on, np.bool_), np.ascontiguousarray(moves.jump, np.bool_),
+                  printer.field_shape == "circle", printer.field_size_um / 2 + tol, -tol,
+                  printer.z_range_um + tol, slo, shi, printer.max_power_mw * (1 + REL_TOL),
+                  printer.max_speed_um_s * (1 + REL_TOL), printer.min_speed_um_s * (1 - REL_TOL),
+                  printer.jump_speed_um_s * (1 + REL_TOL), printer.galvo_acceleration_um_s2 * 1.01 + 1e-3,
+                  flags, bits, counts)
+    count = int(counts.sum())
+    if count == 0:
+        return found, 0
 
-    def add(mask, msg, line=None):
-        nonlocal count
-        idx = np.flatnonzero(mask)
-        count += len(idx)
+    def add(k, msg, line=None):
+        if counts[k] == 0:
+            return
+        idx = np.flatnonzero(bits & (1 << k))
         lines = moves.line if line is None else line
         for i in idx[:max_violations]:
             found.append((int(i), int(moves.file[i]), int(lines[i]), msg(i)))
 
-    finite = np.ones(len(moves), bool)
-    for a in (moves.x, moves.y, moves.z, moves.lx, moves.ly, moves.lz, moves.sx, moves.sy, moves.sz,
-              moves.power_mw, moves.speed_um_s):
-        finite &= np.isfinite(a)
-    add(~finite, lambda i: "a number is not finite (NaN or inf)")
-    m = finite
-    fld = m & ~printer.in_field(moves.lx, moves.ly, tol)
+    add(_FINITE, lambda i: "a number is not finite (NaN or inf)")
     what = "diameter" if printer.field_shape == "circle" else "side"
-    add(fld, lambda i: f"galvo x, y = {_fmt(moves.lx[i])}, {_fmt(moves.ly[i])} um is outside the {printer.field_shape} "
-                       f"field ({_fmt(printer.field_size_um)} um {what})")
-    zr = m & ((moves.lz < -tol) | (moves.lz > printer.z_range_um + tol))
-    add(zr, lambda i: f"fine z {_fmt(moves.lz[i])} um is outside the fine-axis range 0..{_fmt(printer.z_range_um)} um")
-    for arr, (lo, hi), ax in ((moves.sx, printer.stage_x_um, "x"), (moves.sy, printer.stage_y_um, "y"),
-                              (moves.sz, printer.stage_z_um, "z")):
-        bad = m & ((arr < lo - tol) | (arr > hi + tol))
-        add(bad, lambda i, arr=arr, lo=lo, hi=hi, ax=ax:
+    add(_FIELD, lambda i: f"galvo x, y = {_fmt(moves.lx[i])}, {_fmt(moves.ly[i])} um is outside the "
+                          f"{printer.field_shape} field ({_fmt(printer.field_size_um)} um {what})")
+    add(_ZR, lambda i: f"fine z {_fmt(moves.lz[i])} um is outside the fine-axis range 0..{_fmt(printer.z_range_um)} um")
+    for k, arr, (lo, hi), ax in ((_SX, moves.sx, printer.stage_x_um, "x"), (_SY, moves.sy, printer.stage_y_um, "y"),
+                                 (_SZ, moves.sz, printer.stage_z_um, "z")):
+        add(k, lambda i, arr=arr, lo=lo, hi=hi, ax=ax:
             f"stage {ax} {_fmt(arr[i])} um is outside the travel {_fmt(lo)}..{_fmt(hi)} um")
-    on = moves.laser_on
-    pmax = printer.max_power_mw * (1 + REL_TOL)
     pl = np.where(moves.power_line >= 0, moves.power_line, moves.line)
-    add(m & on & (moves.power_mw > pmax),
-        lambda i: f"laser power {_fmt(moves.power_mw[i])} mW is above the printer's maximum "
-                  f"{_fmt(printer.max_power_mw)} mW", line=pl)
-    add(m & on & (moves.power_mw < 0), lambda i: f"laser power {_fmt(moves.power_mw[i])} mW is negative", line=pl)
-    add(moves.jump & on, lambda i: "jump with the laser on; switch the laser off before jumping")
-    if check_speed:
-        mark = m & on & ~moves.jump
-        add(mark & (moves.speed_um_s > printer.max_speed_um_s * (1 + REL_TOL)),
-            lambda i: f"scan speed {_fmt(moves.speed_um_s[i])} um/s is above the maximum "
-                      f"{_fmt(printer.max_speed_um_s)} um/s")
-        if check_min_speed:
-            add(mark & (moves.speed_um_s < printer.min_speed_um_s * (1 - REL_TOL)),
-                lambda i: f"scan speed {_fmt(moves.speed_um_s[i])} um/s is below the minimum "
-                          f"{_fmt(printer.min_speed_um_s)} um/s")
-        add(m & ~on & (moves.speed_um_s > printer.jump_speed_um_s * (1 + REL_TOL)),
-            lambda i: f"jump speed {_fmt(moves.speed_um_s[i])} um/s is above the maximum "
-                      f"{_fmt(printer.jump_speed_um_s)} um/s")
+    add(_PHI, lambda i: f"laser power {_fmt(moves.power_mw[i])} mW is above the printer's maximum "
+                        f"{_fmt(printer.max_power_mw)} mW", line=pl)
+    add(_PNEG, lambda i: f"laser power {_fmt(moves.power_mw[i])} mW is negative", line=pl)
+    add(_JUMP, lambda i: "jump with the laser on; switch the laser off before jumping")
+    add(_VHI, lambda i: f"scan speed {_fmt(moves.speed_um_s[i])} um/s is above the maximum "
+                        f"{_fmt(printer.max_speed_um_s)} um/s")
+    add(_VLO, lambda i: f"scan speed {_fmt(moves.speed_um_s[i])} um/s is below the minimum "
+                        f"{_fmt(printer.min_speed_um_s)} um/s")
+    add(_VJ, lambda i: f"jump speed {_fmt(moves.speed_um_s[i])} um/s is above the maximum "
+                       f"{_fmt(printer.jump_speed_um_s)} um/s")
     acc = moves.accel_um_s2
-    if printer.galvo_acceleration_um_s2 > 0:
-        with np.errstate(invalid="ignore"):
-            bad = acc > printer.galvo_acceleration_um_s2 * 1.01 + 1e-3
-        add(bad, lambda i: f"acceleration {acc[i]:.4g} um/s^2 is above the galvo limit "
-                           f"{printer.galvo_acceleration_um_s2:.4g} um/s^2")
+    add(_ACC, lambda i: f"acceleration {acc[i]:.4g} um/s^2 is above the galvo limit "
+                        f"{printer.galvo_acceleration_um_s2:.4g} um/s^2")
     return found, count
 
 

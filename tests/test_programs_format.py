@@ -76,3 +76,32 @@ def test_chunk_reader_keeps_line_numbers_across_chunks(tmp_path):
     assert len(lines) > 5
     np.testing.assert_array_equal(np.concatenate(lines), np.arange(1, 5001))
     np.testing.assert_array_equal(np.concatenate(first), np.arange(1, 5001))
+
+
+def test_chunk_bounds_cover_marks_with_at_least_one_mark_each():
+    ms = np.array([0, 2, 4, 500, 502, 510, 512])
+    cb = F.chunk_bounds(ms, 1, 6, 4)
+    assert cb[0] == 1 and cb[-1] == 6 and np.all(np.diff(cb) >= 1)
+    # a chunk takes the marks that start before its next multiple of 4 points: marks 1-2 (the
+    # 496-point mark is not split), then one mark per 4 points
+    assert list(cb) == [1, 3, 4, 5, 6]
+
+
+def test_parallel_tokenizer_matches_the_serial_one(tmp_path):
+    text = ("% c\nG1 X1.5 Y-2 Z.25\n\n  -1.000 2.5 3e2\nFOO 3\n% x\n12345678901234567 0.1 -0.0\n"
+            "G1 X1.2.3\n" * 1 + "".join(f"{i}.{i % 1000:03d} {-i} 7\n" for i in range(3000)))
+    p = tmp_path / "t.txt"
+    p.write_bytes(text.encode())
+    kw, want = _tok(text, ["G1", "FOO"], comment="%")
+    got = {k: [] for k in want}
+    for rec, _ in F.ChunkReader(p, kw, "%", chunk_bytes=5000, pieces=7):
+        keep = rec["codes"] != F.CODE_SKIP
+        for k in got:
+            got[k].append(rec[k][keep])
+    for k in ("codes", "lines", "nvals", "vals", "tags"):
+        np.testing.assert_array_equal(np.concatenate(got[k]), want[k])
+    # beyond 2**53 the digits accumulate as floats (m * 10 + d), as the reader always did
+    m = 0.0
+    for ch in "12345678901234567":
+        m = m * 10.0 + int(ch)
+    assert want["vals"][3, 0] == m and want["vals"][3, 1] == 0.1 and want["lines"][3] == 7

@@ -171,3 +171,13 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
 def test_non_finite_numbers_are_caught(tmp_path, text):
     rep = validate_program(_write(tmp_path, "n.gwl", "ScanSpeed 20000\n" + text), "nanoscribe-gt2-25x")
     assert not rep.ok and rep.violations[0].line == 2
+
+
+def test_check_kernel_counts_every_violation_and_lists_them_in_order(tmp_path):
+    # 3 points outside the field, 3 laser-on moves over power: counts are per check, the list in move order
+    text = GWL_OK + "LaserPower 120\n250 0 0.5\n0 0 0.5\n260 0 0.5\n270 0 0.5\nWrite\n"
+    rep = validate_program(_write(tmp_path, "k.gwl", text), "nanoscribe-gt2-25x", max_violations=3)
+    assert rep.n_violations == 3 + 3  # 3 outside the field, power over on the 3 laser-on moves
+    # move order; on one move, by line: the power line 8 before the point on line 11
+    assert [v.line for v in rep.violations] == [9, 8, 8]
+    assert "outside the circle field" in rep.violations[0].message and "60 mW is above" in rep.violations[1].message

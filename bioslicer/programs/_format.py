@@ -24,12 +24,13 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 MAX_SLOTS = 6          # numbers per line, writing and reading
 CODE_NUMBERS = 0       # a line of bare numbers (GWL point)
 CODE_UNKNOWN = -2      # a line starting with a word not in the dialect
 CODE_BAD = -3          # a number that does not parse
+CODE_SKIP = -1         # an unused record slot (parallel tokenizing): ignore
 
 _POW10 = np.array([10 ** i for i in range(19)], dtype=np.int64)
 _DIGITS2 = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint8).copy()
@@ -249,6 +250,75 @@ def _render(ops, op_start, lit, tpl, vals, pow10, digits2, out):
     return pos
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def put_line(t, v0, v1, v2, v3, ops, op_start, lit, out, pos, pow10, digits2):
+    """Render template ``t`` with slot values ``v0..v3`` (slot k gets ``vk``) and a newline at ``out[pos]``.
+
+    Returns the new end. The fused dialect kernels call this once per program line.
+    """
+    for k in range(op_start[t], op_start[t + 1]):
+        if ops[k, 0] == 0:
+            for j in range(ops[k, 1], ops[k, 2]):
+                out[pos] = lit[j]
+                pos += 1
+        else:
+            s = ops[k, 1]
+            v = v0 if s == 0 else (v1 if s == 1 else (v2 if s == 2 else v3))
+            pos = _put_fixed(v, ops[k, 2], out, pos, pow10, digits2)
+    out[pos] = 10
+    return pos + 1
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def qround(v):
+    """``np.rint(v)`` as int64, the scalar form of :func:`quantize` (same IEEE result)."""
+    return np.int64(np.rint(v))
+
+
+def chunk_bounds(mark_start: np.ndarray, m0: int, m1: int, points: int) -> np.ndarray:
+    """Mark indices cutting marks [m0, m1) into chunks of about ``points`` points (at least one mark each).
+
+    Returns
+    -------
+    (K+1,) int64
+        ``bounds[0] == m0``, ``bounds[-1] == m1``, strictly increasing.
+    """
+    ms = mark_start[m0:m1 + 1]
+    targets = np.arange(int(ms[0]) + points, int(ms[-1]), points, dtype=np.int64)
+    cut = np.searchsorted(ms, targets, side="left") + m0
+    return np.unique(np.concatenate([[m0], cut, [m1]]).astype(np.int64))
+
+
+class ChunkBuffer:
+    """One reusable byte buffer holding the rendered chunks of a batch at precomputed offsets.
+
+    Parameters
+    ----------
+    bound_per_point, bound_per_mark : int
+        Upper bounds of the bytes a chunk can take per point and per mark.
+    """
+
+    def __init__(self, bound_per_point: int, bound_per_mark: int) -> None:
+        self.bp = int(bound_per_point)
+        self.bm = int(bound_per_mark)
+        self.out = np.empty(0, np.uint8)
+
+    def offsets(self, mark_start: np.ndarray, cb: np.ndarray) -> np.ndarray:
+        """(K+1,) byte offset of each chunk of marks ``cb`` (global mark bounds); grows the buffer."""
+        pts = mark_start[cb[1:]] - mark_start[cb[:-1]]
+        size = pts * self.bp + np.diff(cb) * self.bm
+        off = np.zeros(len(cb), np.int64)
+        np.cumsum(size, out=off[1:])
+        if off[-1] > self.out.shape[0]:
+            self.out = np.empty(int(off[-1] * 1.25) + 4096, np.uint8)
+        return off
+
+    def write(self, fh, off: np.ndarray, lens: np.ndarray) -> None:
+        """Write the rendered chunks in order."""
+        for c in range(len(lens)):
+            fh.write(self.out[off[c]:off[c] + lens[c]])
+
+
 def quantize(a, decimals: int) -> np.ndarray:
     """``a`` x 10**decimals rounded to int64 (half away from zero is not needed: rint is exact enough)."""
     return np.rint(np.asarray(a, dtype=np.float64) * float(10 ** decimals)).astype(np.int64)
@@ -289,27 +359,48 @@ def _is_space(c):
     return c == 32 or c == 9 or c == 13
 
 
+_P10F = np.array([10.0 ** k for k in range(23)])
+_EXACT_INT = 1 << 49   # below this, mant * 10 + digit is exact both as int64 and as float64
+
+
 @njit(cache=True)
 def _parse_number(buf, i, end):
-    """Parse a decimal number at buf[i]; returns (value, next index, ok)."""
+    """Parse a decimal number at buf[i]; returns (value, next index, ok).
+
+    Digits accumulate in an int64 while that is exact, then in a float64 as ``mant * 10 + d``;
+    powers of ten up to 1e22 come from a table (exact), so values match plain float parsing.
+    """
     neg = False
     if buf[i] == 45 or buf[i] == 43:
         neg = buf[i] == 45
         i += 1
+    mi = 0
     mant = 0.0
+    isint = True
     nd = 0
-    while i < end and 48 <= buf[i] <= 57:
-        mant = mant * 10.0 + (buf[i] - 48)
-        i += 1
-        nd += 1
     scale = 0
-    if i < end and buf[i] == 46:
-        i += 1
-        while i < end and 48 <= buf[i] <= 57:
-            mant = mant * 10.0 + (buf[i] - 48)
-            i += 1
+    frac = False
+    while i < end:
+        c = buf[i]
+        if 48 <= c <= 57:
+            if isint:
+                mi = mi * 10 + (c - 48)
+                if mi >= _EXACT_INT:
+                    isint = False
+                    mant = float(mi)
+            else:
+                mant = mant * 10.0 + (c - 48)
             nd += 1
-            scale += 1
+            if frac:
+                scale += 1
+            i += 1
+        elif c == 46 and not frac:
+            frac = True
+            i += 1
+        else:
+            break
+    if isint:
+        mant = float(mi)
     if nd == 0:
         return 0.0, i, False
     if i < end and (buf[i] == 101 or buf[i] == 69):  # exponent
@@ -328,9 +419,9 @@ def _parse_number(buf, i, end):
             scale += -e if not eneg else e
             i = j
     if scale > 0:
-        v = mant / 10.0 ** scale
+        v = mant / (_P10F[scale] if scale <= 22 else 10.0 ** scale)
     elif scale < 0:
-        v = mant * 10.0 ** (-scale)
+        v = mant * (_P10F[-scale] if scale >= -22 else 10.0 ** (-scale))
     else:
         v = mant
     # the number must end at a separator
@@ -339,6 +430,19 @@ def _parse_number(buf, i, end):
         if not ((65 <= c <= 90) or (97 <= c <= 122)):
             return 0.0, i, False
     return (-v if neg else v), i, True
+
+
+@njit(cache=True)
+def char_tables(comment, kw_blob, kw_off):
+    """(256,) bool tables: bytes in ``comment``, first bytes of the keywords."""
+    iscom = np.zeros(256, np.bool_)
+    for q in range(comment.shape[0]):
+        iscom[comment[q]] = True
+    kwfirst = np.zeros(256, np.bool_)
+    for k in range(kw_off.shape[0] - 1):
+        if kw_off[k + 1] > kw_off[k]:
+            kwfirst[kw_blob[kw_off[k]]] = True
+    return iscom, kwfirst
 
 
 @njit(cache=True)
@@ -361,9 +465,51 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, first_line,
         count of numbers, numbers (R, MAX_SLOTS) float64, letter tag of each number (uint8),
         byte range of the line in ``buf``.
     """
-    n = buf.shape[0]
-    r = 0
-    i = 0
+    iscom, kwfirst = char_tables(comment, kw_blob, kw_off)
+    return _tokenize_range(buf, 0, buf.shape[0], iscom, kwfirst, kw_blob, kw_off, kw_order, first_line, 0,
+                           codes, lines, nvals, vals, tags, starts, ends)
+
+
+@njit(cache=True, parallel=True)
+def count_lines(buf, bounds, counts):
+    """Line ends (``\\n``) in each piece ``buf[bounds[t]:bounds[t+1]]``, in parallel."""
+    for t in prange(bounds.shape[0] - 1):
+        k = 0
+        for i in range(bounds[t], bounds[t + 1]):
+            if buf[i] == 10:
+                k += 1
+        counts[t] = k
+
+
+@njit(cache=True, parallel=True)
+def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwfirst, kw_blob, kw_off, kw_order,
+                    codes, lines, nvals, vals, tags, starts, ends):
+    """:func:`tokenize` of the pieces ``buf[bounds[t]:bounds[t+1]]`` (whole lines) in parallel.
+
+    Piece t fills records ``rec_off[t] .. rec_off[t+1]`` (room for its lines); records it does
+    not use get code :data:`CODE_SKIP`, which the readers ignore.
+    """
+    for t in prange(bounds.shape[0] - 1):
+        r = _tokenize_range(buf, bounds[t], bounds[t + 1], iscom, kwfirst, kw_blob, kw_off, kw_order,
+                            first_lines[t], rec_off[t], codes, lines, nvals, vals, tags, starts, ends)
+        for q in range(rec_off[t] + r, rec_off[t + 1]):
+            codes[q] = CODE_SKIP
+            lines[q] = 0
+            nvals[q] = 0
+            starts[q] = bounds[t + 1]
+            ends[q] = bounds[t + 1]
+
+
+@njit(cache=True)
+def _tokenize_range(buf, lo, hi, iscom, kwfirst, kw_blob, kw_off, kw_order, first_line, r0,
+                    codes, lines, nvals, vals, tags, starts, ends):
+    """:func:`tokenize` over the whole lines in ``buf[lo:hi]``, records from index ``r0``; returns the count.
+
+    ``iscom`` and ``kwfirst`` (256,) bool: bytes that start a comment, bytes that start a keyword.
+    """
+    n = hi
+    r = r0
+    i = lo
     line = first_line
     nkw = kw_order.shape[0]
     while i < n:
@@ -386,7 +532,7 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, first_line,
         # keyword (checked before comments so that a keyword may begin with the comment mark)
         code = CODE_UNKNOWN
         kend = s
-        for oi in range(nkw):
+        for oi in range(nkw if kwfirst[buf[s]] else 0):
             k = kw_order[oi]
             a = kw_off[k]
             b = kw_off[k + 1]
@@ -403,22 +549,14 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, first_line,
             if s + L < le:
                 c = buf[s + L]
                 if not (_is_space(c) or c == 61 or c == 40):
-                    isc = False
-                    for q in range(comment.shape[0]):
-                        if c == comment[q]:
-                            isc = True
-                    if not isc:
+                    if not iscom[c]:
                         continue
             code = k + 1
             kend = s + L
             break
         if code == CODE_UNKNOWN:
             c = buf[s]
-            isc = False
-            for q in range(comment.shape[0]):
-                if c == comment[q]:
-                    isc = True
-            if isc:
+            if iscom[c]:
                 continue
             if (48 <= c <= 57) or c == 45 or c == 43 or c == 46:
                 code = CODE_NUMBERS
@@ -433,11 +571,7 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, first_line,
             prev = 32
             while j < le:
                 c = buf[j]
-                isc = False
-                for q in range(comment.shape[0]):
-                    if c == comment[q]:
-                        isc = True
-                if isc:
+                if iscom[c]:
                     break
                 if (48 <= c <= 57) or c == 45 or c == 43 or c == 46:
                     if (48 <= prev <= 57) or prev == 46 or prev == 95 or prev == 36:
@@ -470,21 +604,38 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, first_line,
                 codes[r] = CODE_BAD
         nvals[r] = min(nv, vals.shape[1])
         r += 1
-    return r
+    return r - r0
+
 
 
 class ChunkReader:
-    """Read a text file in whole-line chunks of about ``chunk_bytes`` and tokenize each.
+    """Read a text file in whole-line chunks of about ``chunk_bytes`` and tokenize each in parallel.
 
-    Yields ``(records dict, buf)`` where records holds the arrays filled by :func:`tokenize`
-    trimmed to the records found.
+    Each chunk is cut at line ends into ``pieces`` pieces tokenized in parallel
+    (:func:`tokenize_pieces`). Yields ``(records dict, buf)`` where records holds the arrays
+    filled by :func:`tokenize`, one slot per line of the chunk; slots of blank and comment lines
+    have code :data:`CODE_SKIP`.
     """
 
-    def __init__(self, path, keywords: Keywords, comment: str, chunk_bytes: int = 1 << 23) -> None:
+    def __init__(self, path, keywords: Keywords, comment: str, chunk_bytes: int = 1 << 23, pieces: int = 16) -> None:
         self.path = path
         self.kw = keywords
         self.comment = np.frombuffer(comment.encode() or b"\0", dtype=np.uint8).copy()
         self.chunk_bytes = chunk_bytes
+        self.pieces = max(1, int(pieces))
+        self.iscom, self.kwfirst = char_tables(self.comment, keywords.blob, keywords.off)
+
+    def _bounds(self, part: bytes) -> np.ndarray:
+        n = len(part)
+        cuts = [0]
+        for k in range(1, self.pieces):
+            j = part.find(b"\n", max(k * n // self.pieces, cuts[-1]))
+            if j < 0 or j + 1 >= n:
+                break
+            if j + 1 > cuts[-1]:
+                cuts.append(j + 1)
+        cuts.append(n)
+        return np.array(cuts, np.int64)
 
     def __iter__(self):
         line = 1
@@ -493,7 +644,7 @@ class ChunkReader:
             while True:
                 data = fh.read(self.chunk_bytes)
                 eof = not data
-                data = rest + data
+                data = rest + data if rest else data
                 if not data:
                     break
                 if eof:
@@ -503,20 +654,28 @@ class ChunkReader:
                     if cut == 0:
                         rest = data
                         continue
-                part, rest = data[:cut], data[cut:]
+                part, rest = (data[:cut], data[cut:]) if cut < len(data) else (data, b"")
                 buf = np.frombuffer(part, dtype=np.uint8)
-                nl = int(np.count_nonzero(buf == 10)) + 1
+                bounds = self._bounds(part)
+                nlines = np.array([part.count(b"\n", a, b) for a, b in zip(bounds[:-1], bounds[1:])], np.int64)
+                room = nlines.copy()
+                if not part.endswith(b"\n"):
+                    room[-1] += 1  # the last line has no line end
+                rec_off = np.zeros(len(bounds), np.int64)
+                np.cumsum(room, out=rec_off[1:])
+                first = line + np.concatenate([[0], np.cumsum(nlines)[:-1]])
+                nl = int(rec_off[-1])
                 rec = {
                     "codes": np.empty(nl, np.int64), "lines": np.empty(nl, np.int64),
                     "nvals": np.empty(nl, np.int64), "vals": np.zeros((nl, MAX_SLOTS)),
                     "tags": np.zeros((nl, MAX_SLOTS), np.uint8),
                     "starts": np.empty(nl, np.int64), "ends": np.empty(nl, np.int64),
                 }
-                r = tokenize(buf, self.comment, self.kw.blob, self.kw.off, self.kw.order, line,
-                             rec["codes"], rec["lines"], rec["nvals"], rec["vals"], rec["tags"],
-                             rec["starts"], rec["ends"])
-                line += nl - 1 if part.endswith(b"\n") else nl
-                yield {k: v[:r] for k, v in rec.items()}, part
+                tokenize_pieces(buf, bounds, first.astype(np.int64), rec_off, self.iscom, self.kwfirst,
+                                self.kw.blob, self.kw.off, self.kw.order, rec["codes"], rec["lines"],
+                                rec["nvals"], rec["vals"], rec["tags"], rec["starts"], rec["ends"])
+                line += int(nlines.sum())
+                yield rec, part
                 if eof:
                     break
 

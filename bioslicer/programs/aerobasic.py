@@ -51,7 +51,7 @@ def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progres
         head += [fmt.cmd["units_mm"].format() if fmt.unit == "mm" else f"{cm} units um",
                  fmt.cmd["absolute"].format(), fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
         fh.write("\n".join(head) + "\n")
-        state = np.zeros(2, np.int64)
+        buf = fmt.buffer()
         for done, (b, m0, m1) in enumerate(runs):
             o = toolpath.blocks.origin_um[b]
             stage = o + origin
@@ -60,7 +60,7 @@ def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progres
                                                   z=F.fmt(stage[2] / s, d)) + "\n")
             # galvo x, y relative to the block; z stage absolute
             off = np.array([-o[0], -o[1], origin[2]])
-            fh.write(emit_marks(fmt, printer, toolpath, m0, m1, off, state))
+            emit_marks(fmt, printer, toolpath, m0, m1, off, fh, buf)
             progress(done + 1, len(runs), "writing AeroBasic")
         fh.write(fmt.cmd["end"].format() + "\n")
     return [path]

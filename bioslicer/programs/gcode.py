@@ -14,65 +14,15 @@ import math
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..errors import BioslicerError
 from . import _format as F
-from .dialects import block_runs, mark_chunks, moves_from_arrays, program_origin_um, provenance_lines
+from ._format import put_line, qround
+from .dialects import block_runs, moves_from_arrays, program_origin_um, provenance_lines
 
 # ----------------------------------------------------------------------------- writing (shared)
 _J, _M, _P, _ON, _OFF = range(5)
-
-
-@njit(cache=True)
-def _emit_step(q, qp, ms, qf, T, has_on, state, fill, out_tpl, out_vals):
-    """Lines for a run of marks: jump, power (+ laser on), marks, laser off. Returns the count.
-
-    q (N, 3) quantized move coordinates; qp (N,) quantized power; ms (M+1,) mark starts;
-    qf (M,) quantized feed; T template ids [jump, mark, power, laser_on (-1: none), laser_off];
-    state int64 [power, has_power] carried between runs (only used when has_on).
-    """
-    n = 0
-    for m in range(ms.shape[0] - 1):
-        s = ms[m]
-        e = ms[m + 1]
-        if fill:
-            out_tpl[n] = T[0]
-            out_vals[n, 0] = q[s, 0]
-            out_vals[n, 1] = q[s, 1]
-            out_vals[n, 2] = q[s, 2]
-        n += 1
-        cur = qp[s + 1]
-        if (not has_on) or state[1] == 0 or state[0] != cur:
-            if fill:
-                out_tpl[n] = T[2]
-                out_vals[n, 0] = cur
-            n += 1
-        state[0] = cur
-        state[1] = 1
-        if has_on:
-            if fill:
-                out_tpl[n] = T[3]
-            n += 1
-        for i in range(s + 1, e):
-            if qp[i] != cur:
-                cur = qp[i]
-                if fill:
-                    out_tpl[n] = T[2]
-                    out_vals[n, 0] = cur
-                n += 1
-                state[0] = cur
-            if fill:
-                out_tpl[n] = T[1]
-                out_vals[n, 0] = q[i, 0]
-                out_vals[n, 1] = q[i, 1]
-                out_vals[n, 2] = q[i, 2]
-                out_vals[n, 3] = qf[m]
-            n += 1
-        if fill:
-            out_tpl[n] = T[4]
-        n += 1
-    return n
 
 
 class StepFormat:
@@ -129,34 +79,100 @@ class StepFormat:
                "f": self.feed_decimals, self.power_slot: self.power_decimals}
         self.ts = F.TemplateSet(t, dec)
 
+    def buffer(self) -> F.ChunkBuffer:
+        """A reusable render buffer sized for this format's lines."""
+        b = self.ts.bound
+        T = self.ids()
+        on = int(b[T[3]]) if T[3] >= 0 else 0
+        return F.ChunkBuffer(b[T[1]] + b[T[2]], b[T[0]] + b[T[2]] + on + b[T[4]])
+
     def ids(self) -> np.ndarray:
         return np.array([self.ts["jump"], self.ts["mark"], self.ts["power"],
                          self.ts["laser_on"] if "laser_on" in self.templates else -1,
                          self.ts["laser_off"]], dtype=np.int64)
 
 
-def emit_marks(fmt: StepFormat, printer, toolpath, m0, m1, offset_um, state) -> bytes:
-    """Text for marks [m0, m1): points + ``offset_um`` (3,) in the program unit, streamed in runs."""
+@njit(cache=True, parallel=True, error_model="numpy")
+def _render_step_chunks(x, y, z, pp, ms, mspeed, offx, offy, offz, scale, feed_s, cs, ps, fs, T, has_on,
+                        first, ops, op_start, lit, pow10, digits2, cb, off, out, lens):
+    """Quantize, emit and render step-dialect lines for the chunks of marks ``cb`` in parallel.
+
+    x, y, z, pp (N,) points (µm, part) and power (program unit) of the batch; ms (M+1,) local mark
+    starts; mspeed (M,) µm/s; offx, offy, offz added to the points (µm) before dividing by ``scale``
+    (µm per program unit); feed_s seconds per feed time unit; cs, ps, fs = 10**decimals of
+    coordinates, power and feed; T template ids [jump, mark, power, laser_on (-1: none), laser_off];
+    first: True when local mark 0 is the program's first mark (no power in effect before it);
+    cb (K+1,) local mark bounds; off (K+1,) byte offsets in ``out``; fills ``lens`` (K,).
+    Byte-identical to the former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
+    """
+    for c in prange(cb.shape[0] - 1):
+        pos = off[c]
+        m0 = cb[c]
+        # power in effect before the chunk: the last point's power of the previous mark
+        has_p = not (m0 == 0 and first)
+        pst = np.int64(0)
+        if has_p:
+            pst = qround(pp[ms[m0] - 1] * ps)
+        for m in range(m0, cb[c + 1]):
+            s = ms[m]
+            e = ms[m + 1]
+            pos = put_line(T[0], qround(((x[s] + offx) / scale) * cs), qround(((y[s] + offy) / scale) * cs),
+                           qround(((z[s] + offz) / scale) * cs), 0, ops, op_start, lit, out, pos, pow10, digits2)
+            cur = qround(pp[s + 1] * ps)
+            if (not has_on) or (not has_p) or pst != cur:
+                pos = put_line(T[2], cur, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+            has_p = True
+            if has_on:
+                pos = put_line(T[3], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+            qf = qround(((mspeed[m] / scale) * feed_s) * fs)
+            for i in range(s + 1, e):
+                qi = qround(pp[i] * ps)
+                if qi != cur:
+                    cur = qi
+                    pos = put_line(T[2], cur, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line(T[1], qround(((x[i] + offx) / scale) * cs), qround(((y[i] + offy) / scale) * cs),
+                               qround(((z[i] + offz) / scale) * cs), qf, ops, op_start, lit, out, pos, pow10,
+                               digits2)
+            pst = cur
+            pos = put_line(T[4], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+        lens[c] = pos - off[c]
+
+
+# points per chunk (one prange task) and chunks per batch (one kernel call, one reused buffer)
+CHUNK_POINTS = 1 << 14
+BATCH_CHUNKS = 16
+
+
+def emit_marks(fmt: StepFormat, printer, toolpath, m0, m1, offset_um, fh, buf=None) -> None:
+    """Write the lines of marks [m0, m1) to ``fh``: points + ``offset_um`` (3,) in the program unit.
+
+    Streams in batches of :data:`BATCH_CHUNKS` chunks of about :data:`CHUNK_POINTS` points, the
+    chunks rendered in parallel into ``buf`` (a :class:`~bioslicer.programs._format.ChunkBuffer`
+    from :meth:`StepFormat.buffer`, reused between calls when given).
+    """
     T = fmt.ids()
-    has_on = T[3] >= 0
-    parts = []
-    for a, c in mark_chunks(toolpath.mark_start, m0, m1):
-        p0, p1 = int(toolpath.mark_start[a]), int(toolpath.mark_start[c])
-        ms = toolpath.mark_start[a:c + 1] - p0
-        q = np.empty((p1 - p0, 3), np.int64)
-        for k, arr in enumerate((toolpath.x_um, toolpath.y_um, toolpath.z_um)):
-            q[:, k] = F.quantize((arr[p0:p1] + offset_um[k]) / fmt.scale_um, fmt.coord_decimals)
-        qp = F.quantize(printer.power_to_program(toolpath.power_mw[p0:p1]), fmt.power_decimals)
-        qf = F.quantize(toolpath.mark_speed_um_s[a:c] / fmt.scale_um * fmt.feed_s, fmt.feed_decimals)
-        st0 = state.copy()
-        n = _emit_step(q, qp, ms, qf, T, has_on, state, False,
-                       np.zeros(0, np.int64), np.zeros((0, F.MAX_SLOTS), np.int64))
-        tpl = np.empty(n, np.int64)
-        vals = np.empty((n, F.MAX_SLOTS), np.int64)
-        state[:] = st0
-        _emit_step(q, qp, ms, qf, T, has_on, state, True, tpl, vals)
-        parts.append(fmt.ts.render(tpl, vals))
-    return b"".join(parts)
+    has_on = bool(T[3] >= 0)
+    buf = fmt.buffer() if buf is None else buf
+    ms_all = toolpath.mark_start
+    cs, ps, fs = float(10 ** fmt.coord_decimals), float(10 ** fmt.power_decimals), float(10 ** fmt.feed_decimals)
+    off3 = np.asarray(offset_um, dtype=np.float64)
+    cb_all = F.chunk_bounds(ms_all, m0, m1, CHUNK_POINTS)
+    ts = fmt.ts
+    for k in range(0, len(cb_all) - 1, BATCH_CHUNKS):
+        cb = cb_all[k:k + BATCH_CHUNKS + 1]
+        a, c = int(cb[0]), int(cb[-1])
+        # one point before the batch: the power in effect when it starts
+        p0, p1 = int(ms_all[a]), int(ms_all[c])
+        q0 = max(p0 - 1, 0)
+        ms = ms_all[a:c + 1] - q0
+        pp = np.ascontiguousarray(printer.power_to_program(toolpath.power_mw[q0:p1]), dtype=np.float64)
+        off = buf.offsets(ms_all, cb)
+        lens = np.zeros(len(cb) - 1, np.int64)
+        _render_step_chunks(toolpath.x_um[q0:p1], toolpath.y_um[q0:p1], toolpath.z_um[q0:p1], pp, ms,
+                            toolpath.mark_speed_um_s[a:c], off3[0], off3[1], off3[2], float(fmt.scale_um),
+                            float(fmt.feed_s), cs, ps, fs, T, has_on, a == 0, ts.ops, ts.op_start, ts.lit,
+                            F._POW10, F._DIGITS2, cb - a, off, buf.out, lens)
+        buf.write(fh, off, lens)
 
 
 # ----------------------------------------------------------------------------- reading (shared)
@@ -325,10 +341,10 @@ def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progres
         head.append(fmt.cmd["absolute"].format())
         head.append(fmt.cmd["laser_off"].format())
         fh.write("\n".join(head) + "\n")
-        state = np.zeros(2, np.int64)
+        buf = fmt.buffer()
         for done, (b, m0, m1) in enumerate(runs):
             fh.write(f"{cm} block {b}, marks {m0}..{m1 - 1}\n")
-            fh.write(emit_marks(fmt, printer, toolpath, m0, m1, origin, state))
+            emit_marks(fmt, printer, toolpath, m0, m1, origin, fh, buf)
             progress(done + 1, len(runs), "writing G-code")
         fh.write(fmt.cmd["end"].format() + "\n")
     return [path]

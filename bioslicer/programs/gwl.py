@@ -18,11 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..errors import BioslicerError
 from . import _format as F
-from .dialects import block_runs, mark_chunks, moves_from_arrays, program_origin_um, provenance_lines
+from ._format import put_line, qround
+from .dialects import block_runs, moves_from_arrays, program_origin_um, provenance_lines
 
 _ROLES_OUT = ("point", "point_power", "write", "laser_power", "scan_speed", "power_values_on",
               "power_values_off", "z_offset")
@@ -39,74 +40,122 @@ def _templates(spec, printer) -> F.TemplateSet:
                                          "s": spec.decimals.get("scaling", 3)})
 
 
-@njit(cache=True)
-def _emit(q, qp, ms, qspeed, qzoff, chunk, T, state, fill, out_tpl, out_vals):
-    """Lines of one run of marks (count when ``fill`` is False); returns the line count.
+@njit(cache=True, error_model="numpy")
+def _mark_state(x, pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, m, state):
+    """Advance the carried state [zoff, speed, power, has_zoff, has_speed, has_power] over mark ``m``."""
+    s = ms[m]
+    e = ms[m + 1]
+    state[0] = qround((layer_z[mlayer[m]] - oz) * cs)
+    state[3] = 1
+    state[1] = qround(mspeed[m] * vs)
+    state[4] = 1
+    q0 = qround(pp[s] * ps)
+    for i in range(s + 1, e):
+        if qround(pp[i] * ps) != q0:
+            return
+    state[2] = q0
+    state[5] = 1
 
-    q (N, 3) int64 quantized local x, y, z (z relative to the mark's ZOffset); qp (N,) power;
-    ms (M+1,) mark starts; qspeed, qzoff (M,); T template ids in ``_ROLES_OUT`` order;
-    state int64 [zoff, speed, power, has_zoff, has_speed, has_power] carried between runs.
+
+@njit(cache=True, error_model="numpy")
+def _chunk_states(x, pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st_out):
+    """State at the start of each chunk ``cb`` (local mark bounds) from ``state``; leaves the end state in it."""
+    for c in range(cb.shape[0] - 1):
+        st_out[c, :] = state
+        for m in range(cb[c], cb[c + 1]):
+            _mark_state(x, pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, m, state)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps, vs, ppw, T,
+                   ops, op_start, lit, pow10, digits2, cb, st0, off, out, lens):
+    """Quantize, emit and render GWL block lines for the chunks of marks ``cb`` in parallel.
+
+    x, y, z, pp (N,) point coordinates (µm, part) and power (program unit) of the batch; ms (M+1,)
+    local mark starts; mlayer, mspeed (M,); layer_z (L,); ox, oy, oz the block origin (µm); cs, ps,
+    vs = 10**decimals of coordinates, power and speed; ppw points per Write; T template ids in
+    ``_ROLES_OUT`` order; cb (K+1,) local mark bounds of the chunks; st0 (K, 6) state at each chunk
+    start; off (K+1,) byte offsets of the chunks in ``out``. Fills ``lens`` (K,) with the bytes of
+    each chunk. Byte-identical to the former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
     """
-    n = 0
-    for m in range(ms.shape[0] - 1):
-        s = ms[m]
-        e = ms[m + 1]
-        if state[3] == 0 or qzoff[m] != state[0]:
-            if fill:
-                out_tpl[n] = T[7]
-                out_vals[n, 0] = qzoff[m]
-            n += 1
-            state[0] = qzoff[m]
-            state[3] = 1
-        if state[4] == 0 or qspeed[m] != state[1]:
-            if fill:
-                out_tpl[n] = T[4]
-                out_vals[n, 0] = qspeed[m]
-            n += 1
-            state[1] = qspeed[m]
-            state[4] = 1
-        const = True
-        for i in range(s + 1, e):
-            if qp[i] != qp[s]:
-                const = False
-                break
-        if const:
-            if state[5] == 0 or qp[s] != state[2]:
-                if fill:
-                    out_tpl[n] = T[3]
-                    out_vals[n, 0] = qp[s]
-                n += 1
-                state[2] = qp[s]
-                state[5] = 1
-        else:
-            if fill:
-                out_tpl[n] = T[5]
-            n += 1
-        i = s
-        while True:
-            j = min(i + chunk - 1, e - 1)
-            for k in range(i, j + 1):
-                if fill:
-                    out_vals[n, 0] = q[k, 0]
-                    out_vals[n, 1] = q[k, 1]
-                    out_vals[n, 2] = q[k, 2]
+    for c in prange(cb.shape[0] - 1):
+        zs, vsd, pst = st0[c, 0], st0[c, 1], st0[c, 2]
+        hz, hv, hp = st0[c, 3], st0[c, 4], st0[c, 5]
+        pos = off[c]
+        for m in range(cb[c], cb[c + 1]):
+            s = ms[m]
+            e = ms[m + 1]
+            qz = qround((layer_z[mlayer[m]] - oz) * cs)
+            if hz == 0 or qz != zs:
+                pos = put_line(T[7], qz, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                zs = qz
+                hz = 1
+            qv = qround(mspeed[m] * vs)
+            if hv == 0 or qv != vsd:
+                pos = put_line(T[4], qv, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                vsd = qv
+                hv = 1
+            q0 = qround(pp[s] * ps)
+            const = True
+            for i in range(s + 1, e):
+                if qround(pp[i] * ps) != q0:
+                    const = False
+                    break
+            if const:
+                if hp == 0 or q0 != pst:
+                    pos = put_line(T[3], q0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                    pst = q0
+                    hp = 1
+            else:
+                pos = put_line(T[5], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+            i = s
+            while True:
+                j = min(i + ppw - 1, e - 1)
+                for k in range(i, j + 1):
+                    qx = qround((x[k] - ox) * cs)
+                    qy = qround((y[k] - oy) * cs)
+                    qzk = qround((z[k] - oz) * cs) - qz
                     if const:
-                        out_tpl[n] = T[0]
+                        pos = put_line(T[0], qx, qy, qzk, 0, ops, op_start, lit, out, pos, pow10, digits2)
                     else:
-                        out_tpl[n] = T[1]
-                        out_vals[n, 3] = qp[k]
-                n += 1
-            if fill:
-                out_tpl[n] = T[2]
-            n += 1
-            if j >= e - 1:
-                break
-            i = j
-        if not const:
-            if fill:
-                out_tpl[n] = T[6]
-            n += 1
-    return n
+                        pos = put_line(T[1], qx, qy, qzk, qround(pp[k] * ps), ops, op_start, lit, out, pos,
+                                       pow10, digits2)
+                pos = put_line(T[2], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                if j >= e - 1:
+                    break
+                i = j
+            if not const:
+                pos = put_line(T[6], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+        lens[c] = pos - off[c]
+
+
+# points per chunk (one prange task) and chunks per batch (one kernel call, one reused buffer)
+CHUNK_POINTS = 1 << 14
+BATCH_CHUNKS = 16
+
+
+def _write_block(fb, toolpath, printer, ts, T, buf, m0, m1, o, dec, pdec, vdec, ppw) -> None:
+    """Stream the lines of block marks [m0, m1) (block origin ``o``) into ``fb`` in batches of chunks."""
+    ms_all = toolpath.mark_start
+    cs, ps, vs = float(10 ** dec), float(10 ** pdec), float(10 ** vdec)
+    state = np.zeros(6, np.int64)
+    cb_all = F.chunk_bounds(ms_all, m0, m1, CHUNK_POINTS)
+    for k in range(0, len(cb_all) - 1, BATCH_CHUNKS):
+        cb = cb_all[k:k + BATCH_CHUNKS + 1]
+        a, c = int(cb[0]), int(cb[-1])
+        p0, p1 = int(ms_all[a]), int(ms_all[c])
+        ms = ms_all[a:c + 1] - p0
+        cbl = cb - a
+        pp = np.ascontiguousarray(printer.power_to_program(toolpath.power_mw[p0:p1]), dtype=np.float64)
+        x, y, z = toolpath.x_um[p0:p1], toolpath.y_um[p0:p1], toolpath.z_um[p0:p1]
+        ml, msp = toolpath.mark_layer[a:c], toolpath.mark_speed_um_s[a:c]
+        st0 = np.empty((len(cb) - 1, 6), np.int64)
+        _chunk_states(x, pp, ms, ml, toolpath.layer_z_um, msp, o[2], cs, ps, vs, cbl, state, st0)
+        off = buf.offsets(ms_all, cb)
+        lens = np.zeros(len(cb) - 1, np.int64)
+        _render_chunks(x, y, z, pp, ms, ml, toolpath.layer_z_um, msp, o[0], o[1], o[2], cs, ps, vs, ppw, T,
+                       ts.ops, ts.op_start, ts.lit, F._POW10, F._DIGITS2, cbl, st0, off, buf.out, lens)
+        buf.write(fb, off, lens)
 
 
 def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progress) -> list[Path]:
@@ -131,6 +180,9 @@ def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progres
     main = out_dir / f"{name}{spec.get('main_suffix', '_job.gwl')}"
     bdir_name = f"{name}{spec.get('block_dir_suffix', '_blocks')}"
     files = [main]
+    b = ts.bound
+    pt = 2 * max(b[T[0]], b[T[1]])
+    buf = F.ChunkBuffer(pt + b[T[2]], b[T[7]] + b[T[4]] + max(b[T[3]], b[T[5]]) + b[T[6]] + pt + b[T[2]])
     with F.StreamWriter(main) as fm:
         head = [f"{cm} {t}" for t in provenance_lines(toolpath, printer, provenance, "gwl")]
         head.append(cmd["galvo_mode" if mode == "galvo" else "piezo_mode"].format())
@@ -160,25 +212,7 @@ def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progres
             with F.StreamWriter(bpath) as fb:
                 fb.write(f"{cm} block {b}: stage x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
                          f"z {F.fmt(st[2], dec)} um, marks {m0}..{m1 - 1}\n")
-                state = np.zeros(6, np.int64)
-                for a, c in mark_chunks(toolpath.mark_start, m0, m1):
-                    p0, p1 = int(toolpath.mark_start[a]), int(toolpath.mark_start[c])
-                    ms = toolpath.mark_start[a:c + 1] - p0
-                    q = np.empty((p1 - p0, 3), np.int64)
-                    q[:, 0] = F.quantize(toolpath.x_um[p0:p1] - o[0], dec)
-                    q[:, 1] = F.quantize(toolpath.y_um[p0:p1] - o[1], dec)
-                    qzoff = F.quantize(toolpath.layer_z_um[toolpath.mark_layer[a:c]] - o[2], dec)
-                    q[:, 2] = F.quantize(toolpath.z_um[p0:p1] - o[2], dec) - np.repeat(qzoff, np.diff(ms))
-                    qp = F.quantize(printer.power_to_program(toolpath.power_mw[p0:p1]), pdec)
-                    qv = F.quantize(toolpath.mark_speed_um_s[a:c], vdec)
-                    st0 = state.copy()
-                    n = _emit(q, qp, ms, qv, qzoff, chunk, T, state, False,
-                              np.zeros(0, np.int64), np.zeros((0, F.MAX_SLOTS), np.int64))
-                    tpl = np.empty(n, np.int64)
-                    vals = np.empty((n, F.MAX_SLOTS), np.int64)
-                    state[:] = st0
-                    _emit(q, qp, ms, qv, qzoff, chunk, T, state, True, tpl, vals)
-                    fb.write(ts.render(tpl, vals))
+                _write_block(fb, toolpath, printer, ts, T, buf, m0, m1, o, dec, pdec, vdec, chunk)
             progress(done + 1, len(runs), "writing GWL")
     return files
 
