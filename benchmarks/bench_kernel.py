@@ -1,11 +1,16 @@
 """Benchmark the span kernel against trimesh's voxelizer and section_multiplane + shapely.
 
-Run from the repository root:  .venv/bin/python benchmarks/bench_kernel.py [--quick]
+Run from the repository root:  .venv/bin/python benchmarks/bench_kernel.py [--quick] [--reps N] [--cold]
 
-Prints, in one run:
-* whole-job figures on the sample constructs (meshes/*.stl) at 0.2 µm hatch x 0.5 µm slices:
-  spans/s and voxel-equivalents/s (bounding-grid voxels covered per second), JIT/cache load
-  included (first call in this process) and excluded (second call);
+Prints, in one run (medians of --reps runs; the machine is shared, so CPU seconds are shown too):
+* whole-part ``slice_spans`` on the sample constructs (meshes/*.stl) at 0.2 µm hatch x 0.5 µm
+  slices, rows rotated 30° per layer: spans/s end to end (Python wrapper included) with the JIT
+  excluded (warm calls), and the first call in a fresh process with the on-disk Numba cache
+  (import + cache load included; ``--cold`` also compiles from scratch in an empty cache);
+* the same job in 200-layer chunks (constant memory), voxel-equivalents/s (bounding-grid voxels
+  covered per second);
+* ``spans_from_contours`` (the hatching-with-insets path) and ``slice_contours`` raw and with
+  ``resolve=True`` (per-layer cost of the resolve, and how many layers still need shapely);
 * the same mesh at the same resolution through trimesh's voxelizer (+ fill) and through
   trimesh.section_multiplane + shapely hatch clipping, on a subset that those can finish, as
   ratios against bioslicer on exactly that subset.
@@ -15,7 +20,10 @@ Not a timed test: figures depend on the machine (2 shared cores here).
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bioslicer.mesh import load_mesh, solid_from_trimesh  # noqa: E402
-from bioslicer.slicing import layer_heights, slice_spans, voxelize  # noqa: E402
+from bioslicer.slicing import (layer_heights, slice_contours, slice_spans, spans_from_contours,  # noqa: E402
+                               voxelize)
 
 
 def _vessel_fallback():
@@ -110,23 +119,114 @@ def _multiplane_ratio(solid, dy, dz, n_layers):
     return t_tm, t_me, n_seg, sp.n_spans
 
 
+def _timed(f, reps):
+    """Median wall and CPU seconds of reps calls, and the last result."""
+    wall, cpu = [], []
+    r = None
+    for _ in range(reps):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        r = f()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu)), r
+
+
+_FIRST_CALL = """
+import sys, time
+t0 = time.perf_counter()
+import numpy as np
+sys.path.insert(0, {root!r})
+from bioslicer.mesh import load_mesh
+from bioslicer.slicing import layer_heights, slice_spans
+s = load_mesh({path!r})
+z = layer_heights(s.bounds_um[0][2], s.bounds_um[1][2], {dz})
+t1 = time.perf_counter()
+sp = slice_spans(s, z, {dy}, angle_deg=(np.arange(len(z)) * 30.0) % 180.0)
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1, sp.n_spans)
+"""
+
+
+def _first_call(path, dy, dz, cache_dir=None):
+    """(import + load s, first slice_spans s) in a fresh process; cache_dir: empty Numba cache (compile)."""
+    env = dict(os.environ)
+    if cache_dir:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    code = _FIRST_CALL.format(root=str(ROOT), path=str(path), dy=dy, dz=dz)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    a, b, _ = out.stdout.split()
+    return float(a), float(b)
+
+
+def _whole(solid, dy, dz, reps):
+    lo, hi = solid.bounds_um
+    z = layer_heights(lo[2], hi[2], dz)
+    ang = (np.arange(len(z)) * 30.0) % 180.0
+    slice_spans(solid, z[:20], dy, angle_deg=ang[:20])  # JIT / cache load
+    return _timed(lambda: slice_spans(solid, z, dy, angle_deg=ang), reps), len(z)
+
+
+def _contour_figures(solid, dy, dz, reps):
+    lo, hi = solid.bounds_um
+    z = layer_heights(lo[2], hi[2], dz)
+    ang = (np.arange(len(z)) * 30.0) % 180.0
+    slice_contours(solid, z[:20])
+    t_raw, _, raw = _timed(lambda: slice_contours(solid, z, resolve=False), reps)
+    t_res, _, res = _timed(lambda: slice_contours(solid, z), reps)
+    spans_from_contours(res, dy, angle_deg=ang[:])  # warm
+    t_sfc, c_sfc, sp = _timed(lambda: spans_from_contours(res, dy, angle_deg=ang), reps)
+    multi = int(np.sum(np.diff(raw.layer_ring_start) > 1))
+    return len(z), t_raw, t_res, multi, t_sfc, c_sfc, sp.n_spans
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="coarser grid (1 x 1 µm) for a fast look")
+    ap.add_argument("--reps", type=int, default=5, help="runs per figure (medians are printed)")
+    ap.add_argument("--cold", action="store_true", help="also time a first call that compiles into an empty cache")
     args = ap.parse_args(argv)
     dy, dz = (1.0, 1.0) if args.quick else (0.2, 0.5)
     meshes = sorted((ROOT / "meshes").glob("*.stl"))
     solids = [load_mesh(p) for p in meshes] or [_vessel_fallback()]
-    print(f"bioslicer span kernel, hatch {dy} µm x slice {dz} µm, rows rotated 30° per layer")
-    print(f"{'mesh':22s} {'faces':>7s} {'layers':>6s} {'spans':>12s} {'first s':>8s} {'warm s':>8s} "
-          f"{'Mspans/s':>9s} {'Gvox-eq/s':>10s}")
+    paths = dict(zip([s.name for s in solids], meshes))
+    import numba
+
+    print(f"bioslicer span kernel, hatch {dy} µm x slice {dz} µm, rows rotated 30° per layer, "
+          f"{numba.get_num_threads()} threads, medians of {args.reps} runs (CPU s = all threads)")
+    print(f"{'mesh':22s} {'faces':>7s} {'layers':>6s} {'spans':>11s} {'wall s':>7s} {'CPU s':>7s} "
+          f"{'Mspans/s':>9s} {'1st call s':>10s} {'import s':>8s}")
     for s in solids:
-        t_first, n, vox, L, _ = _job(s, dy, dz)
-        t_warm, n2, _, _, vol = _job(s, dy, dz)
-        assert n == n2
-        print(f"{s.name:22s} {len(s.faces):7d} {L:6d} {n:12d} {t_first:8.2f} {t_warm:8.2f} "
-              f"{n / t_warm / 1e6:9.1f} {vox / t_warm / 1e9:10.2f}")
+        (t, c, sp), L = _whole(s, dy, dz, args.reps)
+        if s.name in paths:
+            t_imp, t_first = _first_call(paths[s.name], dy, dz)
+        else:
+            t_imp = t_first = float("nan")
+        print(f"{s.name:22s} {len(s.faces):7d} {L:6d} {sp.n_spans:11d} {t:7.3f} {c:7.3f} {sp.n_spans / t / 1e6:9.1f} "
+              f"{t_first:10.2f} {t_imp:8.2f}")
     ref = next((s for s in solids if "channel" in s.name), solids[0])
+    if args.cold and ref.name in paths:
+        with tempfile.TemporaryDirectory() as d:
+            _, t_cold = _first_call(paths[ref.name], dy, dz, cache_dir=d)
+        print(f"first call compiling into an empty Numba cache ({ref.name}): {t_cold:.1f} s")
+
+    print("\nin 200-layer chunks (constant memory), JIT excluded:")
+    print(f"{'mesh':22s} {'spans':>11s} {'wall s':>7s} {'Mspans/s':>9s} {'Gvox-eq/s':>10s}")
+    for s in solids:
+        _job(s, dy, dz)
+        ts = [_job(s, dy, dz) for _ in range(max(1, args.reps // 2))]
+        t = float(np.median([r[0] for r in ts]))
+        n, vox = ts[0][1], ts[0][2]
+        print(f"{s.name:22s} {n:11d} {t:7.3f} {n / t / 1e6:9.1f} {vox / t / 1e9:10.2f}")
+
+    print("\ncontours (every layer) and spans from contours (hatching with insets), JIT excluded:")
+    print(f"{'mesh':22s} {'layers':>6s} {'raw s':>7s} {'resolve s':>9s} {'ms/layer':>8s} {'multi-ring':>10s} "
+          f"{'sfc s':>7s} {'sfc CPU':>7s} {'Mspans/s':>9s}")
+    for s in solids:
+        L, t_raw, t_res, multi, t_sfc, c_sfc, n = _contour_figures(s, dy, dz, args.reps)
+        print(f"{s.name:22s} {L:6d} {t_raw:7.3f} {t_res:9.3f} {(t_res - t_raw) / max(L, 1) * 1e3:8.3f} {multi:10d} "
+              f"{t_sfc:7.3f} {c_sfc:7.3f} {n / t_sfc / 1e6:9.1f}")
+
     print(f"\nreference construct {ref.name}: {np.prod(ref.size_um) / 1e9:.2f} mm³ bounding box")
     t_tm, t_me, n_tm, n_me, n_grid = _trimesh_voxel_ratio(ref, 2.0 if not args.quick else 4.0, 200.0)
     print(f"trimesh voxelized().fill() vs bioslicer voxelize, pitch {2.0 if not args.quick else 4.0} µm on a "

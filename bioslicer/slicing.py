@@ -31,6 +31,7 @@ from .progress import silent
 _RULES = {"positive": 0, "nonzero": 1}
 _BATCH_WORK = 4_000_000      # triangle-layer pairs per batch (bounds scratch and upper-bound arrays)
 _BATCH_LAYERS = 512
+_KEEP_BUCKETS = 16_000_000   # keep pass-1 layer buckets for pass 2 below this many triangle-layer pairs
 
 
 # ============================================================================ layers and frames
@@ -322,15 +323,37 @@ def _empty_spans(z, ang, dy, off) -> Spans:
                  np.zeros(0), np.zeros(0))
 
 
-def _assemble(z, ang, dy, off, base, nrows, nspans, row_v_out, row_n_out, u0_out, u1_out) -> Spans:
-    (row_v,) = _compact(base, nrows, row_v_out)
-    (row_n,) = _compact(base, nrows, row_n_out)
-    u0, u1 = _compact(base, nspans, u0_out, u1_out)
-    lrs = np.zeros(len(z) + 1, np.int64)
-    np.cumsum(nrows, out=lrs[1:])
-    rss = np.zeros(len(row_n) + 1, np.int64)
-    np.cumsum(row_n, out=rss[1:])
-    return Spans(z, ang, dy, off, lrs, row_v, rss, u0, u1)
+def _caps(ncross, jmin, jmax, has_region):
+    """Upper bounds of the rows and spans each layer can write (from pass 1).
+
+    A row with c crossings yields at most ceil(c / 2) spans (each span opens and closes at
+    distinct crossings; a region may cut the last one open), so ``(crossings + rows) // 2``;
+    without a region every row's count is even and ``crossings // 2`` is exact unless spans
+    merge. Rows holding spans are at most the rows crossed and at most the spans.
+    """
+    rows = np.where(ncross > 0, jmax - jmin + 1, 0)
+    scap = np.minimum(ncross, (ncross + rows) // 2) if has_region else ncross // 2
+    rcap = np.minimum(rows, scap)
+    return rcap, scap
+
+
+def _bases(cap):
+    base = np.zeros(len(cap), np.int64)
+    if len(cap) > 1:
+        np.cumsum(cap[:-1], out=base[1:])
+    return base
+
+
+def _finish(z, ang, dy, off, nrows, nspans, row_base, span_base, row_v, row_end, u0, u1) -> Spans:
+    """Close the gaps between layers in place and wrap the arrays as Spans (trimmed when wasteful)."""
+    lrs = np.empty(len(z) + 1, np.int64)
+    R, S = kx.compact_layers(nrows, nspans, row_base, span_base, row_v, row_end, u0, u1, lrs)
+
+    def trim(a, n):
+        # keep a view when the slack is small; copy to give memory back otherwise
+        return a[:n] if n >= 0.8 * len(a) else a[:n].copy()
+
+    return Spans(z.copy(), ang.copy(), dy, off, lrs, trim(row_v, R), trim(row_end, R + 1), trim(u0, S), trim(u1, S))
 
 
 def _layer_batches(work: np.ndarray):
@@ -398,47 +421,58 @@ def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=
     has_region = box is not None
     bx = box if has_region else (0.0, 0.0, 0.0, 0.0)
     tz_min, tz_max = _triangle_layers(V, F, z)
-    # work per layer (triangles cut) to size batches: one bucket over all layers, sorted
+    # work per layer (triangles cut) to size batches and balance chunks
     order = np.argsort(z, kind="stable")
     zs = z[order]
-    cnt = np.searchsorted(zs, tz_max, side="left") - np.searchsorted(zs, tz_min, side="left")
     diff = np.zeros(L + 1, np.int64)
     np.add.at(diff, np.searchsorted(zs, tz_min, side="left"), 1)
     np.add.at(diff, np.searchsorted(zs, tz_max, side="left"), -1)
-    work_sorted = np.cumsum(diff[:-1])
     work = np.empty(L, np.int64)
-    work[order] = work_sorted
-    del cnt
-    parts = []
+    work[order] = np.cumsum(diff[:-1])
     rule = _RULES[fill_rule]
-    for k0, k1 in _layer_batches(work):
-        zb = np.ascontiguousarray(z[k0:k1])
+    batches = list(_layer_batches(work))
+    keep_buckets = int(work.sum()) <= _KEEP_BUCKETS
+    buckets = {}
+
+    def bucket(k0, k1):
+        if (k0, k1) in buckets:
+            return buckets.pop((k0, k1))
+        zb = z[k0:k1]
         ob = np.argsort(zb, kind="stable")
         pos = np.empty(len(zb), np.int64)
         pos[ob] = np.arange(len(zb))
         bstart, btri = kx.bucket_triangles(tz_min, tz_max, np.ascontiguousarray(zb[ob]))
-        chunks = _chunks(work[k0:k1], _n_chunks())
-        cb, sb = np.ascontiguousarray(cos_a[k0:k1]), np.ascontiguousarray(sin_a[k0:k1])
-        a0, a1, um = jr0[k0:k1].copy(), jr1[k0:k1].copy(), umax[k0:k1].copy()
-        ncross, jmin, jmax = kx.mesh_count_pass(V, F, bstart, btri, pos, zb, cb, sb, off, dy, a0, a1, um, chunks)
-        cap = ncross if has_region else ncross // 2  # a clipped row may end a span at the region edge
-        base = np.zeros(len(zb), np.int64)
-        np.cumsum(cap[:-1], out=base[1:])
-        tot = int(cap.sum())
-        row_v_out = np.empty(tot)
-        row_n_out = np.empty(tot, np.int64)
-        u0_out = np.empty(tot)
-        u1_out = np.empty(tot)
-        nrows = np.zeros(len(zb), np.int64)
-        nspans = np.zeros(len(zb), np.int64)
-        chunks2 = _chunks(work[k0:k1] + ncross, _n_chunks())
-        kx.mesh_fill_pass(V, F, bstart, btri, pos, zb, cb, sb, off, dy, a0, a1, um, chunks2, ncross, jmin, jmax,
-                          rule, has_region, bx[0], bx[1], bx[2], bx[3], base, row_v_out, row_n_out, u0_out,
-                          u1_out, nrows, nspans)
-        parts.append(_assemble(zb, ang[k0:k1].copy(), dy, off, base, nrows, nspans, row_v_out, row_n_out,
-                               u0_out, u1_out))
+        return pos, bstart, btri
+
+    # pass 1: crossings and row range of every layer
+    ncross = np.empty(L, np.int64)
+    jmin = np.empty(L, np.int64)
+    jmax = np.empty(L, np.int64)
+    for k0, k1 in batches:
+        pos, bstart, btri = b = bucket(k0, k1)
+        if keep_buckets:
+            buckets[(k0, k1)] = b
+        ncross[k0:k1], jmin[k0:k1], jmax[k0:k1] = kx.mesh_count_pass(
+            V, F, bstart, btri, pos, z[k0:k1], cos_a[k0:k1], sin_a[k0:k1], off, dy, jr0[k0:k1], jr1[k0:k1],
+            umax[k0:k1], _chunks(work[k0:k1], _n_chunks()))
+    # pass 2: every layer writes straight into the job's arrays at its upper-bound offsets
+    rcap, scap = _caps(ncross, jmin, jmax, has_region)
+    row_base, span_base = _bases(rcap), _bases(scap)
+    row_v = np.empty(int(rcap.sum()))
+    row_end = np.empty(int(rcap.sum()) + 1, np.int64)
+    u0 = np.empty(int(scap.sum()))
+    u1 = np.empty(int(scap.sum()))
+    nrows = np.zeros(L, np.int64)
+    nspans = np.zeros(L, np.int64)
+    for k0, k1 in batches:
+        pos, bstart, btri = bucket(k0, k1)
+        ks = slice(k0, k1)
+        kx.mesh_fill_pass(V, F, bstart, btri, pos, z[ks], cos_a[ks], sin_a[ks], off, dy, jr0[ks], jr1[ks], umax[ks],
+                          _chunks(work[ks] + ncross[ks], _n_chunks()), ncross[ks], jmin[ks], jmax[ks], rule,
+                          has_region, bx[0], bx[1], bx[2], bx[3], row_base[ks], span_base[ks], row_v, row_end, u0,
+                          u1, nrows[ks], nspans[ks])
         progress(k1, L, "slicing")
-    return Spans.concat(parts)
+    return _finish(z, ang, dy, off, nrows, nspans, row_base, span_base, row_v, row_end, u0, u1)
 
 
 def _segments_spans(lstart, X0, Y0, X1, Y1, z, ang, dy, off, box, rule) -> Spans:
@@ -450,18 +484,17 @@ def _segments_spans(lstart, X0, Y0, X1, Y1, z, ang, dy, off, box, rule) -> Spans
     work = np.diff(lstart)
     chunks = _chunks(work, _n_chunks())
     ncross, jmin, jmax = kx.seg_count_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax, chunks)
-    cap = ncross if has_region else ncross // 2
-    base = np.zeros(L, np.int64)
-    if L > 1:
-        np.cumsum(cap[:-1], out=base[1:])
-    tot = int(cap.sum())
-    row_v_out, row_n_out = np.empty(tot), np.empty(tot, np.int64)
-    u0_out, u1_out = np.empty(tot), np.empty(tot)
+    rcap, scap = _caps(ncross, jmin, jmax, has_region)
+    row_base, span_base = _bases(rcap), _bases(scap)
+    row_v = np.empty(int(rcap.sum()))
+    row_end = np.empty(int(rcap.sum()) + 1, np.int64)
+    u0 = np.empty(int(scap.sum()))
+    u1 = np.empty(int(scap.sum()))
     nrows, nspans = np.zeros(L, np.int64), np.zeros(L, np.int64)
     kx.seg_fill_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax, _chunks(work + ncross, _n_chunks()),
-                     ncross, jmin, jmax, rule, has_region, bx[0], bx[1], bx[2], bx[3], base, row_v_out, row_n_out,
-                     u0_out, u1_out, nrows, nspans)
-    return _assemble(z, ang, dy, off, base, nrows, nspans, row_v_out, row_n_out, u0_out, u1_out)
+                     ncross, jmin, jmax, rule, has_region, bx[0], bx[1], bx[2], bx[3], row_base, span_base, row_v,
+                     row_end, u0, u1, nrows, nspans)
+    return _finish(z, ang, dy, off, nrows, nspans, row_base, span_base, row_v, row_end, u0, u1)
 
 
 def spans_from_contours(contours: "Contours", row_spacing_um, angle_deg=0.0, row_offset_um=0.0,
@@ -610,31 +643,11 @@ class Contours:
     @classmethod
     def from_polygons(cls, geoms_per_layer, layer_z_um) -> "Contours":
         """Rings of shapely (Multi)Polygons per layer (exteriors made CCW, interiors CW)."""
-        from shapely.geometry.polygon import orient
-
-        xy_parts, rps, lrs = [], [0], [0]
-        npts = 0
-        for g in geoms_per_layer:
-            polys = [] if g is None or g.is_empty else list(getattr(g, "geoms", [g]))
-            nr = 0
-            for p in polys:
-                if p.geom_type != "Polygon" or p.is_empty:
-                    continue
-                p = orient(p, sign=1.0)
-                for ring in [p.exterior, *p.interiors]:
-                    c = np.asarray(ring.coords, dtype=np.float64)[:-1, :2]
-                    if len(c) < 3:
-                        continue
-                    xy_parts.append(c)
-                    npts += len(c)
-                    rps.append(npts)
-                    nr += 1
-            lrs.append(lrs[-1] + nr)
-        xy = np.concatenate(xy_parts) if xy_parts else np.zeros((0, 2))
         z = np.asarray(layer_z_um, dtype=np.float64).reshape(-1)
-        if len(z) != len(lrs) - 1:
-            raise BioslicerError(f"{len(lrs) - 1} layers of polygons but {len(z)} layer heights")
-        return cls(z, np.asarray(lrs, np.int64), np.asarray(rps, np.int64), xy)
+        geoms = list(geoms_per_layer)
+        if len(z) != len(geoms):
+            raise BioslicerError(f"{len(geoms)} layers of polygons but {len(z)} layer heights")
+        return _contours_from_layer_rings([_geometry_rings(g) for g in geoms], z)
 
     def area_um2(self) -> np.ndarray:
         """(L,) signed area per layer (CCW positive), µm²."""
@@ -654,6 +667,34 @@ class Contours:
 def _ring_area(r: np.ndarray) -> float:
     x, y = r[:, 0], r[:, 1]
     return float(0.5 * (np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)))
+
+
+def _geometry_rings(g) -> list[np.ndarray]:
+    """Rings of a shapely (Multi)Polygon: per polygon its exterior (CCW) then its interiors (CW)."""
+    from shapely.geometry.polygon import orient
+
+    polys = [] if g is None or g.is_empty else list(getattr(g, "geoms", [g]))
+    out = []
+    for p in polys:
+        if p.geom_type != "Polygon" or p.is_empty:
+            continue
+        p = orient(p, sign=1.0)
+        for ring in [p.exterior, *p.interiors]:
+            c = np.asarray(ring.coords, dtype=np.float64)[:-1, :2]
+            if len(c) >= 3:
+                out.append(c)
+    return out
+
+
+def _contours_from_layer_rings(rings_per_layer: list, z: np.ndarray) -> Contours:
+    """Contours from a list (per layer) of lists of (n, 2) rings."""
+    flat = [r for rings in rings_per_layer for r in rings]
+    lrs = np.zeros(len(rings_per_layer) + 1, np.int64)
+    np.cumsum(np.array([len(rings) for rings in rings_per_layer], np.int64), out=lrs[1:])
+    rps = np.zeros(len(flat) + 1, np.int64)
+    np.cumsum(np.array([len(r) for r in flat], np.int64), out=rps[1:])
+    xy = np.concatenate(flat) if flat else np.zeros((0, 2))
+    return Contours(z, lrs, rps, xy)
 
 
 def _edge_table(F: np.ndarray):
@@ -765,20 +806,19 @@ def slice_contours(solid, layer_z_um, progress=silent, fill_rule: str = "positiv
     if not resolve:
         return raw
     rule = _RULES[fill_rule]
-    geoms = []
-    for k in range(L):
-        rings = raw.rings(k)
-        if len(rings) == 1 and _ring_area(rings[0]) > 0:
-            geoms.append(None)  # already clean: keep as is
-        else:
-            geoms.append(_resolve_layer(rings, rule))
-    if all(g is None for g in geoms):
+    # common case: rings already simple, disjoint and consistently nested -> no shapely
+    clean = kc.clean_layers(raw.layer_ring_start, raw.ring_point_start, raw.xy_um,
+                            _chunks(np.diff(raw.layer_ring_start) + 1, _n_chunks()))
+    nr = np.diff(raw.layer_ring_start)
+    for k in np.flatnonzero(nr == 1):  # the historical single-ring test (exact same area sum)
+        clean[k] = _ring_area(raw.xy_um[raw.ring_point_start[raw.layer_ring_start[k]]:
+                                        raw.ring_point_start[raw.layer_ring_start[k] + 1]]) > 0
+    if clean.all():
         return raw
-    # rebuild, keeping clean single-ring layers untouched
-    from shapely.geometry import Polygon
-
-    geoms = [Polygon(raw.rings(k)[0]) if g is None else g for k, g in enumerate(geoms)]
-    return Contours.from_polygons(geoms, z)
+    per_layer = []
+    for k in range(L):
+        per_layer.append(raw.rings(k) if clean[k] else _geometry_rings(_resolve_layer(raw.rings(k), rule)))
+    return _contours_from_layer_rings(per_layer, z)
 
 
 # ============================================================================ voxels

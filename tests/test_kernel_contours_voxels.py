@@ -114,3 +114,52 @@ def test_voxelize_memory_guard():
     with pytest.raises(BioslicerError, match="max_bytes"):
         voxelize(s, 1.0, 1.0, max_bytes=10_000)
     assert voxelize(s, 1.0, 1.0, max_bytes=100 * 100 * 13, packed=True).count() == 10**6
+
+
+def _sq(x0, y0, x1, y1, ccw=True):
+    r = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
+    return r if ccw else r[::-1].copy()
+
+
+def _clean(rings):
+    from bioslicer.kernel.contours import clean_layers
+
+    xy = np.concatenate(rings)
+    rps = np.concatenate([[0], np.cumsum([len(r) for r in rings])]).astype(np.int64)
+    c = Contours(np.zeros(1), np.array([0, len(rings)], np.int64), rps, xy)
+    return bool(clean_layers(c.layer_ring_start, c.ring_point_start, c.xy_um, np.array([0, 1], np.int64))[0])
+
+
+@pytest.mark.parametrize("rings, expect", [
+    ([_sq(0, 0, 1, 1), _sq(2, 0, 3, 1)], True),                          # two islands
+    ([_sq(0, 0, 10, 10), _sq(2, 2, 4, 4, ccw=False)], True),              # shell + hole
+    ([_sq(0, 0, 10, 10), _sq(2, 2, 8, 8, ccw=False), _sq(3, 3, 5, 5)], True),  # island in a hole
+    ([_sq(0, 0, 2, 2), _sq(1, 1, 3, 3)], False),                          # overlapping shells
+    ([_sq(0, 0, 10, 10), _sq(2, 2, 4, 4)], False),                        # shell inside shell: winding 2
+    ([_sq(0, 0, 1, 1), _sq(2, 0, 3, 1, ccw=False)], False),               # hole outside everything
+    ([_sq(0, 0, 1, 1), _sq(1, 1, 2, 2)], False),                          # touching at a corner
+    ([_sq(0, 0, 1, 1), _sq(1, 0, 2, 1)], False),                          # sharing an edge
+    ([_sq(0, 0, 10, 10), _sq(0, 2, 4, 4, ccw=False)], False),             # hole touching the shell
+])
+def test_clean_layer_detection(rings, expect):
+    assert _clean(rings) is expect
+
+
+def test_resolve_keeps_clean_nested_rings_and_unites_touching_shells():
+    # hollow box: outer CCW + inner CW, disjoint -> the raw rings are the answer (no shapely)
+    outer = _box((0, 0, 0), (10, 10, 10))
+    inner = _box((3, 3, 3), (7, 7, 7))
+    inner.invert()
+    s = solid_from_trimesh(trimesh.util.concatenate([outer, inner]))
+    z = [1.0, 5.0]
+    raw = slice_contours(s, z, resolve=False)
+    c = slice_contours(s, z)
+    assert np.array_equal(c.xy_um, raw.xy_um) and np.array_equal(c.layer_ring_start, raw.layer_ring_start)
+    assert list(np.diff(c.layer_ring_start)) == [1, 2]
+    assert c.area_um2() == pytest.approx([100.0, 84.0])
+    # two boxes sharing a face: the rings touch, shapely merges them into one outline
+    a, b = _box((0, 0, 0), (5, 4, 2)), _box((5, 0, 0), (9, 4, 2))
+    s2 = trimesh.util.concatenate([a, b])  # a trimesh in µm (two shells, not merged)
+    c2 = slice_contours(s2, [1.0])
+    assert c2.n_rings == 1 and c2.area_um2()[0] == pytest.approx(36.0)
+    assert c2.polygons(0).is_valid

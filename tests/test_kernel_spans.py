@@ -7,7 +7,7 @@ import trimesh
 
 from bioslicer.errors import BioslicerError
 from bioslicer.mesh import solid_from_trimesh
-from bioslicer.slicing import layer_heights, slice_spans, span_boolean
+from bioslicer.slicing import Spans, layer_heights, slice_spans, span_boolean
 
 DZ, DY = 0.5, 0.25
 
@@ -231,3 +231,31 @@ def test_layer_heights_mid_layer():
     z = layer_heights(0.0, 10.0, 3.0)
     assert list(z) == [1.5, 4.5, 7.5]  # 10.5 is not below 10
     assert len(layer_heights(0.0, 1.0, 0.5)) == 2
+
+
+def test_many_crossings_per_row_are_sorted():
+    # 30 separate bars along x: every row crosses 60 faces (the long-row sort path)
+    bars = [_box((3 * i, 0, 0), (3 * i + 2, 5, 1)) for i in range(30)]
+    order = np.random.default_rng(3).permutation(30)  # faces in no particular x order
+    s = solid_from_trimesh(trimesh.util.concatenate([bars[i] for i in order]))
+    sp = slice_spans(s, [0.5], 1.0, row_offset_um=0.5)
+    assert sp.n_rows == 5 and sp.n_spans == 150
+    assert np.array_equal(np.diff(sp.row_span_start), [30] * 5)
+    assert np.array_equal(sp.span_u0_um, np.tile(np.arange(30) * 3.0, 5))
+    assert np.array_equal(sp.span_u1_um, np.tile(np.arange(30) * 3.0 + 2, 5))
+
+
+def test_merged_spans_and_region_slack_pack_like_single_layers():
+    # overlapping shells merge spans (fewer than crossings / 2) and a region leaves slack:
+    # the packed result must equal the layer-by-layer one
+    t1 = trimesh.creation.cylinder(radius=5.0, height=30.0, sections=40)
+    t2 = t1.copy()
+    t2.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
+    s = solid_from_trimesh(trimesh.util.concatenate([t1, t2, _box((-2, -2, -2), (12, 3, 1))]))
+    z = layer_heights(-6, 6, 0.5)
+    for region in (None, ((-3.3, -20.0), (8.1, 2.7))):
+        full = slice_spans(s, z, 0.25, angle_deg=37.0, region_um=region)
+        one = Spans.concat([slice_spans(s, z[k:k + 1], 0.25, angle_deg=37.0, region_um=region)
+                            for k in range(len(z))])
+        assert full.same_as(one) and full.n_spans > 0
+        assert np.all(full.span_u1_um > full.span_u0_um)

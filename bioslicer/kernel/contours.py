@@ -99,3 +99,174 @@ def chain_rings(V, F, face_edges, n_edges, bstart, btri, layer_pos, layer_z, chu
                 edge_seg[e0[i]] = -1
             nrings_out[k] = nr
             npts_out[k] = npt
+
+
+# ----------------------------------------------------------------------------- ring sanity (resolve fast path)
+_ORIENT_EPS = 1e-13   # relative error bound on orient2d beyond which its sign is trusted (Shewchuk's A is ~7e-16)
+
+
+@njit(cache=True)
+def _orient(ax, ay, bx, by, cx, cy):
+    """Sign of the turn a -> b -> c: +1 left, -1 right, 0 when floating point cannot tell."""
+    dl = (ax - cx) * (by - cy)
+    dr = (ay - cy) * (bx - cx)
+    d = dl - dr
+    if abs(d) <= _ORIENT_EPS * (abs(dl) + abs(dr)):
+        return 0
+    return 1 if d > 0 else -1
+
+
+@njit(cache=True)
+def _segments_apart(ax, ay, bx, by, cx, cy, dx, dy):
+    """True when segments ab and cd certainly neither cross nor touch."""
+    if max(ax, bx) < min(cx, dx) or max(cx, dx) < min(ax, bx) or max(ay, by) < min(cy, dy) or \
+            max(cy, dy) < min(ay, by):
+        return True
+    o1 = _orient(ax, ay, bx, by, cx, cy)
+    o2 = _orient(ax, ay, bx, by, dx, dy)
+    if o1 != 0 and o1 == o2:
+        return True
+    o3 = _orient(cx, cy, dx, dy, ax, ay)
+    o4 = _orient(cx, cy, dx, dy, bx, by)
+    return o3 != 0 and o3 == o4
+
+
+@njit(cache=True)
+def _layer_rings_clean(rps, r0, r1, xy, nxt, order, xmin):
+    """True when the rings r0:r1 of one layer are simple, pairwise disjoint, and nest as
+    material/hole/material... with CCW outers and CW holes (winding only 0 or 1).
+
+    Such rings are already the resolved outline under either fill rule. Any doubt (touching,
+    near-collinear overlap, zero area, a CW ring outside everything) returns False.
+    """
+    a = rps[r0]
+    b = rps[r1]
+    n = b - a
+    # ring areas and the point -> next point map
+    for r in range(r0, r1):
+        p0 = rps[r]
+        p1 = rps[r + 1]
+        if p1 - p0 < 3:
+            return False
+        area2 = 0.0
+        for p in range(p0, p1):
+            q = p + 1 if p + 1 < p1 else p0
+            nxt[p - a] = q - a
+            area2 += xy[p, 0] * xy[q, 1] - xy[q, 0] * xy[p, 1]
+            if xy[p, 0] == xy[q, 0] and xy[p, 1] == xy[q, 1]:
+                return False
+        if area2 == 0.0:
+            return False
+    # every pair of segments (sweep along x): only neighbours in a ring may meet, at their shared point
+    for i in range(n):
+        q = nxt[i]
+        xmin[i] = min(xy[a + i, 0], xy[a + q, 0])
+    o = np.argsort(xmin[:n], kind="mergesort")
+    for i in range(n):
+        order[i] = o[i]
+    for ii in range(n):
+        i = order[ii]
+        ip = nxt[i]
+        ax, ay, bx, by = xy[a + i, 0], xy[a + i, 1], xy[a + ip, 0], xy[a + ip, 1]
+        xmax_i = max(ax, bx)
+        for jj in range(ii + 1, n):
+            j = order[jj]
+            if xmin[j] > xmax_i:
+                break
+            jp = nxt[j]
+            cx, cy, dx, dy = xy[a + j, 0], xy[a + j, 1], xy[a + jp, 0], xy[a + jp, 1]
+            if ip == j or jp == i:
+                # neighbours: the far ends must not fold back onto the shared point's segment
+                if ip == j:
+                    t = _orient(ax, ay, bx, by, dx, dy)
+                    back = (bx - ax) * (dx - cx) + (by - ay) * (dy - cy) < 0
+                else:
+                    t = _orient(cx, cy, dx, dy, bx, by)
+                    back = (dx - cx) * (bx - ax) + (dy - cy) * (by - ay) < 0
+                if t == 0 and back:
+                    return False
+                if ip == j and jp == i:  # a two-segment ring
+                    return False
+                continue
+            if not _segments_apart(ax, ay, bx, by, cx, cy, dx, dy):
+                return False
+    # nesting: winding of each ring's first point from the other rings
+    for r in range(r0, r1):
+        px = xy[rps[r], 0]
+        py = xy[rps[r], 1]
+        w_out = 0
+        sgn = 0
+        for g in range(r0, r1):
+            p0 = rps[g]
+            p1 = rps[g + 1]
+            w = 0
+            area2 = 0.0
+            for p in range(p0, p1):
+                q = p + 1 if p + 1 < p1 else p0
+                area2 += xy[p, 0] * xy[q, 1] - xy[q, 0] * xy[p, 1]
+                if g == r:
+                    continue
+                y0 = xy[p, 1]
+                y1 = xy[q, 1]
+                if y0 <= py < y1:
+                    t = _orient(xy[p, 0], y0, xy[q, 0], y1, px, py)
+                    if t == 0:
+                        return False
+                    if t > 0:
+                        w += 1
+                elif y1 <= py < y0:
+                    t = _orient(xy[p, 0], y0, xy[q, 0], y1, px, py)
+                    if t == 0:
+                        return False
+                    if t < 0:
+                        w -= 1
+            if g == r:
+                sgn = 1 if area2 > 0 else -1
+            else:
+                w_out += w
+        if not ((w_out == 0 and sgn == 1) or (w_out == 1 and sgn == -1)):
+            return False
+    return True
+
+
+@njit(cache=True, parallel=True)
+def clean_layers(layer_ring_start, ring_point_start, xy, chunk_start):
+    """Per layer: True when its raw rings need no resolving (see :func:`_layer_rings_clean`).
+
+    Parameters
+    ----------
+    layer_ring_start : (L+1,) int64; ring_point_start : (Q+1,) int64; xy : (P, 2) float64, µm.
+    chunk_start : (C+1,) int64 layer chunks for prange.
+
+    Returns
+    -------
+    clean : (L,) bool. Layers without rings are clean; one-ring layers are clean when the
+    ring is CCW with at least 3 points (a single closed chain of a mesh is simple).
+    """
+    L = layer_ring_start.shape[0] - 1
+    out = np.zeros(L, np.bool_)
+    for ch in prange(chunk_start.shape[0] - 1):
+        k0 = chunk_start[ch]
+        k1 = chunk_start[ch + 1]
+        cap = 1
+        for k in range(k0, k1):
+            cap = max(cap, ring_point_start[layer_ring_start[k + 1]] - ring_point_start[layer_ring_start[k]])
+        nxt = np.empty(cap, np.int64)
+        order = np.empty(cap, np.int64)
+        xmin = np.empty(cap)
+        for k in range(k0, k1):
+            r0 = layer_ring_start[k]
+            r1 = layer_ring_start[k + 1]
+            if r1 == r0:
+                out[k] = True
+            elif r1 - r0 == 1:
+                p0 = ring_point_start[r0]
+                p1 = ring_point_start[r1]
+                area2 = 0.0
+                for p in range(p0, p1):
+                    q = p + 1 if p + 1 < p1 else p0
+                    area2 += xy[p, 0] * xy[q, 1] - xy[q, 0] * xy[p, 1]
+                out[k] = area2 > 0
+            else:
+                out[k] = _layer_rings_clean(ring_point_start, r0, r1, xy, nxt, order, xmin)
+    return out

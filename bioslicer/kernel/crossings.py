@@ -169,12 +169,29 @@ def _rotate(sx0, sy0, sx1, sy1, n, c, s):
 
 
 @njit(cache=True)
-def _count_crossings(su0, sv0, su1, sv1, n, off, dy, jr0, jr1, umax):
-    """Number of row crossings of n segments in the row frame, and their row range."""
+def _row_ranges(su0, sv0, su1, sv1, n, off, dy, jr0, jr1, umax, seg_j0, seg_j1):
+    """Rows crossed by each of n segments in the row frame.
+
+    Parameters
+    ----------
+    su0, sv0, su1, sv1 : (>= n,) float64, segment ends in the row frame, µm.
+    off, dy : float, row grid (``v_j = off + j dy``), µm.
+    jr0, jr1 : int, only rows jr0 <= j < jr1 count; umax : float, segments with both ends at
+        u >= umax are skipped (right of a region), µm.
+    seg_j0, seg_j1 : (>= n,) int64 out: segment i crosses rows ``seg_j0[i] <= j < seg_j1[i]``
+        (none when ``seg_j1[i] <= seg_j0[i]``).
+
+    Returns
+    -------
+    (crossings, jmin, jmax) : total crossings and the lowest/highest row crossed
+        (``BIG_ROW, -BIG_ROW`` when none).
+    """
     cnt = 0
     jmin = BIG_ROW
     jmax = -BIG_ROW
     for i in range(n):
+        seg_j0[i] = 0
+        seg_j1[i] = 0
         v0 = sv0[i]
         v1 = sv1[i]
         if v0 == v1:
@@ -186,6 +203,8 @@ def _count_crossings(su0, sv0, su1, sv1, n, off, dy, jr0, jr1, umax):
         j0 = max(first_row_at_or_above(vlo, off, dy), jr0)
         j1 = min(first_row_at_or_above(vhi, off, dy), jr1)
         if j1 > j0:
+            seg_j0[i] = j0
+            seg_j1[i] = j1
             cnt += j1 - j0
             jmin = min(jmin, j0)
             jmax = max(jmax, j1 - 1)
@@ -193,26 +212,49 @@ def _count_crossings(su0, sv0, su1, sv1, n, off, dy, jr0, jr1, umax):
 
 
 @njit(cache=True)
-def _fill_crossings(su0, sv0, su1, sv1, n, off, dy, jr0, jr1, umax, jbase, crow, cu, cs):
-    """Write the crossings (row - jbase, u, sign) of n segments; returns how many."""
-    k = 0
+def _scatter_rows(su0, sv0, su1, sv1, n, off, dy, seg_j0, seg_j1, jbase, nrows, rstart, rptr, cu, cs):
+    """Crossings of n segments written grouped by row (a counting sort without a staging copy).
+
+    Row ``r`` (grid row ``jbase + r``) gets its crossings at ``cu/cs[rstart[r]:rstart[r+1]]``:
+    u (µm) and the winding sign (+1 for a segment running down in v, -1 up). Per-row counts
+    come from a difference array over the segments' row ranges, so only the crossings
+    themselves are touched twice (computed, then swept).
+
+    Parameters
+    ----------
+    seg_j0, seg_j1 : rows of each segment, from :func:`_row_ranges`.
+    rstart : (>= nrows+1,) int64 out; rptr : (>= nrows,) int64 scratch.
+    cu : (>= crossings,) float64 out; cs : (>= crossings,) int8 out.
+    """
+    for r in range(nrows + 1):
+        rstart[r] = 0
     for i in range(n):
+        j0 = seg_j0[i]
+        j1 = seg_j1[i]
+        if j1 > j0:
+            rstart[j0 - jbase] += 1
+            rstart[j1 - jbase] -= 1
+    run = 0
+    pos = 0
+    for r in range(nrows):
+        run += rstart[r]
+        rstart[r] = pos
+        rptr[r] = pos
+        pos += run
+    rstart[nrows] = pos
+    for i in range(n):
+        j0 = seg_j0[i]
+        j1 = seg_j1[i]
+        if j1 <= j0:
+            continue
         v0 = sv0[i]
         v1 = sv1[i]
-        if v0 == v1:
-            continue
         u0 = su0[i]
         u1 = su1[i]
-        if u0 >= umax and u1 >= umax:
-            continue
         if v0 < v1:
             ulo, vlo, uhi, vhi, sgn = u0, v0, u1, v1, -1
         else:
             ulo, vlo, uhi, vhi, sgn = u1, v1, u0, v0, 1
-        j0 = max(first_row_at_or_above(vlo, off, dy), jr0)
-        j1 = min(first_row_at_or_above(vhi, off, dy), jr1)
-        if j1 <= j0:
-            continue
         slope = (uhi - ulo) / (vhi - vlo)
         for j in range(j0, j1):
             v = row_v(off, dy, j)
@@ -220,16 +262,21 @@ def _fill_crossings(su0, sv0, su1, sv1, n, off, dy, jr0, jr1, umax, jbase, crow,
                 u = ulo
             else:
                 u = ulo + (v - vlo) * slope
-            crow[k] = j - jbase
-            cu[k] = u
-            cs[k] = sgn
-            k += 1
-    return k
+            r = j - jbase
+            p = rptr[r]
+            cu[p] = u
+            cs[p] = sgn
+            rptr[r] = p + 1
+    return pos
 
 
 @njit(cache=True)
 def _sort_row(u, s, a, b):
-    """Sort crossings a:b by u in place (insertion sort for short rows)."""
+    """Sort crossings a:b by u in place, carrying the signs (no allocation).
+
+    Insertion sort for short rows, heapsort beyond; the order of equal u does not matter
+    (the sweep sums crossings of equal u before testing the winding number).
+    """
     if b - a <= 24:
         for i in range(a + 1, b):
             ku = u[i]
@@ -241,12 +288,38 @@ def _sort_row(u, s, a, b):
                 j -= 1
             u[j + 1] = ku
             s[j + 1] = ks
-    else:
-        order = np.argsort(u[a:b], kind="mergesort")
-        tu = u[a:b][order]
-        ts = s[a:b][order]
-        u[a:b] = tu
-        s[a:b] = ts
+        return
+    n = b - a
+    for start in range((n - 2) // 2, -1, -1):
+        _sift_down(u, s, a, start, n)
+    for end in range(n - 1, 0, -1):
+        tu = u[a]
+        u[a] = u[a + end]
+        u[a + end] = tu
+        ts = s[a]
+        s[a] = s[a + end]
+        s[a + end] = ts
+        _sift_down(u, s, a, 0, end)
+
+
+@njit(cache=True)
+def _sift_down(u, s, a, root, n):
+    """Max-heap sift of element ``a + root`` within ``u[a:a+n]`` (with signs)."""
+    while True:
+        child = 2 * root + 1
+        if child >= n:
+            return
+        if child + 1 < n and u[a + child + 1] > u[a + child]:
+            child += 1
+        if u[a + root] >= u[a + child]:
+            return
+        tu = u[a + root]
+        u[a + root] = u[a + child]
+        u[a + child] = tu
+        ts = s[a + root]
+        s[a + root] = s[a + child]
+        s[a + child] = ts
+        root = child
 
 
 @njit(cache=True)
@@ -281,35 +354,22 @@ def _row_clip(v, c, s, has_region, bx0, by0, bx1, by1):
 
 
 @njit(cache=True)
-def _sweep_layer(crow, cu, cs, nc, nrows, jbase, off, dy, rule, c, s, has_region, bx0, by0, bx1, by1,
-                 order_buf, su, ss, rcount, row_v_out, row_n_out, u0_out, u1_out, r_base, s_base):
-    """Counting-sort crossings by row, sort each row by u, sweep the winding number.
+def _sweep_rows(rstart, cu, cs, nrows, jbase, off, dy, rule, c, s, has_region, bx0, by0, bx1, by1,
+                row_v_out, row_end_out, u0_out, u1_out, r_base, s_base):
+    """Sort each row's crossings by u and sweep the winding number into spans.
 
-    Writes rows (with >= 1 span) from ``r_base`` and spans from ``s_base``; returns
-    (rows written, spans written).
+    Rows holding at least one span are written from ``r_base`` (``row_v_out``: v, µm;
+    ``row_end_out[r_base + i + 1]``: end of row i's spans, counted from the layer's first
+    span), spans ``[u0, u1)`` from ``s_base``. Returns (rows written, spans written).
     """
-    for r in range(nrows + 1):
-        rcount[r] = 0
-    for i in range(nc):
-        rcount[crow[i] + 1] += 1
-    for r in range(nrows):
-        rcount[r + 1] += rcount[r]
-    for r in range(nrows):
-        order_buf[r] = rcount[r]
-    for i in range(nc):
-        r = crow[i]
-        p = order_buf[r]
-        su[p] = cu[i]
-        ss[p] = cs[i]
-        order_buf[r] = p + 1
     nr = 0
     ns = 0
     for r in range(nrows):
-        a = rcount[r]
-        b = rcount[r + 1]
+        a = rstart[r]
+        b = rstart[r + 1]
         if b - a < 1:
             continue
-        _sort_row(su, ss, a, b)
+        _sort_row(cu, cs, a, b)
         v = row_v(off, dy, jbase + r)
         ua, ub = _row_clip(v, c, s, has_region, bx0, by0, bx1, by1)
         if not ua < ub:
@@ -319,17 +379,17 @@ def _sweep_layer(crow, cu, cs, nc, nrows, jbase, off, dy, rule, c, s, has_region
         start = 0.0
         first = ns
         for i in range(a, b):
-            w += ss[i]
-            if i + 1 < b and su[i + 1] == su[i]:
+            w += cs[i]
+            if i + 1 < b and cu[i + 1] == cu[i]:
                 continue
             now = (w > 0) if rule == 0 else (w != 0)
             if now and not inside:
-                start = su[i]
+                start = cu[i]
                 inside = True
             elif inside and not now:
                 inside = False
                 lo = max(start, ua)
-                hi = min(su[i], ub)
+                hi = min(cu[i], ub)
                 if lo < hi:
                     u0_out[s_base + ns] = lo
                     u1_out[s_base + ns] = hi
@@ -343,16 +403,39 @@ def _sweep_layer(crow, cu, cs, nc, nrows, jbase, off, dy, rule, c, s, has_region
                 ns += 1
         if ns > first:
             row_v_out[r_base + nr] = v
-            row_n_out[r_base + nr] = ns - first
+            row_end_out[r_base + nr + 1] = ns
             nr += 1
     return nr, ns
+
+
+@njit(cache=True)
+def _layer_spans(x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, jbase, nrows, rule, c, s, has_region,
+                 bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu, cs, row_v_out, row_end_out, u0_out, u1_out,
+                 r_base, s_base):
+    """Spans of one layer from its n segments, already in the row frame (see :func:`_sweep_rows`)."""
+    _row_ranges(x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, sj0, sj1)
+    _scatter_rows(x0, y0, x1, y1, n, off, dy, sj0, sj1, jbase, nrows, rstart, rptr, cu, cs)
+    return _sweep_rows(rstart, cu, cs, nrows, jbase, off, dy, rule, c, s, has_region, bx0, by0, bx1, by1,
+                       row_v_out, row_end_out, u0_out, u1_out, r_base, s_base)
 
 
 # ----------------------------------------------------------------------------- mesh driver
 @njit(cache=True, parallel=True)
 def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy, jr0, jr1, umax,
                     chunk_start):
-    """Pass 1: crossings per layer and row range. Layers are processed in chunks (prange)."""
+    """Pass 1: crossings per layer and their row range (layers in chunks, chunks in prange).
+
+    Parameters
+    ----------
+    V, F : mesh (µm, int32 faces); bstart, btri : layer buckets (CSR over sorted layers);
+    layer_pos : (L,) sorted position of layer k; layer_z, cos_a, sin_a : (L,) per layer.
+    off, dy : row grid, µm; jr0, jr1, umax : (L,) row window and u limit per layer.
+    chunk_start : (C+1,) int64 layer chunks.
+
+    Returns
+    -------
+    ncross, jmin, jmax : (L,) int64 crossings and lowest/highest row crossed per layer.
+    """
     L = layer_z.shape[0]
     ncross = np.zeros(L, np.int64)
     jmin = np.zeros(L, np.int64)
@@ -370,6 +453,8 @@ def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, d
         y0 = np.empty(cap)
         x1 = np.empty(cap)
         y1 = np.empty(cap)
+        sj0 = np.empty(cap, np.int64)
+        sj1 = np.empty(cap, np.int64)
         e0 = np.empty(1, np.int64)
         e1 = np.empty(1, np.int64)
         for k in range(k0, k1):
@@ -377,7 +462,7 @@ def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, d
             tris = btri[bstart[p]:bstart[p + 1]]
             n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, dummy_e, e0, e1, False)
             _rotate(x0, y0, x1, y1, n, cos_a[k], sin_a[k])
-            cnt, a, b = _count_crossings(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k])
+            cnt, a, b = _row_ranges(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], sj0, sj1)
             ncross[k] = cnt
             jmin[k] = a
             jmax[k] = b
@@ -387,8 +472,13 @@ def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, d
 @njit(cache=True, parallel=True)
 def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy, jr0, jr1, umax,
                    chunk_start, ncross, jmin, jmax, rule, has_region, bx0, by0, bx1, by1,
-                   base, row_v_out, row_n_out, u0_out, u1_out, nrows_out, nspans_out):
-    """Pass 2: crossings, sort and winding sweep; rows/spans of layer k written from base[k]."""
+                   row_base, span_base, row_v_out, row_end_out, u0_out, u1_out, nrows_out, nspans_out):
+    """Pass 2: segments, row-grouped crossings, sort and winding sweep, straight into the outputs.
+
+    Layer k writes its rows from ``row_base[k]`` and its spans from ``span_base[k]`` (upper
+    bounds from pass 1, see :func:`compact_layers`); ``nrows_out[k]``, ``nspans_out[k]`` get
+    the counts. Scratch is allocated once per chunk and reused for its layers.
+    """
     nchunks = chunk_start.shape[0] - 1
     dummy_e = np.zeros((1, 3), np.int64)
     for ch in prange(nchunks):
@@ -407,15 +497,14 @@ def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy
         y0 = np.empty(cap)
         x1 = np.empty(cap)
         y1 = np.empty(cap)
+        sj0 = np.empty(cap, np.int64)
+        sj1 = np.empty(cap, np.int64)
         e0 = np.empty(1, np.int64)
         e1 = np.empty(1, np.int64)
-        crow = np.empty(ccap, np.int64)
         cu = np.empty(ccap)
         cs = np.empty(ccap, np.int8)
-        su = np.empty(ccap)
-        ss = np.empty(ccap, np.int8)
-        rcount = np.empty(rcap + 1, np.int64)
-        obuf = np.empty(rcap + 1, np.int64)
+        rstart = np.empty(rcap + 1, np.int64)
+        rptr = np.empty(rcap, np.int64)
         for k in range(k0, k1):
             if ncross[k] == 0:
                 nrows_out[k] = 0
@@ -425,34 +514,56 @@ def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy
             tris = btri[bstart[p]:bstart[p + 1]]
             n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, dummy_e, e0, e1, False)
             _rotate(x0, y0, x1, y1, n, cos_a[k], sin_a[k])
-            nc = _fill_crossings(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], jmin[k], crow, cu, cs)
-            nr, ns = _sweep_layer(crow, cu, cs, nc, jmax[k] - jmin[k] + 1, jmin[k], off, dy, rule,
-                                  cos_a[k], sin_a[k], has_region, bx0, by0, bx1, by1,
-                                  obuf, su, ss, rcount, row_v_out, row_n_out, u0_out, u1_out,
-                                  base[k], base[k])
+            nr, ns = _layer_spans(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], jmin[k],
+                                  jmax[k] - jmin[k] + 1, rule, cos_a[k], sin_a[k], has_region, bx0, by0, bx1,
+                                  by1, sj0, sj1, rstart, rptr, cu, cs, row_v_out, row_end_out, u0_out, u1_out,
+                                  row_base[k], span_base[k])
             nrows_out[k] = nr
             nspans_out[k] = ns
 
 
 # ----------------------------------------------------------------------------- 2-D segments driver
+@njit(cache=True)
+def _chunk_max_segments(lstart, k0, k1):
+    cap = 1
+    for k in range(k0, k1):
+        cap = max(cap, lstart[k + 1] - lstart[k])
+    return cap
+
+
+@njit(cache=True)
+def _load_segments(X0, Y0, X1, Y1, a, b, x0, y0, x1, y1):
+    for i in range(b - a):
+        x0[i] = X0[a + i]
+        y0[i] = Y0[a + i]
+        x1[i] = X1[a + i]
+        y1[i] = Y1[a + i]
+
+
 @njit(cache=True, parallel=True)
 def seg_count_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax, chunk_start):
-    """Pass 1 for segments given per layer (CSR ``lstart``) in part coordinates."""
+    """Pass 1 for segments given per layer (CSR ``lstart``) in part coordinates; see :func:`mesh_count_pass`."""
     L = lstart.shape[0] - 1
     ncross = np.zeros(L, np.int64)
     jmin = np.zeros(L, np.int64)
     jmax = np.zeros(L, np.int64)
     nchunks = chunk_start.shape[0] - 1
     for ch in prange(nchunks):
-        for k in range(chunk_start[ch], chunk_start[ch + 1]):
+        k0 = chunk_start[ch]
+        k1 = chunk_start[ch + 1]
+        cap = _chunk_max_segments(lstart, k0, k1)
+        x0 = np.empty(cap)
+        y0 = np.empty(cap)
+        x1 = np.empty(cap)
+        y1 = np.empty(cap)
+        sj0 = np.empty(cap, np.int64)
+        sj1 = np.empty(cap, np.int64)
+        for k in range(k0, k1):
             a = lstart[k]
             b = lstart[k + 1]
-            x0 = X0[a:b].copy()
-            y0 = Y0[a:b].copy()
-            x1 = X1[a:b].copy()
-            y1 = Y1[a:b].copy()
+            _load_segments(X0, Y0, X1, Y1, a, b, x0, y0, x1, y1)
             _rotate(x0, y0, x1, y1, b - a, cos_a[k], sin_a[k])
-            cnt, j0, j1 = _count_crossings(x0, y0, x1, y1, b - a, off, dy, jr0[k], jr1[k], umax[k])
+            cnt, j0, j1 = _row_ranges(x0, y0, x1, y1, b - a, off, dy, jr0[k], jr1[k], umax[k], sj0, sj1)
             ncross[k] = cnt
             jmin[k] = j0
             jmax[k] = j1
@@ -462,38 +573,84 @@ def seg_count_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax
 @njit(cache=True, parallel=True)
 def seg_fill_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax, chunk_start,
                   ncross, jmin, jmax, rule, has_region, bx0, by0, bx1, by1,
-                  base, row_v_out, row_n_out, u0_out, u1_out, nrows_out, nspans_out):
+                  row_base, span_base, row_v_out, row_end_out, u0_out, u1_out, nrows_out, nspans_out):
     """Pass 2 for segments given per layer; see :func:`mesh_fill_pass`."""
     nchunks = chunk_start.shape[0] - 1
     for ch in prange(nchunks):
-        for k in range(chunk_start[ch], chunk_start[ch + 1]):
+        k0 = chunk_start[ch]
+        k1 = chunk_start[ch + 1]
+        cap = _chunk_max_segments(lstart, k0, k1)
+        ccap = 1
+        rcap = 1
+        for k in range(k0, k1):
+            ccap = max(ccap, ncross[k])
+            if ncross[k] > 0:
+                rcap = max(rcap, jmax[k] - jmin[k] + 1)
+        x0 = np.empty(cap)
+        y0 = np.empty(cap)
+        x1 = np.empty(cap)
+        y1 = np.empty(cap)
+        sj0 = np.empty(cap, np.int64)
+        sj1 = np.empty(cap, np.int64)
+        cu = np.empty(ccap)
+        cs = np.empty(ccap, np.int8)
+        rstart = np.empty(rcap + 1, np.int64)
+        rptr = np.empty(rcap, np.int64)
+        for k in range(k0, k1):
             if ncross[k] == 0:
                 nrows_out[k] = 0
                 nspans_out[k] = 0
                 continue
             a = lstart[k]
             b = lstart[k + 1]
-            x0 = X0[a:b].copy()
-            y0 = Y0[a:b].copy()
-            x1 = X1[a:b].copy()
-            y1 = Y1[a:b].copy()
+            _load_segments(X0, Y0, X1, Y1, a, b, x0, y0, x1, y1)
             _rotate(x0, y0, x1, y1, b - a, cos_a[k], sin_a[k])
-            nc0 = ncross[k]
-            nrows = jmax[k] - jmin[k] + 1
-            crow = np.empty(nc0, np.int64)
-            cu = np.empty(nc0)
-            cs = np.empty(nc0, np.int8)
-            su = np.empty(nc0)
-            ss = np.empty(nc0, np.int8)
-            rcount = np.empty(nrows + 1, np.int64)
-            obuf = np.empty(nrows + 1, np.int64)
-            nc = _fill_crossings(x0, y0, x1, y1, b - a, off, dy, jr0[k], jr1[k], umax[k], jmin[k], crow, cu, cs)
-            nr, ns = _sweep_layer(crow, cu, cs, nc, nrows, jmin[k], off, dy, rule,
-                                  cos_a[k], sin_a[k], has_region, bx0, by0, bx1, by1,
-                                  obuf, su, ss, rcount, row_v_out, row_n_out, u0_out, u1_out,
-                                  base[k], base[k])
+            nr, ns = _layer_spans(x0, y0, x1, y1, b - a, off, dy, jr0[k], jr1[k], umax[k], jmin[k],
+                                  jmax[k] - jmin[k] + 1, rule, cos_a[k], sin_a[k], has_region, bx0, by0, bx1,
+                                  by1, sj0, sj1, rstart, rptr, cu, cs, row_v_out, row_end_out, u0_out, u1_out,
+                                  row_base[k], span_base[k])
             nrows_out[k] = nr
             nspans_out[k] = ns
+
+
+# ----------------------------------------------------------------------------- output
+@njit(cache=True)
+def compact_layers(nrows, nspans, row_base, span_base, row_v, row_end, u0, u1, layer_row_start):
+    """In place: close the gaps the fill pass left between layers, and make row ends global.
+
+    Layer k's rows sit at ``row_base[k]:+nrows[k]`` (``row_end[row_base[k] + i + 1]``: end of
+    row i's spans counted from the layer's first span) and its spans at
+    ``span_base[k]:+nspans[k]``; bases ascend and never overlap, so moving every run down
+    in layer order is safe. Runs already in place are not copied.
+
+    Returns
+    -------
+    (R, S) : rows and spans in all; ``row_v[:R]``, ``row_end[:R+1]`` (now the CSR
+    ``row_span_start``), ``u0[:S]``, ``u1[:S]`` hold the result and ``layer_row_start``
+    ((L+1,) int64) is filled.
+    """
+    R = 0
+    S = 0
+    layer_row_start[0] = 0
+    row_end[0] = 0
+    for k in range(nrows.shape[0]):
+        rb = row_base[k]
+        sb = span_base[k]
+        nr = nrows[k]
+        ns = nspans[k]
+        if rb != R:
+            for i in range(nr):
+                row_v[R + i] = row_v[rb + i]
+        for i in range(nr):
+            row_end[R + i + 1] = S + row_end[rb + i + 1]
+        if sb != S:
+            for i in range(ns):
+                u0[S + i] = u0[sb + i]
+                u1[S + i] = u1[sb + i]
+        R += nr
+        S += ns
+        layer_row_start[k + 1] = R
+    return R, S
 
 
 @njit(cache=True, parallel=True)
