@@ -15,7 +15,7 @@ from .toolpath import Kind, Toolpath
 
 
 def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=None, layer_ids=None,
-                  window_um=None) -> tuple[Toolpath, dict]:
+                  window_um=None, owner=None) -> tuple[Toolpath, dict]:
     """Run the recipe's scan strategy and exposure on a solid.
 
     Parameters
@@ -39,6 +39,9 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
         Plan only the scan rows crossing this box (kept whole) and the contours of the layers.
         With ``layer_ids`` this is one stitching block's share of the part: every mark reaching
         the box is bit-identical to the same mark of the whole plan, in the same order.
+    owner : callable, optional
+        ``owner(x, y, z) -> bool array`` of the block's cell: dropped short segments are counted
+        only where it holds their midpoint (so block counts add up to the part's).
 
     Returns
     -------
@@ -53,7 +56,7 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
     check_exposure(recipe, printer)
     if recipe.strategy not in STRATEGY_FUNCTIONS:
         raise BioslicerError(f"recipe key 'strategy' must be one of {', '.join(STRATEGY_FUNCTIONS)}")
-    region = make_region(solid, recipe, window_um)
+    region = make_region(solid, recipe, window_um, owner)
     lz = check_layers(region, recipe)
     tp, srep = STRATEGY_FUNCTIONS[recipe.strategy](region, lz, recipe, progress, layer_ids=layer_ids)
     field = power_field if power_field is not None else power_field_from_recipe(recipe, solid)

@@ -139,6 +139,13 @@ def _row_limits(cos_a, sin_a, off, dy, box):
     return jr0, jr1, u.max(axis=1)
 
 
+def _row_window(cos_a, sin_a, off, dy, window_um):
+    """Per layer: rows [jr0, jr1) crossing the xy box ``window_um`` (one row of slack each side)."""
+    x0, y0, x1, y1 = _region_box(window_um)
+    jr0, jr1, _ = _row_limits(cos_a, sin_a, off, dy, (x0, y0, x1, y1))
+    return jr0 - 1, jr1 + 1
+
+
 def _chunks(work: np.ndarray, n_target: int) -> np.ndarray:
     """Split layers 0..L into about n_target contiguous chunks of similar work."""
     L = len(work)
@@ -377,7 +384,7 @@ def _triangle_layers(V, F, z):
 
 
 def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=0.0, region_um=None,
-                progress=silent, fill_rule: str = "positive") -> Spans:
+                progress=silent, fill_rule: str = "positive", row_window_um=None) -> Spans:
     """Material spans along scan rows of every layer.
 
     Parameters
@@ -399,6 +406,10 @@ def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=
         Called after each batch of layers.
     fill_rule : 'positive' | 'nonzero'
         Winding rule; see the module docstring.
+    row_window_um : ((xmin, ymin), (xmax, ymax)), optional
+        Compute only the rows crossing this xy box (with one row of slack), whole and unclipped:
+        each row is exactly the row of the full slice (rows are independent), at a cost that
+        follows the band of rows. Ignored when ``region_um`` is given.
 
     Returns
     -------
@@ -418,6 +429,8 @@ def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=
         return _empty_spans(z, ang, dy, off)
     cos_a, sin_a = frame_cos_sin(ang)
     jr0, jr1, umax = _row_limits(cos_a, sin_a, off, dy, box)
+    if row_window_um is not None and box is None:
+        jr0, jr1 = _row_window(cos_a, sin_a, off, dy, row_window_um)
     has_region = box is not None
     bx = box if has_region else (0.0, 0.0, 0.0, 0.0)
     tz_min, tz_max = _triangle_layers(V, F, z)

@@ -31,13 +31,18 @@ class Region:
         (not cut at the box), and :meth:`final` drops spans that miss it. Used to plan one
         stitching block of a part: every mark that reaches the box is exactly the mark of the
         whole part, so the block stitched from it equals the block of the whole part.
+    owner : callable or None
+        ``owner(x_um, y_um, z_um) -> bool array``: the points this region's block owns (its
+        cell, which tiles the plane with its neighbours). Dropped short segments are counted
+        only where the owner holds their midpoint, so block counts add up to the part's.
     """
 
-    def __init__(self, solid, block_lo_um=None, block_hi_um=None, window_um=None) -> None:
+    def __init__(self, solid, block_lo_um=None, block_hi_um=None, window_um=None, owner=None) -> None:
         self.solid = solid
         self.block_lo_um = None if block_lo_um is None else np.asarray(block_lo_um, dtype=np.float64)
         self.block_hi_um = None if block_hi_um is None else np.asarray(block_hi_um, dtype=np.float64)
         self.window_um = None if window_um is None else np.asarray(window_um, dtype=np.float64).reshape(2, 2)
+        self.owner = owner
         self._block_solid = None
         self._poly_cache: dict = {}
 
@@ -66,12 +71,13 @@ class Region:
         """Spans of the region on the row grid (see ``slicing.Spans``)."""
         from ..slicing import slice_spans
 
+        w = self.window_um
         sp = window_rows(slice_spans(self.solid, layer_z_um, row_spacing_um, angle_deg=angle_deg,
-                                     row_offset_um=row_offset_um), self.window_um)
+                                     row_offset_um=row_offset_um, row_window_um=w), w)
         if not self.is_mold:
             return sp
         blk = window_rows(slice_spans(self._block(), layer_z_um, row_spacing_um, angle_deg=angle_deg,
-                                      row_offset_um=row_offset_um), self.window_um)
+                                      row_offset_um=row_offset_um, row_window_um=w), w)
         return span_boolean(blk, sp, "difference")
 
     def final(self, spans):
@@ -164,11 +170,11 @@ def solid_bounds(solid) -> np.ndarray:
     return np.asarray(b, dtype=np.float64).reshape(2, 3)
 
 
-def make_region(solid, recipe, window_um=None) -> Region:
+def make_region(solid, recipe, window_um=None, owner=None) -> Region:
     """The part, or for ``strategy == 'channels'`` the block around it minus the part
-    (``window_um``: see :class:`Region`)."""
+    (``window_um``, ``owner``: see :class:`Region`)."""
     if recipe.strategy != "channels":
-        return Region(solid, window_um=window_um)
+        return Region(solid, window_um=window_um, owner=owner)
     b = solid_bounds(solid)
     if recipe.channel_block_size_um is not None:
         size = np.asarray(recipe.channel_block_size_um, dtype=np.float64)
@@ -177,7 +183,7 @@ def make_region(solid, recipe, window_um=None) -> Region:
     else:
         m = recipe.channel_margin_um
         lo, hi = b[0] - m, b[1] + m
-    return Region(solid, lo, hi, window_um=window_um)
+    return Region(solid, lo, hi, window_um=window_um, owner=owner)
 
 
 def inset_polygons(polys: list, inset_um: float) -> list:
@@ -192,7 +198,7 @@ def inset_polygons(polys: list, inset_um: float) -> list:
 
 # ----------------------------------------------------------------------------- spans -> marks
 def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um: float = 0.0,
-                      serpentine: bool = True, keep_row=None):
+                      serpentine: bool = True, keep_row=None, owner=None):
     """Turn spans into 2-point marks in scan order.
 
     Parameters
@@ -210,6 +216,8 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
         Alternate the direction of rows: odd rows of the global row grid run backwards.
     keep_row : (R,) bool, optional
         Only rows with True are used (e.g. scaffold walls on some rows).
+    owner : callable, optional
+        Count only dropped spans whose midpoint it owns (see :class:`Region`).
 
     Returns
     -------
@@ -249,7 +257,14 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
     layer = np.repeat(layer_index.astype(np.int32), counts)
     tp = Toolpath(x, y, z, np.zeros(2 * m), np.arange(0, 2 * m + 1, 2, dtype=np.int64),
                   np.full(m, int(kind), np.uint8), layer, np.full(m, -1, np.int32), np.zeros(m), lz)
-    return tp, total - m
+    dropped = total - m
+    if owner is not None and dropped:
+        short = (u1 - u0) < min_segment_um
+        short &= np.repeat(keep_row, np.diff(rss))
+        x0, y0, x1, y1 = (a[short] for a in spans.span_xy())
+        zs = lz[layer_index[spans.span_layer()[short]]]
+        dropped = int(np.count_nonzero(owner((x0 + x1) / 2, (y0 + y1) / 2, zs)))
+    return tp, dropped
 
 
 def segments_to_toolpath(x0, y0, x1, y1, layer, kind: Kind, layer_z_um) -> Toolpath:

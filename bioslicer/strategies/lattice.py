@@ -62,7 +62,7 @@ def woodpile_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
             off = 0.5 * p + s * 0.5 * p + (line - 0.5 * (n_lines - 1)) * recipe.hatch_um
             sp = region.inset_spans(lz[layers], inset, p, angle, off)
             tp, dr = spans_to_toolpath(region.final(sp), Kind.LATTICE, layers, lz, recipe.min_segment_um,
-                                       recipe.serpentine)
+                                       recipe.serpentine, owner=region.owner)
             parts.append(tp)
             dropped += dr
     progress(len(groups), len(groups), "struts")
@@ -99,10 +99,18 @@ def gyroid_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     q = out.reshape(-1, 4)
     layer = np.repeat(rows.mark_layer, counts)
     keep = np.hypot(q[:, 2] - q[:, 0], q[:, 3] - q[:, 1]) >= recipe.min_segment_um
+    q_all = q
     q = q[keep]
     progress(1, 2, "contours")
     sheet = segments_to_toolpath(q[:, 0] + lo[0], q[:, 1] + lo[1], q[:, 2] + lo[0], q[:, 3] + lo[1],
                                  layer[keep], Kind.LATTICE, lz)
     rings = contour_toolpath(region, lz, recipe, ids)
     progress(2, 2, "contours")
-    return order_marks([rings, sheet], lz), {"dropped_segments": int((~keep).sum())}
+    drop = ~keep
+    if region.owner is not None and drop.any():
+        qd = q_all[drop]
+        n_drop = int(np.count_nonzero(region.owner(lo[0] + (qd[:, 0] + qd[:, 2]) / 2, lo[1] + (qd[:, 1] + qd[:, 3]) / 2,
+                                                   lz[layer[drop]])))
+    else:
+        n_drop = int(drop.sum())
+    return order_marks([rings, sheet], lz), {"dropped_segments": n_drop}

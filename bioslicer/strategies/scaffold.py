@@ -75,7 +75,7 @@ def scaffold_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     core = core_spans(region, lz[ids], base, recipe, h, angles, 0.5 * h)
     skin = span_boolean(base, core, "difference")
     skin_tp, dropped = spans_to_toolpath(region.final(skin), Kind.SKIN, ids, lz, recipe.min_segment_um,
-                                         recipe.serpentine)
+                                         recipe.serpentine, owner=region.owner)
     progress(1, steps, "walls")
     wall_layers = ids[ids % recipe.scaffold_every_n_layers == 0]
     walls = []
@@ -89,7 +89,7 @@ def scaffold_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
                 b = region.inset_spans(wz, inset, p, angle, off)
                 c = core_spans(region, wz, b, recipe, p, angle, off)
                 tp, dr = spans_to_toolpath(region.final(c), Kind.SCAFFOLD, wall_layers, lz, recipe.min_segment_um,
-                                           recipe.serpentine)
+                                           recipe.serpentine, owner=region.owner)
                 walls.append(tp)
                 dropped += dr
                 done += 1

@@ -42,7 +42,7 @@ def solid_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     spans = region.inset_spans(lz[ids], hatch_region_inset(recipe), recipe.hatch_um, angles, 0.5 * recipe.hatch_um)
     progress(1, 3, "hatch marks")
     hatch, dropped = spans_to_toolpath(region.final(spans), Kind.HATCH, ids, lz, recipe.min_segment_um,
-                                       recipe.serpentine)
+                                       recipe.serpentine, owner=region.owner)
     progress(2, 3, "contours")
     rings = contour_toolpath(region, lz, recipe, ids)
     progress(3, 3, "contours")
