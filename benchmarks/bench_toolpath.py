@@ -8,8 +8,8 @@ peak memory on 2 cores.
 Side by side with the usual Python route on the same mesh and parameters:
 ``trimesh.section_multiplane`` + shapely (contour offsets with ``buffer``, hatch lines clipped
 with ``intersection``), timed on a sample of layers and extrapolated to all layers. PySLM
-(the metal-AM slicer) is tried too; it does not install in this environment, which is then
-printed.
+(the metal-AM slicer, published as ``PythonSLM``) is compared by ``benchmarks/run.py`` when it
+is installed; this script prints its status.
 
 Usage::
 
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/peers.py
 
 
 def _rss_gb() -> float:
@@ -69,7 +70,7 @@ def run_bioslicer(mesh_path, printer, hatch_um, slice_um, z_max_um=None) -> dict
             "marks": tp.n_marks, "segments": tp.n_segments, "points": tp.n_points,
             "contours": rep["marks_by_kind"]["contour"], "hatch": rep["marks_by_kind"]["hatch"],
             "mark_length_m": rep["mark_length_um"] / 1e6, "dropped_segments": rep["dropped_segments"],
-            "contour_count": rec.contour_count}
+            "contour_count": rec.contour_count, "angle_step_deg": rec.hatch_angle_step_deg}
 
 
 def _crop(solid, z_max_um):
@@ -84,46 +85,34 @@ def _crop(solid, z_max_um):
     return solid_from_trimesh(m.intersection(keep), name=solid.name)
 
 
-def run_peer(mesh_path, hatch_um, slice_um, contour_count, contour_spacing_um, sample_layers, z_max_um=None) -> dict:
-    """trimesh.section_multiplane + shapely hatching on a sample of layers, extrapolated."""
-    import shapely
-    import trimesh
+def run_peer(mesh_path, hatch_um, slice_um, contour_count, contour_spacing_um, sample_layers, z_max_um=None,
+             angle_step_deg=90.0, contour_offset_um=0.0) -> dict:
+    """trimesh.section_multiplane + shapely (``peers.multiplane_toolpath``) on a sample of layers, extrapolated."""
+    from peers import multiplane_toolpath, trimesh_load
 
     from bioslicer.slicing import layer_heights
 
-    mesh = trimesh.load(mesh_path, force="mesh")
+    mesh = trimesh_load(mesh_path)
     zmin, zmax = mesh.bounds[0, 2], mesh.bounds[1, 2]
     if z_max_um is not None:
         zmax = min(zmax, zmin + z_max_um)
     lz = layer_heights(zmin, zmax, slice_um)
-    pick = lz[np.linspace(0, len(lz) - 1, min(sample_layers, len(lz))).round().astype(int)]
+    idx = np.unique(np.linspace(0, len(lz) - 1, min(sample_layers, len(lz))).round().astype(int))
+    ang = np.mod(idx * angle_step_deg, 180.0)
     t = time.perf_counter()
-    sections = mesh.section_multiplane(plane_origin=[0, 0, 0], plane_normal=[0, 0, 1], heights=pick)
-    n_seg = 0
-    for sec in sections:
-        if sec is None:
-            continue
-        polys = shapely.union_all([shapely.Polygon(p.exterior, p.interiors) for p in sec.polygons_full])
-        for i in range(contour_count):
-            shapely.buffer(polys, -i * contour_spacing_um, join_style="mitre").boundary
-        x0, y0, x1, y1 = polys.bounds
-        ys = np.arange(y0 + hatch_um / 2, y1, hatch_um)
-        lines = shapely.multilinestrings([[(x0 - 1, y), (x1 + 1, y)] for y in ys])
-        clipped = shapely.intersection(lines, polys)
-        n_seg += len(shapely.get_parts(clipped))
+    r = multiplane_toolpath(mesh, lz[idx], hatch_um, ang, contour_count, contour_spacing_um, contour_offset_um)
     dt = time.perf_counter() - t
-    return {"sample_layers": len(pick), "sample_s": dt, "per_layer_s": dt / len(pick),
-            "total_s_extrapolated": dt / len(pick) * len(lz), "segments_extrapolated": n_seg / len(pick) * len(lz)}
+    return {"sample_layers": len(idx), "sample_s": dt, "per_layer_s": dt / len(idx),
+            "total_s_extrapolated": dt / len(idx) * len(lz),
+            "segments_extrapolated": r["hatch_segments"] / len(idx) * len(lz)}
 
 
 def pyslm_status() -> str:
-    try:
-        import pyslm  # noqa: F401
-    except ImportError:
-        return ("PySLM: not installed, it does not install in this environment, so it is not run; "
-                "the shared PERFORMANCE notes give ~1.2 s per layer for PySLM 0.6.1 slice+hatch "
-                "(+1 contour) on this block, about 40 min for the job")
-    return "PySLM importable but not benchmarked by this script"
+    from peers import PYSLM_PIP, pyslm_available
+
+    if not pyslm_available():
+        return f"PySLM: not installed, not run ({PYSLM_PIP}); benchmarks/run.py runs it when importable"
+    return "PySLM importable: benchmarks/run.py --only toolpath compares it"
 
 
 def main(argv=None) -> int:
@@ -151,7 +140,7 @@ def main(argv=None) -> int:
            "pyslm": pyslm_status()}
     if not a.no_peer:
         peer = run_peer(a.mesh, a.hatch_um, a.slice_um, ours["contour_count"], printer.defaults.get(
-            "contour_spacing_um", 0.2), a.sample_layers, a.z_max_um)
+            "contour_spacing_um", 0.2), a.sample_layers, a.z_max_um, angle_step_deg=ours["angle_step_deg"])
         out["trimesh_shapely"] = peer
         out["speedup_vs_trimesh_shapely"] = peer["total_s_extrapolated"] / ours["plan_s"]
     if a.json:
