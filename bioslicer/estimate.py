@@ -9,7 +9,7 @@ import numpy as np
 from .errors import BioslicerError
 from .kernel import stitch as _k
 from .printers import Printer, load_printer
-from .toolpath import Toolpath
+from .toolpath import Blocks, Toolpath
 
 
 @dataclass
@@ -21,8 +21,8 @@ class Estimate:
     total_s : float
         Whole job, s.
     per_block_s : (B,) float64
-        Time spent in each block (including the stage move into it), s. One entry for an
-        unstitched toolpath.
+        Time spent in each block (including the stage move into it), s: one entry per row of
+        the Blocks table, 0 for blocks without marks; one entry for an unstitched toolpath.
     breakdown : dict
         ``mark_s``, ``jump_s``, ``laser_delay_s``, ``layer_change_s``, ``stage_move_s`` (s; they
         sum to ``total_s``) and ``counts``: ``marks``, ``jumps``, ``layer_changes``,
@@ -60,7 +60,9 @@ def estimate_print_time(toolpath: Toolpath, printer) -> Estimate:
 
     The job starts with the stage at the first block and the galvo at the first point; galvo
     acceleration and stage acceleration are not modelled. Each transition is charged to the
-    block it enters.
+    block it enters. Blocks of the table without marks are skipped: the stage moves straight
+    between the blocks that have marks. Per-block parts computed apart can be put together
+    with :func:`estimate_block` and :func:`combine_estimates`.
 
     Parameters
     ----------
@@ -110,6 +112,119 @@ def estimate_print_time(toolpath: Toolpath, printer) -> Estimate:
     }
     total = sum(v for k, v in breakdown.items() if k != "counts")
     return Estimate(float(total), per_block, breakdown)
+
+
+_PART_TIMES = ("mark_s", "jump_s", "laser_delay_s", "layer_change_s")
+_PART_COUNTS = ("marks", "jumps", "layer_changes", "mark_length_um", "jump_length_um")
+
+
+def estimate_block(toolpath: Toolpath, printer) -> dict | None:
+    """The additive parts of the print time of one block, for :func:`combine_estimates`.
+
+    Lets each block of a job be estimated where it was stitched (a separate task or machine)
+    and the whole job be put together afterwards.
+
+    Parameters
+    ----------
+    toolpath : Toolpath
+        Stitched marks of one block (``blocks`` set, every ``mark_block`` equal), in writing
+        order, e.g. ``stitch(..., grid=g, blocks=[b])`` after ordering.
+    printer : Printer or str
+
+    Returns
+    -------
+    dict or None
+        None for a toolpath without marks. Otherwise JSON-able: ``block`` (its row in the
+        Blocks table); ``mark_s``, ``jump_s``, ``laser_delay_s``, ``layer_change_s`` (s, inside
+        the block); ``marks``, ``jumps``, ``layer_changes``, ``mark_length_um``,
+        ``jump_length_um``; ``first_um`` and ``last_um``, the first and last point written
+        (part coordinates, µm).
+    """
+    tp = toolpath
+    if tp.n_marks == 0:
+        return None
+    if tp.blocks is None or tp.mark_block.min() < 0 or tp.mark_block.min() != tp.mark_block.max():
+        raise BioslicerError("estimate_block needs the stitched marks of exactly one block; select them with "
+                             "toolpath.select_marks(toolpath.mark_block == b)")
+    est = estimate_print_time(tp, printer)
+    b, c = est.breakdown, est.breakdown["counts"]
+    d = {"block": int(tp.mark_block[0])}
+    d.update({k: float(b[k]) for k in _PART_TIMES})
+    d.update({k: c[k] for k in _PART_COUNTS})
+    d["first_um"] = [float(tp.x_um[0]), float(tp.y_um[0]), float(tp.z_um[0])]
+    d["last_um"] = [float(tp.x_um[-1]), float(tp.y_um[-1]), float(tp.z_um[-1])]
+    return d
+
+
+def combine_estimates(blocks: Blocks, per_block: list, printer) -> Estimate:
+    """Put together the :func:`estimate_block` parts of every block into the job's estimate.
+
+    Blocks are written in table order; between two consecutive blocks that have marks the stage
+    moves (``|Δorigin| / stage_speed_um_s + stage_settle_s``) and the galvo jumps from the last
+    local point of one to the first local point of the next, both charged to the block entered,
+    as in :func:`estimate_print_time` (the result equals it on the whole toolpath, up to
+    rounding in the sums).
+
+    Parameters
+    ----------
+    blocks : Blocks
+        The block table (e.g. ``StitchGrid.blocks()``).
+    per_block : list of dict or None
+        One entry per table row: :func:`estimate_block` of that block's marks, None when empty.
+    printer : Printer or str
+
+    Returns
+    -------
+    Estimate
+        ``per_block_s`` has one entry per table row (0 for empty blocks).
+    """
+    pr: Printer = load_printer(printer)
+    nb = len(blocks)
+    if len(per_block) != nb:
+        raise BioslicerError(f"combine_estimates needs one entry per block ({nb}), got {len(per_block)}")
+    per = np.zeros(nb)
+    tot = dict.fromkeys(_PART_TIMES + ("stage_move_s",), 0.0)
+    cnt = dict.fromkeys(_PART_COUNTS, 0)
+    cnt.update(marks=0, jumps=0, layer_changes=0, mark_length_um=0.0, jump_length_um=0.0)
+    block_changes = 0
+    stage_um = 0.0
+    prev = None
+    for i, d in enumerate(per_block):
+        if d is None:
+            continue
+        if int(d.get("block", i)) != i:
+            raise BioslicerError(f"estimate of block {d.get('block')} given for block {i}; keep the list in table order")
+        t = sum(float(d[k]) for k in _PART_TIMES)
+        for k in _PART_TIMES:
+            tot[k] += float(d[k])
+        for k in _PART_COUNTS:
+            cnt[k] += d[k]
+        if prev is not None:
+            j, last = prev
+            o = blocks.origin_um[i] - blocks.origin_um[j]
+            sd = float(np.sqrt(o @ o))
+            g = (np.asarray(d["first_um"], dtype=np.float64) - np.asarray(last, dtype=np.float64)) - o
+            jl = float(np.sqrt(g @ g))
+            stage_s = sd / pr.stage_speed_um_s + pr.stage_settle_s
+            jump_s = jl / pr.jump_speed_um_s + pr.jump_delay_s
+            tot["stage_move_s"] += stage_s
+            tot["jump_s"] += jump_s
+            t += stage_s + jump_s
+            cnt["jumps"] += 1
+            cnt["jump_length_um"] += jl
+            block_changes += 1
+            stage_um += sd
+        per[i] = t
+        prev = (i, d["last_um"])
+    breakdown = {k: float(tot[k]) for k in ("mark_s", "jump_s", "laser_delay_s", "layer_change_s", "stage_move_s")}
+    breakdown["counts"] = {
+        "marks": int(cnt["marks"]), "jumps": int(cnt["jumps"]), "layer_changes": int(cnt["layer_changes"]),
+        "block_changes": block_changes, "blocks": int(nb if cnt["marks"] else 0),
+        "mark_length_um": float(cnt["mark_length_um"]), "jump_length_um": float(cnt["jump_length_um"]),
+        "stage_move_um": stage_um,
+    }
+    total = sum(v for k, v in breakdown.items() if k != "counts")
+    return Estimate(float(total), per, breakdown)
 
 
 def format_duration(seconds: float) -> str:

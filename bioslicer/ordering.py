@@ -32,16 +32,20 @@ def run_bounds(toolpath: Toolpath) -> np.ndarray:
     return np.concatenate([[0], np.flatnonzero(change) + 1, [m]]).astype(np.int64)
 
 
-def run_jump_length_um(toolpath: Toolpath) -> float:
-    """Total length of the jumps between marks of the same block and layer, µm."""
+def run_jump_length_um(toolpath: Toolpath, runs: np.ndarray | None = None) -> float:
+    """Total length of the jumps between marks of the same block and layer, µm.
+
+    ``runs``: :func:`run_bounds` of the toolpath, when already known.
+    """
     if toolpath.n_marks < 2:
         return 0.0
-    same = (np.diff(toolpath.mark_block) == 0) & (np.diff(toolpath.mark_layer) == 0)
-    d = _k.jump_vectors(toolpath.x_um, toolpath.y_um, toolpath.z_um, toolpath.mark_start)[same]
-    return float(np.sqrt((d * d).sum(axis=1)).sum())
+    if runs is None:
+        runs = run_bounds(toolpath)
+    tp = toolpath
+    return float(np.sum(_k.run_jump_lengths(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, runs)))
 
 
-def order_marks(toolpath: Toolpath, progress: Progress = silent) -> tuple[Toolpath, dict]:
+def order_marks(toolpath: Toolpath, progress: Progress = silent, inplace: bool = False) -> tuple[Toolpath, dict]:
     """Reorder marks within each (block, layer) run to shorten the jumps.
 
     Parameters
@@ -51,44 +55,59 @@ def order_marks(toolpath: Toolpath, progress: Progress = silent) -> tuple[Toolpa
         ``mark_block`` and ``mark_layer``.
     progress : callable
         ``progress(done, total, label)``.
+    inplace : bool
+        Reorder the toolpath's own arrays instead of allocating new ones (half the memory for
+        a large job; the input toolpath is returned, reordered).
 
     Returns
     -------
     toolpath : Toolpath
-        A new toolpath with the same marks (some reversed, closed contours possibly rotated),
-        same runs in the same order, same blocks and metadata.
+        A new toolpath (or the input one with ``inplace``) with the same marks (some reversed,
+        closed contours possibly rotated), same runs in the same order, same blocks and
+        metadata.
     report : dict
         ``jump_um_before``, ``jump_um_after`` (total jump length inside runs, µm),
         ``n_runs``, ``n_marks``, ``n_reversed``, ``n_rotated``.
     """
     tp = toolpath
     runs = run_bounds(tp)
-    before = run_jump_length_um(tp)
+    before = run_jump_length_um(tp, runs)
     progress(0, 2, "ordering")
     if tp.n_marks == 0:
-        return tp.select_marks(np.zeros(0, np.int64)), {
+        out = tp if inplace else tp.select_marks(np.zeros(0, np.int64))
+        return out, {
             "jump_um_before": 0.0, "jump_um_after": 0.0, "n_runs": 0, "n_marks": 0, "n_reversed": 0, "n_rotated": 0}
     closed = _k.closed_marks(tp.x_um, tp.y_um, tp.z_um, tp.mark_start)
     serp = np.zeros(max(int(k) for k in Kind) + 1, np.bool_)
     serp[[int(k) for k in SERPENTINE_KINDS]] = True
     order, flip, rot = _k.order_runs(runs, tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_kind, closed, serp)
+    del closed
     progress(1, 2, "ordering")
-    counts = np.diff(tp.mark_start)[order]
-    dst = np.zeros(tp.n_marks + 1, np.int64)
-    np.cumsum(counts, out=dst[1:])
-    n = tp.n_points
-    ox, oy, oz, op = (np.empty(n) for _ in range(4))
-    _k.reorder_points(tp.mark_start, dst, order, flip, rot, tp.x_um, tp.y_um, tp.z_um, tp.power_mw, ox, oy, oz, op)
-    out = Toolpath(ox, oy, oz, op, dst, tp.mark_kind[order], tp.mark_layer[order], tp.mark_block[order],
-                   tp.mark_speed_um_s[order], tp.layer_z_um, tp.blocks, dict(tp.meta))
-    after = run_jump_length_um(out)
+    n_chunks = int(min(len(runs) - 1, 256))
+    if inplace:
+        out = tp
+        _k.apply_order(runs, tp.mark_start, order, flip, rot, tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_kind,
+                       tp.mark_speed_um_s, True, n_chunks, tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_start,
+                       tp.mark_kind, tp.mark_speed_um_s)
+    else:
+        n = tp.n_points
+        ox, oy, oz, op = (np.empty(n) for _ in range(4))
+        dst = np.empty(tp.n_marks + 1, np.int64)
+        dst[-1] = n
+        okind = np.empty(tp.n_marks, np.uint8)
+        ospeed = np.empty(tp.n_marks)
+        _k.apply_order(runs, tp.mark_start, order, flip, rot, tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_kind,
+                       tp.mark_speed_um_s, False, n_chunks, ox, oy, oz, op, dst, okind, ospeed)
+        out = Toolpath(ox, oy, oz, op, dst, okind, tp.mark_layer.copy(), tp.mark_block.copy(), ospeed,
+                       tp.layer_z_um, tp.blocks, dict(tp.meta))
+    after = run_jump_length_um(out, runs)
     report = {
         "jump_um_before": before,
         "jump_um_after": after,
         "n_runs": int(len(runs) - 1),
         "n_marks": int(tp.n_marks),
-        "n_reversed": int(flip.sum()),
-        "n_rotated": int((rot > 0).sum()),
+        "n_reversed": int(np.count_nonzero(flip)),
+        "n_rotated": int(np.count_nonzero(rot)),
     }
     out.meta["ordering"] = {"jump_um_before": before, "jump_um_after": after}
     progress(2, 2, "ordering")

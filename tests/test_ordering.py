@@ -106,3 +106,14 @@ def test_nearest_neighbour_many_marks():
     out, rep = order_marks(tp)
     assert rep["jump_um_after"] < 0.05 * rep["jump_um_before"]
     assert sorted(map(tuple, np.round(out.points(), 9))) == sorted(map(tuple, np.round(tp.points(), 9)))
+
+
+def test_inplace_gives_the_same_toolpath():
+    tp = stitch(_islands(n=6, pitch=60.0), load_printer("lab-daq-galvo"))
+    a, ra = order_marks(tp)
+    b, rb = order_marks(tp, inplace=True)
+    assert b is tp and ra == rb
+    for name in ("x_um", "y_um", "z_um", "power_mw", "mark_start", "mark_kind", "mark_layer", "mark_block",
+                 "mark_speed_um_s"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert rb["jump_um_after"] < 0.2 * rb["jump_um_before"]

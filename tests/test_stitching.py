@@ -194,3 +194,139 @@ def test_user_errors():
     tall = _disk_part(np.array([0.0, 150.0, 300.0]), radius=50.0)
     with pytest.raises(BioslicerError, match="stage z"):
         stitch(tall, DAQ)
+
+
+# ----------------------------------------------------------------------------- precomputed grid
+import json  # noqa: E402
+
+from bioslicer.estimate import combine_estimates, estimate_block, estimate_print_time  # noqa: E402
+from bioslicer.ordering import order_marks  # noqa: E402
+from bioslicer.stitching import StitchGrid, plan_grid  # noqa: E402
+
+_ARRAYS = ("x_um", "y_um", "z_um", "power_mw", "mark_start", "mark_kind", "mark_layer", "mark_block",
+           "mark_speed_um_s")
+
+
+def _assert_same(a, b):
+    for name in _ARRAYS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+
+
+def _grid_job():
+    """Rotated hatch + contours of a disc over 5 layers (3 tiers of 60 µm), a grid planned from
+    bounds padded by 400 µm in +x (so a column of blocks stays empty), shear and overlap."""
+    tp = _disk_part(np.arange(5) * 30.0, radius=260.0, centre=(0.0, 0.0), hatch=9.0, angle_deg=23.0)
+    bounds = tp.bounds()
+    bounds[1, 0] += 400.0
+    g = plan_grid(bounds, tp.layer_z_um, DAQZ, overlap_um=3.0, shear_deg=7.0, block_height_um=60.0)
+    return tp, g
+
+
+def test_plan_grid_blocks_are_the_whole_table_in_execution_order():
+    tp, g = _grid_job()
+    assert (g.nx, g.ny, g.nz) == (4, 3, 3) and not g.single
+    b = g.blocks()
+    assert len(b) == g.n_blocks() == 36
+    assert np.all(np.abs(np.diff(b.index, axis=0)).sum(1) == 1)            # serpentine snake
+    np.testing.assert_array_equal(g.block_layers(0), [0, 1])
+    np.testing.assert_array_equal(g.block_layers(35), [4])
+    # the fit rule: block + overlap + shear offset over the tier height fits the 250 µm field
+    assert g.block_size_um + 3.0 + g.shear_height_um * math.tan(math.radians(7.0)) == pytest.approx(250.0)
+    # JSON round trip gives the same grid, exactly
+    g2 = StitchGrid.from_dict(json.loads(json.dumps(g.to_dict())))
+    for f in ("origin_um", "index", "lo_um", "hi_um"):
+        np.testing.assert_array_equal(getattr(g2.blocks(), f), getattr(b, f))
+    assert g2.to_dict() == g.to_dict()
+    # a part that fits the field is one centred column
+    small = plan_grid([[0, 0, 0], [100, 50, 10]], [0.0, 150.0, 300.0], DAQZ)
+    assert small.single and small.n_blocks() == 2
+    np.testing.assert_allclose(small.blocks().origin_um, [[50, 25, 0], [50, 25, 200]])
+
+
+def test_block_by_block_is_bit_identical_to_the_whole_run():
+    tp, g = _grid_job()
+    full = stitch(tp, DAQZ, grid=g)
+    full.check()
+    nb = g.n_blocks()
+    assert len(full.blocks) == nb and np.all(np.diff(full.mark_block) >= 0)
+    used = np.bincount(full.mark_block, minlength=nb) > 0
+    assert 10 < used.sum() < nb                         # some grid blocks are empty
+    ordered_full, _ = order_marks(full)
+    rng = np.random.default_rng(5)
+    smaller = 0
+    for b in range(nb):
+        need = g.marks_for_block(tp, b)
+        sub = tp.select_marks(need | (rng.random(tp.n_marks) < 0.2))     # any superset, same order
+        smaller += sub.n_marks < tp.n_marks / 2
+        part = stitch(sub, DAQZ, grid=g, blocks=[b])
+        ref = full.select_marks(full.mark_block == b)
+        _assert_same(part, ref)
+        assert part.n_marks == 0 or (part.mark_block == b).all()
+        np.testing.assert_array_equal(part.blocks.origin_um, g.blocks().origin_um)
+        # ordering depends only on the marks of each (block, layer) run
+        _assert_same(order_marks(part)[0], order_marks(ref)[0])
+        _assert_same(order_marks(part)[0], ordered_full.select_marks(ordered_full.mark_block == b))
+        if not used[b]:
+            assert part.n_marks == 0
+    assert smaller > 15
+    # the window matters: leaving out a mark that reaches into the block changes the result
+    b = int(np.argmax(np.bincount(full.mark_block)))
+    need = np.flatnonzero(g.marks_for_block(tp, b))
+    hit = [m for m in need if stitch(tp.select_marks([m]), DAQZ, grid=g, blocks=[b]).n_marks]
+    part = stitch(tp.select_marks(np.setdiff1d(need, hit[:1])), DAQZ, grid=g, blocks=[b])
+    assert part.n_marks < (full.mark_block == b).sum()
+
+
+def test_grid_user_errors():
+    tp, g = _grid_job()
+    with pytest.raises(BioslicerError, match="needs a grid"):
+        stitch(tp, DAQZ, blocks=[0])
+    with pytest.raises(BioslicerError, match="not in the grid"):
+        stitch(tp, DAQZ, grid=g, blocks=[36])
+    with pytest.raises(BioslicerError, match="outside the stitching grid"):
+        stitch(_disk_part(tp.layer_z_um, radius=400.0, centre=(0.0, 0.0)), DAQZ, grid=g)
+    with pytest.raises(BioslicerError, match="layer heights"):
+        stitch(_disk_part(tp.layer_z_um[:3], radius=100.0, centre=(0.0, 0.0)), DAQZ, grid=g)
+    with pytest.raises(BioslicerError, match="planned for"):
+        stitch(tp, NS63, grid=g)
+    with pytest.raises(BioslicerError, match="stage range"):
+        plan_grid([[20000, 0, 0], [20500, 100, 0]], [0.0], DAQ)
+    with pytest.raises(BioslicerError, match="not a stitching grid"):
+        StitchGrid.from_dict({"nx": 1})
+
+
+def test_estimate_skips_empty_blocks_and_combines_per_block_parts():
+    tp, g = _grid_job()
+    full, _ = order_marks(stitch(tp, DAQZ, grid=g))
+    nb = g.n_blocks()
+    est = estimate_print_time(full, DAQZ)
+    used = np.flatnonzero(np.bincount(full.mark_block, minlength=nb))
+    assert len(est.per_block_s) == nb
+    assert np.all(est.per_block_s[np.setdiff1d(np.arange(nb), used)] == 0) and np.all(est.per_block_s[used] > 0)
+    # stage moves: straight from one used block to the next, in table order
+    o = full.blocks.origin_um[used]
+    c = est.breakdown["counts"]
+    assert c["block_changes"] == len(used) - 1
+    assert c["stage_move_um"] == pytest.approx(np.linalg.norm(np.diff(o, axis=0), axis=1).sum(), rel=1e-12)
+    assert est.breakdown["stage_move_s"] == pytest.approx(
+        c["stage_move_um"] / DAQZ.stage_speed_um_s + (len(used) - 1) * DAQZ.stage_settle_s, rel=1e-12)
+    # per-block estimates made apart (as separate tasks would), then combined
+    parts = []
+    for b in range(nb):
+        sub, _ = order_marks(stitch(tp.select_marks(g.marks_for_block(tp, b)), DAQZ, grid=g, blocks=[b]))
+        parts.append(json.loads(json.dumps(estimate_block(sub, DAQZ))))
+    assert sum(p is None for p in parts) == nb - len(used)
+    comb = combine_estimates(g.blocks(), parts, DAQZ)
+    assert comb.total_s == pytest.approx(est.total_s, rel=1e-9)
+    np.testing.assert_allclose(comb.per_block_s, est.per_block_s, rtol=1e-9, atol=0)
+    for k, v in est.breakdown.items():
+        if k == "counts":
+            for kk, vv in v.items():
+                assert comb.breakdown["counts"][kk] == pytest.approx(vv, rel=1e-9), kk
+        else:
+            assert comb.breakdown[k] == pytest.approx(v, rel=1e-9), k
+    with pytest.raises(BioslicerError, match="one entry per block"):
+        combine_estimates(g.blocks(), parts[:-1], DAQZ)
+    with pytest.raises(BioslicerError, match="exactly one block"):
+        estimate_block(full, DAQZ)

@@ -188,44 +188,87 @@ def clip_mark(x, y, z, p, s, e, closed, tan_s, z0, ulo, uhi, vlo, vhi, min_len_u
 
 
 @njit(cache=True, parallel=True)
-def mark_uv_bounds(x, y, z, mark_start, mark_z0, tan_s):
-    """Per-mark bounds of the sheared coordinates.
+def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
+    """Extents of the marks, reduced per chunk of ``chunk`` marks.
 
     Parameters
     ----------
     x, y, z : (N,) float64
         Points, µm.
     mark_start : (M+1,) int64
-    mark_z0 : (M,) float64
-        Fine-axis zero of each mark's tier, µm.
-    tan_s : float
-        Shear tangent.
+    mark_layer : (M,) int32
+        Layer of each mark.
+    layer_z : (L,) float64
+        Nominal layer heights, µm.
+    chunk : int
+        Marks per chunk.
 
     Returns
     -------
-    (M, 4) float64
-        umin, umax, vmin, vmax of each mark, µm.
+    (C, 6) float64
+        Per chunk: the highest ``z - layer_z`` (how far points rise above their layer), the
+        highest ``layer_z - z`` (how far they dip below), then xmin, xmax, ymin, ymax, µm.
     """
     m = len(mark_start) - 1
-    out = np.empty((m, 4))
-    for k in prange(m):
+    nc = (m + chunk - 1) // chunk
+    out = np.empty((nc, 6))
+    for c in prange(nc):
+        up = -np.inf
+        down = -np.inf
+        xmin = np.inf
+        xmax = -np.inf
+        ymin = np.inf
+        ymax = -np.inf
+        for k in range(c * chunk, min(m, (c + 1) * chunk)):
+            lz = layer_z[mark_layer[k]]
+            for i in range(mark_start[k], mark_start[k + 1]):
+                up = max(up, z[i] - lz)
+                down = max(down, lz - z[i])
+                xmin = min(xmin, x[i])
+                xmax = max(xmax, x[i])
+                ymin = min(ymin, y[i])
+                ymax = max(ymax, y[i])
+        out[c, 0] = up
+        out[c, 1] = down
+        out[c, 2] = xmin
+        out[c, 3] = xmax
+        out[c, 4] = ymin
+        out[c, 5] = ymax
+    return out
+
+
+@njit(cache=True, parallel=True)
+def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chunk):
+    """Extents of the sheared coordinates ``u = x - t``, ``v = y - t`` with
+    ``t = (z - z0) * tan_s`` and ``z0 = tier_z0[layer_tier[mark_layer]]``, per chunk of marks.
+
+    Returns
+    -------
+    (C, 4) float64
+        umin, umax, vmin, vmax of each chunk of ``chunk`` marks, µm.
+    """
+    m = len(mark_start) - 1
+    nc = (m + chunk - 1) // chunk
+    out = np.empty((nc, 4))
+    for c in prange(nc):
         umin = np.inf
         umax = -np.inf
         vmin = np.inf
         vmax = -np.inf
-        z0 = mark_z0[k]
-        for i in range(mark_start[k], mark_start[k + 1]):
-            t = (z[i] - z0) * tan_s
-            u = x[i] - t
-            v = y[i] - t
-            umin = min(umin, u)
-            umax = max(umax, u)
-            vmin = min(vmin, v)
-            vmax = max(vmax, v)
-        out[k, 0] = umin
-        out[k, 1] = umax
-        out[k, 2] = vmin
-        out[k, 3] = vmax
+        for k in range(c * chunk, min(m, (c + 1) * chunk)):
+            z0 = tier_z0[layer_tier[mark_layer[k]]]
+            for i in range(mark_start[k], mark_start[k + 1]):
+                t = (z[i] - z0) * tan_s
+                u = x[i] - t
+                v = y[i] - t
+                umin = min(umin, u)
+                umax = max(umax, u)
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+        out[c, 0] = umin
+        out[c, 1] = umax
+        out[c, 2] = vmin
+        out[c, 3] = vmax
     return out
 
 
@@ -239,96 +282,213 @@ def _wall(g0, a, i, n, half_ov, lo_side):
 
 @njit(cache=True)
 def _cand_range(lo, hi, g0, a, n, half_ov):
+    """Grid cells ``i0..i1`` (clamped to ``0..n-1``) whose grown cell may meet ``[lo, hi]``."""
     i0 = int(math.floor((lo - g0 - half_ov) / a))
     i1 = int(math.floor((hi - g0 + half_ov) / a))
-    return max(i0, 0), min(i1, n - 1)
+    return min(max(i0, 0), n - 1), max(min(i1, n - 1), 0)
 
 
 @njit(cache=True, parallel=True)
-def stitch_count(x, y, z, p, mark_start, mark_closed, mark_z0, mark_tier, uvb,
-                 gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um):
-    """Count pass: pieces and points each mark gives after clipping to the block grid.
+def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0, gy0, a, nx, ny, half_ov):
+    """Candidate grid cells of every mark, from the bounds of its sheared coordinates.
 
     Parameters
     ----------
+    x, y, z : (N,) float64
+        Points, µm.
+    mark_start : (M+1,) int64
+    mark_layer : (M,) int32
+    layer_tier : (L,) int64
+        z tier of every layer.
+    tier_z0 : (nz,) float64
+        Fine-axis zero of every tier, µm.
+    tan_s : float
+        Shear tangent (0 for a single column).
+    gx0, gy0, a : float
+        Grid origin (sheared coordinates) and nominal block side, µm.
+    nx, ny : int
+        Grid size.
+    half_ov : float
+        Half the overlap, µm.
+
+    Returns
+    -------
+    (M, 4) int32
+        ix0, ix1, iy0, iy1: the mark can only give pieces in cells ix0..ix1 x iy0..iy1.
+    """
+    m = len(mark_start) - 1
+    out = np.empty((m, 4), np.int32)
+    for k in prange(m):
+        umin = np.inf
+        umax = -np.inf
+        vmin = np.inf
+        vmax = -np.inf
+        z0 = tier_z0[layer_tier[mark_layer[k]]]
+        for i in range(mark_start[k], mark_start[k + 1]):
+            t = (z[i] - z0) * tan_s
+            u = x[i] - t
+            v = y[i] - t
+            umin = min(umin, u)
+            umax = max(umax, u)
+            vmin = min(vmin, v)
+            vmax = max(vmax, v)
+        ix0, ix1 = _cand_range(umin, umax, gx0, a, nx, half_ov)
+        iy0, iy1 = _cand_range(vmin, vmax, gy0, a, ny, half_ov)
+        out[k, 0] = ix0
+        out[k, 1] = ix1
+        out[k, 2] = iy0
+        out[k, 3] = iy1
+    return out
+
+
+@njit(cache=True)
+def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_cells):
+    """Lists of the marks that may give pieces in each grid cell (CSR), in ``mark_order``.
+
+    Parameters
+    ----------
+    mark_order : (M,) or (0,) int64
+        Marks sorted by tier, then layer, then their original order (empty: already so).
+    mark_layer : (M,) int32
+    layer_tier : (L,) int64
+        z tier of every layer.
+    cells : (M, 4) int32
+        From :func:`mark_cells`.
+    cell_sel : (n_cells,) bool
+        Cells to list (dense id ``(iz * ny + iy) * nx + ix``); the others stay empty.
+    nx, ny, n_cells : int
+
+    Returns
+    -------
+    cell_start : (n_cells+1,) int64
+        Entries of cell c are ``entries[cell_start[c]:cell_start[c+1]]``.
+    entries : (E,) int64
+        Mark indices.
+    """
+    m = len(mark_layer)
+    ident = len(mark_order) == 0
+    cnt = np.zeros(n_cells + 1, np.int64)
+    for j in range(m):
+        k = j if ident else mark_order[j]
+        base = layer_tier[mark_layer[k]] * ny
+        for iy in range(cells[k, 2], cells[k, 3] + 1):
+            for ix in range(cells[k, 0], cells[k, 1] + 1):
+                c = (base + iy) * nx + ix
+                if cell_sel[c]:
+                    cnt[c + 1] += 1
+    for c in range(n_cells):
+        cnt[c + 1] += cnt[c]
+    fill = cnt[:-1].copy()
+    entries = np.empty(cnt[n_cells], np.int64)
+    for j in range(m):
+        k = j if ident else mark_order[j]
+        base = layer_tier[mark_layer[k]] * ny
+        for iy in range(cells[k, 2], cells[k, 3] + 1):
+            for ix in range(cells[k, 0], cells[k, 1] + 1):
+                c = (base + iy) * nx + ix
+                if cell_sel[c]:
+                    entries[fill[c]] = k
+                    fill[c] += 1
+    return cnt, entries
+
+
+@njit(cache=True, parallel=True)
+def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
+                 tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um):
+    """Count pass: pieces and points each task gives after clipping to its grid cell.
+
+    A task is one grid cell and a run of its entries: the marks ``entries[task_e0[t]:task_e1[t]]``,
+    in that order (see :func:`cell_entries`).
+
+    Parameters
+    ----------
+    x, y, z, p : (N,) float64
+        Points (µm) and power (mW).
+    mark_start : (M+1,) int64
     mark_closed : (M,) bool
-    mark_z0 : (M,) float64
-        Fine-axis zero of each mark's tier, µm.
-    mark_tier : (M,) int64
-        z tier of each mark (unused here, kept for the fill signature).
-    uvb : (M, 4) float64
-        From :func:`mark_uv_bounds`.
+    entries : (E,) int64
+        Mark indices listed per cell.
+    task_cell : (T, 3) int64
+        Grid cell (ix, iy, iz) of every task.
+    task_e0, task_e1 : (T,) int64
+        Range of every task in ``entries``.
+    tier_z0 : (nz,) float64
+        Fine-axis zero of every tier, µm.
     gx0, gy0, a : float
         Grid origin (sheared coordinates) and nominal block side, µm.
     nx, ny : int
         Grid size; outer walls are at infinity.
     half_ov : float
         Half the overlap, µm: each block writes its cell grown by this on every inner wall.
+    tan_s, min_len_um : float
+        Shear tangent; pieces shorter than ``min_len_um`` are dropped.
 
     Returns
     -------
-    n_pieces, n_points : (M,) int64
+    n_pieces, n_points : (T,) int64
     """
-    m = len(mark_start) - 1
-    n_pieces = np.zeros(m, np.int64)
-    n_points = np.zeros(m, np.int64)
+    nt = len(task_e0)
+    n_pieces = np.zeros(nt, np.int64)
+    n_points = np.zeros(nt, np.int64)
     d = np.zeros(0)
     di = np.zeros(0, np.int64)
-    for k in prange(m):
-        ix0, ix1 = _cand_range(uvb[k, 0], uvb[k, 1], gx0, a, nx, half_ov)
-        iy0, iy1 = _cand_range(uvb[k, 2], uvb[k, 3], gy0, a, ny, half_ov)
-        s = mark_start[k]
-        e = mark_start[k + 1]
+    for t in prange(nt):
+        ix = task_cell[t, 0]
+        iy = task_cell[t, 1]
+        z0 = tier_z0[task_cell[t, 2]]
+        ulo = _wall(gx0, a, ix, nx, half_ov, True)
+        uhi = _wall(gx0, a, ix, nx, half_ov, False)
+        vlo = _wall(gy0, a, iy, ny, half_ov, True)
+        vhi = _wall(gy0, a, iy, ny, half_ov, False)
         cp = 0
         cn = 0
-        for iy in range(iy0, iy1 + 1):
-            vlo = _wall(gy0, a, iy, ny, half_ov, True)
-            vhi = _wall(gy0, a, iy, ny, half_ov, False)
-            for ix in range(ix0, ix1 + 1):
-                ulo = _wall(gx0, a, ix, nx, half_ov, True)
-                uhi = _wall(gx0, a, ix, nx, half_ov, False)
-                kp, kn = clip_mark(x, y, z, p, s, e, mark_closed[k], tan_s, mark_z0[k], ulo, uhi, vlo, vhi,
-                                   min_len_um, False, d, d, d, d, di, 0, 0)
-                cp += kp
-                cn += kn
-        n_pieces[k] = cp
-        n_points[k] = cn
+        for j in range(task_e0[t], task_e1[t]):
+            k = entries[j]
+            kp, kn = clip_mark(x, y, z, p, mark_start[k], mark_start[k + 1], mark_closed[k], tan_s, z0,
+                               ulo, uhi, vlo, vhi, min_len_um, False, d, d, d, d, di, 0, 0)
+            cp += kp
+            cn += kn
+        n_pieces[t] = cp
+        n_points[t] = cn
     return n_pieces, n_points
 
 
 @njit(cache=True, parallel=True)
-def stitch_fill(x, y, z, p, mark_start, mark_closed, mark_z0, mark_tier, uvb,
-                gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um, piece_off, point_off,
-                ox, oy, oz, op, piece_start, piece_cell, piece_src):
-    """Fill pass of :func:`stitch_count`.
+def stitch_fill(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
+                tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um, task_block, task_kbase, task_pbase,
+                mark_kind, mark_layer, mark_speed, ox, oy, oz, op, piece_start, out_kind, out_layer, out_block,
+                out_speed):
+    """Fill pass of :func:`stitch_count`, written straight in output order.
 
-    Writes the clipped points into ``ox, oy, oz, op`` (µm, mW), the first point of every piece
-    into ``piece_start``, the dense grid cell ``(iz * ny + iy) * nx + ix`` of every piece into
-    ``piece_cell`` and the source mark into ``piece_src``. Pieces of mark k start at
-    ``piece_off[k]`` and their points at ``point_off[k]`` (exclusive prefix sums of the counts).
+    Task t writes its pieces from ``task_kbase[t]`` and their points from ``task_pbase[t]``
+    (prefix sums of the counts, tasks listed in output order): points into ``ox, oy, oz, op``
+    (µm, mW), the first point of every piece into ``piece_start``, and the kind, layer, speed
+    of the source mark and the block ``task_block[t]`` into ``out_kind, out_layer, out_speed,
+    out_block``.
     """
-    m = len(mark_start) - 1
-    for k in prange(m):
-        ix0, ix1 = _cand_range(uvb[k, 0], uvb[k, 1], gx0, a, nx, half_ov)
-        iy0, iy1 = _cand_range(uvb[k, 2], uvb[k, 3], gy0, a, ny, half_ov)
-        s = mark_start[k]
-        e = mark_start[k + 1]
-        kb = piece_off[k]
-        pb = point_off[k]
-        for iy in range(iy0, iy1 + 1):
-            vlo = _wall(gy0, a, iy, ny, half_ov, True)
-            vhi = _wall(gy0, a, iy, ny, half_ov, False)
-            for ix in range(ix0, ix1 + 1):
-                ulo = _wall(gx0, a, ix, nx, half_ov, True)
-                uhi = _wall(gx0, a, ix, nx, half_ov, False)
-                kp, kn = clip_mark(x, y, z, p, s, e, mark_closed[k], tan_s, mark_z0[k], ulo, uhi, vlo, vhi,
-                                   min_len_um, True, ox, oy, oz, op, piece_start, pb, kb)
-                cell = (mark_tier[k] * ny + iy) * nx + ix
-                for q in range(kb, kb + kp):
-                    piece_cell[q] = cell
-                    piece_src[q] = k
-                kb += kp
-                pb += kn
+    nt = len(task_e0)
+    for t in prange(nt):
+        ix = task_cell[t, 0]
+        iy = task_cell[t, 1]
+        z0 = tier_z0[task_cell[t, 2]]
+        ulo = _wall(gx0, a, ix, nx, half_ov, True)
+        uhi = _wall(gx0, a, ix, nx, half_ov, False)
+        vlo = _wall(gy0, a, iy, ny, half_ov, True)
+        vhi = _wall(gy0, a, iy, ny, half_ov, False)
+        kb = task_kbase[t]
+        pb = task_pbase[t]
+        blk = task_block[t]
+        for j in range(task_e0[t], task_e1[t]):
+            k = entries[j]
+            kp, kn = clip_mark(x, y, z, p, mark_start[k], mark_start[k + 1], mark_closed[k], tan_s, z0,
+                               ulo, uhi, vlo, vhi, min_len_um, True, ox, oy, oz, op, piece_start, pb, kb)
+            for q in range(kb, kb + kp):
+                out_kind[q] = mark_kind[k]
+                out_layer[q] = mark_layer[k]
+                out_speed[q] = mark_speed[k]
+                out_block[q] = blk
+            kb += kp
+            pb += kn
 
 
 @njit(cache=True, parallel=True)
@@ -342,20 +502,6 @@ def closed_marks(x, y, z, mark_start):
         if e - s >= 3 and x[s] == x[e] and y[s] == y[e] and z[s] == z[e]:
             out[k] = True
     return out
-
-
-@njit(cache=True, parallel=True)
-def gather_marks(src_start, dst_start, order, x, y, z, p, ox, oy, oz, op):
-    """Copy the points of mark ``order[j]`` to output mark j (all arrays preallocated)."""
-    for j in prange(len(order)):
-        k = order[j]
-        s = src_start[k]
-        d = dst_start[j]
-        for i in range(src_start[k + 1] - s):
-            ox[d + i] = x[s + i]
-            oy[d + i] = y[s + i]
-            oz[d + i] = z[s + i]
-            op[d + i] = p[s + i]
 
 
 # ----------------------------------------------------------------------------- ordering
@@ -403,7 +549,9 @@ def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
         w[j] = -dy * mx + dx * my
         al[j] = dx * mx + dy * my
         fwd[j] = (x[s + 1] - x[s]) * dx + (y[s + 1] - y[s]) * dy >= 0.0
-    ow = np.argsort(w, kind="mergesort")
+    # rows: sorted offsets split where consecutive ones differ by more than 1e-3 µm (tied
+    # offsets share a row, so the sort need not be stable)
+    ow = np.argsort(w)
     row = np.empty(n, np.int64)
     r = 0
     for j in range(n):
@@ -411,19 +559,36 @@ def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
             r += 1
         row[ow[j]] = r
     nrows = r + 1
-    oa = np.argsort(al, kind="mergesort")
-    rk = np.empty(n, np.int64)
-    for j in range(n):
-        rk[j] = row[oa[j]]
-    o2 = np.argsort(rk, kind="mergesort")
-    seq = np.empty(n, np.int64)  # marks sorted by row, then along
-    for j in range(n):
-        seq[j] = oa[o2[j]]
     rstart = np.zeros(nrows + 1, np.int64)
     for j in range(n):
         rstart[row[j] + 1] += 1
     for q in range(nrows):
         rstart[q + 1] += rstart[q]
+    # marks sorted by row, then along, then index: counting sort by row, stable sort in each row
+    seq = np.empty(n, np.int64)
+    fill = ow  # reused as the fill pointers
+    for q in range(nrows):
+        fill[q] = rstart[q]
+    for j in range(n):
+        seq[fill[row[j]]] = j
+        fill[row[j]] += 1
+    for q in range(nrows):
+        a0 = rstart[q]
+        a1 = rstart[q + 1]
+        if a1 - a0 <= 32:
+            for i in range(a0 + 1, a1):
+                v = seq[i]
+                key = al[v]
+                t = i
+                while t > a0 and al[seq[t - 1]] > key:
+                    seq[t] = seq[t - 1]
+                    t -= 1
+                seq[t] = v
+        else:
+            sub = seq[a0:a1].copy()
+            o = np.argsort(al[sub], kind="mergesort")
+            for i in range(a1 - a0):
+                seq[a0 + i] = sub[o[i]]
     # choose the variant whose first point is nearest to the current position
     best = np.inf
     bv = 0
@@ -461,8 +626,18 @@ def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
 
 
 @njit(cache=True)
-def _build_grid(ex, ey, alive_e, ncell_target):
-    """CSR grid over the alive entries; returns (x0, y0, cs, nx, ny, cstart, citems, n_alive)."""
+def _build_grid(ex, ey, alive_e, ecell, epos):
+    """Bucket the alive entries into a grid of square cells (CSR with per-cell alive counts).
+
+    The cell side starts at ``span / sqrt(n_alive / 2)`` (about two entries per cell for spread
+    points) and is halved while the non-empty cells hold more than 6 entries on average (entries
+    along lines, as hatch ends), up to 16 cells per entry. Writes the cell of every alive entry
+    into ``ecell`` and its slot in ``citems`` into ``epos``.
+
+    Returns
+    -------
+    (x0, y0, cs, nx, ny, cstart, ccount, citems, n_alive)
+    """
     n = len(ex)
     xmin = np.inf
     ymin = np.inf
@@ -477,38 +652,60 @@ def _build_grid(ex, ey, alive_e, ncell_target):
             ymin = min(ymin, ey[i])
             ymax = max(ymax, ey[i])
     if na == 0:
-        return 0.0, 0.0, 1.0, 1, 1, np.zeros(2, np.int64), np.zeros(0, np.int64), 0
-    side = max(1, int(math.sqrt(max(1, ncell_target))))
+        return 0.0, 0.0, 1.0, 1, 1, np.zeros(2, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64), 0
+    side = max(1, int(math.sqrt(max(1, na // 2))))
     span = max(xmax - xmin, ymax - ymin)
     cs = span / side if span > 0 else 1.0
-    nx = min(side, int((xmax - xmin) / cs) + 1)
-    ny = min(side, int((ymax - ymin) / cs) + 1)
-    cnt = np.zeros(nx * ny + 1, np.int64)
-    cell = np.empty(n, np.int64)
-    for i in range(n):
-        if alive_e[i]:
-            ix = min(nx - 1, int((ex[i] - xmin) / cs))
-            iy = min(ny - 1, int((ey[i] - ymin) / cs))
-            c = iy * nx + ix
-            cell[i] = c
-            cnt[c + 1] += 1
+    for it in range(6):
+        nx = int((xmax - xmin) / cs) + 1
+        ny = int((ymax - ymin) / cs) + 1
+        cnt = np.zeros(nx * ny + 1, np.int64)
+        nonempty = 0
+        for i in range(n):
+            if alive_e[i]:
+                ix = min(nx - 1, int((ex[i] - xmin) / cs))
+                iy = min(ny - 1, int((ey[i] - ymin) / cs))
+                c = iy * nx + ix
+                ecell[i] = c
+                if cnt[c + 1] == 0:
+                    nonempty += 1
+                cnt[c + 1] += 1
+        if na <= 6 * nonempty or span <= 0 or 4 * nx * ny > 16 * na or it == 5:
+            break
+        cs = cs / 2
     for c in range(nx * ny):
         cnt[c + 1] += cnt[c]
-    fill = cnt[:-1].copy()
+    ccount = np.zeros(nx * ny, np.int64)
     items = np.empty(na, np.int64)
     for i in range(n):
         if alive_e[i]:
-            c = cell[i]
-            items[fill[c]] = i
-            fill[c] += 1
-    return xmin, ymin, cs, nx, ny, cnt, items, na
+            c = ecell[i]
+            q = cnt[c] + ccount[c]
+            items[q] = i
+            epos[i] = q
+            ccount[c] += 1
+    return xmin, ymin, cs, nx, ny, cnt, ccount, items, na
+
+
+@njit(cache=True)
+def _kill(e, alive_e, ecell, epos, cstart, ccount, citems):
+    """Remove entry e from its cell (swap with the cell's last alive entry)."""
+    alive_e[e] = False
+    c = ecell[e]
+    last = cstart[c] + ccount[c] - 1
+    q = epos[e]
+    moved = citems[last]
+    citems[q] = moved
+    epos[moved] = q
+    ccount[c] -= 1
 
 
 @njit(cache=True)
 def _nearest(idx, x, y, z, mark_start, mark_closed, cx, cy, cz, out, flip, rot, pos):
-    """Greedy nearest-neighbour order of marks ``idx`` from (cx, cy, cz), with a CSR grid over
-    candidate start points (both ends of open marks, every vertex of closed contours) that is
-    rebuilt coarser as marks are used. Ties go to the lower entry index. Returns the end point."""
+    """Greedy nearest-neighbour order of marks ``idx`` from (cx, cy, cz), with a grid over
+    candidate start points (both ends of open marks, every vertex of closed contours) from which
+    used entries are removed; it is rebuilt when a quarter of the entries are left. Ties go to
+    the lower entry index. Returns the end point."""
     n = len(idx)
     ne = 0
     for j in range(n):
@@ -545,36 +742,35 @@ def _nearest(idx, x, y, z, mark_start, mark_closed, cx, cy, cz, out, flip, rot, 
             emark[q] = j
             evert[q] = -1
             q += 1
-    used = np.zeros(n, np.bool_)
     alive_e = np.ones(ne, np.bool_)
-    x0, y0, cs, gnx, gny, cstart, citems, built = _build_grid(ex, ey, alive_e, ne // 2)
+    ecell = np.empty(ne, np.int64)
+    epos = np.empty(ne, np.int64)
+    x0, y0, cs, gnx, gny, cstart, ccount, citems, built = _build_grid(ex, ey, alive_e, ecell, epos)
     n_alive = ne
     k = pos
     for _ in range(n):
         if n_alive * 4 < built and n_alive > 16:
-            x0, y0, cs, gnx, gny, cstart, citems, built = _build_grid(ex, ey, alive_e, n_alive // 2)
+            x0, y0, cs, gnx, gny, cstart, ccount, citems, built = _build_grid(ex, ey, alive_e, ecell, epos)
         gx = min(gnx - 1, max(0, int(math.floor((cx - x0) / cs))))
         gy = min(gny - 1, max(0, int(math.floor((cy - y0) / cs))))
         best = np.inf
         be = -1
         rmax = max(gnx, gny)
         for r in range(rmax + 1):
-            for iy in range(gy - r, gy + r + 1):
-                if iy < 0 or iy >= gny:
-                    continue
+            for iy in range(max(gy - r, 0), min(gy + r, gny - 1) + 1):
                 edge = iy == gy - r or iy == gy + r
                 step = 1 if edge else 2 * r
                 ix = gx - r
                 while ix <= gx + r:
                     if 0 <= ix < gnx:
                         c = iy * gnx + ix
-                        for t in range(cstart[c], cstart[c + 1]):
+                        c0 = cstart[c]
+                        for t in range(c0, c0 + ccount[c]):
                             ei = citems[t]
-                            if alive_e[ei]:
-                                d = _dist(ex[ei], ey[ei], ez[ei], cx, cy, cz)
-                                if d < best or (d == best and ei < be):
-                                    best = d
-                                    be = ei
+                            d = _dist(ex[ei], ey[ei], ez[ei], cx, cy, cz)
+                            if d < best or (d == best and ei < be):
+                                best = d
+                                be = ei
                     if step == 0:
                         break
                     ix += step
@@ -583,14 +779,14 @@ def _nearest(idx, x, y, z, mark_start, mark_closed, cx, cy, cz, out, flip, rot, 
         j = emark[be]
         m = idx[j]
         out[k] = m
-        used[j] = True
         s = mark_start[m]
         e = mark_start[m + 1]
         if mark_closed[m]:
             rot[k] = evert[be]
             cnt = e - s - 1
+            first = be - evert[be]
             for t in range(cnt):
-                alive_e[be - evert[be] + t] = False
+                _kill(first + t, alive_e, ecell, epos, cstart, ccount, citems)
             n_alive -= cnt
             cx = x[s + evert[be]]
             cy = y[s + evert[be]]
@@ -599,8 +795,8 @@ def _nearest(idx, x, y, z, mark_start, mark_closed, cx, cy, cz, out, flip, rot, 
             f = evert[be] == -1
             flip[k] = f
             base = be if not f else be - 1
-            alive_e[base] = False
-            alive_e[base + 1] = False
+            _kill(base, alive_e, ecell, epos, cstart, ccount, citems)
+            _kill(base + 1, alive_e, ecell, epos, cstart, ccount, citems)
             n_alive -= 2
             qq = s if f else e - 1
             cx = x[qq]
@@ -672,13 +868,13 @@ def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind
         Source mark of each output mark.
     flip : (M,) bool
         Output mark j is its (open) source mark reversed.
-    rot : (M,) int64
+    rot : (M,) int32
         Output mark j is its closed source mark started at vertex ``rot[j]`` (0: unchanged).
     """
     m_total = len(mark_start) - 1
     order = np.empty(m_total, np.int64)
     flip = np.zeros(m_total, np.bool_)
-    rot = np.zeros(m_total, np.int64)
+    rot = np.zeros(m_total, np.int32)
     nr = len(run_start) - 1
     for r in prange(nr):
         a = run_start[r]
@@ -738,28 +934,84 @@ def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind
     return order, flip, rot
 
 
+@njit(cache=True)
+def _put_mark(sx, sy, sz, sp, s, n, r, f, ox, oy, oz, op, d):
+    """Write the n points of a mark starting at s in (sx, sy, sz, sp) to d in (ox, oy, oz, op),
+    rotated to start at vertex r (closed marks, r > 0) or reversed (f)."""
+    for i in range(n):
+        if r > 0:
+            si = s + (r + i) % (n - 1)
+        elif f:
+            si = s + n - 1 - i
+        else:
+            si = s + i
+        ox[d + i] = sx[si]
+        oy[d + i] = sy[si]
+        oz[d + i] = sz[si]
+        op[d + i] = sp[si]
+
+
 @njit(cache=True, parallel=True)
-def reorder_points(src_start, dst_start, order, flip, rot, x, y, z, p, ox, oy, oz, op):
+def apply_order(run_start, mark_start, order, flip, rot, x, y, z, p, kind, speed, inplace, n_chunks,
+                ox, oy, oz, op, ostart, okind, ospeed):
     """Write mark ``order[j]`` as output mark j, reversed where ``flip[j]`` and rotated to start
-    at vertex ``rot[j]`` (closed marks), into preallocated ``ox, oy, oz, op``."""
-    for j in prange(len(order)):
-        k = order[j]
-        s = src_start[k]
-        n = src_start[k + 1] - s
-        d = dst_start[j]
-        r = rot[j]
-        f = flip[j]
-        for i in range(n):
-            if r > 0:
-                si = s + (r + i) % (n - 1)
-            elif f:
-                si = s + n - 1 - i
-            else:
-                si = s + i
-            ox[d + i] = x[si]
-            oy[d + i] = y[si]
-            oz[d + i] = z[si]
-            op[d + i] = p[si]
+    at vertex ``rot[j]`` (closed marks), with its kind and speed.
+
+    Marks only move inside their run, so every run keeps its point range. Runs are processed in
+    ``n_chunks`` parallel chunks. With ``inplace`` the outputs are the inputs themselves
+    (``ox is x``, ``ostart is mark_start``, ...): each run is first copied to a scratch buffer
+    allocated once per chunk. Otherwise the outputs are preallocated (``ostart[M]`` set by the
+    caller).
+    """
+    nr = len(run_start) - 1
+    for c in prange(n_chunks):
+        r0 = c * nr // n_chunks
+        r1 = (c + 1) * nr // n_chunks
+        mp = 0
+        mm = 0
+        if inplace:
+            for r in range(r0, r1):
+                mp = max(mp, mark_start[run_start[r + 1]] - mark_start[run_start[r]])
+                mm = max(mm, run_start[r + 1] - run_start[r])
+        sx = np.empty(mp)
+        sy = np.empty(mp)
+        sz = np.empty(mp)
+        sp = np.empty(mp)
+        ss = np.empty(mm + 1, np.int64)
+        sk = np.empty(mm, kind.dtype)
+        sv = np.empty(mm)
+        for r in range(r0, r1):
+            a = run_start[r]
+            b = run_start[r + 1]
+            p0 = mark_start[a]
+            if inplace:
+                for i in range(mark_start[b] - p0):
+                    sx[i] = x[p0 + i]
+                    sy[i] = y[p0 + i]
+                    sz[i] = z[p0 + i]
+                    sp[i] = p[p0 + i]
+                for j in range(a, b + 1):
+                    ss[j - a] = mark_start[j] - p0
+                for j in range(a, b):
+                    sk[j - a] = kind[j]
+                    sv[j - a] = speed[j]
+            d = p0
+            for j in range(a, b):
+                k = order[j]
+                ostart[j] = d
+                if inplace:
+                    s = ss[k - a]
+                    n = ss[k - a + 1] - s
+                    okind[j] = sk[k - a]
+                    ospeed[j] = sv[k - a]
+                    _put_mark(sx, sy, sz, sp, s, n, rot[j], flip[j], ox, oy, oz, op, d)
+                else:
+                    s = mark_start[k]
+                    n = mark_start[k + 1] - s
+                    okind[j] = kind[k]
+                    ospeed[j] = speed[k]
+                    _put_mark(x, y, z, p, s, n, rot[j], flip[j], ox, oy, oz, op, d)
+                d += n
 
 
 # ----------------------------------------------------------------------------- measures
@@ -805,6 +1057,40 @@ def jump_vectors(x, y, z, mark_start):
         out[k, 0] = x[s] - x[e]
         out[k, 1] = y[s] - y[e]
         out[k, 2] = z[s] - z[e]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def run_jump_lengths(x, y, z, mark_start, run_start):
+    """Lengths of the jumps between consecutive marks of the same run, µm.
+
+    Parameters
+    ----------
+    x, y, z : (N,) float64
+    mark_start : (M+1,) int64
+    run_start : (R+1,) int64
+        First mark of every run, plus M.
+
+    Returns
+    -------
+    (M - R,) float64
+        The jumps of run 0, then of run 1, ... (3D distance from the last point of a mark to
+        the first point of the next).
+    """
+    nr = len(run_start) - 1
+    m = len(mark_start) - 1
+    out = np.empty(max(m - nr, 0))
+    for r in prange(nr):
+        a = run_start[r]
+        b = run_start[r + 1]
+        base = a - r
+        for k in range(a, b - 1):
+            e = mark_start[k + 1] - 1
+            s = mark_start[k + 1]
+            dx = x[s] - x[e]
+            dy = y[s] - y[e]
+            dz = z[s] - z[e]
+            out[base + k - a] = math.sqrt(dx * dx + dy * dy + dz * dz)
     return out
 
 
