@@ -127,7 +127,13 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
                  units: str = "um", repair: bool = False, zip: bool = False, overwrite: bool = False,
                  preview: bool = True, progress: Progress = silent, client=None, dialect: str | None = None
                  ) -> JobResult:
-    """Slice a mesh file into a finished, validated job folder.
+    """Slice a mesh file into a finished, validated job folder, block by block.
+
+    The stitching grid is planned first; then every block is planned, stitched, ordered and
+    written on its own (``bioslicer.blockrun``), here or on a Dask cluster when ``client`` is
+    given, and the main program, estimate, preview, manifest and report are assembled in block
+    order. Memory follows the largest block, and the job is byte-identical whoever runs the
+    blocks.
 
     Parameters
     ----------
@@ -145,56 +151,99 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         Length unit of the mesh file ('um', 'mm', 'nm').
     zip : bool
         Also write ``<out_dir>.zip``.
-    client : distributed.Client or None
-        Reserved for block-parallel runs on a Dask cluster.
+    preview : bool
+        Render ``preview.png``.
+    progress : callable
+        ``progress(done, total, label)``; blocks done / total while slicing.
+    client : distributed.Client, optional
+        Run the blocks as tasks on this Dask cluster (the job folder must be on storage the
+        workers see).
+    dialect : str, optional
+        Program dialect (default: the printer's).
 
     Returns
     -------
     JobResult
     """
+    from .blockrun import BlockPlan, plan_blocks, preview_steps
+    from .estimate import combine_estimates
     from .jobs import JobWriter
-    from .programs import write_program
+    from .mesh import load_mesh
+    from .programs import ProgramWriter
 
-    if client is not None:
-        raise BioslicerError("cluster runs are not available in this version; run without --scheduler/--workers")
     mesh_path = Path(mesh_path)
     if not mesh_path.is_file():
         raise BioslicerError(f"mesh file {mesh_path} not found; give the path of an STL/OBJ/PLY/3MF file")
     out_dir = Path(out_dir)
     t_all = time.perf_counter()
-    job = plan_job(mesh_path, printer, recipe, overrides, units=units, repair=repair, progress=progress)
-    tp, pr, solid = job.toolpath, job.printer, job.solid
-    timings = dict(job.timings_s)
+    timings = {}
+    pr = load_printer(printer)
+    rec = resolve_recipe(pr, recipe, overrides)
+    from .exposure import check_exposure
+
+    check_exposure(rec, pr)
+    t = time.perf_counter()
+    solid = load_mesh(mesh_path, units=units, repair=repair, printer=pr)
+    timings["load_s"] = time.perf_counter() - t
+    grid, lz = plan_blocks(solid, rec, pr)
+    blocks = grid.blocks()
     name = _safe_stem(mesh_path.stem)
+    region_bounds = np.array([[*grid.xy_lo_um, lz[0]], [*grid.xy_hi_um, lz[-1]]])
+    layer_step, mark_step = preview_steps(region_bounds, len(lz), rec.hatch_um)
 
     with JobWriter(out_dir, overwrite=overwrite) as jw:
-        t = time.perf_counter()
         provenance = {
             "software": f"bioslicer {__version__}",
             "mesh": mesh_path.name,
             "mesh_sha256": solid.sha256,
             "printer": pr.name,
-            "recipe": json.dumps(job.recipe.to_dict(), sort_keys=True),
+            "recipe": json.dumps(rec.to_dict(), sort_keys=True),
         }
-        files = write_program(tp, pr, jw.path, name=name, dialect=dialect, provenance=provenance,
-                              progress=progress)
-        timings["write_s"] = time.perf_counter() - t
-        validation = getattr(files, "report", None)
-        if validation is None:
-            from .validate import validate_program
+        writer = ProgramWriter(pr, blocks, jw.path, name=name, dialect=dialect, provenance=provenance)
+        plan = BlockPlan(rec.to_dict(), pr, grid.to_dict(), writer, layer_step, mark_step)
+        todo = cells_to_run(solid, rec, grid)
+        t = time.perf_counter()
+        if client is None:
+            from .cluster import run_blocks_local
 
-            validation = validate_program(files.main, pr)
-        tp.save(jw.path / "toolpath.npz")
-        (jw.path / "recipe.toml").write_text(job.recipe.to_toml(), encoding="utf-8")
+            results = run_blocks_local(solid, plan, todo, progress)
+        else:
+            from .cluster import run_blocks_dask
+
+            results = run_blocks_dask(client, solid, plan, todo, progress)
+        timings["blocks_s"] = time.perf_counter() - t
+        ordered = [results[b] for b in sorted(results)]
+        used = [r for r in ordered if r.n_marks]
+        if not used:
+            raise BioslicerError(
+                f"nothing to print: the recipe gives no marks inside {solid.name or 'the mesh'}; "
+                "check the units (--units) and that slice_um/hatch_um are smaller than the part")
+        t = time.perf_counter()
+        files = writer.finish([r.part for r in used], progress=progress)
+        timings["write_s"] = time.perf_counter() - t
+        validation = files.report
+        per_block = [None] * len(blocks)
+        for r in ordered:
+            per_block[r.block] = r.estimate
+        est = combine_estimates(blocks, per_block, pr)
+        prev = Toolpath.concat([r.preview for r in used], layer_z_um=lz)
+        prev.blocks = blocks
+        prev.meta = {"preview": {"layer_step": layer_step, "mark_step": mark_step}}
+        prev.save(jw.path / "preview_toolpath.npz")
+        (jw.path / "recipe.toml").write_text(rec.to_toml(), encoding="utf-8")
         _write_mesh_copy(solid, jw.path / "mesh.stl")
         if preview:
             t = time.perf_counter()
             from .preview import render_png
 
-            render_png(jw.path / "preview.png", toolpath=tp, mesh=solid,
+            render_png(jw.path / "preview.png", toolpath=prev, mesh=solid,
                        title=f"{mesh_path.name} on {pr.name}")
             timings["preview_s"] = time.perf_counter() - t
         rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
+        used_ids = [r.block for r in used]
+        est_d = est.to_dict()
+        est_d["per_block_s"] = [float(est.per_block_s[b]) for b in used_ids]
+        est_d["blocks"] = used_ids
         manifest = {
             "format": "bioslicer-job/1",
             "software": {"name": "bioslicer", "version": __version__},
@@ -206,25 +255,101 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
                 "report": solid.report,
             },
             "printer": pr.to_dict(),
-            "recipe": job.recipe.to_dict(),
+            "recipe": rec.to_dict(),
             "program": {
                 "dialect": files.dialect,
                 "main": rel(files.main),
                 "files": sorted(rel(f) for f in files.files),
             },
-            "counts": _counts(tp, job.plan_report),
-            "bounds_um": tp.bounds().tolist(),
-            "estimate": job.estimate.to_dict(),
+            "counts": _block_counts(ordered, used, len(lz), len(blocks)),
+            "bounds_um": [np.min([r.lo_um for r in used], axis=0).tolist(),
+                          np.max([r.hi_um for r in used], axis=0).tolist()],
+            "estimate": est_d,
             "validation": validation.to_dict(),
-            "plan": _jsonable(job.plan_report),
-            "ordering": _jsonable(job.order_report),
+            "stitching": grid.to_dict(),
+            "plan": _plan_summary(rec, used),
             "preview": "preview.png" if preview else None,
-            "toolpath": "toolpath.npz",
+            "preview_toolpath": "preview_toolpath.npz",
         }
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
     return JobResult(path, zip_path, manifest, timings)
+
+
+def cells_to_run(solid, recipe, grid) -> list[int]:
+    """The blocks of ``grid`` that may receive marks, in execution order.
+
+    A block is skipped only when it certainly receives none: no triangle of the part comes near
+    its window within its tier, and the window's centre is not inside the part either (mold
+    mode fills the whole block, so every block runs).
+    """
+    n = grid.n_blocks()
+    if recipe.strategy == "channels":
+        return list(range(n))
+    tri = solid.vertices_um[solid.faces]
+    lo = tri.min(axis=1)
+    hi = tri.max(axis=1)
+    lz = grid.layer_z_um
+    out = []
+    for b in range(n):
+        layers = grid.block_layers(b)
+        if len(layers) == 0:
+            continue
+        (x0, y0), (x1, y1) = grid.block_window_um(b)
+        z0, z1 = float(lz[layers[0]]), float(lz[layers[-1]])
+        hit = ((hi[:, 0] >= x0) & (lo[:, 0] <= x1) & (hi[:, 1] >= y0) & (lo[:, 1] <= y1)
+               & (hi[:, 2] >= z0) & (lo[:, 2] <= z1))
+        if hit.any() or _inside(solid, (x0 + x1) / 2, (y0 + y1) / 2, (z0 + z1) / 2):
+            out.append(b)
+    return out
+
+
+def _inside(solid, x: float, y: float, z: float) -> bool:
+    from .slicing import slice_spans
+
+    sp = slice_spans(solid, np.array([z]), 1.0, row_offset_um=y)
+    return bool(np.any((sp.span_u0_um <= x) & (sp.span_u1_um > x) & (np.abs(sp.span_row_v() - y) < 1e-9)))
+
+
+def _block_counts(ordered, used, n_layers: int, n_grid: int) -> dict:
+    jumps = sum(r.jump_length_um for r in used)
+    for a, b in zip(used[:-1], used[1:]):
+        jumps += float(np.linalg.norm(np.subtract(b.first_point_um, a.last_point_um)))
+    return {
+        "layers": n_layers,
+        "blocks": len(used),
+        "grid_blocks": n_grid,
+        "marks": sum(r.n_marks for r in used),
+        "segments": sum(r.n_segments for r in used),
+        "points": sum(r.n_points for r in used),
+        "mark_length_um": float(sum(r.mark_length_um for r in used)),
+        "jump_length_um": float(jumps),
+        "dropped_segments": int(sum(r.dropped_segments for r in ordered)),
+    }
+
+
+def _plan_summary(rec, used) -> dict:
+    kinds = {}
+    for r in used:
+        for k, v in r.marks_by_kind.items():
+            kinds[k] = kinds.get(k, 0) + v
+    warnings = []
+    for r in used:
+        for w in r.warnings:
+            if w not in warnings and not w.startswith("dropped "):
+                warnings.append(w)
+    caps = [r.extra.get("cap_first_layer") for r in used if r.extra.get("cap_first_layer") is not None]
+    pmin = [r.extra["power_min_mw"] for r in used if r.extra.get("power_min_mw") is not None]
+    pmax = [r.extra["power_max_mw"] for r in used if r.extra.get("power_max_mw") is not None]
+    return {
+        "strategy": rec.strategy,
+        "marks_by_kind": kinds,
+        "warnings": warnings,
+        "cap_first_layer": min(caps) if caps else None,
+        "power_min_mw": min(pmin) if pmin else None,
+        "power_max_mw": max(pmax) if pmax else None,
+    }
 
 
 def _safe_stem(stem: str) -> str:

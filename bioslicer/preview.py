@@ -1229,7 +1229,14 @@ def _load_job_folder(folder: Path, units: str) -> PreviewSource:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise BioslicerError(f"{mpath} is not valid JSON ({exc}); the job is damaged, slice it again") from None
-    tp_rel = manifest.get("toolpath") if isinstance(manifest.get("toolpath"), str) else "toolpath.npz"
+    tp_rel = "toolpath.npz"
+    for key in ("toolpath", "preview_toolpath"):        # full toolpath, or the job's thinned one
+        if isinstance(manifest.get(key), str):
+            tp_rel = manifest[key]
+            break
+    else:
+        if not (folder / tp_rel).is_file() and (folder / "preview_toolpath.npz").is_file():
+            tp_rel = "preview_toolpath.npz"
     tp_path = folder / tp_rel
     if not mpath.is_file() and not tp_path.is_file():
         raise BioslicerError(f"{folder} is not a bioslicer job (no manifest.json or toolpath.npz); "
@@ -1276,7 +1283,7 @@ def load_preview_source(path, units: str = "um") -> PreviewSource:
         try:
             with zipfile.ZipFile(path) as zf, tempfile.TemporaryDirectory(prefix="bioslicer-preview-") as tmp:
                 names = set(zf.namelist())
-                for n in ("manifest.json", "toolpath.npz", "mesh.stl"):
+                for n in ("manifest.json", "toolpath.npz", "preview_toolpath.npz", "mesh.stl"):
                     if n in names:
                         zf.extract(n, tmp)
                 src = _load_job_folder(Path(tmp), units)

@@ -42,7 +42,7 @@ def _tok(text: str, words, comment=";"):
     out = dict(codes=np.empty(n, np.int64), lines=np.empty(n, np.int64), nvals=np.empty(n, np.int64),
                vals=np.zeros((n, F.MAX_SLOTS)), tags=np.zeros((n, F.MAX_SLOTS), np.uint8),
                starts=np.empty(n, np.int64), ends=np.empty(n, np.int64))
-    r = F.tokenize(buf, np.frombuffer(comment.encode(), np.uint8), kw.blob, kw.off, kw.order, 1, *out.values())
+    r = F.tokenize(buf, np.frombuffer(comment.encode(), np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
     return kw, {k: v[:r] for k, v in out.items()}
 
 

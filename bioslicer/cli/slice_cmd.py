@@ -42,9 +42,16 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
 @click.option("--zip", "as_zip", is_flag=True, help="Also write <job>.zip.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing job folder.")
 @click.option("--no-preview", is_flag=True, help="Skip the preview PNG.")
+@click.option("--workers", type=int, default=None,
+              help="Slice the blocks on a local Dask cluster of N worker processes.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Slice the blocks on a running Dask scheduler (tcp://HOST:PORT); the job folder must be "
+                   "on storage the workers see.")
+@click.option("--cluster-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Start a dask-jobqueue cluster (Slurm/PBS/SGE) from a TOML/YAML file.")
 @json_option
 def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets,
-           dialect, units, repair, as_zip, overwrite, no_preview, as_json):
+           dialect, units, repair, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
     """Slice MESH into a job folder for a printer.
 
     The job holds the program in the printer's dialect, manifest.json (hashes, parameters, counts,
@@ -55,14 +62,24 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
       bioslicer slice meshes/channel_block.stl --printer nanoscribe-gt2-25x -o out/channel_job
       bioslicer slice vessel.stl --units mm --strategy shell-scaffold --set skin_layers=4
       bioslicer slice part.stl --recipe my_recipe.toml --hatch-um 0.3 --zip
+      bioslicer slice meshes/channel_block.stl --workers 2 -o out/job
+      bioslicer slice big_tree.stl --scheduler tcp://head-node:8786 -o /shared/jobs/tree
     """
     from ..pipeline import slice_to_job
 
     out_dir = out_dir or Path(f"{mesh.stem}_job")
     ov = _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets)
-    res = slice_to_job(mesh, out_dir, printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair,
-                       zip=as_zip, overwrite=overwrite, preview=not no_preview, progress=terminal_bar(),
-                       dialect=dialect)
+    kwargs = dict(printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair, zip=as_zip,
+                  overwrite=overwrite, preview=not no_preview, progress=terminal_bar(), dialect=dialect)
+    if workers is None and scheduler is None and cluster_config is None:
+        res = slice_to_job(mesh, out_dir, **kwargs)
+    else:
+        from ..cluster import dask_client
+
+        if not mesh.is_file():
+            raise click.UsageError(f"mesh file {mesh} not found")
+        with dask_client(workers=workers, scheduler=scheduler, cluster_config=cluster_config) as client:
+            res = slice_to_job(mesh, out_dir, client=client, **kwargs)
     m = res.manifest
     if as_json:
         echo_json({"job": str(res.path), "zip": str(res.zip_path) if res.zip_path else None,

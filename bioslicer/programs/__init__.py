@@ -2,23 +2,28 @@
 
 Public entries
 --------------
+:class:`ProgramWriter`
+    Block-by-block writing: :meth:`~ProgramWriter.write_block` writes one stitching block's
+    file(s) from that block's marks alone (in any process, any order, retried at will) into a
+    hidden staging folder of ``out_dir``; :meth:`~ProgramWriter.finish` checks what the blocks
+    reported, writes the main file(s), validates the program and only then moves it into place.
 :func:`write_program`
-    Toolpath -> program files (written under a temporary folder in ``out_dir``, validated
-    against the printer, then renamed into place; nothing is left behind on a violation).
+    Toolpath -> program files, on top of :class:`ProgramWriter` (so a whole-toolpath export and
+    a block-parallel run give the same bytes); nothing is left behind on a violation.
 :func:`read_program`
     Program -> :class:`Moves` (struct of arrays, one row per move, µm / mW / µm/s).
 :func:`validate_program`
     Program -> :class:`~bioslicer.validate.ValidationReport`.
 :data:`DIALECTS`
     Name -> :class:`Dialect` (writer and reader). A new dialect is a module here with
-    ``write`` and ``iter_moves`` plus a ``gcode/<name>.toml``.
+    ``prepare``, ``write_block``, ``write_main`` and ``iter_moves`` plus a ``gcode/<name>.toml``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,37 +35,53 @@ from ..printers import load_printer
 from ..progress import silent
 from ..validate import ValidationReport, Violation, validate_program
 from . import aerobasic, gcode, gwl, voxel, waveform
-from .dialects import DialectSpec, Moves, load_spec
+from ._format import sha256_file
+from .dialects import DialectSpec, Moves, block_runs, load_spec
 
-__all__ = ["DIALECTS", "Dialect", "Moves", "ProgramFiles", "ValidationReport", "Violation", "guess_dialect",
-           "read_program", "validate_program", "write_program"]
+__all__ = ["DIALECTS", "BlockPart", "Dialect", "Moves", "ProgramFiles", "ProgramWriter", "ValidationReport",
+           "Violation", "guess_dialect", "read_program", "validate_program", "write_program"]
 
 
 @dataclass(frozen=True)
 class Dialect:
     """A program dialect: its writer and reader, and which checks apply to what it can express.
 
-    ``write(toolpath, printer, spec, out_dir, name, provenance, progress) -> list[Path]`` (main
-    file first); ``iter_moves(path, printer, spec)`` yields :class:`Moves` chunks.
+    ``prepare(printer, spec)`` refuses a profile the writer cannot use;
+    ``write_block(writer, b, toolpath_b, staging) -> ([Written], info)`` writes one block's
+    file(s); ``write_main(writer, parts, counts, staging) -> [Path]`` writes the main file(s) and
+    returns every file of the program (main first, staging paths); ``iter_moves(path, printer,
+    spec)`` yields :class:`Moves` chunks.
     """
 
     name: str
-    write: Callable
-    iter_moves: Callable
+    module: object = field(repr=False)
+    label: str = ""
     check_min_speed: bool = True      # waveforms run up from rest; volumes have no speed
     check_speed: bool = True
+    one_block: bool = False           # the voxel volume: one block per program
 
     @property
     def spec(self) -> DialectSpec:
         return load_spec(self.name)
 
+    @property
+    def iter_moves(self) -> Callable:
+        return self.module.iter_moves
+
+    @property
+    def write(self) -> Callable:
+        """``write(toolpath, printer, spec, out_dir, name, provenance, progress) -> [Path]``: the
+        program files without validation (benchmarks, tests); main first."""
+        return functools.partial(_write_unvalidated, self.name)
+
 
 DIALECTS: dict[str, Dialect] = {
-    "gwl": Dialect("gwl", gwl.write, gwl.iter_moves),
-    "gcode": Dialect("gcode", gcode.write, gcode.iter_moves),
-    "aerobasic": Dialect("aerobasic", aerobasic.write, aerobasic.iter_moves),
-    "waveform": Dialect("waveform", waveform.write, waveform.iter_moves, check_min_speed=False),
-    "voxel": Dialect("voxel", voxel.write, voxel.iter_moves, check_min_speed=False, check_speed=False),
+    "gwl": Dialect("gwl", gwl, "writing GWL"),
+    "gcode": Dialect("gcode", gcode, "writing G-code"),
+    "aerobasic": Dialect("aerobasic", aerobasic, "writing AeroBasic"),
+    "waveform": Dialect("waveform", waveform, "writing waveforms", check_min_speed=False),
+    "voxel": Dialect("voxel", voxel, "rasterising voxels", check_min_speed=False, check_speed=False,
+                     one_block=True),
 }
 
 
@@ -113,9 +134,317 @@ def _dialect(name: str | None, printer) -> Dialect:
     return DIALECTS[name]
 
 
+def _check_name(name) -> None:
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\:") or name.startswith("."):
+        raise BioslicerError(f"program name {name!r} must be a plain file name (no folders, not starting with '.')")
+
+
+def _check_finite(toolpath) -> None:
+    for arr, what in ((toolpath.x_um, "x"), (toolpath.y_um, "y"), (toolpath.z_um, "z"),
+                      (toolpath.power_mw, "power"), (toolpath.mark_speed_um_s, "speed")):
+        if arr.size and not bool(np.isfinite(arr).all()):
+            raise BioslicerError(f"the toolpath has a NaN or infinite {what}; fix the step that produced it")
+
+
+def _same_blocks(a, b) -> bool:
+    return a is b or (len(a) == len(b) and np.array_equal(a.origin_um, b.origin_um)
+                      and np.array_equal(a.index, b.index))
+
+
+@dataclass
+class BlockPart:
+    """What :meth:`ProgramWriter.write_block` wrote for one block (small and picklable).
+
+    Attributes
+    ----------
+    block : int
+        Row of the Blocks table.
+    files : list[str]
+        Paths (POSIX, relative to the writer's ``out_dir``) of the block's staged files; empty
+        when the block has no marks.
+    sha256 : dict[str, str]
+        Relative path -> sha256 hex of each file.
+    n_bytes : int
+        Their total size.
+    n_marks : int
+        Marks of the block.
+    info : dict
+        Small, JSON-able facts :meth:`ProgramWriter.finish` needs (``n_points``, and per
+        dialect e.g. the voxel volume's shape and position).
+    """
+
+    block: int
+    files: list
+    sha256: dict
+    n_bytes: int
+    n_marks: int
+    info: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"block": self.block, "files": list(self.files), "sha256": dict(self.sha256),
+                "n_bytes": self.n_bytes, "n_marks": self.n_marks, "info": dict(self.info)}
+
+
+class ProgramWriter:
+    """Write a machine program one stitching block at a time, then assemble and validate it.
+
+    The writer is plain data (printer, Blocks table, paths, strings): pickle it to Dask workers
+    or other processes; every :meth:`write_block` depends only on the writer's attributes, the
+    block index and that block's marks, so the program is byte-identical whatever process
+    writes which block, in whatever order, and however often a block is retried.
+
+    Parameters
+    ----------
+    printer : Printer or str
+        Profile or bundled name.
+    blocks : Blocks
+        The job's whole Blocks table (rows without marks are allowed: they are skipped).
+    out_dir : str or Path
+        Folder of the program (made absolute here, so workers with another working folder
+        write to the same place). Blocks are staged in ``out_dir/.<name>.staging/``.
+    name : str
+        Base name of the files (``<name>_job.gwl``, ``<name>.gcode``, ...).
+    dialect : str, optional
+        Defaults to the printer's dialect.
+    provenance : dict, optional
+        Written into the header (keep it free of clock times).
+
+    Attributes
+    ----------
+    durable : bool
+        True (default): every file is hashed (``BlockPart.sha256``) and fsynced before its
+        rename, and :meth:`finish` re-hashes the blocks' files against what their workers
+        reported. :func:`write_program` (one process: the parts never leave it, a failure
+        removes them) sets it False: no fsync, no hashes (empty strings), no re-check. The
+        bytes written are the same either way.
+
+    Raises
+    ------
+    BioslicerError
+        Bad name, unknown dialect, a profile the dialect cannot use, no Blocks table.
+    """
+
+    def __init__(self, printer, blocks, out_dir, name: str = "part", dialect: str | None = None,
+                 provenance: dict | None = None) -> None:
+        self.printer = load_printer(printer)
+        self.dialect = _dialect(dialect, self.printer).name
+        _check_name(name)
+        if blocks is None:
+            raise BioslicerError("the toolpath is not stitched into blocks; stitch it before writing a program")
+        self.blocks = blocks
+        self.out_dir = Path(out_dir).absolute()
+        self.name = name
+        self.provenance = dict(provenance or {})
+        self.durable = True
+        d = DIALECTS[self.dialect]
+        d.module.prepare(self.printer, d.spec)
+
+    @property
+    def spec(self) -> DialectSpec:
+        return load_spec(self.dialect)
+
+    @property
+    def staging(self) -> Path:
+        """The hidden folder where blocks are written until :meth:`finish` moves them."""
+        return self.out_dir / f".{self.name}.staging"
+
+    def _rel(self, path) -> str:
+        return Path(path).relative_to(self.out_dir).as_posix()
+
+    # ------------------------------------------------------------------ per block
+    def write_block(self, b: int, toolpath_b) -> BlockPart:
+        """Write block ``b``'s file(s) into the staging folder.
+
+        Parameters
+        ----------
+        b : int
+            Row of the Blocks table.
+        toolpath_b : Toolpath
+            The stitched, ordered marks of block ``b`` only (``mark_block == b``; may be empty).
+
+        Returns
+        -------
+        BlockPart
+            No files when the block has no marks. Each file is written under a temporary name,
+            fsynced and renamed: a retried task rewrites the same bytes, never a torn file.
+        """
+        b = int(b)
+        if not 0 <= b < len(self.blocks):
+            raise BioslicerError(f"block {b} is not in the block table ({len(self.blocks)} blocks)")
+        tp = toolpath_b
+        tp.check()
+        if tp.n_marks == 0:
+            return BlockPart(b, [], {}, 0, 0, {"n_points": 0})
+        if tp.blocks is None or not bool((tp.mark_block == b).all()):
+            raise BioslicerError(f"the toolpath given for block {b} has marks of other blocks or is not stitched; "
+                                 f"stitch it with blocks=[{b}]")
+        if not _same_blocks(tp.blocks, self.blocks):
+            raise BioslicerError(f"the toolpath of block {b} was stitched with another block table than the "
+                                 "program writer's; plan the blocks once and pass the same table")
+        _check_finite(tp)
+        d = DIALECTS[self.dialect]
+        written, info = d.module.write_block(self, b, tp, self.staging)
+        info = dict(info)
+        info["n_points"] = int(tp.n_points)
+        rels = [self._rel(w.path) for w in written]
+        return BlockPart(b, rels, {r: w.sha256 for r, w in zip(rels, written)},
+                         int(sum(w.n_bytes for w in written)), int(tp.n_marks), info)
+
+    # ------------------------------------------------------------------ assembly
+    def _check_parts(self, parts) -> list:
+        parts = [p for p in parts if p.n_marks > 0]
+        seen = set()
+        for p in parts:
+            if p.block in seen:
+                raise ValueError(f"block {p.block} given twice to finish()")
+            if not 0 <= p.block < len(self.blocks):
+                raise BioslicerError(f"block {p.block} is not in the block table ({len(self.blocks)} blocks)")
+            seen.add(p.block)
+        return parts
+
+    def _verify(self, parts, progress) -> None:
+        """Every part's files exist with the sha256 its worker reported (hashed in threads)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        todo = [(p, rel) for p in parts for rel in p.files]
+
+        def sha(item):
+            path = self.out_dir / item[1]
+            return sha256_file(path)[0] if path.is_file() else None
+
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+            got = list(pool.map(sha, todo))
+        for (p, rel), h in zip(todo, got):
+            if h != p.sha256.get(rel):
+                what = "was not found" if h is None else "differs from what the worker reported"
+                raise BioslicerError(f"block {p.block} file {self.out_dir / rel} {what}; the workers must write to "
+                                     "storage this machine sees (a shared filesystem)")
+        progress(len(parts), len(parts), "checking blocks")
+
+    def finish(self, parts, progress=silent, validate: bool = True) -> ProgramFiles:
+        """Check the blocks' files, write the main file(s), validate, then move everything into place.
+
+        Parameters
+        ----------
+        parts : list[BlockPart]
+            Parts of the blocks with marks, in block (execution) order; parts without marks
+            are skipped.
+        progress : callable
+            ``progress(done, total, label)``.
+        validate : bool
+            Parse the program back and check it against the printer before it appears
+            (default; False only for benchmarks of the writer alone).
+
+        Returns
+        -------
+        ProgramFiles
+            Files in ``out_dir``, main first, with ``report`` (the ValidationReport).
+
+        Raises
+        ------
+        BioslicerError
+            A block file missing or changed since its worker wrote it, or a validation
+            failure. Then everything the writer and the blocks staged is removed.
+        """
+        d = DIALECTS[self.dialect]
+        staging = self.staging
+        moved: list[Path] = []
+        made: list[Path] = []
+        try:
+            parts = self._check_parts(parts)
+            if self.durable:
+                self._verify(parts, progress)
+            counts = {"n_marks": sum(p.n_marks for p in parts),
+                      "n_points": sum(int(p.info.get("n_points", 0)) for p in parts),
+                      "n_blocks": len(parts), "n_table": len(self.blocks)}
+            staging.mkdir(parents=True, exist_ok=True)
+            files = d.module.write_main(self, parts, counts, staging)
+            report = None
+            if validate:
+                report = validate_program(files[0], self.printer, d.name, max_violations=20)
+                rel = lambda p: os.path.relpath(p, staging) if str(p).startswith(str(staging)) else str(p)  # noqa: E731
+                report.violations = [Violation(rel(v.file), v.line, v.message) for v in report.violations]
+                report.path = str(self.out_dir / Path(files[0]).relative_to(staging))
+                if not report.ok:
+                    v = report.violations[0] if report.violations else None
+                    raise BioslicerError(f"program failed validation, nothing written: {v} ({report.n_violations} "
+                                         "violation(s)); fix the toolpath or choose a printer that can make it")
+            final = []
+            for f in files:
+                dst = self.out_dir / Path(f).relative_to(staging)
+                if not dst.parent.is_dir():
+                    dst.parent.mkdir(parents=True)
+                    made.append(dst.parent)
+                os.replace(f, dst)
+                moved.append(dst)
+                final.append(dst)
+            n_bytes = sum(p.stat().st_size for p in final)
+            shutil.rmtree(staging, ignore_errors=True)
+            return ProgramFiles(d.name, final[0], final, n_bytes, report)
+        except BaseException:
+            for f in moved:
+                try:
+                    f.unlink()
+                except OSError:
+                    pass
+            for folder in reversed(made):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Remove everything staged (blocks written so far included); the program folder stays."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _block_toolpath(toolpath, m0: int, m1: int):
+    """Marks [m0, m1) of ``toolpath`` as a Toolpath of views (no copy of the point arrays)."""
+    from ..toolpath import Toolpath
+
+    p0, p1 = int(toolpath.mark_start[m0]), int(toolpath.mark_start[m1])
+    return Toolpath(toolpath.x_um[p0:p1], toolpath.y_um[p0:p1], toolpath.z_um[p0:p1], toolpath.power_mw[p0:p1],
+                    toolpath.mark_start[m0:m1 + 1] - p0, toolpath.mark_kind[m0:m1], toolpath.mark_layer[m0:m1],
+                    toolpath.mark_block[m0:m1], toolpath.mark_speed_um_s[m0:m1], toolpath.layer_z_um,
+                    toolpath.blocks, {})
+
+
+def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, validate) -> ProgramFiles:
+    printer = load_printer(printer)
+    d = _dialect(dialect, printer)
+    _check_name(name)
+    toolpath.check()
+    runs = block_runs(toolpath)
+    if d.one_block and len(runs) > 1:
+        raise BioslicerError(voxel.ONE_BLOCK)
+    w = ProgramWriter(printer, toolpath.blocks, out_dir, name=name, dialect=d.name, provenance=provenance)
+    w.durable = False      # one process: the parts are the ones just written, a failure removes them
+    w.out_dir.mkdir(parents=True, exist_ok=True)
+    parts = []
+    try:
+        for done, (b, m0, m1) in enumerate(runs):
+            parts.append(w.write_block(b, _block_toolpath(toolpath, m0, m1)))
+            progress(done + 1, len(runs), d.label)
+    except BaseException:
+        w.abort()
+        raise
+    return w.finish(parts, validate=validate)
+
+
+def _write_unvalidated(dialect, toolpath, printer, spec, out_dir, name, provenance, progress) -> list[Path]:
+    return _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, False).files
+
+
 def write_program(toolpath, printer, out_dir, name: str = "part", dialect: str | None = None,
                   provenance: dict | None = None, progress=silent) -> ProgramFiles:
     """Write a stitched toolpath as a machine program, validated before it appears.
+
+    The toolpath is cut into its blocks and written through :class:`ProgramWriter`
+    (``write_block`` per block, then ``finish``): the same bytes as a block-parallel run.
 
     Parameters
     ----------
@@ -145,40 +474,7 @@ def write_program(toolpath, printer, out_dir, name: str = "part", dialect: str |
         Bad name, unknown dialect, a profile lacking a key the dialect needs, an unstitched
         toolpath, non-finite values, or a validation failure (then nothing is left behind).
     """
-    printer = load_printer(printer)
-    d = _dialect(dialect, printer)
-    if not name or any(c in name for c in "/\\:") or name.startswith("."):
-        raise BioslicerError(f"program name {name!r} must be a plain file name (no folders, not starting with '.')")
-    toolpath.check()
-    for arr, what in ((toolpath.x_um, "x"), (toolpath.y_um, "y"), (toolpath.z_um, "z"),
-                      (toolpath.power_mw, "power"), (toolpath.mark_speed_um_s, "speed")):
-        if arr.size and not bool(np.isfinite(arr).all()):
-            raise BioslicerError(f"the toolpath has a NaN or infinite {what}; fix the step that produced it")
-    spec = d.spec
-    spec.check_printer(printer)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir))
-    try:
-        files = d.write(toolpath, printer, spec, tmp, name, provenance, progress)
-        report = validate_program(files[0], printer, d.name, max_violations=20)
-        rel = lambda p: os.path.relpath(p, tmp) if str(p).startswith(str(tmp)) else str(p)  # noqa: E731
-        report.violations = [Violation(rel(v.file), v.line, v.message) for v in report.violations]
-        report.path = str(out_dir / Path(files[0]).relative_to(tmp))
-        if not report.ok:
-            v = report.violations[0] if report.violations else None
-            raise BioslicerError(f"program failed validation, nothing written: {v} ({report.n_violations} "
-                                 "violation(s)); fix the toolpath or choose a printer that can make it")
-        final = []
-        for f in files:
-            dst = out_dir / Path(f).relative_to(tmp)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(f, dst)
-            final.append(dst)
-        n_bytes = sum(p.stat().st_size for p in final)
-        return ProgramFiles(d.name, final[0], final, n_bytes, report)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, True)
 
 
 def read_program(path, printer, dialect: str | None = None) -> Moves:

@@ -20,8 +20,12 @@ Numba state machine over the records.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numba import njit, prange
@@ -336,15 +340,22 @@ def fmt(value: float, decimals: int) -> str:
 
 # ----------------------------------------------------------------------------- reading
 class Keywords:
-    """The words a dialect's lines start with, as arrays for :func:`tokenize` (codes from 1)."""
+    """The words a dialect's lines start with, as arrays for :func:`tokenize` (codes from 1).
 
-    def __init__(self, words: list[str]) -> None:
+    ``raw`` lists the words whose argument is text (GWL ``include <path>``): the tokenizer reads
+    no number on those lines, so a file name with digits (``part7_blocks\\part7_block_0000.gwl``)
+    is not a malformed number; the readers take the text from the line's byte range.
+    """
+
+    def __init__(self, words: list[str], raw=()) -> None:
         uniq = []
         for w in words:
             if w and w not in uniq:
                 uniq.append(w)
         self.words = uniq
         self.code = {w: i + 1 for i, w in enumerate(uniq)}
+        # keywords whose argument is text (a file name), not numbers: the tokenizer reads no number there
+        self.raw = np.array([w in raw for w in uniq] or [False], dtype=np.bool_)
         blob = "".join(uniq).encode()
         self.blob = np.frombuffer(blob or b" ", dtype=np.uint8).copy()
         off = np.zeros(len(uniq) + 1, np.int64)
@@ -446,7 +457,7 @@ def char_tables(comment, kw_blob, kw_off):
 
 
 @njit(cache=True)
-def tokenize(buf, comment, kw_blob, kw_off, kw_order, first_line,
+def tokenize(buf, comment, kw_blob, kw_off, kw_order, kw_raw, first_line,
              codes, lines, nvals, vals, tags, starts, ends):
     """Split ``buf`` (whole lines) into records; returns the number of records.
 
@@ -456,7 +467,7 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, first_line,
         Program bytes, ending at a line end (or the end of the file).
     comment : uint8 (k,)
         Bytes that start a comment (rest of the line ignored).
-    kw_blob, kw_off, kw_order
+    kw_blob, kw_off, kw_order, kw_raw
         Keywords (see :class:`Keywords`).
     first_line : int
         Line number of the first line in ``buf``.
@@ -466,7 +477,7 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, first_line,
         byte range of the line in ``buf``.
     """
     iscom, kwfirst = char_tables(comment, kw_blob, kw_off)
-    return _tokenize_range(buf, 0, buf.shape[0], iscom, kwfirst, kw_blob, kw_off, kw_order, first_line, 0,
+    return _tokenize_range(buf, 0, buf.shape[0], iscom, kwfirst, kw_blob, kw_off, kw_order, kw_raw, first_line, 0,
                            codes, lines, nvals, vals, tags, starts, ends)
 
 
@@ -482,7 +493,7 @@ def count_lines(buf, bounds, counts):
 
 
 @njit(cache=True, parallel=True)
-def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwfirst, kw_blob, kw_off, kw_order,
+def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwfirst, kw_blob, kw_off, kw_order, kw_raw,
                     codes, lines, nvals, vals, tags, starts, ends):
     """:func:`tokenize` of the pieces ``buf[bounds[t]:bounds[t+1]]`` (whole lines) in parallel.
 
@@ -490,7 +501,7 @@ def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwfirst, kw_blob, 
     not use get code :data:`CODE_SKIP`, which the readers ignore.
     """
     for t in prange(bounds.shape[0] - 1):
-        r = _tokenize_range(buf, bounds[t], bounds[t + 1], iscom, kwfirst, kw_blob, kw_off, kw_order,
+        r = _tokenize_range(buf, bounds[t], bounds[t + 1], iscom, kwfirst, kw_blob, kw_off, kw_order, kw_raw,
                             first_lines[t], rec_off[t], codes, lines, nvals, vals, tags, starts, ends)
         for q in range(rec_off[t] + r, rec_off[t + 1]):
             codes[q] = CODE_SKIP
@@ -501,7 +512,7 @@ def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwfirst, kw_blob, 
 
 
 @njit(cache=True)
-def _tokenize_range(buf, lo, hi, iscom, kwfirst, kw_blob, kw_off, kw_order, first_line, r0,
+def _tokenize_range(buf, lo, hi, iscom, kwfirst, kw_blob, kw_off, kw_order, kw_raw, first_line, r0,
                     codes, lines, nvals, vals, tags, starts, ends):
     """:func:`tokenize` over the whole lines in ``buf[lo:hi]``, records from index ``r0``; returns the count.
 
@@ -566,7 +577,7 @@ def _tokenize_range(buf, lo, hi, iscom, kwfirst, kw_blob, kw_off, kw_order, firs
         starts[r] = s
         ends[r] = le
         nv = 0
-        if code != CODE_UNKNOWN:
+        if code != CODE_UNKNOWN and not (code > 0 and kw_raw[code - 1]):
             j = kend
             prev = 32
             while j < le:
@@ -672,7 +683,7 @@ class ChunkReader:
                     "starts": np.empty(nl, np.int64), "ends": np.empty(nl, np.int64),
                 }
                 tokenize_pieces(buf, bounds, first.astype(np.int64), rec_off, self.iscom, self.kwfirst,
-                                self.kw.blob, self.kw.off, self.kw.order, rec["codes"], rec["lines"],
+                                self.kw.blob, self.kw.off, self.kw.order, self.kw.raw, rec["codes"], rec["lines"],
                                 rec["nvals"], rec["vals"], rec["tags"], rec["starts"], rec["ends"])
                 line += int(nlines.sum())
                 yield rec, part
@@ -701,3 +712,154 @@ class StreamWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ----------------------------------------------------------------------------- atomic files
+@dataclass(frozen=True)
+class Written:
+    """A file written and renamed into place: its path, sha256 (hex) and size in bytes."""
+
+    path: Path
+    sha256: str
+    n_bytes: int
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def sha256_file(path, chunk_bytes: int = 1 << 22) -> tuple[str, int]:
+    """(sha256 hex, size in bytes) of a file, read in chunks."""
+    h = hashlib.sha256()
+    n = 0
+    buf = bytearray(chunk_bytes)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while True:
+            k = fh.readinto(buf)
+            if not k:
+                break
+            h.update(view[:k])
+            n += k
+    return h.hexdigest(), n
+
+
+def _commit(fd_or_fh, tmp: str, path: Path, fsync: bool = True) -> None:
+    """fsync an open temporary file, close it, give it the usual permissions and rename it to ``path``."""
+    fd_or_fh.flush()
+    if fsync:
+        os.fsync(fd_or_fh.fileno())
+    fd_or_fh.close()
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+class AtomicFile:
+    """A binary file streamed under a temporary name beside ``path`` and hashed as it is written.
+
+    On a clean exit of the ``with`` block the data is flushed, fsynced and renamed to ``path``
+    (a reader, or a retried task, never sees a torn file); on an error the temporary file is
+    removed. After the block, :attr:`written` is the :class:`Written` record (sha256 '' when
+    ``hashed`` is False). ``fsync=False`` skips the fsync (a file nothing outlives a crash for).
+    """
+
+    def __init__(self, path, buffer_bytes: int = 1 << 22, hashed: bool = True, fsync: bool = True) -> None:
+        self.fsync = fsync
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self.fh = os.fdopen(fd, "wb", buffering=buffer_bytes)
+        self.hash = hashlib.sha256() if hashed else None
+        self.n_bytes = 0
+        self.written: Written | None = None
+
+    def write(self, data) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        self.fh.write(data)
+        if self.hash is not None:
+            self.hash.update(data)
+        self.n_bytes += len(data)
+
+    def append_file(self, path, chunk_bytes: int = 1 << 24) -> None:
+        """Append the bytes of file ``path`` (in the kernel where it can: ``copy_file_range``)."""
+        if self.hash is not None:
+            raise ValueError("append_file copies without hashing; open the AtomicFile with hashed=False")
+        self.fh.flush()
+        dst = self.fh.fileno()
+        with open(path, "rb", buffering=0) as src:
+            size = os.fstat(src.fileno()).st_size
+            done = 0
+            try:
+                while done < size:
+                    k = os.copy_file_range(src.fileno(), dst, min(chunk_bytes, size - done))
+                    if k == 0:
+                        break
+                    done += k
+            except (AttributeError, OSError):
+                pass       # no in-kernel copy here: finish in user space from where it stopped
+            src.seek(done)
+            buf = bytearray(min(chunk_bytes, 1 << 22))
+            view = memoryview(buf)
+            while True:
+                k = src.readinto(buf)
+                if not k:
+                    break
+                mv = view[:k]
+                while len(mv):
+                    mv = mv[os.write(dst, mv):]
+                done += k
+        self.fh.seek(0, os.SEEK_END)
+        self.n_bytes += done
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            _commit(self.fh, self.tmp, self.path, self.fsync)
+            self.written = Written(self.path, self.hash.hexdigest() if self.hash is not None else "", self.n_bytes)
+            return False
+        try:
+            self.fh.close()
+        finally:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+        return False
+
+
+class AtomicPath:
+    """A temporary path beside ``path`` for writers that want a file name (zipfile, memory maps).
+
+    ``with AtomicPath(p) as tmp: <write tmp>``; on a clean exit the file is hashed, fsynced and
+    renamed to ``p`` (:attr:`written` set; ``hashed``/``fsync`` False skip those); on an error
+    it is removed.
+    """
+
+    def __init__(self, path, hashed: bool = True, fsync: bool = True) -> None:
+        self.hashed = hashed
+        self.fsync = fsync
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.written: Written | None = None
+
+    def __enter__(self) -> Path:
+        return Path(self.tmp)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            sha, n = sha256_file(self.tmp) if self.hashed else ("", os.path.getsize(self.tmp))
+            _commit(open(self.tmp, "rb+"), self.tmp, self.path, self.fsync)
+            self.written = Written(self.path, sha, n)
+            return False
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+        return False

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..errors import BioslicerError
 from . import _format as F
-from .dialects import block_runs, moves_from_arrays, program_origin_um, provenance_lines
-from .gcode import StepFormat, StepReader, emit_marks
+from .dialects import moves_from_arrays, program_origin_um, provenance_lines
+from .gcode import StepFormat, StepReader, concat_main, emit_marks, fragment_path
 
 
 def _axes(printer):
@@ -37,33 +37,40 @@ def _format(printer, spec) -> StepFormat:
     return fmt
 
 
-def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progress) -> list[Path]:
-    """Write ``<name>.pgm``; returns [path]."""
+def prepare(printer, spec) -> None:
+    """Refuse a profile the AeroBasic writer cannot use (checked once, before any block is written)."""
+    _format(printer, spec)
+
+
+def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
+    """Write block ``b``'s AeroBasic fragment under ``staging``: the stage move, then its marks
+    (galvo x, y relative to the block, z stage absolute; the first mark sets the power)."""
+    printer, spec = w.printer, w.spec
     fmt = _format(printer, spec)
-    runs = block_runs(toolpath)
     origin = program_origin_um(printer)
-    cm = spec.comment[0]
     d = fmt.coord_decimals
     s = fmt.scale_um
-    path = out_dir / f"{name}{spec.get('main_suffix', '.pgm')}"
-    with F.StreamWriter(path) as fh:
-        head = [f"{cm} {t}" for t in provenance_lines(toolpath, printer, provenance, "aerobasic")]
-        head += [fmt.cmd["units_mm"].format() if fmt.unit == "mm" else f"{cm} units um",
-                 fmt.cmd["absolute"].format(), fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
-        fh.write("\n".join(head) + "\n")
-        buf = fmt.buffer()
-        for done, (b, m0, m1) in enumerate(runs):
-            o = toolpath.blocks.origin_um[b]
-            stage = o + origin
-            fh.write(f"{cm} block {b}, marks {m0}..{m1 - 1}\n")
-            fh.write(fmt.cmd["stage_move"].format(x=F.fmt(stage[0] / s, d), y=F.fmt(stage[1] / s, d),
-                                                  z=F.fmt(stage[2] / s, d)) + "\n")
-            # galvo x, y relative to the block; z stage absolute
-            off = np.array([-o[0], -o[1], origin[2]])
-            emit_marks(fmt, printer, toolpath, m0, m1, off, fh, buf)
-            progress(done + 1, len(runs), "writing AeroBasic")
-        fh.write(fmt.cmd["end"].format() + "\n")
-    return [path]
+    o = w.blocks.origin_um[b]
+    stage = o + origin
+    with F.AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable) as fh:
+        fh.write(f"{spec.comment[0]} block {b}, {toolpath.n_marks} marks\n")
+        fh.write(fmt.cmd["stage_move"].format(x=F.fmt(stage[0] / s, d), y=F.fmt(stage[1] / s, d),
+                                              z=F.fmt(stage[2] / s, d)) + "\n")
+        emit_marks(fmt, printer, toolpath, 0, toolpath.n_marks, np.array([-o[0], -o[1], origin[2]]), fh)
+    return [fh.written], {}
+
+
+def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
+    """Write ``<name>.pgm``: header, the blocks' fragments in order, end. Returns [main]."""
+    printer, spec = w.printer, w.spec
+    fmt = _format(printer, spec)
+    cm = spec.comment[0]
+    main = staging / f"{w.name}{spec.get('main_suffix', '.pgm')}"
+    head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "aerobasic")]
+    head += [fmt.cmd["units_mm"].format() if fmt.unit == "mm" else f"{cm} units um",
+             fmt.cmd["absolute"].format(), fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
+    concat_main(main, "\n".join(head) + "\n", parts, w.out_dir, fmt.cmd["end"].format() + "\n", w.durable)
+    return [main]
 
 
 def iter_moves(path, printer, spec):

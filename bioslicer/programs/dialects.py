@@ -225,13 +225,17 @@ def program_origin_um(printer) -> np.ndarray:
     return o
 
 
-def provenance_lines(toolpath, printer, provenance: dict | None, dialect: str) -> list[str]:
-    """Deterministic provenance text (no clock): software, printer, toolpath size, caller's keys."""
+def provenance_lines(counts: dict, printer, provenance: dict | None, dialect: str) -> list[str]:
+    """Deterministic provenance text (no clock): software, printer, program size, caller's keys.
+
+    ``counts``: ``n_marks``, ``n_points``, ``n_blocks`` (blocks with marks) and ``n_table``
+    (rows of the Blocks table), summed over the blocks written.
+    """
     lines = [
         f"written by bioslicer {__version__}, dialect {dialect}",
         f"printer {printer.name} (profile sha256 {printer.sha256()[:16]})",
-        f"toolpath {toolpath.n_marks} marks, {toolpath.n_points} points, {toolpath.n_layers} layers, "
-        f"{0 if toolpath.blocks is None else len(toolpath.blocks)} blocks",
+        f"toolpath {counts['n_marks']} marks, {counts['n_points']} points, "
+        f"{counts['n_blocks']} of {counts['n_table']} blocks",
         "units: um, um/s; power in the printer's power unit",
     ]
     for k in sorted(provenance or {}):

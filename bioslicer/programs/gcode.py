@@ -6,6 +6,10 @@ profile's ``laser_on_command``), ``G1`` moves with feed to the following points 
 command before a point whose power differs: step dialects write the power of the segment
 ending at each point), and the profile's ``laser_off_command``. Coordinates are absolute machine
 coordinates in the profile's unit: part coordinates plus ``program.origin_um``.
+
+One file per program, written block by block: each block's fragment (its first mark writes
+the power, whatever came before) is staged on its own and :func:`write_main` streams header,
+fragments in order and footer into the program (the fragments copied in the kernel).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from numba import njit, prange
 from ..errors import BioslicerError
 from . import _format as F
 from ._format import put_line, qround
-from .dialects import block_runs, moves_from_arrays, program_origin_um, provenance_lines
+from .dialects import moves_from_arrays, program_origin_um, provenance_lines
 
 # ----------------------------------------------------------------------------- writing (shared)
 _J, _M, _P, _ON, _OFF = range(5)
@@ -324,30 +328,53 @@ def _format(printer, spec) -> StepFormat:
     return StepFormat(printer, spec)
 
 
-def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progress) -> list[Path]:
-    """Write ``<name>.gcode``; returns [path]."""
+def prepare(printer, spec) -> None:
+    """Refuse a profile the G-code writer cannot use (checked once, before any block is written)."""
+    _format(printer, spec)
+
+
+def fragment_path(w, b: int, staging: Path) -> Path:
+    """Where block ``b``'s text fragment of a one-file step program is staged."""
+    return staging / f"{w.name}_block_{b:04d}{w.spec.get('main_suffix', '')}.part"
+
+
+def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
+    """Write block ``b``'s G-code fragment (its marks; the first sets the power) under ``staging``."""
+    fmt = _format(w.printer, w.spec)
+    with F.AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable) as fh:
+        fh.write(f"{w.spec.comment[0]} block {b}, {toolpath.n_marks} marks\n")
+        emit_marks(fmt, w.printer, toolpath, 0, toolpath.n_marks, program_origin_um(w.printer), fh)
+    return [fh.written], {}
+
+
+def concat_main(main: Path, head: str, parts, root: Path, tail: str, fsync: bool = True) -> None:
+    """Write ``head``, the parts' fragments (paths relative to ``root``) in order and ``tail``
+    into ``main`` (temporary name, fsync, rename); the fragments are copied in the kernel."""
+    with F.AtomicFile(main, hashed=False, fsync=fsync) as fm:
+        fm.write(head)
+        for part in parts:
+            for rel in part.files:
+                fm.append_file(root / rel)
+        fm.write(tail)
+
+
+def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
+    """Write ``<name>.gcode``: header, the blocks' fragments in order, end. Returns [main]."""
+    printer, spec = w.printer, w.spec
     fmt = _format(printer, spec)
-    runs = block_runs(toolpath)
     origin = program_origin_um(printer)
     cm = spec.comment[0]
-    path = out_dir / f"{name}{spec.get('main_suffix', '.gcode')}"
+    main = staging / f"{w.name}{spec.get('main_suffix', '.gcode')}"
     uc = spec.get("unit_commands", {}).get(fmt.unit)
-    with F.StreamWriter(path) as fh:
-        head = [f"{cm} {t}" for t in provenance_lines(toolpath, printer, provenance, "gcode")]
-        head.append(f"{cm} origin_um {origin[0]:g} {origin[1]:g} {origin[2]:g}; unit {fmt.unit}; "
-                    f"feed per {printer.program.get('feed_per')}")
-        if uc:
-            head.append(uc)
-        head.append(fmt.cmd["absolute"].format())
-        head.append(fmt.cmd["laser_off"].format())
-        fh.write("\n".join(head) + "\n")
-        buf = fmt.buffer()
-        for done, (b, m0, m1) in enumerate(runs):
-            fh.write(f"{cm} block {b}, marks {m0}..{m1 - 1}\n")
-            emit_marks(fmt, printer, toolpath, m0, m1, origin, fh, buf)
-            progress(done + 1, len(runs), "writing G-code")
-        fh.write(fmt.cmd["end"].format() + "\n")
-    return [path]
+    head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "gcode")]
+    head.append(f"{cm} origin_um {origin[0]:g} {origin[1]:g} {origin[2]:g}; unit {fmt.unit}; "
+                f"feed per {printer.program.get('feed_per')}")
+    if uc:
+        head.append(uc)
+    head.append(fmt.cmd["absolute"].format())
+    head.append(fmt.cmd["laser_off"].format())
+    concat_main(main, "\n".join(head) + "\n", parts, w.out_dir, fmt.cmd["end"].format() + "\n", w.durable)
+    return [main]
 
 
 def iter_moves(path, printer, spec):

@@ -5,8 +5,13 @@ Main file: ``%`` provenance header, scan mode, ``ConnectPointsOff``/``On``, ``Po
 ``AddZDrivePosition`` when the block's z origin changes (parts taller than the piezo range) and
 ``include <name>_blocks\\<name>_block_NNNN.gwl``.
 
-Block file: per layer ``ZOffset`` (the layer's nominal height above the block's fine-axis zero),
-``ScanSpeed`` and ``LaserPower`` only where they change, each mark as ``x y z`` lines closed by
+Main file lines depend only on the Blocks table and which blocks have marks (blocks without
+marks get no stage move and no include; file names keep the block's table index).
+
+Block file (written by :func:`write_block` from that block's marks alone; the first mark sets
+every modal value it uses, so block files are independent of each other): per layer
+``ZOffset`` (the layer's nominal height above the block's fine-axis zero), ``ScanSpeed`` and
+``LaserPower`` only where they change, each mark as ``x y z`` lines closed by
 ``Write`` (split into lists of at most ``points_per_write`` points that share their end points),
 or ``x y z p`` lines between ``PowerValuesOn``/``PowerValuesOff`` when power varies along the mark.
 Point z is relative to the ZOffset. Power is in the printer's power unit (percent of the
@@ -23,7 +28,7 @@ from numba import njit, prange
 from ..errors import BioslicerError
 from . import _format as F
 from ._format import put_line, qround
-from .dialects import block_runs, moves_from_arrays, program_origin_um, provenance_lines
+from .dialects import moves_from_arrays, program_origin_um, provenance_lines
 
 _ROLES_OUT = ("point", "point_power", "write", "laser_power", "scan_speed", "power_values_on",
               "power_values_off", "z_offset")
@@ -158,62 +163,83 @@ def _write_block(fb, toolpath, printer, ts, T, buf, m0, m1, o, dec, pdec, vdec, 
         buf.write(fb, off, lens)
 
 
-def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progress) -> list[Path]:
-    """Write ``<name>_job.gwl`` and one block file per block into ``out_dir``; returns [main, blocks...]."""
+def prepare(printer, spec) -> None:
+    """Refuse a profile the GWL writer cannot use (checked once, before any block is written)."""
     spec.check_printer(printer)
-    chunk = int(printer.program["points_per_write"])
-    if chunk < 2:
+    if int(printer.program["points_per_write"]) < 2:
         raise BioslicerError(f"printer profile {printer.name}: 'program.points_per_write' must be at least 2")
-    mode = printer.program["scan_mode"]
-    if mode not in ("galvo", "piezo"):
+    if printer.program["scan_mode"] not in ("galvo", "piezo"):
         raise BioslicerError(f"printer profile {printer.name}: 'program.scan_mode' must be 'galvo' or 'piezo'")
+
+
+def _block_file(spec, name: str, b: int) -> tuple[str, str]:
+    """(folder, file name) of block ``b``'s file, relative to the main file."""
+    return (f"{name}{spec.get('block_dir_suffix', '_blocks')}",
+            f"{name}{spec.get('block_suffix', '_block_{index:04d}.gwl').format(index=b)}")
+
+
+def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
+    """Write block ``b``'s file ``<name>_blocks/<name>_block_NNNN.gwl`` under ``staging``.
+
+    ``w`` is the :class:`~bioslicer.programs.ProgramWriter`; ``toolpath`` holds block b's marks
+    only. The text depends on nothing else: the first mark sets ZOffset, ScanSpeed and (for a
+    constant-power mark) LaserPower. Returns ([Written], info).
+    """
+    printer, spec = w.printer, w.spec
     ts = _templates(spec, printer)
+    T = np.array([ts[r] for r in _ROLES_OUT], dtype=np.int64)
+    dec = printer.decimals
+    pdec = spec.decimals.get("power", 3)
+    vdec = spec.decimals.get("speed", 1)
+    bound = ts.bound
+    pt = 2 * max(bound[T[0]], bound[T[1]])
+    buf = F.ChunkBuffer(pt + bound[T[2]],
+                        bound[T[7]] + bound[T[4]] + max(bound[T[3]], bound[T[5]]) + bound[T[6]] + pt + bound[T[2]])
+    o = w.blocks.origin_um[b]
+    st = o + program_origin_um(printer)
+    folder, fname = _block_file(spec, w.name, b)
+    with F.AtomicFile(staging / folder / fname, hashed=w.durable, fsync=w.durable) as fb:
+        fb.write(f"{spec.comment} block {b}: stage x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
+                 f"z {F.fmt(st[2], dec)} um, {toolpath.n_marks} marks\n")
+        _write_block(fb, toolpath, printer, ts, T, buf, 0, toolpath.n_marks, o, dec, pdec, vdec,
+                     int(printer.program["points_per_write"]))
+    return [fb.written], {}
+
+
+def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
+    """Write ``<name>_job.gwl`` under ``staging``: header, then per block with marks the stage
+    moves and the include of its file. Returns [main, block files...] (staging paths)."""
+    printer, spec = w.printer, w.spec
     cm = spec.comment
     cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
     dec = printer.decimals
-    T = np.array([ts[r] for r in _ROLES_OUT], dtype=np.int64)
-    runs = block_runs(toolpath)
     origin = program_origin_um(printer)
-    pdec = spec.decimals.get("power", 3)
-    vdec = spec.decimals.get("speed", 1)
     sep = spec.get("path_separator", "\\")
-    main = out_dir / f"{name}{spec.get('main_suffix', '_job.gwl')}"
-    bdir_name = f"{name}{spec.get('block_dir_suffix', '_blocks')}"
+    main = staging / f"{w.name}{spec.get('main_suffix', '_job.gwl')}"
     files = [main]
-    b = ts.bound
-    pt = 2 * max(b[T[0]], b[T[1]])
-    buf = F.ChunkBuffer(pt + b[T[2]], b[T[7]] + b[T[4]] + max(b[T[3]], b[T[5]]) + b[T[6]] + pt + b[T[2]])
-    with F.StreamWriter(main) as fm:
-        head = [f"{cm} {t}" for t in provenance_lines(toolpath, printer, provenance, "gwl")]
-        head.append(cmd["galvo_mode" if mode == "galvo" else "piezo_mode"].format())
+    with F.AtomicFile(main, hashed=False, fsync=w.durable) as fm:
+        head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "gwl")]
+        head.append(cmd["galvo_mode" if printer.program["scan_mode"] == "galvo" else "piezo_mode"].format())
         head.append(cmd["connect_on" if printer.program.get("connect_points", False) else "connect_off"].format())
         head.append(cmd["power_scaling"].format(s=F.fmt(1.0, spec.decimals.get("scaling", 3))))
         if "find_interface_at_um" in printer.program:
             head.append(cmd["find_interface"].format(z=F.fmt(float(printer.program["find_interface_at_um"]), dec)))
         fm.write("\n".join(head) + "\n")
         zdrive_q = 0
-        for done, (b, m0, m1) in enumerate(runs):
-            o = toolpath.blocks.origin_um[b]
-            st = o + origin
-            bfile = f"{name}{spec.get('block_suffix', '_block_{index:04d}.gwl').format(index=b)}"
-            lines = [f"{cm} block {b} index {tuple(int(v) for v in toolpath.blocks.index[b])}, "
-                     f"{m1 - m0} marks",
+        for part in parts:
+            b = part.block
+            st = w.blocks.origin_um[b] + origin
+            folder, fname = _block_file(spec, w.name, b)
+            lines = [f"{cm} block {b} index {tuple(int(v) for v in w.blocks.index[b])}, {part.n_marks} marks",
                      cmd["stage_x"].format(x=F.fmt(st[0], dec)),
                      cmd["stage_y"].format(y=F.fmt(st[1], dec))]
             zq = int(F.quantize(st[2], dec))
             if zq != zdrive_q:
                 lines.append(cmd["add_z_drive"].format(z=F.fmt((zq - zdrive_q) / 10 ** dec, dec)))
                 zdrive_q = zq
-            lines.append(cmd["include"].format(path=f"{bdir_name}{sep}{bfile}"))
+            lines.append(cmd["include"].format(path=f"{folder}{sep}{fname}"))
             fm.write("\n".join(lines) + "\n")
-            bpath = out_dir / bdir_name / bfile
-            bpath.parent.mkdir(parents=True, exist_ok=True)
-            files.append(bpath)
-            with F.StreamWriter(bpath) as fb:
-                fb.write(f"{cm} block {b}: stage x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
-                         f"z {F.fmt(st[2], dec)} um, marks {m0}..{m1 - 1}\n")
-                _write_block(fb, toolpath, printer, ts, T, buf, m0, m1, o, dec, pdec, vdec, chunk)
-            progress(done + 1, len(runs), "writing GWL")
+            files.append(staging / folder / fname)
     return files
 
 
@@ -323,7 +349,7 @@ class _Reader:
         self.printer = printer
         self.spec = spec
         cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
-        self.kw = F.Keywords([cmd[r].keyword for r in _ROLES_IN if r in cmd])
+        self.kw = F.Keywords([cmd[r].keyword for r in _ROLES_IN if r in cmd], raw=[cmd["include"].keyword])
         self.K = np.array([self.kw.code.get(cmd[r].keyword, -99) if r in cmd else -99 for r in _ROLES_IN],
                           dtype=np.int64)
         self.include_kw = cmd["include"].keyword

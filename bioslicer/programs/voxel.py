@@ -18,7 +18,8 @@ import numpy as np
 from numba import njit
 
 from ..errors import BioslicerError
-from .dialects import block_runs, mark_chunks, moves_from_arrays, program_origin_um, provenance_lines
+from . import _format as F
+from .dialects import mark_chunks, moves_from_arrays, program_origin_um, provenance_lines
 
 MAX_VOXELS = 1 << 31
 
@@ -58,51 +59,71 @@ def voxel_size_um(printer) -> np.ndarray:
     return v
 
 
-def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progress) -> list[Path]:
-    """Write ``<name>_power.json`` and ``<name>_power.npy``; returns [json, npy]."""
+ONE_BLOCK = ("the voxel dialect writes one volume per program; stitch the part into a single block "
+             "(one field) or use another dialect")
+
+
+def prepare(printer, spec) -> None:
+    """Refuse a profile the voxel writer cannot use (checked once, before any block is written)."""
     spec.check_printer(printer)
-    runs = block_runs(toolpath)
-    blocks = sorted({r[0] for r in runs})
-    if len(blocks) > 1:
-        raise BioslicerError("the voxel dialect writes one volume per program; stitch the part into a single block "
-                             "(one field) or use another dialect")
+    voxel_size_um(printer)
+
+
+def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
+    """Rasterise block ``b``'s marks into ``<name>_power.npy`` under ``staging``.
+
+    Returns ([Written], info) with what the JSON sidecar needs (shape, voxel (0, 0, 0) position).
+    """
+    printer, spec = w.printer, w.spec
     vox = voxel_size_um(printer)
     origin = program_origin_um(printer)
-    b = blocks[0] if blocks else 0
-    stage = (toolpath.blocks.origin_um[b] if toolpath.blocks is not None and len(toolpath.blocks) else np.zeros(3)) + origin
     bounds = toolpath.bounds()
     lo = np.round(bounds[0] / vox) * vox
     shape_xyz = np.floor((bounds[1] - lo) / vox + 0.5).astype(np.int64) + 1
     if np.prod(shape_xyz.astype(np.float64)) > MAX_VOXELS:
         raise BioslicerError(f"the voxel volume would have {int(np.prod(shape_xyz.astype(np.float64)))} voxels "
                              f"(over {MAX_VOXELS}); use larger voxels (program.voxel_um) or a smaller part")
-    npy = out_dir / f"{name}{spec.get('array_suffix', '_power.npy')}"
+    npy = staging / f"{w.name}{spec.get('array_suffix', '_power.npy')}"
     shape = (int(shape_xyz[2]), int(shape_xyz[1]), int(shape_xyz[0]))
-    vol = np.lib.format.open_memmap(npy, mode="w+", dtype=np.dtype(spec.get("dtype", "float32")), shape=shape)
-    arr = np.asarray(vol)
-    for a, c in mark_chunks(toolpath.mark_start, 0, toolpath.n_marks):
-        p0, p1 = int(toolpath.mark_start[a]), int(toolpath.mark_start[c])
-        P = np.column_stack([toolpath.x_um[p0:p1], toolpath.y_um[p0:p1], toolpath.z_um[p0:p1]])
-        frac = (toolpath.power_mw[p0:p1] / printer.max_power_mw).astype(arr.dtype)
-        _raster(P, frac, toolpath.mark_start[a:c + 1] - p0, lo, vox, arr)
-        progress(c, toolpath.n_marks, "rasterising voxels")
-    vol.flush()
-    del arr, vol
+    ap = F.AtomicPath(npy, hashed=w.durable, fsync=w.durable)
+    with ap as tmp:
+        vol = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(spec.get("dtype", "float32")), shape=shape)
+        arr = np.asarray(vol)
+        for a, c in mark_chunks(toolpath.mark_start, 0, toolpath.n_marks):
+            p0, p1 = int(toolpath.mark_start[a]), int(toolpath.mark_start[c])
+            P = np.column_stack([toolpath.x_um[p0:p1], toolpath.y_um[p0:p1], toolpath.z_um[p0:p1]])
+            frac = (toolpath.power_mw[p0:p1] / printer.max_power_mw).astype(arr.dtype)
+            _raster(P, frac, toolpath.mark_start[a:c + 1] - p0, lo, vox, arr)
+        vol.flush()
+        del arr, vol
+    info = {"shape": list(shape), "origin_um": [float(v) for v in lo + origin],
+            "stage_um": [float(v) for v in w.blocks.origin_um[b] + origin]}
+    return [ap.written], info
+
+
+def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
+    """Write ``<name>_power.json`` beside the one block's volume. Returns [json, npy] (staging paths)."""
+    printer, spec = w.printer, w.spec
+    if len(parts) != 1:
+        raise BioslicerError(ONE_BLOCK if parts else "the voxel dialect needs marks to make a volume; nothing to write")
+    part = parts[0]
+    npy = w.out_dir / part.files[0]
     side = {
         "array": npy.name,
         "axis_order": spec.get("axis_order", "zyx"),
-        "shape": list(shape),
+        "shape": part.info["shape"],
         "dtype": spec.get("dtype", "float32"),
         "value": "laser power as a fraction of max_power_mw",
         "max_power_mw": printer.max_power_mw,
-        "voxel_um": [float(v) for v in vox],
-        "origin_um": [float(v) for v in lo + origin],
-        "stage_um": [float(v) for v in stage],
-        "block": int(b),
-        "provenance": provenance_lines(toolpath, printer, provenance, "voxel"),
+        "voxel_um": [float(v) for v in voxel_size_um(printer)],
+        "origin_um": part.info["origin_um"],
+        "stage_um": part.info["stage_um"],
+        "block": int(part.block),
+        "provenance": provenance_lines(counts, printer, w.provenance, "voxel"),
     }
-    js = out_dir / f"{name}{spec.get('main_suffix', '_power.json')}"
-    js.write_text(json.dumps(side, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    js = staging / f"{w.name}{spec.get('main_suffix', '_power.json')}"
+    with F.AtomicFile(js, hashed=False, fsync=w.durable) as fm:
+        fm.write(json.dumps(side, indent=2, sort_keys=True) + "\n")
     return [js, npy]
 
 

@@ -22,7 +22,8 @@ import numpy as np
 from numba import njit
 
 from ..errors import BioslicerError
-from .dialects import block_runs, moves_from_arrays, program_origin_um, provenance_lines
+from . import _format as F
+from .dialects import moves_from_arrays, program_origin_um, provenance_lines
 
 
 @njit(cache=True)
@@ -160,44 +161,57 @@ def _params(printer, spec):
     return rate, upv, mw_per_volt
 
 
-def write(toolpath, printer, spec, out_dir: Path, name: str, provenance, progress) -> list[Path]:
-    """Write ``<name>_waveform.csv`` and ``<name>_block_NNNN.npz`` per block; returns [csv, npz...]."""
+def prepare(printer, spec) -> None:
+    """Refuse a profile the waveform writer cannot use (checked once, before any block is written)."""
+    _params(printer, spec)
+
+
+def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
+    """Sample block ``b``'s marks into ``<name>_block_NNNN.npz`` under ``staging`` (from rest at
+    local (0, 0, first z), so the samples depend on this block only)."""
+    printer, spec = w.printer, w.spec
     rate, upv, mw_per_volt = _params(printer, spec)
-    runs = block_runs(toolpath)
-    origin = program_origin_um(printer)
     dt = 1.0 / rate
-    files = []
-    for done, (b, m0, m1) in enumerate(runs):
-        o = toolpath.blocks.origin_um[b]
-        p0, p1 = int(toolpath.mark_start[m0]), int(toolpath.mark_start[m1])
-        ms = toolpath.mark_start[m0:m1 + 1] - p0
-        P = np.column_stack([toolpath.x_um[p0:p1] - o[0], toolpath.y_um[p0:p1] - o[1], toolpath.z_um[p0:p1] - o[2]])
-        pv = toolpath.power_mw[p0:p1] / mw_per_volt
-        sp = toolpath.mark_speed_um_s[m0:m1]
-        if np.any(~(sp > 0)):
-            raise BioslicerError("a mark has a speed of zero or less; set positive scan speeds")
-        start = np.array([0.0, 0.0, P[0, 2] if len(P) else 0.0])
-        args = (P, pv, ms, sp, dt, printer.galvo_acceleration_um_s2, printer.jump_speed_um_s, start)
-        n = _samples(*args, False, np.zeros((0, 3)), np.zeros(0))
-        out = np.empty((n, 3))
-        laser = np.empty(n)
-        _samples(*args, True, out, laser)
-        path = out_dir / f"{name}{spec.get('block_suffix', '_block_{index:04d}.npz').format(index=b)}"
-        _deterministic_npz(path, {
+    o = w.blocks.origin_um[b]
+    ms = toolpath.mark_start
+    P = np.column_stack([toolpath.x_um - o[0], toolpath.y_um - o[1], toolpath.z_um - o[2]])
+    pv = toolpath.power_mw / mw_per_volt
+    sp = toolpath.mark_speed_um_s
+    if np.any(~(sp > 0)):
+        raise BioslicerError("a mark has a speed of zero or less; set positive scan speeds")
+    start = np.array([0.0, 0.0, P[0, 2] if len(P) else 0.0])
+    args = (P, pv, ms, sp, dt, printer.galvo_acceleration_um_s2, printer.jump_speed_um_s, start)
+    n = _samples(*args, False, np.zeros((0, 3)), np.zeros(0))
+    out = np.empty((n, 3))
+    laser = np.empty(n)
+    _samples(*args, True, out, laser)
+    path = staging / f"{w.name}{spec.get('block_suffix', '_block_{index:04d}.npz').format(index=b)}"
+    ap = F.AtomicPath(path, hashed=w.durable, fsync=w.durable)
+    with ap as tmp:
+        _deterministic_npz(tmp, {
             "x_v": out[:, 0] / upv[0], "y_v": out[:, 1] / upv[1], "z_v": out[:, 2] / upv[2], "laser_v": laser,
-            "stage_um": o + origin, "block": np.array(b, np.int64), "sample_rate_hz": np.array(rate)})
-        files.append(path)
-        progress(done + 1, len(runs), "writing waveforms")
-    main = out_dir / f"{name}{spec.get('main_suffix', '_waveform.csv')}"
+            "stage_um": o + program_origin_um(printer), "block": np.array(b, np.int64),
+            "sample_rate_hz": np.array(rate)})
+    return [ap.written], {"n_samples": int(n)}
+
+
+def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
+    """Write ``<name>_waveform.csv`` (channels, rate, provenance, the block files in order).
+    Returns [csv, npz...] (staging paths)."""
+    printer, spec = w.printer, w.spec
+    rate, upv, mw_per_volt = _params(printer, spec)
+    files = [w.out_dir / rel for part in parts for rel in part.files]
+    main = staging / f"{w.name}{spec.get('main_suffix', '_waveform.csv')}"
     sio = io.StringIO()
-    w = csv.writer(sio, lineterminator="\n")
-    w.writerow(spec.get("header"))
+    wr = csv.writer(sio, lineterminator="\n")
+    wr.writerow(spec.get("header"))
     per = {"um_per_volt_x": upv[0], "um_per_volt_y": upv[1], "um_per_volt_z": upv[2], "mw_per_volt": mw_per_volt}
     for ch, key, scale, unit in spec.get("channels"):
-        w.writerow([ch, key, "V", repr(float(per[scale])), unit, repr(rate)])
-    text = sio.getvalue() + "".join(f"# {t}\n" for t in provenance_lines(toolpath, printer, provenance, "waveform"))
+        wr.writerow([ch, key, "V", repr(float(per[scale])), unit, repr(rate)])
+    text = sio.getvalue() + "".join(f"# {t}\n" for t in provenance_lines(counts, printer, w.provenance, "waveform"))
     text += "".join(f"# file {p.name}\n" for p in files)
-    main.write_bytes(text.encode())
+    with F.AtomicFile(main, hashed=False, fsync=w.durable) as fm:
+        fm.write(text)
     return [main] + files
 
 

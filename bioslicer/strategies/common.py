@@ -329,13 +329,54 @@ def contour_toolpath(region: Region, layer_z_um, recipe, layer_ids=None) -> Tool
     idx = layer_ids_of(lz, layer_ids).astype(np.int32)
     if n == 0 or len(idx) == 0:
         return Toolpath.empty(lz)
+    key = (lz.tobytes(), idx.tobytes(), n, recipe.contour_offset_um, recipe.contour_spacing_um,
+           None if region.block_lo_um is None else (region.block_lo_um.tobytes(), region.block_hi_um.tobytes()))
+    hit = _CONTOURS.get(region.solid, key)
+    if hit is not None:
+        return _copy(hit)
     polys = region.polygons(lz[idx])
     parts = []
     for i in range(n):
         off = recipe.contour_offset_um + i * recipe.contour_spacing_um
         parts.append(rings_to_toolpath(inset_polygons(polys, off), idx, lz))
     # outer ring first within a layer: parts are merged layer by layer in ring order i
-    return order_marks(parts, lz)
+    out = order_marks(parts, lz)
+    _CONTOURS.put(region.solid, key, _copy(out))
+    return out
+
+
+def _copy(tp: Toolpath) -> Toolpath:
+    """An independent copy (later stages write power and speed into their toolpath)."""
+    return tp.select_marks(np.arange(tp.n_marks))
+
+
+class _SolidCache:
+    """A few results per solid, kept while the solid lives (blocks of one tier share their
+    layers' contours: a run or a worker computes them once, not once per block)."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.items: list = []          # (weakref to solid, key, value), most recent last
+
+    def get(self, solid, key):
+        for i, (ref, k, v) in enumerate(self.items):
+            if ref() is solid and k == key:
+                self.items.append(self.items.pop(i))
+                return v
+        return None
+
+    def put(self, solid, key, value) -> None:
+        import weakref
+
+        try:
+            ref = weakref.ref(solid)
+        except TypeError:
+            return
+        self.items = [it for it in self.items if it[0]() is not None][-(self.size - 1):]
+        self.items.append((ref, key, value))
+
+
+_CONTOURS = _SolidCache()
 
 
 def layer_ids_of(layer_z_um, layer_ids=None) -> np.ndarray:

@@ -1,0 +1,208 @@
+"""One stitching block, start to finish: the unit of work of every slicing run.
+
+A job is planned as a grid of stitching blocks *before* anything is sliced
+(:func:`plan_blocks`). Each block is then planned, stitched, ordered and written on its own
+(:func:`run_block`): in this process one after another for a local run, or as separate tasks on
+Dask workers (``bioslicer.cluster``). A block depends only on the mesh, the recipe, the
+printer, the grid and its own index, so the job is byte-identical whatever runs it, and the
+memory of a run follows the block, not the part.
+
+Block b's marks are the marks of the whole part that fall in it: ``plan_toolpath`` makes only
+the layers of b's tier and only the scan rows crossing b's window (whole rows, so every mark is
+bit-identical to the same mark of the whole plan), ``stitch`` keeps only the pieces inside b, and
+``order_marks`` orders each (block, layer) run on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .printers import Printer
+from .toolpath import Kind, Toolpath
+
+#: layers kept in the preview toolpath (every n-th layer, n from the layer count)
+PREVIEW_LAYERS = 120
+#: hatch-like marks kept per µm of part width in a preview layer
+PREVIEW_LINES_PER_UM = 1.0
+
+
+@dataclass
+class BlockPlan:
+    """Everything a block task needs besides the solid (small, picklable)."""
+
+    recipe: dict
+    printer: Printer
+    grid: dict
+    writer: object            # programs.ProgramWriter
+    preview_layer_step: int
+    preview_mark_step: int
+
+    def recipe_obj(self):
+        from .recipe import Recipe
+
+        return Recipe.from_dict(self.recipe)
+
+    def grid_obj(self):
+        from .stitching import StitchGrid
+
+        return StitchGrid.from_dict(self.grid)
+
+
+@dataclass
+class BlockResult:
+    """What a block task hands back (small: statistics, file hashes and a decimated preview)."""
+
+    block: int
+    part: object               # programs.BlockPart
+    n_marks: int
+    n_points: int
+    n_segments: int
+    mark_length_um: float
+    jump_length_um: float      # jumps inside the block
+    first_point_um: list | None
+    last_point_um: list | None
+    lo_um: list | None
+    hi_um: list | None
+    dropped_segments: int
+    warnings: list
+    marks_by_kind: dict
+    estimate: dict             # estimate_block(...)
+    preview: Toolpath | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class CellOwner:
+    """``owner(x, y, z)``: True where block ``b``'s cell holds the point.
+
+    Cells are the nominal block squares, walls sheared like the stitching walls
+    (``wall + (z - z0) tan(shear)``), half-open, the outer walls of the grid open: the cells of
+    one tier tile the plane, so every point has exactly one owner.
+    """
+
+    def __init__(self, grid, b: int) -> None:
+        blocks = grid.blocks()
+        self.single = bool(grid.single) or len(blocks) == 1
+        ix, iy, _ = (int(v) for v in blocks.index[b])
+        lo, hi = blocks.lo_um[b], blocks.hi_um[b]
+        self.x0 = -np.inf if ix == 0 else float(lo[0])
+        self.x1 = np.inf if ix == grid.nx - 1 else float(hi[0])
+        self.y0 = -np.inf if iy == 0 else float(lo[1])
+        self.y1 = np.inf if iy == grid.ny - 1 else float(hi[1])
+        self.z0 = float(blocks.origin_um[b, 2])
+        self.tan = math.tan(math.radians(grid.shear_deg))
+
+    def __call__(self, x, y, z):
+        x = np.asarray(x, dtype=np.float64)
+        if self.single:
+            return np.ones(x.shape, dtype=bool)
+        shift = (np.asarray(z, dtype=np.float64) - self.z0) * self.tan
+        y = np.asarray(y, dtype=np.float64)
+        return (x >= self.x0 + shift) & (x < self.x1 + shift) & (y >= self.y0 + shift) & (y < self.y1 + shift)
+
+
+def plan_blocks(solid, recipe, printer: Printer):
+    """The stitching grid of a job, from the bounds of what will be printed and the layer table.
+
+    Returns
+    -------
+    (StitchGrid, layer_z_um)
+    """
+    from .stitching import plan_grid
+    from .strategies import make_region
+    from .strategies.common import check_layers
+
+    region = make_region(solid, recipe)
+    lz = check_layers(region, recipe)
+    grid = plan_grid(region.bounds_um, lz, printer, block_size_um=recipe.block_size_um,
+                     overlap_um=recipe.overlap_um, shear_deg=recipe.shear_deg)
+    return grid, lz
+
+
+def preview_steps(bounds_um, n_layers: int, hatch_um: float) -> tuple[int, int]:
+    """(layer step, mark step) of the preview toolpath: about :data:`PREVIEW_LAYERS` layers and
+    :data:`PREVIEW_LINES_PER_UM` hatch lines per µm of part width, whatever the block."""
+    b = np.asarray(bounds_um, dtype=np.float64)
+    width = float(max(b[1, 0] - b[0, 0], b[1, 1] - b[0, 1], 1.0))
+    layer_step = max(1, int(math.ceil(n_layers / PREVIEW_LAYERS)))
+    lines = width / max(hatch_um, 1e-9)
+    mark_step = max(1, int(math.ceil(lines / (width * PREVIEW_LINES_PER_UM))))
+    return layer_step, mark_step
+
+
+def preview_marks(tp: Toolpath, layer_step: int, mark_step: int) -> Toolpath:
+    """Every ``layer_step``-th layer; in it every contour and every ``mark_step``-th other mark of
+    each (block, layer) run. Depends only on the marks of the run, so block-wise previews
+    concatenate into the preview of the whole job."""
+    if tp.n_marks == 0:
+        return tp
+    keep_layer = (tp.mark_layer % layer_step) == 0
+    run_start = np.ones(tp.n_marks, dtype=bool)
+    run_start[1:] = (np.diff(tp.mark_layer) != 0) | (np.diff(tp.mark_block) != 0)
+    run_id = np.cumsum(run_start) - 1
+    first = np.flatnonzero(run_start)
+    rank = np.arange(tp.n_marks) - first[run_id]
+    keep = keep_layer & ((tp.mark_kind == int(Kind.CONTOUR)) | (rank % mark_step == 0))
+    return tp.select_marks(keep)
+
+
+def run_block(solid, plan: BlockPlan, b: int, progress=None) -> BlockResult:
+    """Plan, stitch, order, estimate and write block ``b``.
+
+    Parameters
+    ----------
+    solid : bioslicer.mesh.Solid
+    plan : BlockPlan
+    b : int
+        Row of the grid's Blocks table (execution rank).
+
+    Returns
+    -------
+    BlockResult
+    """
+    from .estimate import estimate_block
+    from .ordering import order_marks
+    from .planning import plan_toolpath
+    from .progress import silent
+    from .stitching import stitch
+
+    progress = progress or silent
+    rec = plan.recipe_obj()
+    grid = plan.grid_obj()
+    printer = plan.printer
+    layer_ids = grid.block_layers(b)
+    tp, rep = plan_toolpath(solid, rec, printer, layer_ids=layer_ids, window_um=grid.block_window_um(b),
+                            owner=CellOwner(grid, b))
+    need = grid.marks_for_block(tp, b)           # whole-layer contours reach every block of a tier
+    if not need.all():
+        tp = tp.select_marks(need)
+    tp = stitch(tp, printer, grid=grid, blocks=[b])
+    tp, _ = order_marks(tp, inplace=True)
+    part = plan.writer.write_block(b, tp)
+    est = estimate_block(tp, printer)
+    n = tp.n_marks
+    if n:
+        lengths = tp.mark_lengths()
+        kinds = np.bincount(tp.mark_kind, minlength=len(Kind))
+        by_kind = {k.name.lower(): int(kinds[int(k)]) for k in Kind}
+        bounds = tp.bounds()
+        first = [float(tp.x_um[0]), float(tp.y_um[0]), float(tp.z_um[0])]
+        last = [float(tp.x_um[-1]), float(tp.y_um[-1]), float(tp.z_um[-1])]
+        lo, hi = bounds[0].tolist(), bounds[1].tolist()
+    else:
+        lengths = np.zeros(0)
+        by_kind = {k.name.lower(): 0 for k in Kind}
+        first = last = lo = hi = None
+    prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)
+    prev.meta = {}
+    return BlockResult(
+        block=b, part=part, n_marks=n, n_points=tp.n_points, n_segments=tp.n_segments,
+        mark_length_um=float(lengths.sum()), jump_length_um=float(tp.jump_lengths().sum()),
+        first_point_um=first, last_point_um=last, lo_um=lo, hi_um=hi,
+        dropped_segments=int(rep.get("dropped_segments", 0)), warnings=list(rep.get("warnings", [])),
+        marks_by_kind=by_kind, estimate=est, preview=prev,
+        extra={"power_min_mw": rep.get("power_min_mw"), "power_max_mw": rep.get("power_max_mw"),
+               "cap_first_layer": rep.get("cap_first_layer")},
+    )

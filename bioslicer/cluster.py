@@ -1,0 +1,248 @@
+"""Block-parallel runs on Dask distributed: one task per stitching block.
+
+The default run is local (:func:`run_blocks_local`: the blocks one after another, Numba's own
+threads inside each). Past one machine, :func:`run_blocks_dask` sends every block to a Dask
+cluster as a task: the mesh is scattered to the workers once, each task gets the small
+:class:`~bioslicer.blockrun.BlockPlan` (recipe, printer, grid, program writer) and its block
+index, writes its program file(s) into the job's temporary folder (temporary name, then rename)
+and hands back statistics and file hashes. The client assembles the rest in block order, so the
+job is byte-identical to the local run whatever the number of workers or the order in which
+blocks finish.
+
+Dask (``pip install 'bioslicer[cluster]'``) is imported only here and only when asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from .errors import BioslicerError
+from .progress import Progress, silent
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: seconds to wait for a scheduler before giving up
+CONNECT_TIMEOUT_S = 10.0
+JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
+
+
+def run_blocks_local(solid, plan, block_ids, progress: Progress = silent) -> dict:
+    """Run :func:`~bioslicer.blockrun.run_block` for every block here, one after another.
+
+    Returns
+    -------
+    dict
+        block index -> BlockResult
+    """
+    from .blockrun import run_block
+
+    out = {}
+    total = len(block_ids)
+    progress(0, total, "blocks")
+    for i, b in enumerate(block_ids):
+        out[b] = run_block(solid, plan, b)
+        progress(i + 1, total, "blocks")
+    return out
+
+
+def _dask():
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise BioslicerError("cluster runs need Dask: pip install 'bioslicer[cluster]' "
+                             "(dask[distributed] and dask-jobqueue)") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None, cluster_config=None,
+                timeout_s: float = CONNECT_TIMEOUT_S):
+    """A ``distributed.Client`` for the options the CLI and the service accept, closed on exit.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Start a ``LocalCluster`` of this many worker processes (one thread each; Numba in each
+        worker gets an equal share of the cores).
+    scheduler : str, optional
+        Address of a running scheduler, e.g. ``tcp://10.0.0.5:8786``.
+    cluster_config : path, optional
+        TOML or YAML file describing a dask-jobqueue cluster (``kind = "slurm"``, ``jobs = 8``,
+        and the keyword arguments of the cluster class, e.g. ``cores``, ``memory``, ``queue``).
+    timeout_s : float
+        How long to wait for the scheduler (and, for ``scheduler``, to connect).
+    """
+    distributed = _dask()
+    given = [x is not None for x in (workers, scheduler, cluster_config)]
+    if sum(given) != 1:
+        raise BioslicerError("give exactly one of --workers, --scheduler, --cluster-config")
+    cluster = None
+    client = None
+    try:
+        if workers is not None:
+            if workers < 1:
+                raise BioslicerError(f"--workers must be at least 1, got {workers}")
+            cores = os.cpu_count() or 1
+            threads = max(1, cores // workers)
+            old = os.environ.get("NUMBA_NUM_THREADS")
+            os.environ["NUMBA_NUM_THREADS"] = str(threads)   # inherited by the spawned workers
+            try:
+                cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None, silence_logs=logging.ERROR)
+            finally:
+                if old is None:
+                    os.environ.pop("NUMBA_NUM_THREADS", None)
+                else:
+                    os.environ["NUMBA_NUM_THREADS"] = old
+            client = distributed.Client(cluster, timeout=timeout_s)
+        elif scheduler is not None:
+            client = connect_scheduler(scheduler, timeout_s)
+        else:
+            cluster = jobqueue_cluster(cluster_config)
+            client = distributed.Client(cluster, timeout=timeout_s)
+        yield client
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
+
+
+def connect_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S):
+    """A ``distributed.Client`` connected to a running scheduler (for long-lived callers such as
+    the job service's workers); an unreachable scheduler is a BioslicerError."""
+    distributed = _dask()
+    try:
+        return distributed.Client(address, timeout=timeout_s)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BioslicerError(
+            f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({type(exc).__name__}); "
+            "start one with `dask scheduler` or check the address") from None
+
+
+def check_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Connect once and disconnect: fail early (one line) when the scheduler is unreachable."""
+    connect_scheduler(address, timeout_s).close()
+
+
+def load_cluster_config(path) -> dict:
+    """Read a dask-jobqueue cluster description (TOML, or YAML when PyYAML is installed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BioslicerError(f"cluster config {path} not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".toml":
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise BioslicerError(f"cluster config {path.name} is not valid TOML: {exc}") from None
+    else:
+        try:
+            import yaml
+        except ImportError:
+            raise BioslicerError(f"cluster config {path.name}: YAML needs PyYAML (pip install pyyaml), "
+                                 "or write it as TOML") from None
+        doc = yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        raise BioslicerError(f"cluster config {path.name} must be a table of settings")
+    return doc
+
+
+def jobqueue_cluster(path):
+    """Start the dask-jobqueue cluster a config file describes (``kind``, ``jobs``, class kwargs)."""
+    cfg = dict(load_cluster_config(path))
+    kind = str(cfg.pop("kind", "")).lower()
+    jobs = cfg.pop("jobs", 1)
+    if kind not in JOBQUEUE_KINDS:
+        raise BioslicerError(f"cluster config {Path(path).name}: key 'kind' must be one of {', '.join(JOBQUEUE_KINDS)}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise BioslicerError(f"cluster config {Path(path).name}: key 'jobs' must be a whole number >= 1")
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise BioslicerError("--cluster-config needs dask-jobqueue: pip install 'bioslicer[cluster]'") from None
+    cls = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
+           "htcondor": "HTCondorCluster", "moab": "MoabCluster", "oar": "OARCluster"}[kind]
+    try:
+        cluster = getattr(dask_jobqueue, cls)(**cfg)
+    except TypeError as exc:
+        raise BioslicerError(f"cluster config {Path(path).name}: {exc}") from None
+    cluster.scale(jobs=jobs)
+    return cluster
+
+
+def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent) -> dict:
+    """Run every block as a task on ``client``'s cluster.
+
+    A worker that dies mid-block has its block re-run by Dask (tasks are pure functions of their
+    inputs and write through temporary names, so a re-run leaves no torn file). An exception in
+    a block cancels the other tasks and raises one line naming the block and the cause.
+
+    Returns
+    -------
+    dict
+        block index -> BlockResult
+    """
+    distributed = _dask()
+    from .blockrun import run_block
+
+    total = len(block_ids)
+    progress(0, total, "blocks")
+    if total == 0:
+        return {}
+    token = secrets.token_hex(6)
+    solid_f = client.scatter(solid, broadcast=True, hash=False)
+    futures = {}
+    for b in block_ids:
+        f = client.submit(run_block, solid_f, plan, b, key=f"bioslicer-block-{b:05d}-{token}", pure=False)
+        futures[f] = b
+    out = {}
+    try:
+        for f in distributed.as_completed(list(futures)):
+            b = futures[f]
+            if f.status != "finished":
+                exc = f.exception()
+                raise BioslicerError(f"block {b} failed: {_one_line(exc)}")
+            out[b] = f.result()
+            progress(len(out), total, "blocks")
+    except BaseException:
+        client.cancel(list(futures), force=True)
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            client.cancel([solid_f], force=True)
+    return out
+
+
+def _one_line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    what = text[0] if text else ""
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return f"its worker died repeatedly ({what}); check the workers' memory limit and logs"
+    if name == "BioslicerError":
+        return what
+    return f"{name}: {what}" if what else name
+
+
+def n_workers_hint(client) -> int:
+    """Number of workers the client sees (for messages)."""
+    with contextlib.suppress(Exception):
+        return len(client.scheduler_info().get("workers", {}))
+    return 0
+
+
+def projected_wall_s(per_block_s: float, n_blocks: int, n_workers: int) -> float:
+    """Wall time of ``n_blocks`` equal blocks on ``n_workers`` workers (whole waves), s."""
+    return per_block_s * math.ceil(n_blocks / max(1, n_workers))

@@ -1,0 +1,194 @@
+"""Block-by-block program writing: ProgramWriter.write_block per block (any order, any process,
+retried) + finish gives the bytes of write_program; tampered or missing block files are refused;
+program names with digits."""
+
+import multiprocessing as mp
+import os
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bioslicer.errors import BioslicerError
+from bioslicer.printers import load_printer
+from bioslicer.programs import ProgramWriter, read_program, validate_program, write_program
+from bioslicer.toolpath import Blocks, Toolpath
+
+PRINTERS = {"gwl": "nanoscribe-gt2-25x", "gcode": "lab-stage-gcode", "aerobasic": "femtika-aerotech-galvo",
+            "waveform": "lab-daq-galvo", "voxel": "nanoscribe-gt2-25x"}
+USED = (0, 2, 3)          # block rows with marks; row 1 is an empty grid cell
+
+
+def block_marks(b, x0, speed):
+    """Hatch lines with stepped powers, a ramped-power ring and a 250-point polyline around x0."""
+    p0 = np.array([[x0 - 20, -10 + 2 * k, 0.5 + (k // 3) * 0.5] for k in range(6)])
+    p1 = p0 + [40.0, 0.3, 0.0]
+    hatch = Toolpath.from_segments(p0, p1, 1, np.arange(6) // 3, speed, 10.0 + 2.0 * np.arange(6),
+                                   [0.5, 1.0, 1.5], block=b)
+    t = np.linspace(0, 2 * np.pi, 9)
+    ring = np.column_stack([x0 + 15 * np.cos(t), 15 * np.sin(t), np.full(9, 1.5)])
+    s = np.linspace(0, 1, 250)
+    lng = np.column_stack([x0 - 30 + 60 * s, 25 + 3 * np.sin(20 * s), np.full(250, 1.5)])
+    pts = np.concatenate([ring, lng])
+    poly = Toolpath(pts[:, 0], pts[:, 1], pts[:, 2], np.r_[np.linspace(12.0, 20.0, 9), np.full(250, 15.0)],
+                    [0, 9, 259], [0, 1], [2, 2], [b, b], [speed / 2, speed], [0.5, 1.0, 1.5])
+    return Toolpath.concat([hatch, poly])
+
+
+def job_toolpath(speed=1000.0, used=USED, dz3=1.0):
+    """Four blocks in a row 100 µm apart (the last one ``dz3`` µm higher); rows not in ``used`` get no marks."""
+    org = np.array([[100.0 * b, 0.0, 0.0 if b < 3 else dz3] for b in range(4)])
+    blocks = Blocks(org, [[b, 0, 0] for b in range(4)], org - [50, 50, 0], org + [50, 50, 10], "circle", 400.0)
+    tp = Toolpath.concat([block_marks(b, 100.0 * b, speed) for b in used])
+    tp.z_um[tp.mark_block[tp.point_mark()] == 3] += dz3
+    tp.blocks = blocks
+    tp.check()
+    return tp
+
+
+def _write_in_child(args):
+    writer, b, tpb = args
+    return writer.write_block(b, tpb)
+
+
+@pytest.fixture(scope="module")
+def spawn_pool():
+    with mp.get_context("spawn").Pool(1) as pool:
+        yield pool
+
+
+def tree(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _case(dialect):
+    pr = load_printer(PRINTERS[dialect])
+    tp = job_toolpath(used=(2,) if dialect == "voxel" else USED, dz3=0.0 if dialect == "waveform" else 1.0)
+    return pr, tp
+
+
+@pytest.mark.parametrize("dialect", ["gwl", "gcode", "aerobasic", "waveform", "voxel"])
+def test_blockwise_equals_write_program(tmp_path, dialect, spawn_pool):
+    pr, tp = _case(dialect)
+    prov = {"mesh_sha256": "ab" * 32}
+    ref = write_program(tp, pr, tmp_path / "ref", name="part", dialect=dialect, provenance=prov)
+    assert ref.report.ok and ref.report.n_moves > 0
+
+    w = ProgramWriter(pr, tp.blocks, tmp_path / "blk", name="part", dialect=dialect, provenance=prov)
+    w = pickle.loads(pickle.dumps(w))            # what a Dask worker gets
+    order = list(range(len(tp.blocks)))
+    random.Random(3).shuffle(order)
+    parts = {}
+    for k, b in enumerate(order):
+        tpb = tp.select_marks(tp.mark_block == b)
+        if k == 0:                                # one block in another process (spawned interpreter)
+            parts[b] = spawn_pool.apply(_write_in_child, ((w, b, tpb),))
+        else:
+            parts[b] = w.write_block(b, tpb)
+    # the empty grid cells give parts without files; the others stage their files, hashed
+    for b, p in parts.items():
+        assert p.block == b and (p.n_marks > 0) == (b in tp.mark_block)
+        assert all(f.startswith(".part.staging/") for f in p.files) and len(p.files) == (p.n_marks > 0)
+        assert p.n_bytes == sum((w.out_dir / f).stat().st_size for f in p.files)
+    # a retried block rewrites the same bytes
+    b0 = int(tp.mark_block[0])
+    again = w.write_block(b0, tp.select_marks(tp.mark_block == b0))
+    assert again == parts[b0]
+    pf = w.finish([parts[b] for b in sorted(parts)])
+    assert pf.report.ok and pf.report.n_moves == ref.report.n_moves
+    got, want = tree(tmp_path / "blk"), tree(tmp_path / "ref")
+    assert list(got) == list(want)               # same files, no staging left
+    for rel in want:
+        assert got[rel] == want[rel], rel
+    assert [f.relative_to(tmp_path / "blk") for f in pf.files] == [f.relative_to(tmp_path / "ref") for f in ref.files]
+
+
+def test_gwl_skips_empty_blocks_and_each_block_sets_its_state(tmp_path):
+    pr, tp = _case("gwl")
+    pf = write_program(tp, pr, tmp_path, name="part")
+    main = pf.main.read_text().splitlines()
+    inc = [ln for ln in main if ln.startswith("include")]
+    assert inc == [f"include part_blocks\\part_block_{b:04d}.gwl" for b in USED]
+    assert sum(ln.startswith("StageGotoX") for ln in main) == 3 and "StageGotoX 100.000" not in main
+    # block 3 sits 1 µm higher: one AddZDrivePosition before its include
+    assert main.index("AddZDrivePosition 1.000") < main.index(inc[2])
+    for b in USED:
+        lines = (tmp_path / "part_blocks" / f"part_block_{b:04d}.gwl").read_text().splitlines()
+        assert [ln.split()[0] for ln in lines[1:4]] == ["ZOffset", "ScanSpeed", "LaserPower"]
+    assert [f.name for f in pf.files] == ["part_job.gwl"] + [f"part_block_{b:04d}.gwl" for b in USED]
+
+
+@pytest.mark.parametrize("dialect,change", [("gwl", "alter"), ("gcode", "delete"), ("waveform", "alter")])
+def test_finish_refuses_a_changed_or_missing_block_file(tmp_path, dialect, change):
+    pr, tp = _case(dialect)
+    out = tmp_path / "job"
+    w = ProgramWriter(pr, tp.blocks, out, name="part", dialect=dialect)
+    parts = [w.write_block(b, tp.select_marks(tp.mark_block == b)) for b in USED]
+    victim = out / parts[1].files[0]
+    if change == "alter":
+        data = bytearray(victim.read_bytes())
+        data[-2] ^= 1
+        victim.write_bytes(bytes(data))
+        what = "differs from what the worker reported"
+    else:
+        victim.unlink()
+        what = "was not found"
+    with pytest.raises(BioslicerError) as err:
+        w.finish(parts)
+    msg = str(err.value)
+    assert msg.startswith(f"block 2 file {victim} {what}") and "shared filesystem" in msg and "\n" not in msg
+    assert list(out.iterdir()) == []             # nothing it or the blocks wrote is left
+
+
+def test_failed_validation_after_blockwise_write_leaves_nothing(tmp_path):
+    pr = load_printer("nanoscribe-gt2-63x")      # 200 µm field
+    tp = job_toolpath()
+    tp.x_um[tp.mark_start[:-1][tp.mark_block == 3][0]] += 150.0
+    out = tmp_path / "job"
+    w = ProgramWriter(pr, tp.blocks, out, name="part")
+    parts = [w.write_block(b, tp.select_marks(tp.mark_block == b)) for b in USED]
+    with pytest.raises(BioslicerError, match=r"part_blocks/part_block_0003.gwl:\d+: galvo x, y"):
+        w.finish(parts)
+    assert list(out.iterdir()) == []
+
+
+def test_write_block_refuses_marks_of_another_block(tmp_path):
+    pr, tp = _case("gwl")
+    w = ProgramWriter(pr, tp.blocks, tmp_path, name="part")
+    with pytest.raises(BioslicerError, match="marks of other blocks"):
+        w.write_block(0, tp)
+    with pytest.raises(BioslicerError, match="not in the block table"):
+        w.write_block(9, tp.select_marks(tp.mark_block == 0))
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["box50", "7", "a-1_b2", "part7"])
+def test_program_names_with_digits_validate(tmp_path, name):
+    pr, tp = _case("gwl")
+    pf = write_program(tp, pr, tmp_path, name=name)
+    assert pf.main.name == f"{name}_job.gwl"
+    assert f"include {name}_blocks\\{name}_block_0002.gwl" in pf.main.read_text().splitlines()
+    rep = validate_program(pf.main, pr)
+    assert rep.ok, rep.first()
+    mv = read_program(pf.main, pr)
+    assert mv.problems == [] and len(mv.files) == 4
+    assert np.unique(mv.block).tolist() == [0, 1, 2]      # counted in program order
+    assert os.path.basename(mv.files[2]) == f"{name}_block_0002.gwl"
+
+
+def test_tokenizer_reads_no_numbers_after_a_text_keyword():
+    from bioslicer.programs import _format as F
+
+    text = "include box50_blocks\\box50_block_0007.gwl\nLaserPower 7_1\n"
+    kw = F.Keywords(["include", "LaserPower"], raw=["include"])
+    buf = np.frombuffer(text.encode(), np.uint8)
+    n = 3
+    out = dict(codes=np.empty(n, np.int64), lines=np.empty(n, np.int64), nvals=np.empty(n, np.int64),
+               vals=np.zeros((n, F.MAX_SLOTS)), tags=np.zeros((n, F.MAX_SLOTS), np.uint8),
+               starts=np.empty(n, np.int64), ends=np.empty(n, np.int64))
+    r = F.tokenize(buf, np.frombuffer(b"%", np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
+    assert r == 2
+    assert out["codes"][0] == kw.code["include"] and out["nvals"][0] == 0
+    assert out["codes"][1] == F.CODE_BAD          # a number word elsewhere is still malformed
