@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
 
 from .errors import BioslicerError
 from .toolpath import Kind, Toolpath, atomic_write_bytes
@@ -210,24 +209,13 @@ def _count(n: int) -> str:
     return f"{n:,}"
 
 
-@njit(cache=True, parallel=True)
-def mark_cost_kernel(x, y, z, mark_start, scale, per_segment, out):
-    """``out[m] = scale * length(mark m) + per_segment * segments(m)`` for every mark (µm in)."""
-    for m in prange(mark_start.shape[0] - 1):
-        acc = 0.0
-        for i in range(mark_start[m], mark_start[m + 1] - 1):
-            dx = x[i + 1] - x[i]
-            dy = y[i + 1] - y[i]
-            dz = z[i + 1] - z[i]
-            acc += math.sqrt(dx * dx + dy * dy + dz * dz)
-        out[m] = scale * acc + per_segment * (mark_start[m + 1] - mark_start[m] - 1)
-
-
 def mark_lengths_um(toolpath: Toolpath) -> np.ndarray:
     """(M,) polyline length of each mark, µm (one Numba pass, no (N, 3) temporaries)."""
+    from .kernel.marks import mark_lengths
+
     out = np.zeros(toolpath.n_marks)
     if toolpath.n_marks:
-        mark_cost_kernel(toolpath.x_um, toolpath.y_um, toolpath.z_um, toolpath.mark_start, 1.0, 0.0, out)
+        mark_lengths(toolpath.x_um, toolpath.y_um, toolpath.z_um, toolpath.mark_start, out)
     return out
 
 
@@ -347,11 +335,7 @@ def _line_budget(window_size, max_line_pixels) -> float:
 
 def mark_render_cost(toolpath: Toolpath, px_per_um: float) -> np.ndarray:
     """(M,) estimated pixels each mark's lines cover on screen, plus a per-segment set-up cost."""
-    out = np.zeros(toolpath.n_marks)
-    if toolpath.n_marks:
-        mark_cost_kernel(toolpath.x_um, toolpath.y_um, toolpath.z_um, toolpath.mark_start, float(px_per_um),
-                         PIXELS_PER_SEGMENT, out)
-    return out
+    return float(px_per_um) * mark_lengths_um(toolpath) + PIXELS_PER_SEGMENT * (np.diff(toolpath.mark_start) - 1)
 
 
 def toolpath_polydata(toolpath: Toolpath, layers=None, max_segments: int = 2_000_000,

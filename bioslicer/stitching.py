@@ -637,7 +637,7 @@ def _grid_meta(grid: StitchGrid, n_blocks: int, blocks, sel) -> dict:
 def _clip(tp: Toolpath, grid: StitchGrid, sel: np.ndarray, drop_empty: bool, printer: Printer,
           progress: Progress) -> Toolpath:
     """Clip every mark to the selected blocks (execution ranks ``sel``), written in block order."""
-    nx, ny, nz = grid.nx, grid.ny, grid.nz
+    nx, ny = grid.nx, grid.ny
     a, hov, tan_k = grid.block_size_um, grid.half_overlap_um, grid.tan_shear
     layer_tier, tier_z0 = grid.layer_tier, grid.tier_z0_um
     x, y, z, p, ms = tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_start

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from bioslicer.cli import main as cli_main
-from bioslicer.printers import load_printer
 from bioslicer.programs import read_program, validate_program
 
 GWL_OK = """% hand-written
