@@ -38,15 +38,24 @@ def build_solid():
     return solid_from_trimesh(mesh, name="channel_block_1cm")
 
 
+def plan_printer():
+    """The 25x GT2 profile with a z drive long enough for a 1 cm tall part (the bundled
+    profile's ±5 mm is refused for it, as it should be)."""
+    import dataclasses
+
+    from bioslicer.printers import load_printer
+
+    return dataclasses.replace(load_printer("nanoscribe-gt2-25x"), stage_z_um=(-1000.0, 20000.0))
+
+
 def _child(args, q):
     b, hatch, slc, out = args
     from bioslicer.blockrun import BlockPlan, plan_blocks, preview_steps, run_block
-    from bioslicer.printers import load_printer
     from bioslicer.programs import ProgramWriter
     from bioslicer.recipe import Recipe
 
     solid = build_solid()
-    pr = load_printer("nanoscribe-gt2-25x")
+    pr = plan_printer()
     rec = Recipe.from_printer(pr).updated(hatch_um=hatch, slice_um=slc)
     grid, lz = plan_blocks(solid, rec, pr)
     writer = ProgramWriter(pr, grid.blocks(), out, name="plan")
@@ -71,12 +80,11 @@ def main(argv=None) -> int:
 
     from bioslicer.blockrun import plan_blocks
     from bioslicer.pipeline import cells_to_run
-    from bioslicer.printers import load_printer
     from bioslicer.recipe import Recipe
 
     t = time.perf_counter()
     solid = build_solid()
-    pr = load_printer("nanoscribe-gt2-25x")
+    pr = plan_printer()
     rec = Recipe.from_printer(pr).updated(hatch_um=a.hatch_um, slice_um=a.slice_um)
     grid, lz = plan_blocks(solid, rec, pr)
     todo = cells_to_run(solid, rec, grid)
