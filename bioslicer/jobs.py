@@ -58,6 +58,8 @@ import stat
 import tempfile
 import zipfile
 import zlib
+
+from .fileio import sha256_file as _sha256_size
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -130,17 +132,8 @@ def manifest_bytes(manifest: dict) -> bytes:
 
 
 def sha256_file(path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while True:
-            n = fh.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-    return h.hexdigest()
+    """SHA-256 hex digest of a file."""
+    return _sha256_size(path)[0]
 
 
 def _fsync_path(path: Path) -> None:

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
+from ..fileio import sha256_file  # noqa: F401  (re-exported for the writers)
+
 MAX_SLOTS = 6          # numbers per line, writing and reading
 CODE_NUMBERS = 0       # a line of bare numbers (GWL point)
 CODE_UNKNOWN = -2      # a line starting with a word not in the dialect
@@ -730,20 +732,6 @@ def _umask() -> int:
     return mask
 
 
-def sha256_file(path, chunk_bytes: int = 1 << 22) -> tuple[str, int]:
-    """(sha256 hex, size in bytes) of a file, read in chunks."""
-    h = hashlib.sha256()
-    n = 0
-    buf = bytearray(chunk_bytes)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while True:
-            k = fh.readinto(buf)
-            if not k:
-                break
-            h.update(view[:k])
-            n += k
-    return h.hexdigest(), n
 
 
 def _commit(fd_or_fh, tmp: str, path: Path, fsync: bool = True) -> None:
