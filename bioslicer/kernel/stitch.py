@@ -36,6 +36,20 @@ def _inside(u, v, ulo, uhi, vlo, vhi):
     return u >= ulo and u < uhi and v >= vlo and v < vhi
 
 
+@njit(cache=True, inline="always")
+def _slab(a, d, lo, hi, t0, t1):
+    """Clip the parameter range [t0, t1] of ``a + t d`` to the half-open slab [lo, hi).
+
+    Returns (inside, t0, t1); a step along the slab (d == 0) is inside when ``a`` is."""
+    if d == 0.0:
+        return (a >= lo and a < hi), t0, t1
+    c0 = (lo - a) / d
+    c1 = (hi - a) / d
+    if c0 > c1:
+        c0, c1 = c1, c0
+    return True, max(t0, c0), min(t1, c1)
+
+
 @njit(cache=True)
 def clip_mark(x, y, z, p, s, e, closed, tan_s, z0, ulo, uhi, vlo, vhi, min_len_um,
               write, ox, oy, oz, op, piece_start, pbase, kbase):
@@ -107,30 +121,9 @@ def clip_mark(x, y, z, p, s, e, closed, tan_s, z0, ulo, uhi, vlo, vhi, min_len_u
         va = y[a] - ta
         du = (x[b] - tb) - ua
         dv = (y[b] - tb) - va
-        t0 = 0.0
-        t1 = 1.0
-        ok = True
-        if du == 0.0:
-            if not (ua >= ulo and ua < uhi):
-                ok = False
-        else:
-            c0 = (ulo - ua) / du
-            c1 = (uhi - ua) / du
-            if c0 > c1:
-                c0, c1 = c1, c0
-            t0 = max(t0, c0)
-            t1 = min(t1, c1)
+        ok, t0, t1 = _slab(ua, du, ulo, uhi, 0.0, 1.0)
         if ok:
-            if dv == 0.0:
-                if not (va >= vlo and va < vhi):
-                    ok = False
-            else:
-                c0 = (vlo - va) / dv
-                c1 = (vhi - va) / dv
-                if c0 > c1:
-                    c0, c1 = c1, c0
-                t0 = max(t0, c0)
-                t1 = min(t1, c1)
+            ok, t0, t1 = _slab(va, dv, vlo, vhi, t0, t1)
         if ok and not (t1 > t0 or (du == 0.0 and dv == 0.0)):
             ok = False
         if ok and open_ and t0 > 0.0:
