@@ -32,6 +32,8 @@ else:  # pragma: no cover
 
 #: seconds to wait for a scheduler before giving up
 CONNECT_TIMEOUT_S = 10.0
+#: times a block whose task was lost (not failed) with a dying worker is submitted again
+LOST_RETRIES = 3
 JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
 
 
@@ -204,16 +206,26 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
     token = secrets.token_hex(6)
     solid_f = client.scatter(solid, broadcast=True, hash=False)
     futures = {}
-    for b in block_ids:
-        f = client.submit(run_block, solid_f, plan, b, key=f"bioslicer-block-{b:05d}-{token}", pure=False)
+    attempts = {}
+
+    def submit(b):
+        attempts[b] = attempts.get(b, 0) + 1
+        f = client.submit(run_block, solid_f, plan, b, key=f"bioslicer-block-{b:05d}-{token}-{attempts[b]}",
+                          pure=False)
         futures[f] = b
+        return f
+
     out = {}
     try:
-        for f in distributed.as_completed(list(futures)):
+        ac = distributed.as_completed([submit(b) for b in block_ids])
+        for f in ac:
             b = futures[f]
             if f.status != "finished":
-                exc = f.exception()
-                raise BioslicerError(f"block {b} failed: {_one_line(exc)}")
+                exc = f.exception() if f.status == "error" else None
+                if exc is None and attempts[b] < LOST_RETRIES:
+                    ac.add(submit(b))      # lost with a dying worker (not an error of the block): run it again
+                    continue
+                raise BioslicerError(f"block {b} failed: {_one_line(exc) if exc is not None else f.status}")
             out[b] = f.result()
             progress(len(out), total, "blocks")
     except BaseException:
