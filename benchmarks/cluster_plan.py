@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from bioslicer.blockrun import plan_blocks
+    from bioslicer.cluster import projected_wall_s
     from bioslicer.pipeline import cells_to_run
     from bioslicer.recipe import Recipe
 
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
         "plan_s": plan_s, "sample": rows,
         "per_block_s": per_block, "per_block_segments": seg, "per_block_program_mb": mb,
         "projected_segments": seg * len(todo), "projected_program_gb": mb * len(todo) / 1e3,
-        "projected_wall_s": {str(w): per_block * int(np.ceil(len(todo) / w)) for w in (1, 8, 32, 128)},
+        "projected_wall_s": {str(w): projected_wall_s(per_block, len(todo), w) for w in (1, 8, 32, 128)},
         "per_worker_peak_mb": max(r["peak_rss_mb"] for r in rows),
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -248,13 +248,6 @@ def _one_line(exc) -> str:
     return f"{name}: {what}" if what else name
 
 
-def n_workers_hint(client) -> int:
-    """Number of workers the client sees (for messages)."""
-    with contextlib.suppress(Exception):
-        return len(client.scheduler_info().get("workers", {}))
-    return 0
-
-
 def projected_wall_s(per_block_s: float, n_blocks: int, n_workers: int) -> float:
     """Wall time of ``n_blocks`` equal blocks on ``n_workers`` workers (whole waves), s."""
     return per_block_s * math.ceil(n_blocks / max(1, n_workers))

@@ -110,19 +110,6 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
     return PlannedJob(solid, printer, rec, tp, plan_report, order_report, est, timings)
 
 
-def _counts(tp: Toolpath, plan_report: dict) -> dict:
-    return {
-        "layers": tp.n_layers,
-        "blocks": 0 if tp.blocks is None else len(tp.blocks),
-        "marks": tp.n_marks,
-        "segments": tp.n_segments,
-        "points": tp.n_points,
-        "mark_length_um": float(tp.mark_lengths().sum()),
-        "jump_length_um": float(tp.jump_lengths().sum()),
-        "dropped_segments": int(plan_report.get("dropped_segments", 0)),
-    }
-
-
 def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, overrides=None,
                  units: str = "um", repair: bool = False, zip: bool = False, overwrite: bool = False,
                  preview: bool = True, progress: Progress = silent, client=None, dialect: str | None = None
