@@ -267,36 +267,66 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
 def cells_to_run(solid, recipe, grid) -> list[int]:
     """The blocks of ``grid`` that may receive marks, in execution order.
 
-    A block is skipped only when it certainly receives none: no triangle of the part comes near
-    its window within its tier, and the window's centre is not inside the part either (mold
-    mode fills the whole block, so every block runs).
+    A block is skipped only when it certainly receives none: no triangle's bounding box reaches
+    its window within its tier, and the window's centre is not inside the part either (mold mode
+    fills the whole block, so every block runs). Vectorised per tier: triangle boxes become cell
+    ranges by binary search on the window edges, and one slice per tier answers "inside".
     """
     n = grid.n_blocks()
     if recipe.strategy == "channels":
         return list(range(n))
+    idx = grid.blocks().index
+    win = np.array([np.ravel(grid.block_window_um(b)) for b in range(n)]).reshape(n, 4)   # x0, y0, x1, y1
     tri = solid.vertices_um[solid.faces]
     lo = tri.min(axis=1)
     hi = tri.max(axis=1)
     lz = grid.layer_z_um
-    out = []
-    for b in range(n):
-        layers = grid.block_layers(b)
+    keep = np.zeros(n, dtype=bool)
+    for iz in np.unique(idx[:, 2]):
+        sel = np.flatnonzero(idx[:, 2] == iz)
+        layers = grid.block_layers(int(sel[0]))
         if len(layers) == 0:
             continue
-        (x0, y0), (x1, y1) = grid.block_window_um(b)
         z0, z1 = float(lz[layers[0]]), float(lz[layers[-1]])
-        hit = ((hi[:, 0] >= x0) & (lo[:, 0] <= x1) & (hi[:, 1] >= y0) & (lo[:, 1] <= y1)
-               & (hi[:, 2] >= z0) & (lo[:, 2] <= z1))
-        if hit.any() or _inside(solid, (x0 + x1) / 2, (y0 + y1) / 2, (z0 + z1) / 2):
-            out.append(b)
-    return out
+        near = (hi[:, 2] >= z0) & (lo[:, 2] <= z1)
+        tlo, thi = lo[near], hi[near]
+        ix, iy = idx[sel, 0], idx[sel, 1]
+        nx, ny = int(ix.max()) + 1, int(iy.max()) + 1
+        wx0, wx1, wy0, wy1 = (np.zeros(m) for m in (nx, nx, ny, ny))
+        wx0[ix], wx1[ix], wy0[iy], wy1[iy] = win[sel, 0], win[sel, 2], win[sel, 1], win[sel, 3]
+        # cells whose window a triangle box reaches: [a0, a1) x [b0, b1), a 2-D difference array
+        a0 = np.searchsorted(wx1, tlo[:, 0], side="left")
+        a1 = np.searchsorted(wx0, thi[:, 0], side="right")
+        b0 = np.searchsorted(wy1, tlo[:, 1], side="left")
+        b1 = np.searchsorted(wy0, thi[:, 1], side="right")
+        ok = (a1 > a0) & (b1 > b0)
+        diff = np.zeros((nx + 1, ny + 1), np.int64)
+        for da, db, w in ((a0, b0, 1), (a1, b0, -1), (a0, b1, -1), (a1, b1, 1)):
+            np.add.at(diff, (da[ok], db[ok]), w)
+        hit = (diff.cumsum(axis=0).cumsum(axis=1)[:nx, :ny] > 0)[ix, iy]
+        miss = np.flatnonzero(~hit)
+        if len(miss):
+            cx = (win[sel[miss], 0] + win[sel[miss], 2]) / 2
+            cy = (win[sel[miss], 1] + win[sel[miss], 3]) / 2
+            hit[miss] = _inside(solid, cx, cy, (z0 + z1) / 2)
+        keep[sel] = hit
+    return [int(b) for b in np.flatnonzero(keep)]
 
 
-def _inside(solid, x: float, y: float, z: float) -> bool:
+def _inside(solid, x, y, z: float) -> np.ndarray:
+    """Which points (x[i], y[i]) of the plane at height z are inside the solid (one slice)."""
     from .slicing import slice_spans
 
-    sp = slice_spans(solid, np.array([z]), 1.0, row_offset_um=y)
-    return bool(np.any((sp.span_u0_um <= x) & (sp.span_u1_um > x) & (np.abs(sp.span_row_v() - y) < 1e-9)))
+    out = np.zeros(len(x), dtype=bool)
+    for yv in np.unique(y):
+        b = np.asarray(solid.bounds_um)
+        band = ((b[0, 0] - 1.0, yv - 0.5), (b[1, 0] + 1.0, yv + 0.5))
+        sp = slice_spans(solid, np.array([z]), 1.0, row_offset_um=float(yv), row_window_um=band)
+        row = np.abs(sp.span_row_v() - yv) < 1e-9
+        u0, u1 = sp.span_u0_um[row], sp.span_u1_um[row]
+        on = y == yv
+        out[on] = np.any((u0[None, :] <= x[on, None]) & (u1[None, :] > x[on, None]), axis=1)
+    return out
 
 
 def _block_counts(ordered, used, n_layers: int, n_grid: int) -> dict:
