@@ -71,8 +71,8 @@ def test_chunk_reader_keeps_line_numbers_across_chunks(tmp_path):
     p.write_bytes(b"".join(b"%d 0 0\n" % i for i in range(1, 5001)))
     lines, first = [], []
     for rec, _ in F.ChunkReader(p, F.Keywords([]), "%", chunk_bytes=1000):
-        lines.append(rec["lines"])
-        first.append(rec["vals"][:, 0])
+        lines.append(rec["lines"].copy())      # the reader reuses its arrays for the next chunk
+        first.append(rec["vals"][:, 0].copy())
     assert len(lines) > 5
     np.testing.assert_array_equal(np.concatenate(lines), np.arange(1, 5001))
     np.testing.assert_array_equal(np.concatenate(first), np.arange(1, 5001))

@@ -46,29 +46,49 @@ def _templates(spec, printer) -> F.TemplateSet:
 
 
 @njit(cache=True, error_model="numpy")
-def _mark_state(x, pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, m, state):
-    """Advance the carried state [zoff, speed, power, has_zoff, has_speed, has_power] over mark ``m``."""
+def _const_power(pp, ms, m, ps):
+    """(quantized power, True) when every point of mark ``m`` has the same quantized power, else (0, False)."""
     s = ms[m]
-    e = ms[m + 1]
-    state[0] = qround((layer_z[mlayer[m]] - oz) * cs)
-    state[3] = 1
-    state[1] = qround(mspeed[m] * vs)
-    state[4] = 1
     q0 = qround(pp[s] * ps)
-    for i in range(s + 1, e):
+    for i in range(s + 1, ms[m + 1]):
         if qround(pp[i] * ps) != q0:
-            return
-    state[2] = q0
-    state[5] = 1
+            return q0, False
+    return q0, True
 
 
 @njit(cache=True, error_model="numpy")
-def _chunk_states(x, pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st_out):
-    """State at the start of each chunk ``cb`` (local mark bounds) from ``state``; leaves the end state in it."""
-    for c in range(cb.shape[0] - 1):
-        st_out[c, :] = state
-        for m in range(cb[c], cb[c + 1]):
-            _mark_state(x, pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, m, state)
+def _chunk_states(pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st_out):
+    """Modal state [zoff, speed, power, has_zoff, has_speed, has_power] at the start of each chunk.
+
+    ``state`` is the state at the batch start (local mark 0); on return it holds the state after
+    the batch's last mark. ZOffset and ScanSpeed come from the mark just before a chunk; the power
+    from the last constant-power mark before it, searched back only to the previous chunk start
+    (whose state is known), so the whole batch is read at most once.
+    """
+    K = cb.shape[0] - 1
+    for c in range(K + 1):
+        m = cb[c]
+        prev = st_out[c - 1] if c > 0 else state
+        if c == 0 or m == cb[0]:
+            cur = state.copy()
+        else:
+            cur = np.empty(6, np.int64)
+            cur[0] = qround((layer_z[mlayer[m - 1]] - oz) * cs)
+            cur[1] = qround(mspeed[m - 1] * vs)
+            cur[3] = 1
+            cur[4] = 1
+            cur[2] = prev[2]
+            cur[5] = prev[5]
+            for mm in range(m - 1, cb[c - 1] - 1, -1):
+                q0, const = _const_power(pp, ms, mm, ps)
+                if const:
+                    cur[2] = q0
+                    cur[5] = 1
+                    break
+        if c < K:
+            st_out[c, :] = cur
+        else:
+            state[:] = cur
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -155,7 +175,7 @@ def _write_block(fb, toolpath, printer, ts, T, buf, m0, m1, o, dec, pdec, vdec, 
         x, y, z = toolpath.x_um[p0:p1], toolpath.y_um[p0:p1], toolpath.z_um[p0:p1]
         ml, msp = toolpath.mark_layer[a:c], toolpath.mark_speed_um_s[a:c]
         st0 = np.empty((len(cb) - 1, 6), np.int64)
-        _chunk_states(x, pp, ms, ml, toolpath.layer_z_um, msp, o[2], cs, ps, vs, cbl, state, st0)
+        _chunk_states(pp, ms, ml, toolpath.layer_z_um, msp, o[2], cs, ps, vs, cbl, state, st0)
         off = buf.offsets(ms_all, cb)
         lens = np.zeros(len(cb) - 1, np.int64)
         _render_chunks(x, y, z, pp, ms, ml, toolpath.layer_z_um, msp, o[0], o[1], o[2], cs, ps, vs, ppw, T,
