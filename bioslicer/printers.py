@@ -75,12 +75,17 @@ class Printer:
         return self.max_volts * power_mw / self.reference_power_mw
 
     def power_from_program(self, value: float) -> float:
-        """Inverse of :meth:`power_to_program`: program unit back to mW."""
+        """Inverse of :meth:`power_to_program`: program unit back to mW (``value * a / b``)."""
+        a, b = self.power_from_program_ratio()
+        return value * a / b
+
+    def power_from_program_ratio(self) -> tuple[float, float]:
+        """(a, b) with mW = program value * a / b, for kernels that convert as they read."""
         if self.power_unit == "mW":
-            return value
+            return 1.0, 1.0
         if self.power_unit == "percent":
-            return value * self.reference_power_mw / 100.0
-        return value * self.reference_power_mw / self.max_volts
+            return float(self.reference_power_mw), 100.0
+        return float(self.reference_power_mw), float(self.max_volts)
 
     def in_field(self, x_um, y_um, tol_um: float = 1e-6):
         """True where galvo coordinates (block-local x, y, µm) lie inside the field."""

@@ -75,65 +75,97 @@ def _fmt(v: float) -> str:
 _FINITE, _FIELD, _ZR, _SX, _SY, _SZ, _PHI, _PNEG, _JUMP, _VHI, _VLO, _VJ, _ACC = range(13)
 
 
-@njit(cache=True, error_model="numpy")
-def _check_kernel(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, acc, on, jump, circle, half, zlo, zhi,
-                  slo, shi, pmax, vmax, vmin, vjump, amax, flags, bits, counts):
-    """One serial pass over the moves (memory-bound: threads do not pay here): bit k of ``bits[i]`` set when move i fails check k; ``counts`` per check.
+# limits array slots (see :func:`limits`)
+_L_CIRCLE, _L_HALF, _L_ZLO, _L_ZHI, _L_SLO, _L_SHI, _L_PMAX, _L_VMAX, _L_VMIN, _L_VJUMP, _L_AMAX = (
+    0, 1, 2, 3, 4, 7, 10, 11, 12, 13, 14)
+N_LIMITS = 15
 
-    The comparisons are those of the numpy expressions in :func:`check_moves` (same IEEE results);
-    ``flags`` = [check_speed, check_min_speed, check_accel].
+
+def limits(printer, check_min_speed: bool = True, check_speed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The printer's limits as the arrays :func:`move_bits` takes: (lim float64 (15,), flags bool (3,)).
+
+    Tolerances: one printed digit on lengths (``10**-decimals`` µm), :data:`REL_TOL` on power and
+    speeds, 1 % on acceleration. flags = [check_speed, check_min_speed, check_accel].
     """
-    n = x.shape[0]
-    nt = 1
-    per = n
-    part = np.zeros((nt, 13), np.int64)
-    for t in range(nt):
-        for i in range(t * per, min(n, (t + 1) * per)):
-            b = 0
-            fin = (np.isfinite(x[i]) and np.isfinite(y[i]) and np.isfinite(z[i]) and np.isfinite(lx[i])
-                   and np.isfinite(ly[i]) and np.isfinite(lz[i]) and np.isfinite(sx[i]) and np.isfinite(sy[i])
-                   and np.isfinite(sz[i]) and np.isfinite(pw[i]) and np.isfinite(sp[i]))
-            if not fin:
-                b |= 1 << _FINITE
-            else:
-                if circle:
-                    if not (lx[i] * lx[i] + ly[i] * ly[i] <= half * half):
-                        b |= 1 << _FIELD
-                elif not (abs(lx[i]) <= half and abs(ly[i]) <= half):
-                    b |= 1 << _FIELD
-                if lz[i] < zlo or lz[i] > zhi:
-                    b |= 1 << _ZR
-                if sx[i] < slo[0] or sx[i] > shi[0]:
-                    b |= 1 << _SX
-                if sy[i] < slo[1] or sy[i] > shi[1]:
-                    b |= 1 << _SY
-                if sz[i] < slo[2] or sz[i] > shi[2]:
-                    b |= 1 << _SZ
-                if on[i] and pw[i] > pmax:
-                    b |= 1 << _PHI
-                if on[i] and pw[i] < 0:
-                    b |= 1 << _PNEG
-            if jump[i] and on[i]:
-                b |= 1 << _JUMP
-            if flags[0] and fin:
-                if on[i] and not jump[i]:
-                    if sp[i] > vmax:
-                        b |= 1 << _VHI
-                    if flags[1] and sp[i] < vmin:
-                        b |= 1 << _VLO
-                if not on[i] and sp[i] > vjump:
-                    b |= 1 << _VJ
-            if flags[2] and acc[i] > amax:
-                b |= 1 << _ACC
-            bits[i] = b
-            if b:
-                for k in range(13):
-                    if b & (1 << k):
-                        part[t, k] += 1
+    tol = 10.0 ** (-printer.decimals)
+    lim = np.zeros(N_LIMITS)
+    lim[_L_CIRCLE] = 1.0 if printer.field_shape == "circle" else 0.0
+    lim[_L_HALF] = printer.field_size_um / 2 + tol
+    lim[_L_ZLO] = -tol
+    lim[_L_ZHI] = printer.z_range_um + tol
+    for k, (lo, hi) in enumerate((printer.stage_x_um, printer.stage_y_um, printer.stage_z_um)):
+        lim[_L_SLO + k] = lo - tol
+        lim[_L_SHI + k] = hi + tol
+    lim[_L_PMAX] = printer.max_power_mw * (1 + REL_TOL)
+    lim[_L_VMAX] = printer.max_speed_um_s * (1 + REL_TOL)
+    lim[_L_VMIN] = printer.min_speed_um_s * (1 - REL_TOL)
+    lim[_L_VJUMP] = printer.jump_speed_um_s * (1 + REL_TOL)
+    lim[_L_AMAX] = printer.galvo_acceleration_um_s2 * 1.01 + 1e-3
+    flags = np.array([check_speed, check_min_speed, printer.galvo_acceleration_um_s2 > 0], np.bool_)
+    return lim, flags
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def move_bits(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, acc, on, jump, lim, flags):
+    """Check bits of one move: bit k set when the move fails check k (``_FINITE`` ... ``_ACC``).
+
+    The one definition of the checks: :func:`check_moves` and the dialect readers that check
+    while they parse (GWL, G-code, AeroBasic) both call it. Lengths in µm, power in mW, speed in
+    µm/s, acceleration in µm/s² (NaN: not sampled); ``lim``, ``flags`` from :func:`limits`.
+    """
+    b = 0
+    # v * 0 is 0 for a finite v and NaN for NaN or inf: one comparison for all eleven
+    fin = (x * 0.0 + y * 0.0 + z * 0.0 + lx * 0.0 + ly * 0.0 + lz * 0.0 + sx * 0.0 + sy * 0.0 + sz * 0.0
+           + pw * 0.0 + sp * 0.0) == 0.0
+    if not fin:
+        b |= 1 << _FINITE
+    else:
+        half = lim[_L_HALF]
+        if lim[_L_CIRCLE] > 0:
+            if not (lx * lx + ly * ly <= half * half):
+                b |= 1 << _FIELD
+        elif not (abs(lx) <= half and abs(ly) <= half):
+            b |= 1 << _FIELD
+        if lz < lim[_L_ZLO] or lz > lim[_L_ZHI]:
+            b |= 1 << _ZR
+        if sx < lim[_L_SLO] or sx > lim[_L_SHI]:
+            b |= 1 << _SX
+        if sy < lim[_L_SLO + 1] or sy > lim[_L_SHI + 1]:
+            b |= 1 << _SY
+        if sz < lim[_L_SLO + 2] or sz > lim[_L_SHI + 2]:
+            b |= 1 << _SZ
+        if on and pw > lim[_L_PMAX]:
+            b |= 1 << _PHI
+        if on and pw < 0:
+            b |= 1 << _PNEG
+    if jump and on:
+        b |= 1 << _JUMP
+    if flags[0] and fin:
+        if on and not jump:
+            if sp > lim[_L_VMAX]:
+                b |= 1 << _VHI
+            if flags[1] and sp < lim[_L_VMIN]:
+                b |= 1 << _VLO
+        if not on and sp > lim[_L_VJUMP]:
+            b |= 1 << _VJ
+    if flags[2] and acc > lim[_L_AMAX]:
+        b |= 1 << _ACC
+    return b
+
+
+@njit(cache=True, error_model="numpy")
+def _check_kernel(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, acc, on, jump, lim, flags, bits, counts):
+    """:func:`move_bits` of every move into ``bits``; ``counts`` per check (one serial pass: memory-bound)."""
     for k in range(13):
         counts[k] = 0
-        for t in range(nt):
-            counts[k] += part[t, k]
+    for i in range(x.shape[0]):
+        b = move_bits(x[i], y[i], z[i], lx[i], ly[i], lz[i], sx[i], sy[i], sz[i], pw[i], sp[i], acc[i], on[i],
+                      jump[i], lim, flags)
+        bits[i] = b
+        if b:
+            for k in range(13):
+                if b & (1 << k):
+                    counts[k] += 1
 
 
 def check_moves(moves, printer, max_violations: int = 20, check_min_speed: bool = True,
@@ -148,23 +180,15 @@ def check_moves(moves, printer, max_violations: int = 20, check_min_speed: bool 
         Number of violations of every check in the chunk.
     """
     found = []
-    tol = 10.0 ** (-printer.decimals)
     n = len(moves)
     bits = np.empty(n, np.int64)
     counts = np.zeros(13, np.int64)
     f = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
-    stage = (printer.stage_x_um, printer.stage_y_um, printer.stage_z_um)
-    slo = np.array([lo - tol for lo, _ in stage])
-    shi = np.array([hi + tol for _, hi in stage])
-    flags = np.array([check_speed, check_min_speed, printer.galvo_acceleration_um_s2 > 0], np.bool_)
+    lim, flags = limits(printer, check_min_speed, check_speed)
     _check_kernel(f(moves.x), f(moves.y), f(moves.z), f(moves.lx), f(moves.ly), f(moves.lz), f(moves.sx),
                   f(moves.sy), f(moves.sz), f(moves.power_mw), f(moves.speed_um_s), f(moves.accel_um_s2),
                   np.ascontiguousarray(moves.laser_on, np.bool_), np.ascontiguousarray(moves.jump, np.bool_),
-                  printer.field_shape == "circle", printer.field_size_um / 2 + tol, -tol,
-                  printer.z_range_um + tol, slo, shi, printer.max_power_mw * (1 + REL_TOL),
-                  printer.max_speed_um_s * (1 + REL_TOL), printer.min_speed_um_s * (1 - REL_TOL),
-                  printer.jump_speed_um_s * (1 + REL_TOL), printer.galvo_acceleration_um_s2 * 1.01 + 1e-3,
-                  flags, bits, counts)
+                  lim, flags, bits, counts)
     count = int(counts.sum())
     if count == 0:
         return found, 0
@@ -239,16 +263,20 @@ def validate_program(path, printer, dialect: str | None = None, max_violations: 
     n_moves = 0
     n_bad = 0
     files: list = []
-    for seq, mv in enumerate(d.iter_moves(path, printer, d.spec)):
+    if d.checks_while_reading:  # the reader checks every move and keeps only the failing ones
+        chunks = d.iter_moves(path, printer, d.spec, check=limits(printer, d.check_min_speed, d.check_speed))
+    else:
+        chunks = d.iter_moves(path, printer, d.spec)
+    for seq, mv in enumerate(chunks):
         files = mv.files
-        f, c = check_moves(mv, printer, max_violations, d.check_min_speed, d.check_speed)
+        f, c = check_moves(mv, printer, max_violations, d.check_min_speed, d.check_speed) if len(mv) else ([], 0)
         n_bad += c + len(mv.problems)
         found += [(seq, i, fi, ln, msg) for i, fi, ln, msg in f]
         # parse problems sort by line among the chunk's moves
         for fi, ln, msg in mv.problems:
             k = int(np.searchsorted(mv.line, ln)) if len(mv) else 0
             found.append((seq, k, fi, ln, msg))
-        n_moves += len(mv)
+        n_moves += len(mv) if mv.n_total is None else mv.n_total
         if len(found) > 4 * max_violations:
             found.sort(key=lambda t: (t[0], t[1], t[3]))
             found = found[:max_violations]

@@ -59,6 +59,7 @@ class Dialect:
     check_min_speed: bool = True      # waveforms run up from rest; volumes have no speed
     check_speed: bool = True
     one_block: bool = False           # the voxel volume: one block per program
+    checks_while_reading: bool = False  # iter_moves(..., check=(lim, flags)) yields only failing moves
 
     @property
     def spec(self) -> DialectSpec:
@@ -76,9 +77,9 @@ class Dialect:
 
 
 DIALECTS: dict[str, Dialect] = {
-    "gwl": Dialect("gwl", gwl, "writing GWL"),
-    "gcode": Dialect("gcode", gcode, "writing G-code"),
-    "aerobasic": Dialect("aerobasic", aerobasic, "writing AeroBasic"),
+    "gwl": Dialect("gwl", gwl, "writing GWL", checks_while_reading=True),
+    "gcode": Dialect("gcode", gcode, "writing G-code", checks_while_reading=True),
+    "aerobasic": Dialect("aerobasic", aerobasic, "writing AeroBasic", checks_while_reading=True),
     "waveform": Dialect("waveform", waveform, "writing waveforms", check_min_speed=False),
     "voxel": Dialect("voxel", voxel, "rasterising voxels", check_min_speed=False, check_speed=False,
                      one_block=True),

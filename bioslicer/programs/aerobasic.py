@@ -15,8 +15,8 @@ import numpy as np
 
 from ..errors import BioslicerError
 from . import _format as F
-from .dialects import moves_from_arrays, program_origin_um, provenance_lines
-from .gcode import StepFormat, StepReader, concat_main, emit_marks, fragment_path
+from .dialects import program_origin_um, provenance_lines
+from .gcode import AXIS_FOCUS_STAGE, AXIS_GALVO, StepFormat, StepReader, concat_main, emit_marks, fragment_path
 
 
 def _axes(printer):
@@ -73,20 +73,15 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     return [main]
 
 
-def iter_moves(path, printer, spec):
-    """Yield :class:`Moves` chunks of an AeroBasic program."""
+def iter_moves(path, printer, spec, check=None):
+    """Yield :class:`Moves` chunks of an AeroBasic program (only the failing moves when ``check``
+    is (lim, flags) from :func:`~bioslicer.validate.limits`).
+
+    Galvo x, y are block-local on top of the x, y stage; Z is the absolute z stage, so the fine z
+    is Z minus the block's z stage position.
+    """
     fmt = _format(printer, spec)
     ax = _axes(printer)
-    rd = StepReader(fmt, spec, stage_letters=(ax["SX"], ax["SY"], ax["SZ"]))
-    files = [str(path)]
-    s = fmt.scale_um
-    for n, o, problems in rd.iter_raw(path, 0):
-        lx, ly, z = o["mx"] * s, o["my"] * s, o["mz"] * s
-        sx, sy = o["sx"] * s, o["sy"] * s
-        bz = o["sz"] * s  # z stage at the block's stage move
-        mv = moves_from_arrays(
-            n, 0, files, x=sx + lx, y=sy + ly, z=z, sx=sx, sy=sy, sz=z, lx=lx, ly=ly, lz=z - bz,
-            power_mw=printer.power_from_program(o["pw"]), speed_um_s=o["sp"] * s / fmt.feed_s,
-            laser_on=o["on"], jump=o["jmp"], block=o["blk"], line=o["ln"], power_line=o["pln"])
-        mv.problems = problems
-        yield mv
+    rd = StepReader(fmt, spec, printer, [AXIS_GALVO, AXIS_GALVO, AXIS_FOCUS_STAGE], np.zeros(3),
+                    stage_letters=(ax["SX"], ax["SY"], ax["SZ"]), check=check)
+    yield from rd.iter_moves(path)

@@ -142,6 +142,8 @@ class Moves:
     files: list = field(default_factory=list)
     # parse problems found while reading: (file index, line, message)
     problems: list = field(default_factory=list)
+    # moves parsed for this chunk when a checking reader kept only the failing ones (None: all kept)
+    n_total: int | None = None
 
     def __post_init__(self) -> None:
         for name, dt in _MOVE_FIELDS.items():
@@ -166,6 +168,11 @@ class Moves:
     def points(self) -> np.ndarray:
         """(n, 3) machine coordinates, µm."""
         return np.column_stack([self.x, self.y, self.z])
+
+
+def new_move_arrays(n: int) -> dict:
+    """Empty output arrays of ``n`` moves for the reader kernels (every field but file and accel)."""
+    return {k: np.empty(n, dt) for k, dt in _MOVE_FIELDS.items() if k not in ("file", "accel_um_s2")}
 
 
 def moves_from_arrays(n, fidx, files, **arrs) -> Moves:

@@ -23,7 +23,8 @@ from numba import njit, prange
 from ..errors import BioslicerError
 from . import _format as F
 from ._format import put_line, qround
-from .dialects import moves_from_arrays, program_origin_um, provenance_lines
+from ..validate import N_LIMITS, move_bits
+from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
 
 # ----------------------------------------------------------------------------- writing (shared)
 _J, _M, _P, _ON, _OFF = range(5)
@@ -187,14 +188,25 @@ _ERR = {2: "unknown command (not in the dialect definition or the printer's comm
         6: "the stage moves with the laser on; switch the laser off first"}
 
 
-@njit(cache=True)
-def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
-               mx, my, mz, sx, sy, sz, pw, sp, on, jmp, blk, ln, pln, err_line, err_kind):
-    """State machine over step-dialect records.
+# how a step program's axis values become machine coordinates (per axis, see _read_step)
+AXIS_SCAN_STAGE = 0    # the axis moves the stage itself (G-code): fine = value - origin
+AXIS_GALVO = 1         # galvo on top of the stage axis (AeroBasic x, y): machine = stage + value
+AXIS_FOCUS_STAGE = 2   # the stage axis moves the focus inside the block (AeroBasic z): fine = value - block stage
+
+
+@njit(cache=True, error_model="numpy")
+def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st, scale, feed_s, pa, pb,
+               amode, origin, check, lim, flags, x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, on, jmp, blk, ln, pln,
+               err_line, err_kind, total):
+    """State machine over step-dialect records; moves in µm, mW, µm/s.
 
     K keyword codes [jump, mark, power, laser_on, laser_off]; mtag (3,) axis letters of moves,
-    stag (3,) stage axis letters (0: none), ftag feed letter; st float64 state
-    [x, y, z, sx, sy, sz, power, laser, feed, power_line, block, block_started].
+    stag (3,) stage axis letters (0: none), ftag feed letter; st float64 state (program units)
+    [x, y, z, sx, sy, sz, power, laser, feed, power_line, block, block_started]. ``scale`` µm
+    per program unit, ``feed_s`` seconds per feed time unit, power mW = value * pa / pb;
+    ``amode`` (3,) AXIS_* per axis, ``origin`` (3,) µm. Every move is written when ``check`` is
+    False; only the moves failing :func:`~bioslicer.validate.move_bits` when True, ``total[0]``
+    counting all. Returns (moves written, errors).
     """
     n = 0
     ne = 0
@@ -247,19 +259,36 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
             if c == K[1]:
                 if feed >= 0:
                     st[8] = feed
-                sp[n] = st[8]
-                jmp[n] = False
+                vsp = st[8] * scale / feed_s
+                vj = False
             else:
-                sp[n] = feed if feed >= 0 else 0.0
-                jmp[n] = True
-            mx[n] = st[0]
-            my[n] = st[1]
-            mz[n] = st[2]
-            sx[n] = st[3]
-            sy[n] = st[4]
-            sz[n] = st[5]
-            pw[n] = st[6]
-            on[n] = st[7] > 0
+                vsp = (feed if feed >= 0 else 0.0) * scale / feed_s
+                vj = True
+            m0 = st[0] * scale
+            m1 = st[1] * scale
+            m2 = st[2] * scale
+            vx, vsx, vlx = _axis(amode[0], m0, st[3] * scale, origin[0])
+            vy, vsy, vly = _axis(amode[1], m1, st[4] * scale, origin[1])
+            vz, vsz, vlz = _axis(amode[2], m2, st[5] * scale, origin[2])
+            vpw = st[6] * pa / pb
+            von = st[7] > 0
+            total[0] += 1
+            if check and move_bits(vx, vy, vz, vlx, vly, vlz, vsx, vsy, vsz, vpw, vsp, np.nan, von, vj,
+                                   lim, flags) == 0:
+                continue
+            x[n] = vx
+            y[n] = vy
+            z[n] = vz
+            sx[n] = vsx
+            sy[n] = vsy
+            sz[n] = vsz
+            lx[n] = vlx
+            ly[n] = vly
+            lz[n] = vlz
+            pw[n] = vpw
+            sp[n] = vsp
+            jmp[n] = vj
+            on[n] = von
             blk[n] = np.int32(st[10])
             ln[n] = lines[r]
             pln[n] = np.int64(st[9])
@@ -282,14 +311,29 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
     return n, ne
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _axis(mode, m, s, origin):
+    """(machine, stage, fine) µm of one axis from its move value ``m`` and stage value ``s`` (µm)."""
+    if mode == AXIS_GALVO:
+        return s + m, s, m
+    if mode == AXIS_FOCUS_STAGE:
+        return m, m, m - s
+    return m, m, m - origin
+
+
 def _tag(s: str) -> int:
     return ord(s.upper()) if s else 0
 
 
 class StepReader:
-    """Read a step-dialect file into :class:`Moves` chunks (program units -> µm by ``finish``)."""
+    """Read a step-dialect file into :class:`Moves` chunks (µm, mW, µm/s).
 
-    def __init__(self, fmt: StepFormat, spec, stage_letters=("", "", "")) -> None:
+    ``amode`` (3,) AXIS_* per axis, ``origin_um`` (3,) the program origin; ``check`` None or
+    (lim, flags) from :func:`~bioslicer.validate.limits` (then only failing moves are kept).
+    """
+
+    def __init__(self, fmt: StepFormat, spec, printer, amode, origin_um, stage_letters=("", "", ""),
+                 check=None) -> None:
         self.fmt = fmt
         cmd = fmt.cmd
         self.kw = F.Keywords([t.keyword for t in cmd.values()])
@@ -304,23 +348,34 @@ class StepReader:
         self.ftag = _tag(tag_of.get("f", ""))
         self.stag = np.array([_tag(s) for s in stage_letters], np.int64)
         self.comment = spec.comment
+        self.pa, self.pb = printer.power_from_program_ratio()
+        self.amode = np.asarray(amode, np.int64)
+        self.origin = np.asarray(origin_um, np.float64)
+        self.check = check is not None
+        self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
 
-    def iter_raw(self, path, fidx):
+    def iter_moves(self, path):
+        """Yield :class:`Moves` chunks of the file at ``path``."""
         st = np.zeros(12)
         st[9] = -1
+        files = [str(path)]
+        out = None
         for rec, _ in F.ChunkReader(path, self.kw, self.comment):
             R = len(rec["codes"])
-            o = {k: np.empty(R) for k in ("mx", "my", "mz", "sx", "sy", "sz", "pw", "sp")}
-            on, jmp = np.empty(R, np.bool_), np.empty(R, np.bool_)
-            blk, ln, pln = np.empty(R, np.int32), np.empty(R, np.int64), np.empty(R, np.int64)
+            if out is None or len(out["x"]) < R or not self.check:
+                out = new_move_arrays(max(R, 1))
             el, ek = np.empty(32, np.int64), np.empty(32, np.int64)
+            total = np.zeros(1, np.int64)
             n, ne = _read_step(rec["codes"], rec["lines"], rec["nvals"], rec["vals"], rec["tags"], self.K,
-                               self.has_on, self.mtag, self.stag, self.ftag, st, o["mx"], o["my"], o["mz"],
-                               o["sx"], o["sy"], o["sz"], o["pw"], o["sp"], on, jmp, blk, ln, pln, el, ek)
-            o = {k: v[:n] for k, v in o.items()}
-            o.update(on=on[:n], jmp=jmp[:n], blk=blk[:n], ln=ln[:n], pln=pln[:n])
-            problems = [(fidx, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
-            yield n, o, problems
+                               self.has_on, self.mtag, self.stag, self.ftag, st, float(self.fmt.scale_um),
+                               float(self.fmt.feed_s), self.pa, self.pb, self.amode, self.origin, self.check,
+                               self.lim, self.flags, out["x"], out["y"], out["z"], out["lx"], out["ly"], out["lz"],
+                               out["sx"], out["sy"], out["sz"], out["power_mw"], out["speed_um_s"], out["laser_on"],
+                               out["jump"], out["block"], out["line"], out["power_line"], el, ek, total)
+            mv = moves_from_arrays(n, 0, files, **out)
+            mv.n_total = int(total[0])
+            mv.problems = [(0, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
+            yield mv
 
 
 # ----------------------------------------------------------------------------- G-code
@@ -377,18 +432,9 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     return [main]
 
 
-def iter_moves(path, printer, spec):
-    """Yield :class:`Moves` chunks of a G-code program."""
+def iter_moves(path, printer, spec, check=None):
+    """Yield :class:`Moves` chunks of a G-code program (only the failing moves when ``check`` is
+    (lim, flags) from :func:`~bioslicer.validate.limits`)."""
     fmt = _format(printer, spec)
-    rd = StepReader(fmt, spec)
-    origin = program_origin_um(printer)
-    files = [str(path)]
-    s = fmt.scale_um
-    for n, o, problems in rd.iter_raw(path, 0):
-        x, y, z = o["mx"] * s, o["my"] * s, o["mz"] * s
-        mv = moves_from_arrays(
-            n, 0, files, x=x, y=y, z=z, sx=x, sy=y, sz=z, lx=x - origin[0], ly=y - origin[1], lz=z - origin[2],
-            power_mw=printer.power_from_program(o["pw"]), speed_um_s=o["sp"] * s / fmt.feed_s,
-            laser_on=o["on"], jump=o["jmp"], block=o["blk"], line=o["ln"], power_line=o["pln"])
-        mv.problems = problems
-        yield mv
+    rd = StepReader(fmt, spec, printer, [AXIS_SCAN_STAGE] * 3, program_origin_um(printer), check=check)
+    yield from rd.iter_moves(path)

@@ -28,7 +28,8 @@ from numba import njit, prange
 from ..errors import BioslicerError
 from . import _format as F
 from ._format import put_line, qround
-from .dialects import moves_from_arrays, program_origin_um, provenance_lines
+from ..validate import N_LIMITS, move_bits
+from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
 
 _ROLES_OUT = ("point", "point_power", "write", "laser_power", "scan_speed", "power_values_on",
               "power_values_off", "z_offset")
@@ -272,12 +273,16 @@ _ERR = {1: "a point line needs 3 numbers (x y z), or 4 (x y z p) after PowerValu
 _SX, _SY, _SZ, _XO, _YO, _ZO, _LP, _PS, _SP, _PV, _NL, _PL, _BL = range(13)
 
 
-@njit(cache=True)
-def _read(codes, lines, nvals, vals, r0, K, st, lx, ly, lz, sx, sy, sz, pw, sp, on, jmp, blk, ln, pln,
-          err_line, err_kind):
+@njit(cache=True, error_model="numpy")
+def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y, z, lx, ly, lz, sx, sy, sz, pw,
+          sp, on, jmp, blk, ln, pln, err_line, err_kind, total):
     """Run the GWL state machine from record r0 until an include or the end.
 
-    K: keyword codes in ``_ROLES_IN`` order. Returns (moves, next record, errors, stop at include).
+    K: keyword codes in ``_ROLES_IN`` order; st: the carried state (``_SX`` ... ``_BL``); power in
+    mW = program value * pa / pb. Moves go to x ... pln (µm, mW, µm/s): every move when ``check``
+    is False; when True only the moves that fail :func:`~bioslicer.validate.move_bits` (``lim``,
+    ``flags``). ``total[0]`` counts every move. Returns (moves written, next record, errors, stop
+    at include).
     """
     n = 0
     ne = 0
@@ -294,25 +299,41 @@ def _read(codes, lines, nvals, vals, r0, K, st, lx, ly, lz, sx, sy, sz, pw, sp, 
                 ne += 1
                 r += 1
                 continue
-            lx[n] = vals[r, 0] + st[_XO]
-            ly[n] = vals[r, 1] + st[_YO]
-            lz[n] = vals[r, 2] + st[_ZO]
+            vlx = vals[r, 0] + st[_XO]
+            vly = vals[r, 1] + st[_YO]
+            vlz = vals[r, 2] + st[_ZO]
+            if st[_PV] > 0:
+                vpw = vals[r, 3] * st[_PS] * pa / pb
+                vpl = lines[r]
+            else:
+                vpw = st[_LP] * st[_PS] * pa / pb
+                vpl = np.int64(st[_PL])
+            first = st[_NL] == 0
+            st[_NL] += 1
+            total[0] += 1
+            vx = st[_SX] + vlx
+            vy = st[_SY] + vly
+            vz = st[_SZ] + vlz
+            if check and move_bits(vx, vy, vz, vlx, vly, vlz, st[_SX], st[_SY], st[_SZ], vpw, st[_SP], np.nan,
+                                   not first, first, lim, flags) == 0:
+                r += 1
+                continue
+            x[n] = vx
+            y[n] = vy
+            z[n] = vz
+            lx[n] = vlx
+            ly[n] = vly
+            lz[n] = vlz
             sx[n] = st[_SX]
             sy[n] = st[_SY]
             sz[n] = st[_SZ]
-            if st[_PV] > 0:
-                pw[n] = vals[r, 3] * st[_PS]
-                pln[n] = lines[r]
-            else:
-                pw[n] = st[_LP] * st[_PS]
-                pln[n] = np.int64(st[_PL])
+            pw[n] = vpw
+            pln[n] = vpl
             sp[n] = st[_SP]
-            first = st[_NL] == 0
             jmp[n] = first
             on[n] = not first
             blk[n] = np.int32(st[_BL])
             ln[n] = lines[r]
-            st[_NL] += 1
             n += 1
         elif c == -2 or c == -3:
             if ne < err_line.shape[0]:
@@ -365,7 +386,13 @@ def _read(codes, lines, nvals, vals, r0, K, st, lx, ly, lz, sx, sy, sz, pw, sp, 
 
 
 class _Reader:
-    def __init__(self, printer, spec):
+    """The GWL state machine over a main file and its includes, yielding :class:`Moves` chunks.
+
+    ``check`` None: every move; else (lim, flags) from :func:`~bioslicer.validate.limits`: only
+    the moves failing a check, each chunk's ``n_total`` counting all of them.
+    """
+
+    def __init__(self, printer, spec, check=None):
         self.printer = printer
         self.spec = spec
         cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
@@ -377,29 +404,34 @@ class _Reader:
         self.st = np.zeros(13)
         self.st[_PS] = 1.0
         self.st[_PL] = -1
-        self.n_includes = 0
+        self.pa, self.pb = printer.power_from_program_ratio()
+        self.check = check is not None
+        self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
 
     def run(self, path: Path, depth: int = 0):
         if depth > 8:
             raise BioslicerError(f"{path}: includes nest deeper than 8 levels; flatten the program")
         fidx = len(self.files)
         self.files.append(str(path))
+        out = None
         for rec, part in F.ChunkReader(path, self.kw, self.spec.comment):
             R = len(rec["codes"])
             r = 0
             while r <= R:
-                out = {k: np.empty(R, np.float64) for k in ("lx", "ly", "lz", "sx", "sy", "sz", "power_mw", "speed_um_s")}
-                on = np.empty(R, np.bool_)
-                jmp = np.empty(R, np.bool_)
-                blk = np.empty(R, np.int32)
-                ln = np.empty(R, np.int64)
-                pln = np.empty(R, np.int64)
+                # checking: the few failing moves of each piece are used at once, the arrays are reused;
+                # reading: every piece keeps its own arrays
+                if out is None or len(out["x"]) < R or not self.check:
+                    out = new_move_arrays(max(R, 1))
                 el = np.empty(32, np.int64)
                 ek = np.empty(32, np.int64)
+                total = np.zeros(1, np.int64)
                 n, r2, ne, inc = _read(rec["codes"], rec["lines"], rec["nvals"], rec["vals"], r, self.K, self.st,
-                                       out["lx"], out["ly"], out["lz"], out["sx"], out["sy"], out["sz"],
-                                       out["power_mw"], out["speed_um_s"], on, jmp, blk, ln, pln, el, ek)
-                mv = self._moves(n, fidx, out, on, jmp, blk, ln, pln)
+                                       self.pa, self.pb, self.check, self.lim, self.flags, out["x"], out["y"],
+                                       out["z"], out["lx"], out["ly"], out["lz"], out["sx"], out["sy"], out["sz"],
+                                       out["power_mw"], out["speed_um_s"], out["laser_on"], out["jump"],
+                                       out["block"], out["line"], out["power_line"], el, ek, total)
+                mv = moves_from_arrays(n, fidx, self.files, **out)
+                mv.n_total = int(total[0])
                 mv.problems = [(fidx, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
                 yield mv
                 if not inc:
@@ -408,7 +440,7 @@ class _Reader:
                 rel = text.strip()[len(self.include_kw):].strip().strip('"').replace("\\", "/")
                 sub = path.parent / rel
                 if not sub.is_file():
-                    mv = self._moves(0, fidx, out, on, jmp, blk, ln, pln)
+                    mv = moves_from_arrays(0, fidx, self.files, **out)
                     mv.problems = [(fidx, int(rec["lines"][r2]), f"included file {rel} not found")]
                     yield mv
                 else:
@@ -418,17 +450,12 @@ class _Reader:
                 if r >= R:
                     break
 
-    def _moves(self, n, fidx, out, on, jmp, blk, ln, pln):
-        pr = self.printer
-        lx, ly, lz = out["lx"][:n], out["ly"][:n], out["lz"][:n]
-        sx, sy, sz = out["sx"][:n], out["sy"][:n], out["sz"][:n]
-        return moves_from_arrays(
-            n, fidx, self.files, x=sx + lx, y=sy + ly, z=sz + lz, sx=sx, sy=sy, sz=sz, lx=lx, ly=ly, lz=lz,
-            power_mw=pr.power_from_program(out["power_mw"][:n]), speed_um_s=out["speed_um_s"][:n],
-            laser_on=on, jump=jmp, block=blk, line=ln, power_line=pln)
 
+def iter_moves(path, printer, spec, check=None):
+    """Yield :class:`Moves` chunks of a GWL program (following includes) in program order.
 
-def iter_moves(path, printer, spec):
-    """Yield :class:`Moves` chunks of a GWL program (following includes) in program order."""
-    rd = _Reader(printer, spec)
+    ``check`` (lim, flags) from :func:`~bioslicer.validate.limits`: yield only the moves that fail
+    a check (``n_total`` on each chunk counts every move): validation without building every move.
+    """
+    rd = _Reader(printer, spec, check)
     yield from rd.run(Path(path))
