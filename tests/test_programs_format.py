@@ -105,3 +105,92 @@ def test_parallel_tokenizer_matches_the_serial_one(tmp_path):
     for ch in "12345678901234567":
         m = m * 10.0 + int(ch)
     assert want["vals"][3, 0] == m and want["vals"][3, 1] == 0.1 and want["lines"][3] == 7
+
+
+# ----------------------------------------------------------------------------- tokenizer fuzz
+_NUM = __import__("re").compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _ref_line(line: str, words, comment: str, raw=()):
+    """What the tokenizer should make of one line, written plainly: (code, values, tags) or None."""
+    s = line.strip(" \t\r")
+    if not s:
+        return None
+    kw = [w for w in words if w]
+    code, kend = F.CODE_UNKNOWN, 0
+    for w in sorted(kw, key=len, reverse=True):
+        if s.startswith(w) and (len(s) == len(w) or s[len(w)] in " \t\r=(" or s[len(w)] in comment):
+            code, kend = kw.index(w) + 1, len(w)
+            break
+    if code == F.CODE_UNKNOWN:
+        if s[0] in comment:
+            return None
+        if s[0] in "0123456789+-.":
+            code = F.CODE_NUMBERS
+        else:
+            return code, [], []
+    if code > 0 and kw[code - 1] in raw:
+        return code, [], []
+    vals, tags = [], []
+    j, prev = kend, " "
+    while j < len(s):
+        c = s[j]
+        if c in comment:
+            break
+        if c in "0123456789+-.":
+            if prev.isdigit() or prev in "._$":
+                prev, j = c, j + 1
+                continue
+            m = _NUM.match(s, j)
+            end = m.end() if m else j
+            if not m or (end < len(s) and not (s[end] in " \t\r,;" or s[end].isascii() and s[end].isalpha())):
+                return F.CODE_BAD, None, None
+            vals.append(float(m.group(0)))
+            t = prev.upper() if prev.isascii() and prev.isalpha() and (j < 2 or s[j - 2] in " \t\r=,") else ""
+            tags.append(ord(t) if t else 0)
+            prev, j = "0", end
+            continue
+        prev, j = c, j + 1
+    if len(vals) > F.MAX_SLOTS:
+        return F.CODE_BAD, None, None
+    return code, vals, tags
+
+
+def test_tokenizer_matches_a_plain_reading_of_random_lines():
+    rng = np.random.default_rng(7)
+    words = ["G1", "G10", "G0", "M3", "LaserPower", "$AO[0].X", "include"]
+    comment = ";%"
+    pieces = ["G1", "G10", "G0", "M3", "LaserPower", "$AO[0].X", "include", "X", "Y", "F", "Write", "=", "(",
+              ";", "%", "e", "E", "_7", "1.5", "-2", "+.25", "3.", "12.345", "-0.000", "7e3", "1.5e-2", "2E",
+              "99999999999999", ".", "-", "1.2.3", "X1.5", "Y-2.25", "Z.5", "A7", "x3", "1,2", "5;c", "\t", "  ",
+              "\r", "abc", "4X", "X-", "S20.000"]
+    lines = []
+    for _ in range(3000):
+        k = int(rng.integers(1, 7))
+        toks = [pieces[int(rng.integers(len(pieces)))] for _ in range(k)]
+        seps = [" " if rng.random() < 0.8 else "" for _ in range(k)]
+        lines.append("".join(t + sp for t, sp in zip(toks, seps)).rstrip("\n"))
+    text = "\n".join(lines) + "\n"
+    kw = F.Keywords(words, raw=["include"])   # 'include' takes text: no numbers read
+    buf = np.frombuffer(text.encode(), np.uint8)
+    n = text.count("\n") + 1
+    out = dict(codes=np.empty(n, np.int64), lines=np.empty(n, np.int64), nvals=np.empty(n, np.int64),
+               vals=np.zeros((n, F.MAX_SLOTS)), tags=np.zeros((n, F.MAX_SLOTS), np.uint8),
+               starts=np.empty(n, np.int64), ends=np.empty(n, np.int64))
+    r = F.tokenize(buf, np.frombuffer(comment.encode(), np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
+    want = [(i + 1, _ref_line(ln, words, comment, raw=("include",))) for i, ln in enumerate(lines)]
+    want = [(i, w) for i, w in want if w is not None]
+    assert r == len(want)
+    for q, (line_no, (code, vals, tags)) in enumerate(want):
+        assert out["lines"][q] == line_no
+        assert out["codes"][q] == code, (lines[line_no - 1], out["codes"][q], code)
+        if code == F.CODE_BAD:
+            continue
+        nv = out["nvals"][q]
+        assert nv == len(vals), lines[line_no - 1]
+        # plain numbers read exactly; past 2**49 the mantissa accumulates in floats (within an ulp or two)
+        np.testing.assert_allclose(out["vals"][q, :nv], vals, rtol=1e-15, atol=0, err_msg=lines[line_no - 1])
+        short = [abs(v) < 1e13 and v == round(v, 6) for v in vals]
+        np.testing.assert_array_equal(out["vals"][q, :nv][short], np.array(vals)[short])
+        assert list(out["tags"][q, :nv]) == tags, lines[line_no - 1]
+        assert not out["vals"][q, nv:].any() and not out["tags"][q, nv:].any()

@@ -277,11 +277,13 @@ def _render(ops, op_start, lit, tpl, vals, pow10, digits2, out):
     return pos
 
 
-@njit(cache=True, error_model="numpy")
-def put_line(t, v0, v1, v2, v3, ops, op_start, lit, out, pos, pow10, digits2):
+def _put_line(t, v0, v1, v2, v3, ops, op_start, lit, out, pos, pow10, digits2):
     """Render template ``t`` with slot values ``v0..v3`` (slot k gets ``vk``) and a newline at ``out[pos]``.
 
-    Returns the new end. The fused dialect kernels call this once per program line.
+    Returns the new end. The fused dialect kernels call this once per program line: as
+    :func:`put_line_hot` (inlined) for the lines of every point or mark, as :func:`put_line`
+    (a call) for the rest: arrays cost many arguments per call, and inlining every site
+    bloats the kernels.
     """
     for k in range(op_start[t], op_start[t + 1]):
         if ops[k, 0] == 0:
@@ -294,6 +296,10 @@ def put_line(t, v0, v1, v2, v3, ops, op_start, lit, out, pos, pow10, digits2):
             pos = put_fixed(v, ops[k, 2], out, pos, pow10, digits2)
     out[pos] = 10
     return pos + 1
+
+
+put_line = njit(cache=True, error_model="numpy")(_put_line)
+put_line_hot = njit(cache=True, error_model="numpy", inline="always")(_put_line)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -595,8 +601,9 @@ def _tokenize_range(buf, lo, hi, iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, k
     """:func:`tokenize` over the whole lines in ``buf[lo:hi]``, records from index ``r0``; returns the count.
 
     ``iscom`` (256,) bool: bytes that start a comment; ``kwlo``, ``kwhi``: see :func:`char_tables`.
-    Lines of plain blank-separated numbers (GWL points) take a fast path; any line it does not
-    finish cleanly is read again by the general path, which decides.
+    Each line: the keyword, then a fast path for what programs mostly hold (blank-separated plain
+    numbers, each maybe right after a tag letter: GWL points, ``G1 X.. Y..``); a line the fast
+    path does not finish cleanly is read again by the general path, which decides.
     """
     n = hi
     r = r0
@@ -614,22 +621,46 @@ def _tokenize_range(buf, lo, hi, iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, k
             i = s + 1
             line += 1
             continue
-        # fast path: plain numbers separated by blanks, maybe a comment after them
-        if kwlo[c0] == kwhi[c0] and not iscom[c0] and _num_start(c0):
-            j = s
-            nv = 0
+        # keyword (checked before comments so that a keyword may begin with the comment mark)
+        code = CODE_UNKNOWN
+        kend = s
+        for oi in range(kwlo[c0], kwhi[c0]):
+            k = kw_order[oi]
+            a = kw_off[k]
+            L = kw_off[k + 1] - a
+            if s + L > n:
+                continue
             ok = True
-            le = s
-            while True:
-                v, j, good = _fast_number(buf, j, n)
-                if not good or (j < n and not (buf[j] == 10 or _is_space(buf[j]))):
+            for j in range(1, L):
+                if buf[s + j] != kw_blob[a + j]:
                     ok = False
                     break
-                if nv < nslot:
-                    vals[r, nv] = v
-                    tags[r, nv] = 0
-                nv += 1
-                le = j
+            if not ok:
+                continue
+            if s + L < n:
+                c = buf[s + L]
+                if not (_is_space(c) or c == 10 or c == 61 or c == 40 or iscom[c]):
+                    continue
+            code = k + 1
+            kend = s + L
+            break
+        if code == CODE_UNKNOWN:
+            if iscom[c0]:  # a comment line
+                while s < n and buf[s] != 10:
+                    s += 1
+                i = s + 1
+                line += 1
+                continue
+            if _num_start(c0):
+                code = CODE_NUMBERS
+        # fast path: blank-separated tokens, each a plain number or a tag letter and a plain number
+        # (a token always starts after a blank: the keyword and every number must end at one)
+        if code != CODE_UNKNOWN and not (code > 0 and kw_raw[code - 1]):
+            j = kend
+            nv = 0
+            ok = True
+            le = kend
+            while True:
                 while j < n and _is_space(buf[j]):
                     j += 1
                 if j >= n or buf[j] == 10:
@@ -642,11 +673,26 @@ def _tokenize_range(buf, lo, hi, iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, k
                     while le > s and _is_space(buf[le - 1]):
                         le -= 1
                     break
+                t = 0
                 if not _num_start(c):
+                    if ((65 <= c <= 90) or (97 <= c <= 122)) and j + 1 < n and _num_start(buf[j + 1]) \
+                            and not iscom[buf[j + 1]]:
+                        t = c & 0xDF
+                        j += 1
+                    else:
+                        ok = False
+                        break
+                v, j, good = _fast_number(buf, j, n)
+                if not good or (j < n and not (buf[j] == 10 or _is_space(buf[j]))):
                     ok = False
                     break
+                if nv < nslot:
+                    vals[r, nv] = v
+                    tags[r, nv] = t
+                nv += 1
+                le = j
             if ok:
-                codes[r] = CODE_NUMBERS if nv <= nslot else CODE_BAD
+                codes[r] = code if nv <= nslot else CODE_BAD
                 for k in range(min(nv, nslot), nslot):
                     vals[r, k] = 0.0
                     tags[r, k] = 0
@@ -658,7 +704,7 @@ def _tokenize_range(buf, lo, hi, iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, k
                 i = j + 1
                 line += 1
                 continue
-        # general path: keyword, then numbers with their tag letters
+        # general path: numbers with their tag letters, anywhere on the line
         e = s
         while e < n and buf[e] != 10:
             e += 1
@@ -668,37 +714,6 @@ def _tokenize_range(buf, lo, hi, iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, k
         le = e
         while le > s and _is_space(buf[le - 1]):
             le -= 1
-        # keyword (checked before comments so that a keyword may begin with the comment mark)
-        code = CODE_UNKNOWN
-        kend = s
-        for oi in range(kwlo[c0], kwhi[c0]):
-            k = kw_order[oi]
-            a = kw_off[k]
-            b = kw_off[k + 1]
-            L = b - a
-            if s + L > le:
-                continue
-            ok = True
-            for j in range(1, L):
-                if buf[s + j] != kw_blob[a + j]:
-                    ok = False
-                    break
-            if not ok:
-                continue
-            if s + L < le:
-                c = buf[s + L]
-                if not (_is_space(c) or c == 61 or c == 40):
-                    if not iscom[c]:
-                        continue
-            code = k + 1
-            kend = s + L
-            break
-        if code == CODE_UNKNOWN:
-            if iscom[c0]:
-                continue
-            if _num_start(c0):
-                code = CODE_NUMBERS
-                kend = s
         codes[r] = code
         lines[r] = ln
         starts[r] = s

@@ -22,7 +22,7 @@ from numba import njit, prange
 
 from ..errors import BioslicerError
 from . import _format as F
-from ._format import put_line, qround
+from ._format import put_line, put_line_hot, qround
 from ..validate import N_LIMITS, move_bits
 from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
 
@@ -121,7 +121,7 @@ def _render_step_chunks(x, y, z, pp, ms, mspeed, offx, offy, offz, scale, feed_s
         for m in range(m0, cb[c + 1]):
             s = ms[m]
             e = ms[m + 1]
-            pos = put_line(T[0], qround(((x[s] + offx) / scale) * cs), qround(((y[s] + offy) / scale) * cs),
+            pos = put_line_hot(T[0], qround(((x[s] + offx) / scale) * cs), qround(((y[s] + offy) / scale) * cs),
                            qround(((z[s] + offz) / scale) * cs), 0, ops, op_start, lit, out, pos, pow10, digits2)
             cur = qround(pp[s + 1] * ps)
             if (not has_on) or (not has_p) or pst != cur:
@@ -135,11 +135,11 @@ def _render_step_chunks(x, y, z, pp, ms, mspeed, offx, offy, offz, scale, feed_s
                 if qi != cur:
                     cur = qi
                     pos = put_line(T[2], cur, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
-                pos = put_line(T[1], qround(((x[i] + offx) / scale) * cs), qround(((y[i] + offy) / scale) * cs),
+                pos = put_line_hot(T[1], qround(((x[i] + offx) / scale) * cs), qround(((y[i] + offy) / scale) * cs),
                                qround(((z[i] + offz) / scale) * cs), qf, ops, op_start, lit, out, pos, pow10,
                                digits2)
             pst = cur
-            pos = put_line(T[4], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+            pos = put_line_hot(T[4], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
         lens[c] = pos - off[c]
 
 

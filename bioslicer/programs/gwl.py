@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from ..errors import BioslicerError
 from . import _format as F
-from ._format import put_line, qround
+from ._format import put_line, put_line_hot, qround
 from ..validate import N_LIMITS, move_bits
 from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
 
@@ -142,11 +142,11 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
                     qy = qround((y[k] - oy) * cs)
                     qzk = qround((z[k] - oz) * cs) - qz
                     if const:
-                        pos = put_line(T[0], qx, qy, qzk, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                        pos = put_line_hot(T[0], qx, qy, qzk, 0, ops, op_start, lit, out, pos, pow10, digits2)
                     else:
                         pos = put_line(T[1], qx, qy, qzk, qround(pp[k] * ps), ops, op_start, lit, out, pos,
                                        pow10, digits2)
-                pos = put_line(T[2], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line_hot(T[2], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
                 if j >= e - 1:
                     break
                 i = j
@@ -288,6 +288,8 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
     ne = 0
     r = r0
     nr = codes.shape[0]
+    nl = st[_NL]        # points since the last Write, and moves read: kept in registers in the loop
+    tot = 0
     while r < nr:
         c = codes[r]
         if c == 0:
@@ -308,9 +310,9 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
             else:
                 vpw = st[_LP] * st[_PS] * pa / pb
                 vpl = np.int64(st[_PL])
-            first = st[_NL] == 0
-            st[_NL] += 1
-            total[0] += 1
+            first = nl == 0
+            nl += 1
+            tot += 1
             vx = st[_SX] + vlx
             vy = st[_SY] + vly
             vz = st[_SZ] + vlz
@@ -341,8 +343,10 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
                 err_kind[ne] = 2 if c == -2 else 3
             ne += 1
         elif c == K[0]:
-            st[_NL] = 0
+            nl = 0
         elif c == K[14]:
+            st[_NL] = nl
+            total[0] += tot
             return n, r, ne, True
         elif c == K[4]:
             st[_PV] = 1
@@ -382,6 +386,8 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
                 elif c == K[13]:
                     st[_SZ] = 0.0
         r += 1
+    st[_NL] = nl
+    total[0] += tot
     return n, r, ne, False
 
 
