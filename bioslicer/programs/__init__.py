@@ -237,6 +237,7 @@ class ProgramWriter:
         self.name = name
         self.provenance = dict(provenance or {})
         self.durable = True
+        self.direct = None      # one-file dialects in one process: a gcode.DirectMain (blocks straight in)
         d = DIALECTS[self.dialect]
         d.module.prepare(self.printer, d.spec)
 
@@ -400,6 +401,8 @@ class ProgramWriter:
 
     def abort(self) -> None:
         """Remove everything staged (blocks written so far included); the program folder stays."""
+        if self.direct is not None:
+            self.direct.abort()
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
@@ -424,6 +427,9 @@ def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, 
         raise BioslicerError(voxel.ONE_BLOCK)
     w = ProgramWriter(printer, toolpath.blocks, out_dir, name=name, dialect=d.name, provenance=provenance)
     w.durable = False      # one process: the parts are the ones just written, a failure removes them
+    if getattr(d.module, "ONE_FILE", False):  # no fragments: the blocks go straight into the main file
+        w.direct = gcode.DirectMain({"n_marks": int(toolpath.n_marks), "n_points": int(toolpath.n_points),
+                                     "n_blocks": len(runs), "n_table": len(toolpath.blocks)})
     w.out_dir.mkdir(parents=True, exist_ok=True)
     parts = []
     try:

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import BioslicerError
 from . import _format as F
 from .dialects import program_origin_um, provenance_lines
-from .gcode import AXIS_FOCUS_STAGE, AXIS_GALVO, StepFormat, StepReader, concat_main, emit_marks, fragment_path
+from .gcode import AXIS_FOCUS_STAGE, AXIS_GALVO, StepFormat, StepReader, emit_marks, finish_main, write_fragment
 
 
 def _axes(printer):
@@ -28,6 +28,8 @@ def _axes(printer):
                              "'program.stage_axes' 3 axis letters, e.g. [\"A\", \"B\"] and [\"X\", \"Y\", \"Z\"]")
     return {"GX": g[0], "GY": g[1], "SX": s[0], "SY": s[1], "SZ": s[2], "LA": str(la)}
 
+
+ONE_FILE = True   # one main file: write_program writes the blocks straight into it
 
 def _format(printer, spec) -> StepFormat:
     spec.check_printer(printer)
@@ -42,9 +44,19 @@ def prepare(printer, spec) -> None:
     _format(printer, spec)
 
 
+def _head(w, counts: dict) -> str:
+    printer, spec = w.printer, w.spec
+    fmt = _format(printer, spec)
+    cm = spec.comment[0]
+    head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "aerobasic")]
+    head += [fmt.cmd["units_mm"].format() if fmt.unit == "mm" else f"{cm} units um",
+             fmt.cmd["absolute"].format(), fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
+    return "\n".join(head) + "\n"
+
+
 def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
-    """Write block ``b``'s AeroBasic fragment under ``staging``: the stage move, then its marks
-    (galvo x, y relative to the block, z stage absolute; the first mark sets the power)."""
+    """Write block ``b``'s AeroBasic under ``staging``: the stage move, then its marks (galvo x, y
+    relative to the block, z stage absolute; the first mark sets the power)."""
     printer, spec = w.printer, w.spec
     fmt = _format(printer, spec)
     origin = program_origin_um(printer)
@@ -52,25 +64,20 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     s = fmt.scale_um
     o = w.blocks.origin_um[b]
     stage = o + origin
-    with F.AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable) as fh:
+
+    def emit(fh):
         fh.write(f"{spec.comment[0]} block {b}, {toolpath.n_marks} marks\n")
         fh.write(fmt.cmd["stage_move"].format(x=F.fmt(stage[0] / s, d), y=F.fmt(stage[1] / s, d),
                                               z=F.fmt(stage[2] / s, d)) + "\n")
         emit_marks(fmt, printer, toolpath, 0, toolpath.n_marks, np.array([-o[0], -o[1], origin[2]]), fh)
-    return [fh.written], {}
+
+    return write_fragment(w, b, staging, emit, lambda: _head(w, w.direct.counts))
 
 
 def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
-    """Write ``<name>.pgm``: header, the blocks' fragments in order, end. Returns [main]."""
-    printer, spec = w.printer, w.spec
-    fmt = _format(printer, spec)
-    cm = spec.comment[0]
-    main = staging / f"{w.name}{spec.get('main_suffix', '.pgm')}"
-    head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "aerobasic")]
-    head += [fmt.cmd["units_mm"].format() if fmt.unit == "mm" else f"{cm} units um",
-             fmt.cmd["absolute"].format(), fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
-    concat_main(main, "\n".join(head) + "\n", parts, w.out_dir, fmt.cmd["end"].format() + "\n", w.durable)
-    return [main]
+    """Write ``<name>.pgm``: header, the blocks' text in order, end. Returns [main]."""
+    fmt = _format(w.printer, w.spec)
+    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + "\n")
 
 
 def iter_moves(path, printer, spec, check=None):

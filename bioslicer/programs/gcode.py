@@ -379,6 +379,9 @@ class StepReader:
 
 
 # ----------------------------------------------------------------------------- G-code
+ONE_FILE = True   # one main file: write_program writes the blocks straight into it
+
+
 def _format(printer, spec) -> StepFormat:
     return StepFormat(printer, spec)
 
@@ -393,13 +396,67 @@ def fragment_path(w, b: int, staging: Path) -> Path:
     return staging / f"{w.name}_block_{b:04d}{w.spec.get('main_suffix', '')}.part"
 
 
-def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
-    """Write block ``b``'s G-code fragment (its marks; the first sets the power) under ``staging``."""
-    fmt = _format(w.printer, w.spec)
+def main_path(w, staging: Path) -> Path:
+    """The staged main file of a one-file step program."""
+    return staging / f"{w.name}{w.spec.get('main_suffix', '')}"
+
+
+class DirectMain:
+    """The main file of a one-file program written by one process, the blocks straight into it.
+
+    Workers write each block to its own fragment and :func:`concat_main` copies them into the
+    main file; one process (:func:`~bioslicer.programs.write_program`) has no need for the copy,
+    which doubles the bytes written (and, past the kernel's dirty-page limit, the disk time). The
+    header needs the counts before the first block: ``counts`` as
+    :meth:`~bioslicer.programs.ProgramWriter.finish` computes them from the parts.
+    """
+
+    def __init__(self, counts: dict) -> None:
+        self.counts = dict(counts)
+        self.fh = None
+
+    def file(self, path: Path, head: str):
+        """The open main file (created with ``head`` on first use)."""
+        if self.fh is None:
+            self.fh = F.AtomicFile(path, hashed=False, fsync=False)
+            self.fh.write(head)
+        return self.fh
+
+    def close(self, path: Path, head: str, tail: str, counts: dict) -> Path:
+        """Write ``tail`` and rename the main file into the staging folder; returns its path."""
+        if counts != self.counts:
+            raise ValueError(f"program counts changed while writing: {self.counts} then {counts}")
+        fh = self.file(path, head)
+        fh.write(tail)
+        self.fh = None
+        fh.__exit__(None, None, None)
+        return path
+
+    def abort(self) -> None:
+        """Remove the partly written main file."""
+        if self.fh is not None:
+            fh, self.fh = self.fh, None
+            fh.__exit__(RuntimeError, None, None)
+
+
+def write_fragment(w, b: int, staging: Path, emit, head) -> tuple[list, dict]:
+    """Block ``b``'s text, ``emit(fh)``, into its fragment file, or straight into the main file
+    when the writer has a :class:`DirectMain` (``head()`` gives the header then)."""
+    if w.direct is not None:
+        emit(w.direct.file(main_path(w, staging), head()))
+        return [], {}
     with F.AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable) as fh:
-        fh.write(f"{w.spec.comment[0]} block {b}, {toolpath.n_marks} marks\n")
-        emit_marks(fmt, w.printer, toolpath, 0, toolpath.n_marks, program_origin_um(w.printer), fh)
+        emit(fh)
     return [fh.written], {}
+
+
+def finish_main(w, parts, counts: dict, staging: Path, head: str, tail: str) -> list[Path]:
+    """The main file: ``head``, the blocks' text in order, ``tail``. Returns [main]."""
+    main = main_path(w, staging)
+    if w.direct is not None:
+        return [w.direct.close(main, head, tail, counts)]
+    concat_main(main, head, parts, w.out_dir, tail, w.durable)
+    return [main]
 
 
 def concat_main(main: Path, head: str, parts, root: Path, tail: str, fsync: bool = True) -> None:
@@ -413,13 +470,11 @@ def concat_main(main: Path, head: str, parts, root: Path, tail: str, fsync: bool
         fm.write(tail)
 
 
-def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
-    """Write ``<name>.gcode``: header, the blocks' fragments in order, end. Returns [main]."""
+def _head(w, counts: dict) -> str:
     printer, spec = w.printer, w.spec
     fmt = _format(printer, spec)
     origin = program_origin_um(printer)
     cm = spec.comment[0]
-    main = staging / f"{w.name}{spec.get('main_suffix', '.gcode')}"
     uc = spec.get("unit_commands", {}).get(fmt.unit)
     head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "gcode")]
     head.append(f"{cm} origin_um {origin[0]:g} {origin[1]:g} {origin[2]:g}; unit {fmt.unit}; "
@@ -428,8 +483,24 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
         head.append(uc)
     head.append(fmt.cmd["absolute"].format())
     head.append(fmt.cmd["laser_off"].format())
-    concat_main(main, "\n".join(head) + "\n", parts, w.out_dir, fmt.cmd["end"].format() + "\n", w.durable)
-    return [main]
+    return "\n".join(head) + "\n"
+
+
+def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
+    """Write block ``b``'s G-code (its marks; the first sets the power) under ``staging``."""
+    fmt = _format(w.printer, w.spec)
+
+    def emit(fh):
+        fh.write(f"{w.spec.comment[0]} block {b}, {toolpath.n_marks} marks\n")
+        emit_marks(fmt, w.printer, toolpath, 0, toolpath.n_marks, program_origin_um(w.printer), fh)
+
+    return write_fragment(w, b, staging, emit, lambda: _head(w, w.direct.counts))
+
+
+def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
+    """Write ``<name>.gcode``: header, the blocks' text in order, end. Returns [main]."""
+    fmt = _format(w.printer, w.spec)
+    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + "\n")
 
 
 def iter_moves(path, printer, spec, check=None):
