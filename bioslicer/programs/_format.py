@@ -141,7 +141,7 @@ class TemplateSet:
         return out[:n].tobytes()
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _put_uint(u, out, pos, digits2):
     """Write int64 ``u >= 0`` in decimal at ``out[pos]``; returns the new end.
 
@@ -191,7 +191,7 @@ def _put_uint(u, out, pos, digits2):
     return pos + nd
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _put_frac(fp, d, out, pos, digits2):
     """Write the ``d`` digits of ``0 <= fp < 10**d`` (leading zeros kept) at ``out[pos]``."""
     q = pos + d
@@ -209,7 +209,7 @@ def _put_frac(fp, d, out, pos, digits2):
     return pos + d
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _put_fixed_const(v, D, P, out, pos, digits2):
     """:func:`put_fixed` for a decimals count ``D`` (and ``P == 10**D``) known when compiling:
     the divisions become multiplications and the digit loops unroll."""
@@ -226,7 +226,7 @@ def _put_fixed_const(v, D, P, out, pos, digits2):
 _EXACT_F = 1 << 52
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def put_fixed(v, d, out, pos, pow10, digits2):
     """Write integer ``v`` as a fixed-point number with ``d`` decimals (``v / 10**d``) at ``out[pos]``.
 
