@@ -35,8 +35,8 @@ def test_quantize_and_fmt_agree_and_have_no_negative_zero():
     assert F.fmt(-2.3456, 3) == "-2.346" and F.fmt(-0.0001, 3) == "0.000"
 
 
-def _tok(text: str, words, comment=";"):
-    kw = F.Keywords(words)
+def _tok(text: str, words, comment=";", raw=()):
+    kw = F.Keywords(words, raw=raw)
     buf = np.frombuffer(text.encode(), np.uint8)
     n = text.count("\n") + 1
     out = dict(codes=np.empty(n, np.int64), lines=np.empty(n, np.int64), nvals=np.empty(n, np.int64),
@@ -171,13 +171,8 @@ def test_tokenizer_matches_a_plain_reading_of_random_lines():
         seps = [" " if rng.random() < 0.8 else "" for _ in range(k)]
         lines.append("".join(t + sp for t, sp in zip(toks, seps)).rstrip("\n"))
     text = "\n".join(lines) + "\n"
-    kw = F.Keywords(words, raw=["include"])   # 'include' takes text: no numbers read
-    buf = np.frombuffer(text.encode(), np.uint8)
-    n = text.count("\n") + 1
-    out = dict(codes=np.empty(n, np.int64), lines=np.empty(n, np.int64), nvals=np.empty(n, np.int64),
-               vals=np.zeros((n, F.MAX_SLOTS)), tags=np.zeros((n, F.MAX_SLOTS), np.uint8),
-               starts=np.empty(n, np.int64), ends=np.empty(n, np.int64))
-    r = F.tokenize(buf, np.frombuffer(comment.encode(), np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
+    _, out = _tok(text, words, comment=comment, raw=["include"])   # 'include' takes text: no numbers read
+    r = len(out["codes"])
     want = [(i + 1, _ref_line(ln, words, comment, raw=("include",))) for i, ln in enumerate(lines)]
     want = [(i, w) for i, w in want if w is not None]
     assert r == len(want)

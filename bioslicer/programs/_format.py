@@ -175,25 +175,13 @@ def _put_uint(u, out, pos, digits2):
     while t > 0:
         nd += 1
         t = t // 10
-    q = pos + nd
-    while u >= 100:
-        h = u // 100
-        r = u - h * 100
-        u = h
-        q -= 2
-        out[q] = digits2[2 * r]
-        out[q + 1] = digits2[2 * r + 1]
-    if u >= 10:
-        out[q - 2] = digits2[2 * u]
-        out[q - 1] = digits2[2 * u + 1]
-    else:
-        out[q - 1] = 48 + u
-    return pos + nd
+    return _put_frac(u, nd, out, pos, digits2)
 
 
 @njit(cache=True, error_model="numpy")
 def _put_frac(fp, d, out, pos, digits2):
-    """Write the ``d`` digits of ``0 <= fp < 10**d`` (leading zeros kept) at ``out[pos]``."""
+    """Write the ``d`` digits of ``0 <= fp < 10**d`` (leading zeros kept) at ``out[pos]``;
+    returns the new end. Also the digits of a long integer part (``d`` its digit count)."""
     q = pos + d
     k = d
     while k >= 2:
@@ -489,23 +477,18 @@ def _fast_number(buf, i, hi):
     mi = np.int64(0)
     nd = 0
     scale = 0
+    frac = 0
     while i < hi:
         d = np.int64(buf[i]) - 48
-        if d < 0 or d > 9:
-            break
-        mi = mi * 10 + d
-        nd += 1
-        i += 1
-    if i < hi and buf[i] == 46:
-        i += 1
-        while i < hi:
-            d = np.int64(buf[i]) - 48
-            if d < 0 or d > 9:
-                break
+        if 0 <= d <= 9:
             mi = mi * 10 + d
             nd += 1
-            scale += 1
-            i += 1
+            scale += frac
+        elif d == -2 and frac == 0:  # the point
+            frac = 1
+        else:
+            break
+        i += 1
     if nd == 0 or nd > 14:
         return 0.0, i, False
     v = float(mi)
