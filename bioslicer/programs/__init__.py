@@ -50,7 +50,9 @@ class Dialect:
     ``write_block(writer, b, toolpath_b, staging) -> ([Written], info)`` writes one block's
     file(s); ``write_main(writer, parts, counts, staging) -> [Path]`` writes the main file(s) and
     returns every file of the program (main first, staging paths); ``iter_moves(path, printer,
-    spec)`` yields :class:`Moves` chunks.
+    spec)`` yields :class:`Moves` chunks (with ``check=(lim, flags)`` only the failing moves, when
+    ``checks_while_reading``). A module with ``ONE_FILE = True`` writes one main file and takes a
+    :class:`~bioslicer.programs.gcode.DirectMain` from :func:`write_program` (no fragments).
     """
 
     name: str
