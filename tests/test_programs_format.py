@@ -25,6 +25,14 @@ def test_render_matches_python_formatting(d):
     assert text == want
 
 
+def test_templates_take_at_most_the_slots_a_line_renders():
+    ts = F.TemplateSet({"g": "G1 A{a} B{b} C{c} D{d}"}, {k: 1 for k in "abcd"})
+    vals = np.array([[11, -22, 33, 44]])
+    assert ts.render(np.zeros(1, np.int64), vals) == b"G1 A1.1 B-2.2 C3.3 D4.4\n"
+    with pytest.raises(ValueError, match="more than 4 slots"):
+        F.Template.parse("G1 A{a} B{b} C{c} D{d} E{e}")
+
+
 def test_quantize_and_fmt_agree_and_have_no_negative_zero():
     ts = F.TemplateSet({"pt": "{x} {y} {z}"}, {"x": 3, "y": 3, "z": 3})
     xyz = np.array([[-0.0001, 1.0005, -2.3456], [12.34549, -0.0, 1e5]])

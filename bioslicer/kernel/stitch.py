@@ -230,6 +230,26 @@ def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
     return out
 
 
+@njit(cache=True, inline="always")
+def _mark_uv(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, k):
+    """(umin, umax, vmin, vmax) of mark ``k`` in sheared coordinates ``u = x - t``, ``v = y - t``,
+    ``t = (z - z0) * tan_s`` with ``z0`` the z origin of the mark's tier, µm."""
+    umin = np.inf
+    umax = -np.inf
+    vmin = np.inf
+    vmax = -np.inf
+    z0 = tier_z0[layer_tier[mark_layer[k]]]
+    for i in range(mark_start[k], mark_start[k + 1]):
+        t = (z[i] - z0) * tan_s
+        u = x[i] - t
+        v = y[i] - t
+        umin = min(umin, u)
+        umax = max(umax, u)
+        vmin = min(vmin, v)
+        vmax = max(vmax, v)
+    return umin, umax, vmin, vmax
+
+
 @njit(cache=True, parallel=True)
 def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chunk):
     """Extents of the sheared coordinates ``u = x - t``, ``v = y - t`` with
@@ -249,15 +269,11 @@ def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chun
         vmin = np.inf
         vmax = -np.inf
         for k in range(c * chunk, min(m, (c + 1) * chunk)):
-            z0 = tier_z0[layer_tier[mark_layer[k]]]
-            for i in range(mark_start[k], mark_start[k + 1]):
-                t = (z[i] - z0) * tan_s
-                u = x[i] - t
-                v = y[i] - t
-                umin = min(umin, u)
-                umax = max(umax, u)
-                vmin = min(vmin, v)
-                vmax = max(vmax, v)
+            u0, u1, v0, v1 = _mark_uv(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, k)
+            umin = min(umin, u0)
+            umax = max(umax, u1)
+            vmin = min(vmin, v0)
+            vmax = max(vmax, v1)
         out[c, 0] = umin
         out[c, 1] = umax
         out[c, 2] = vmin
@@ -271,6 +287,15 @@ def _wall(g0, a, i, n, half_ov, lo_side):
     if lo_side:
         return -np.inf if i == 0 else g0 + i * a - half_ov
     return np.inf if i == n - 1 else g0 + (i + 1) * a + half_ov
+
+
+@njit(cache=True)
+def _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov):
+    """(z0, ulo, uhi, vlo, vhi): the z origin and sheared walls of task ``t``'s cell (µm)."""
+    ix = task_cell[t, 0]
+    iy = task_cell[t, 1]
+    return (tier_z0[task_cell[t, 2]], _wall(gx0, a, ix, nx, half_ov, True), _wall(gx0, a, ix, nx, half_ov, False),
+            _wall(gy0, a, iy, ny, half_ov, True), _wall(gy0, a, iy, ny, half_ov, False))
 
 
 @njit(cache=True)
@@ -312,19 +337,7 @@ def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0,
     m = len(mark_start) - 1
     out = np.empty((m, 4), np.int32)
     for k in prange(m):
-        umin = np.inf
-        umax = -np.inf
-        vmin = np.inf
-        vmax = -np.inf
-        z0 = tier_z0[layer_tier[mark_layer[k]]]
-        for i in range(mark_start[k], mark_start[k + 1]):
-            t = (z[i] - z0) * tan_s
-            u = x[i] - t
-            v = y[i] - t
-            umin = min(umin, u)
-            umax = max(umax, u)
-            vmin = min(vmin, v)
-            vmax = max(vmax, v)
+        umin, umax, vmin, vmax = _mark_uv(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, k)
         ix0, ix1 = _cand_range(umin, umax, gx0, a, nx, half_ov)
         iy0, iy1 = _cand_range(vmin, vmax, gy0, a, ny, half_ov)
         out[k, 0] = ix0
@@ -426,13 +439,7 @@ def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e
     d = np.zeros(0)
     di = np.zeros(0, np.int64)
     for t in prange(nt):
-        ix = task_cell[t, 0]
-        iy = task_cell[t, 1]
-        z0 = tier_z0[task_cell[t, 2]]
-        ulo = _wall(gx0, a, ix, nx, half_ov, True)
-        uhi = _wall(gx0, a, ix, nx, half_ov, False)
-        vlo = _wall(gy0, a, iy, ny, half_ov, True)
-        vhi = _wall(gy0, a, iy, ny, half_ov, False)
+        z0, ulo, uhi, vlo, vhi = _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov)
         cp = 0
         cn = 0
         for j in range(task_e0[t], task_e1[t]):
@@ -461,13 +468,7 @@ def stitch_fill(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0
     """
     nt = len(task_e0)
     for t in prange(nt):
-        ix = task_cell[t, 0]
-        iy = task_cell[t, 1]
-        z0 = tier_z0[task_cell[t, 2]]
-        ulo = _wall(gx0, a, ix, nx, half_ov, True)
-        uhi = _wall(gx0, a, ix, nx, half_ov, False)
-        vlo = _wall(gy0, a, iy, ny, half_ov, True)
-        vhi = _wall(gy0, a, iy, ny, half_ov, False)
+        z0, ulo, uhi, vlo, vhi = _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov)
         kb = task_kbase[t]
         pb = task_pbase[t]
         blk = task_block[t]

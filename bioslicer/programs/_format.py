@@ -4,7 +4,7 @@ Writing
 -------
 A *template* is one program line with numeric slots, e.g. ``"G1 X{x} Y{y} Z{z} F{f}"``. The
 dialect writers describe their output as a table of lines: the template of each line and up to
-:data:`MAX_SLOTS` integer values per line, already quantized (value x 10**decimals, rounded once
+:data:`TEMPLATE_SLOTS` integer values per line, already quantized (value x 10**decimals, rounded once
 in numpy). :func:`render` turns that table into bytes: integer digits through a two-digit
 lookup table, one preallocated buffer per call, no Python per line. Quantizing once makes the
 text exact and deterministic (no float formatting, no ``-0.000``).
@@ -32,7 +32,8 @@ from numba import njit, prange
 
 from ..fileio import sha256_file  # noqa: F401  (re-exported for the writers)
 
-MAX_SLOTS = 6          # numbers per line, writing and reading
+MAX_SLOTS = 6          # numbers per line read back
+TEMPLATE_SLOTS = 4     # numbers per written line (put_line's v0..v3)
 CODE_NUMBERS = 0       # a line of bare numbers (GWL point)
 CODE_UNKNOWN = -2      # a line starting with a word not in the dialect
 CODE_BAD = -3          # a number that does not parse
@@ -73,8 +74,8 @@ class Template:
     def parse(cls, text: str) -> "Template":
         pieces = _SLOT.split(text)
         lits, slots = pieces[0::2], pieces[1::2]
-        if len(slots) > MAX_SLOTS:
-            raise ValueError(f"template {text!r} has more than {MAX_SLOTS} slots")
+        if len(slots) > TEMPLATE_SLOTS:
+            raise ValueError(f"template {text!r} has more than {TEMPLATE_SLOTS} slots")
         tags = [(p[-1] if p and p[-1].isalpha() else "") for p in lits[:-1]]
         head = text.split("{", 1)[0]
         keyword = text.strip() if not slots else (head.split()[0] if head.split() else "")
@@ -131,13 +132,16 @@ class TemplateSet:
         return self.index[name]
 
     def render(self, tpl: np.ndarray, vals: np.ndarray) -> bytes:
-        """Bytes of the lines ``tpl`` (template index per line) with quantized ``vals`` (n, MAX_SLOTS)."""
+        """Bytes of the lines ``tpl`` (template index per line) with quantized ``vals`` (n, k): slot j
+        of a line gets ``vals[:, j]`` (columns past k are 0)."""
         if len(tpl) == 0:
             return b""
         size = int(self.bound[tpl].sum())
         out = np.empty(size, dtype=np.uint8)
-        n = _render(self.ops, self.op_start, self.lit, tpl.astype(np.int64, copy=False),
-                    np.ascontiguousarray(vals, dtype=np.int64), _POW10, _DIGITS2, out)
+        v = np.zeros((len(tpl), TEMPLATE_SLOTS), np.int64)
+        k = min(TEMPLATE_SLOTS, np.shape(vals)[1])
+        v[:, :k] = np.asarray(vals)[:, :k]
+        n = _render(self.ops, self.op_start, self.lit, tpl.astype(np.int64, copy=False), v, _POW10, _DIGITS2, out)
         return out[:n].tobytes()
 
 
@@ -248,23 +252,6 @@ def put_fixed(v, d, out, pos, pow10, digits2):
     return _put_frac(v - ip * p, d, out, pos + 1, digits2)
 
 
-@njit(cache=True, error_model="numpy")
-def _render(ops, op_start, lit, tpl, vals, pow10, digits2, out):
-    pos = 0
-    for i in range(tpl.shape[0]):
-        t = tpl[i]
-        for k in range(op_start[t], op_start[t + 1]):
-            if ops[k, 0] == 0:
-                for j in range(ops[k, 1], ops[k, 2]):
-                    out[pos] = lit[j]
-                    pos += 1
-            else:
-                pos = put_fixed(vals[i, ops[k, 1]], ops[k, 2], out, pos, pow10, digits2)
-        out[pos] = 10
-        pos += 1
-    return pos
-
-
 def _put_line(t, v0, v1, v2, v3, ops, op_start, lit, out, pos, pow10, digits2):
     """Render template ``t`` with slot values ``v0..v3`` (slot k gets ``vk``) and a newline at ``out[pos]``.
 
@@ -288,6 +275,15 @@ def _put_line(t, v0, v1, v2, v3, ops, op_start, lit, out, pos, pow10, digits2):
 
 put_line = njit(cache=True, error_model="numpy")(_put_line)
 put_line_hot = njit(cache=True, error_model="numpy", inline="always")(_put_line)
+
+
+@njit(cache=True, error_model="numpy")
+def _render(ops, op_start, lit, tpl, vals, pow10, digits2, out):
+    pos = 0
+    for i in range(tpl.shape[0]):
+        pos = put_line(tpl[i], vals[i, 0], vals[i, 1], vals[i, 2], vals[i, 3], ops, op_start, lit, out, pos,
+                       pow10, digits2)
+    return pos
 
 
 @njit(cache=True, error_model="numpy", inline="always")
