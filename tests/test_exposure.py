@@ -21,7 +21,9 @@ def _tp(n_layers=5, dz=10.0):
     for k, z in enumerate(lz):
         h = Toolpath.from_segments([[0, 0, z]], [[10, 0, z]], int(Kind.HATCH), k, 0.0, 0.0, lz)
         sq = np.array([[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]], float)
-        c = Toolpath(sq[:, 0], sq[:, 1], np.full(5, z), np.zeros(5), [0, 5], [int(Kind.CONTOUR)], [k], [-1], [0.0], lz)
+        c = Toolpath(x_um=sq[:, 0], y_um=sq[:, 1], z_um=np.full(5, z), power_mw=np.zeros(5), mark_start=[0, 5],
+                     mark_kind=[int(Kind.CONTOUR)], mark_layer=[k], mark_block=[-1], mark_speed_um_s=[0.0],
+                     layer_z_um=lz)
         parts += [c, h]
     return Toolpath.concat(parts, layer_z_um=lz)
 

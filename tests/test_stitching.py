@@ -27,8 +27,9 @@ def _disk_part(layer_z, radius=280.0, centre=(300.0, 250.0), hatch=7.0, angle_de
     th[-1] = 0.0
     for li, z in enumerate(layer_z):
         c = np.column_stack([cx + radius * np.cos(th), cy + radius * np.sin(th), np.full(101, z)])
-        parts.append(Toolpath(c[:, 0], c[:, 1], c[:, 2], np.full(101, 5.0), [0, 101], [Kind.CONTOUR], [li], [-1],
-                              [2000.0], layer_z))
+        parts.append(Toolpath(x_um=c[:, 0], y_um=c[:, 1], z_um=c[:, 2], power_mw=np.full(101, 5.0), mark_start=[0, 101],
+                              mark_kind=[Kind.CONTOUR], mark_layer=[li], mark_block=[-1], mark_speed_um_s=[2000.0],
+                              layer_z_um=layer_z))
         mid = np.array([cx, cy]) + offs[:, None] * n
         p0 = np.column_stack([mid - half[:, None] * d, np.full(len(offs), z)])
         p1 = np.column_stack([mid + half[:, None] * d, np.full(len(offs), z)])
