@@ -129,8 +129,7 @@ class StitchGrid:
     tier_lo_um, tier_z0_um : (nz,) float64
         Lowest layer height of each tier and its fine-axis zero (lowered by ``dz_down_um``), µm.
     layer_tier : (L,) int64
-        Tier of every layer of ``layer_z_um`` (-1: a layer no mark uses, when the grid was
-        planned from a toolpath).
+        Tier of every layer of ``layer_z_um``.
     single : bool
         One column of blocks centred on the part: no walls, no shear, no overlap.
     layer_z_um : (L,) float64
