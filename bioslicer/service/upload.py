@@ -1,0 +1,227 @@
+"""Reading an upload: the streamed multipart parser, labels, form fields and parameter checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from ..errors import BioslicerError
+
+MESH_EXTENSIONS = (".stl", ".obj", ".ply", ".3mf")
+BUNDLE_EXTENSIONS = (".zip",)
+ALLOWED_EXTENSIONS = MESH_EXTENSIONS + BUNDLE_EXTENSIONS
+UNITS = ("um", "mm", "nm")
+_MAX_FIELDS = 200
+_MAX_FIELD_BYTES = 64 * 1024
+
+
+class ServiceError(Exception):
+    """A request the service refuses: HTTP ``status`` with a one-line ``detail``."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def safe_label(name: str, limit: int = 100) -> str:
+    """A user's file name reduced to a display label: last path part, printable, at most ``limit``
+    characters. Never used as a path."""
+    name = unicodedata.normalize("NFC", str(name or ""))
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join(c if (c.isprintable() and c not in "\"'<>`|:*?") else "_" for c in name).strip(" .")
+    return name[-limit:] or "upload"
+
+
+def _owner_label(owner: str) -> str:
+    owner = "".join(c for c in unicodedata.normalize("NFC", owner or "") if c.isprintable()).strip()
+    if len(owner) > 64:
+        raise ServiceError(400, "owner label is longer than 64 characters; use a short name or initials")
+    return owner or "anonymous"
+
+
+def _bundled_printers() -> dict:
+    from ..printers import list_printers, printers_dir
+
+    stems = {p.stem for p in printers_dir().glob("*.toml")}
+    return {p.name: p for p in list_printers() if p.name in stems}
+
+
+def _parse_bool(field: str, text: str) -> bool:
+    t = (text or "").strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("", "0", "false", "no", "off"):
+        return False
+    raise ServiceError(400, f"form field {field!r} must be true or false, got {text!r}")
+
+
+def check_params(printer: str, params: dict) -> dict:
+    """Validate recipe overrides for a bundled printer exactly as the CLI does.
+
+    Parameters
+    ----------
+    printer : str
+        A bundled printer profile name (paths are refused: the service never reads user paths).
+    params : dict
+        Recipe field -> value (typed values, or text read like CLI ``--set key=value``).
+
+    Returns
+    -------
+    dict
+        The overrides, typed, to store with the job. Raises :class:`ServiceError` (400).
+    """
+    printers = _bundled_printers()
+    if printer not in printers:
+        raise ServiceError(400, f"unknown printer {printer!r}; use one of {', '.join(sorted(printers))}")
+    if "power_field_path" in params and params["power_field_path"] not in (None, ""):
+        raise ServiceError(400, "recipe key 'power_field_path' names a file on the server; the service does not "
+                                "take file paths as parameters")
+    from ..pipeline import resolve_recipe
+
+    try:
+        resolve_recipe(printers[printer], None, params)
+    except BioslicerError as exc:
+        raise ServiceError(400, str(exc).splitlines()[0]) from None
+    return params
+
+
+def _typed_form_params(fields: dict) -> dict:
+    """Form text fields -> overrides, read like the CLI's ``--set key=value``."""
+    from ..recipe import recipe_overrides_from_cli
+
+    pairs = [f"{k}={v}" for k, v in sorted(fields.items()) if str(v).strip() != ""]
+    try:
+        return recipe_overrides_from_cli(pairs)
+    except BioslicerError as exc:
+        raise ServiceError(400, str(exc).splitlines()[0]) from None
+
+
+# ----------------------------------------------------------------------------- upload parsing
+class _Upload:
+    """Streams one multipart/form-data request: the single file part goes to a temporary file in
+    ``DIR/incoming/`` (refused past ``max_bytes``), text fields are collected (bounded)."""
+
+    def __init__(self, incoming: Path, max_bytes: int) -> None:
+        self.incoming = incoming
+        self.max_bytes = max_bytes
+        self.fields: dict[str, str] = {}
+        self.filename: str | None = None
+        self.ext: str | None = None
+        self.tmp: Path | None = None
+        self.size = 0
+        self._fh = None
+        self._head_name = b""
+        self._head_value = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._part_name: str | None = None
+        self._is_file = False
+        self._buf = bytearray()
+        self._head = b""
+
+    # callbacks of python_multipart.MultipartParser
+    def on_part_begin(self) -> None:
+        self._headers = {}
+        self._part_name = None
+        self._is_file = False
+        self._buf = bytearray()
+
+    def on_header_field(self, data, start, end) -> None:
+        self._head_name += data[start:end]
+
+    def on_header_value(self, data, start, end) -> None:
+        self._head_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[self._head_name.strip().lower()] = self._head_value.strip()
+        self._head_name = b""
+        self._head_value = b""
+
+    def on_headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        disp, opts = parse_options_header(self._headers.get(b"content-disposition", b""))
+        if disp != b"form-data" or b"name" not in opts:
+            raise ServiceError(400, "malformed multipart body: a part has no form-data name")
+        self._part_name = opts[b"name"].decode("utf-8", "replace")
+        if b"filename" in opts:
+            if self._part_name != "file":
+                raise ServiceError(400, f"unexpected file field {self._part_name!r}; send the part as field 'file'")
+            if self.filename is not None:
+                raise ServiceError(400, "more than one file in the upload; send one file per job")
+            self.filename = opts[b"filename"].decode("utf-8", "replace")
+            label = safe_label(self.filename)
+            ext = os.path.splitext(label)[1].lower()
+            if ext not in ALLOWED_EXTENSIONS:
+                raise ServiceError(415, f"file type {ext or '(none)'!r} is not accepted; upload a mesh "
+                                        f"({', '.join(MESH_EXTENSIONS)}) or a job bundle (.zip)")
+            self.ext = ext
+            self._is_file = True
+            fd, tmp = _mkstemp(self.incoming)
+            self.tmp = Path(tmp)
+            self._fh = os.fdopen(fd, "wb")
+        else:
+            if len(self.fields) >= _MAX_FIELDS:
+                raise ServiceError(400, f"too many form fields (limit {_MAX_FIELDS})")
+
+    def on_part_data(self, data, start, end) -> None:
+        n = end - start
+        if self._is_file:
+            self.size += n
+            if self.size > self.max_bytes:
+                raise ServiceError(413, f"upload is larger than the limit of {_mb(self.max_bytes)}; "
+                                        "ask the operator to raise --max-upload-mb or upload a smaller file")
+            if len(self._head) < 8:
+                self._head += bytes(data[start:min(end, start + 8 - len(self._head))])
+            self._fh.write(data[start:end])
+        else:
+            if len(self._buf) + n > _MAX_FIELD_BYTES:
+                raise ServiceError(413, f"form field {self._part_name!r} is longer than {_MAX_FIELD_BYTES} bytes")
+            self._buf += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self._is_file:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+        else:
+            try:
+                self.fields[self._part_name] = self._buf.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ServiceError(400, f"form field {self._part_name!r} is not UTF-8 text") from None
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
+
+    def callbacks(self) -> dict:
+        return {name: getattr(self, name) for name in (
+            "on_part_begin", "on_part_data", "on_part_end", "on_header_field", "on_header_value",
+            "on_header_end", "on_headers_finished")}
+
+
+def _mkstemp(folder: Path):
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix="upload-", suffix=".part", dir=folder)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:g} MB"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
