@@ -51,7 +51,7 @@ class VerifyReport:
 
 def _validate_program(path: Path, printer: Printer, dialect: str | None = None):
     """Call the program validator, ``bioslicer.programs.validate_program(path, printer, dialect)``."""
-    from .programs import validate_program
+    from ..programs import validate_program
 
     return validate_program(path, printer, dialect)
 
