@@ -179,7 +179,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     region_bounds = np.array([[*grid.xy_lo_um, lz[0]], [*grid.xy_hi_um, lz[-1]]])
     layer_step, mark_step = preview_steps(region_bounds, len(lz), rec.hatch_um)
 
-    with JobWriter(out_dir, overwrite=overwrite) as jw:
+    with JobWriter(out_dir, overwrite=overwrite, keep=[mesh_path]) as jw:
         provenance = {
             "software": f"bioslicer {__version__}",
             "mesh": mesh_path.name,

@@ -405,11 +405,16 @@ def test_restart_requeues_the_job_in_flight(start, tmp_path):
     s.wait(job["id"], statuses=("slicing",))
     s.kill()  # the service dies with the job half sliced; its worker is orphaned
     data = s.data_dir
-    (data / "incoming" / "upload-half.part").write_bytes(b"solid half")  # an upload cut off mid-stream
+    from bioslicer.service.store import Layout
+
+    half = Layout(data).make_temp_dir(data / "incoming" / "upload-half")  # an upload cut off mid-stream
+    (half / "data.part").write_bytes(b"solid half")
     (data / "uploads" / "0123456789ab").mkdir()  # stored, but the process died before the table row
     (data / "uploads" / "0123456789ab" / "input.stl").write_bytes(b"solid orphan")
     s2 = start(gate=gate)
     assert not any((data / "incoming").iterdir()) and not (data / "uploads" / "0123456789ab").exists()
+    kept = list((data / "orphans").glob("*/uploads/0123456789ab/input.stl"))  # moved aside, not deleted
+    assert len(kept) == 1 and kept[0].read_bytes() == b"solid orphan"
     assert (data / "uploads" / job["id"] / "input.stl").is_file()
     again = s2.http.get(f"/api/jobs/{job['id']}").json()
     assert again["status"] in ("queued", "slicing")

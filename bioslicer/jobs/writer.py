@@ -60,7 +60,10 @@ class JobWriter:
     out_dir : Path
         The final job folder.
     overwrite : bool
-        Replace an existing ``out_dir`` (and ``<out_dir>.zip``) instead of refusing.
+        Replace an existing ``out_dir`` (and ``<out_dir>.zip``) instead of refusing; only a folder
+        (zip) whose ``manifest.json`` says it is a bioslicer job is ever replaced.
+    keep : list of path
+        Files that must survive (the inputs): a folder holding one of them is never replaced.
     path : Path or None
         The temporary folder ``<parent>/.<name>.partial-<random>`` (set on enter).
     committed : bool
@@ -70,9 +73,10 @@ class JobWriter:
     is removed and nothing that looks like a job is left.
     """
 
-    def __init__(self, out_dir, overwrite: bool = False) -> None:
+    def __init__(self, out_dir, overwrite: bool = False, keep=()) -> None:
         self.out_dir = Path(out_dir)
         self.overwrite = bool(overwrite)
+        self.keep = [Path(p).resolve() for p in keep]
         self.path: Path | None = None
         self.committed = False
 
@@ -102,10 +106,18 @@ class JobWriter:
 
     def _check_target(self, out: Path) -> None:
         if out.exists() or out.is_symlink():
-            if not out.is_dir():
+            if out.is_symlink() or not out.is_dir():
                 raise BioslicerError(f"{out} exists and is not a folder; choose another job folder name")
             if not self.overwrite:
                 raise BioslicerError(f"job folder {out} already exists; choose another name or pass --overwrite")
+            if not _is_job_folder(out):
+                raise BioslicerError(f"{out} is not a bioslicer job folder (no bioslicer manifest.json); "
+                                     "--overwrite replaces only job folders, choose another -o")
+            real = out.resolve()
+            for p in self.keep:
+                if real == p or real in p.parents:
+                    raise BioslicerError(f"job folder {out} holds the input {p.name}; --overwrite would delete it, "
+                                         "choose another -o")
 
     # ---------------------------------------------------------------- commit
     def commit(self, manifest: dict, zip: bool = False) -> Path:
@@ -170,6 +182,10 @@ class JobWriter:
             if zip:
                 if (zip_path.exists() or zip_path.is_symlink()) and not self.overwrite:
                     raise BioslicerError(f"{zip_path} already exists; choose another name or pass --overwrite")
+                if (zip_path.exists() or zip_path.is_symlink()) and (
+                        not _is_job_zip(zip_path) or zip_path.resolve() in self.keep):
+                    raise BioslicerError(f"{zip_path} is not a bioslicer job bundle; --overwrite replaces only "
+                                         "job bundles, choose another -o")
                 zip_tmp = zip_path.with_name(f".{zip_path.name}{PARTIAL_MARK}{secrets.token_hex(6)}")
                 write_job_zip(tmp, zip_tmp, list(m["files"]))
             self._publish(tmp, out)
@@ -204,6 +220,30 @@ class JobWriter:
             _rmtree(aside)
         else:
             os.rename(tmp, out)
+
+
+def _is_job_folder(path: Path) -> bool:
+    """True when ``path/manifest.json`` is a JSON object of this job format (the folder is a job)."""
+    try:
+        m = json.loads((path / MANIFEST_NAME).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("format") == JOB_FORMAT
+
+
+def _is_job_zip(path: Path) -> bool:
+    """True when the zip ``path`` holds a ``manifest.json`` of this job format."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(MANIFEST_NAME)
+            if info.file_size > 64 << 20:
+                return False
+            m = json.loads(zf.read(info))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return False
+    return isinstance(m, dict) and m.get("format") == JOB_FORMAT
 
 
 def write_job_zip(folder, zip_path, rels: list[str] | None = None) -> Path:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
+import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -30,7 +32,7 @@ from .routes import jobs as jobs_routes
 from .routes import page as page_routes
 from .routes import printers as printer_routes
 from .security import check_bind, guard, is_loopback  # noqa: F401  (re-exported)
-from .store import JobStore, Layout
+from .store import TEMP_MARK, JobStore, Layout, is_job_id
 from .upload import ServiceError, check_params, safe_label  # noqa: F401  (re-exported)
 from .worker import WorkerPool
 
@@ -86,22 +88,74 @@ def lock_data_dir(layout: Layout):
     return fh
 
 
-def recover(store: JobStore, layout: Layout) -> list[str]:
-    """Start-up repair: re-queue interrupted jobs, drop half-received uploads, unfinished work
-    and files no job refers to. Returns the re-queued ids."""
+def recover(store: JobStore, layout: Layout, log=None) -> list[str]:
+    """Start-up repair, never losing what is not the service's own temporary work.
+
+    * jobs left 'slicing' by the last run are re-queued;
+    * in ``incoming/`` and ``work/`` only folders holding the service's marker
+      (:data:`~bioslicer.service.store.TEMP_MARK`) and empty folders are removed; anything else
+      there is left alone, with a line in the log;
+    * a finished job folder ``jobs/<id>/`` without a row (the table was lost or restored from an
+      older copy) is re-adopted from its ``manifest.json`` as 'done', with its bundle and upload;
+    * every other entry of ``uploads/`` and ``jobs/`` without a row is moved to
+      ``orphans/<UTC time>/`` with a line in the log.
+
+    Returns the re-queued ids.
+    """
+    log = log or (lambda line: print(f"bioslicer serve: {line}", flush=True))
     requeued = store.requeue_interrupted()
     for d in (layout.incoming, layout.work):
-        for p in d.iterdir():
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        for p in sorted(d.iterdir()):
+            if p.is_dir() and not p.is_symlink() and ((p / TEMP_MARK).is_file() or not any(p.iterdir())):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                log(f"left {p.relative_to(layout.root)} alone: not temporary work of this service")
     ids = store.ids()
-    for p in layout.uploads.iterdir():
-        if p.name not in ids:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
-    for p in layout.jobs.iterdir():
-        stem = p.name[:-4] if p.name.endswith(".zip") else p.name
-        if stem not in ids:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+    for p in sorted(layout.jobs.iterdir()):
+        if is_job_id(p.name) and p.name not in ids and p.is_dir() and not p.is_symlink():
+            if _adopt(store, layout, p.name):
+                ids.add(p.name)
+                log(f"re-adopted finished job {p.name} from its manifest (it had no row in the job table)")
+    stray = [p for p in sorted(layout.uploads.iterdir()) if p.name not in ids]
+    stray += [p for p in sorted(layout.jobs.iterdir()) if (p.name[:-4] if p.name.endswith(".zip") else p.name)
+              not in ids]
+    if stray:
+        dest = layout.orphans / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}")
+        for p in stray:
+            rel = p.relative_to(layout.root)
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.rename(p, dest / rel)
+            log(f"moved {rel} (no row in the job table) to {(dest / rel).relative_to(layout.root)}")
     return requeued
+
+
+def _adopt(store: JobStore, layout: Layout, jid: str) -> bool:
+    """Enter the finished job folder ``jobs/<jid>/`` as 'done' from its manifest; False when it
+    has no readable manifest (then it is moved to the orphans)."""
+    import json
+
+    from .upload import UNITS
+    from .worker import job_summary
+
+    try:
+        manifest = json.loads((layout.job_dir(jid) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict):
+        return False
+    mesh = manifest.get("mesh") if isinstance(manifest.get("mesh"), dict) else {}
+    printer = manifest.get("printer") if isinstance(manifest.get("printer"), dict) else {}
+    up = layout.upload_dir(jid)
+    inputs = sorted(up.glob("input.*")) if up.is_dir() else []
+    inp = inputs[0] if len(inputs) == 1 and inputs[0].is_file() else None
+    kind = "bundle" if inp is not None and inp.suffix == ".zip" else "mesh"
+    units = mesh.get("units") if mesh.get("units") in UNITS else "um"
+    store.adopt(jid, label=safe_label(str(mesh.get("file") or "job")), kind=kind,
+                input_name=inp.name if inp else "", input_bytes=inp.stat().st_size if inp else 0,
+                printer=str(printer.get("name") or "")[:100], units=units, summary=job_summary(manifest),
+                note="re-adopted at start-up from its manifest (the job table had no row for it)",
+                finished_s=(layout.job_dir(jid) / "manifest.json").stat().st_mtime)
+    return True
 
 
 def create_app(data_dir, *, token: str | None = None, workers: int = 1, max_upload_mb: float = 200.0,
@@ -210,7 +264,11 @@ def run_server(data_dir, host: str = "127.0.0.1", port: int = 8000, token: str |
 
     check_bind(host, token)
     layout = Layout(data_dir)
-    lock_data_dir(layout).close()  # fail early with a clear line; the app takes the lock for real
+    lock = lock_data_dir(layout)  # fail early with a clear line; the app takes the lock for real
+    try:
+        JobStore(layout.db).close()  # a damaged table stops here, in one line, before any file is touched
+    finally:
+        lock.close()
     app = create_app(layout.root, token=token, workers=workers, max_upload_mb=max_upload_mb, slice_fn=slice_fn,
                      client_spec=client_spec, cancel_grace_s=cancel_grace_s)
     shown = f"[{host}]" if ":" in host else host

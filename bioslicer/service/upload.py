@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import shutil
 import unicodedata
 from pathlib import Path
 
@@ -101,11 +103,13 @@ def _typed_form_params(fields: dict) -> dict:
 
 # ----------------------------------------------------------------------------- upload parsing
 class _Upload:
-    """Streams one multipart/form-data request: the single file part goes to a temporary file in
-    ``DIR/incoming/`` (refused past ``max_bytes``), text fields are collected (bounded)."""
+    """Streams one multipart/form-data request: the single file part goes to a temporary file in a
+    marked folder ``DIR/incoming/upload-<random>/`` (refused past ``max_bytes``), text fields are
+    collected (bounded)."""
 
-    def __init__(self, incoming: Path, max_bytes: int) -> None:
-        self.incoming = incoming
+    def __init__(self, layout, max_bytes: int) -> None:
+        self.layout = layout
+        self.dir: Path | None = None
         self.max_bytes = max_bytes
         self.fields: dict[str, str] = {}
         self.filename: str | None = None
@@ -159,9 +163,9 @@ class _Upload:
                                         f"({', '.join(MESH_EXTENSIONS)}) or a job bundle (.zip)")
             self.ext = ext
             self._is_file = True
-            fd, tmp = _mkstemp(self.incoming)
-            self.tmp = Path(tmp)
-            self._fh = os.fdopen(fd, "wb")
+            self.dir = self.layout.make_temp_dir(self.layout.incoming / f"upload-{secrets.token_hex(8)}")
+            self.tmp = self.dir / "data.part"
+            self._fh = open(self.tmp, "xb")
         else:
             if len(self.fields) >= _MAX_FIELDS:
                 raise ServiceError(400, f"too many form fields (limit {_MAX_FIELDS})")
@@ -197,21 +201,15 @@ class _Upload:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-        if self.tmp is not None:
-            self.tmp.unlink(missing_ok=True)
-            self.tmp = None
+        self.tmp = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
     def callbacks(self) -> dict:
         return {name: getattr(self, name) for name in (
             "on_part_begin", "on_part_data", "on_part_end", "on_header_field", "on_header_value",
             "on_header_end", "on_headers_finished")}
-
-
-def _mkstemp(folder: Path):
-    import tempfile
-
-    folder.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix="upload-", suffix=".part", dir=folder)
 
 
 def _mb(n: int) -> str:

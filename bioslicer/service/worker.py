@@ -166,7 +166,7 @@ def run_job(store: JobStore, layout: Layout, job: dict, slice_fn: Callable, prog
     jid = job["id"]
     work = layout.work_dir(jid, job["claim"])
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    layout.make_temp_dir(work)
     input_path = layout.upload_dir(jid) / job["input_name"]
     if not input_path.is_file():
         raise BioslicerError("the uploaded file of this job is missing from the service's data folder; upload it again")

@@ -38,7 +38,7 @@ async def submit(request: Request):
     if length and length.isdigit() and int(length) > cfg.max_upload_bytes + _MAX_FIELDS * 1024 + (1 << 20):
         raise ServiceError(413, f"upload is larger than the limit of {_mb(cfg.max_upload_bytes)}; "
                                 "ask the operator to raise --max-upload-mb or upload a smaller file")
-    up = _Upload(svc.layout.incoming, cfg.max_upload_bytes)
+    up = _Upload(svc.layout, cfg.max_upload_bytes)
     try:
         parser = MultipartParser(opts[b"boundary"], up.callbacks())
         async for chunk in request.stream():
