@@ -12,12 +12,15 @@ import numpy as np
 
 from .. import __version__
 from ..errors import BioslicerError
+from ..fileio import check_zip, zip_inflate_limit
 from ..printers import Printer
 from ._files import _safe_rel, is_partial
 
 JOB_FORMAT = "bioslicer-job/1"
 MANIFEST_NAME = "manifest.json"
 REPORT_NAME = "report.txt"
+#: a manifest larger than this is refused unread (a real one is a few hundred kB)
+MAX_MANIFEST_BYTES = 64 << 20
 
 #: top-level manifest keys and the sub-keys each must hold (None: any dict / value)
 MANIFEST_SCHEMA: dict[str, tuple[str, ...] | None] = {
@@ -190,10 +193,17 @@ def read_manifest(job) -> dict:
         if not mpath.is_file():
             raise BioslicerError(f"{job} is not a bioslicer job (no {MANIFEST_NAME}); "
                                  "give a folder written by `bioslicer slice`")
+        if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BioslicerError(f"{MANIFEST_NAME} of {job} is larger than {MAX_MANIFEST_BYTES >> 20} MB; "
+                                 "it is not a job manifest")
         raw = mpath.read_bytes()
     elif zipfile.is_zipfile(job):
         try:
             with zipfile.ZipFile(job) as zf:
+                check_zip(zf, zip_inflate_limit(job.stat().st_size), what=f"job bundle {job.name}")
+                if zf.getinfo(MANIFEST_NAME).file_size > MAX_MANIFEST_BYTES:
+                    raise BioslicerError(f"{MANIFEST_NAME} in {job.name} is larger than "
+                                         f"{MAX_MANIFEST_BYTES >> 20} MB; it is not a job manifest")
                 raw = zf.read(MANIFEST_NAME)
         except KeyError:
             raise BioslicerError(f"{job} is not a bioslicer job (no {MANIFEST_NAME} in the zip); "

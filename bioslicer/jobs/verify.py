@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import zipfile
 import zlib
@@ -10,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BioslicerError
+from ..fileio import check_zip, copy_zip_entry, zip_inflate_limit
 from ..printers import Printer, load_printer
-from ._files import _CHUNK, _list_files, _safe_rel, sha256_file
+from ._files import _list_files, _safe_rel, sha256_file
 from .manifest import MANIFEST_NAME, printer_from_manifest, read_manifest
 
 _MAX_LISTED_VIOLATIONS = 20
@@ -77,9 +77,15 @@ def _check_files(folder: Path, manifest: dict) -> list[str]:
 
 
 def _extract_zip(zip_path: Path, dest: Path) -> list[str]:
+    """Unpack a job zip for verifying; its inflated size and entry count are bounded
+    (:func:`bioslicer.fileio.check_zip`, counted while inflating): a bomb raises BioslicerError."""
     problems = []
+    what = f"job bundle {zip_path.name}"
     with zipfile.ZipFile(zip_path) as zf:
-        for info in zf.infolist():
+        limit = zip_inflate_limit(zip_path.stat().st_size)
+        infos = check_zip(zf, limit, what=what)
+        budget = [limit]
+        for info in infos:
             if info.is_dir():
                 continue
             if not _safe_rel(info.filename):
@@ -88,8 +94,8 @@ def _extract_zip(zip_path: Path, dest: Path) -> list[str]:
             target = dest / info.filename
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
+                with open(target, "wb") as dst:
+                    copy_zip_entry(zf, info, dst, budget, what=what)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                 problems.append(f"{info.filename}: damaged in the zip ({exc})")
                 target.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -31,10 +32,13 @@ from .routes import ServiceState
 from .routes import jobs as jobs_routes
 from .routes import page as page_routes
 from .routes import printers as printer_routes
-from .security import check_bind, guard, is_loopback  # noqa: F401  (re-exported)
+from .security import check_bind, guard, install_log_redaction, is_loopback, remove_log_redaction  # noqa: F401
 from .store import TEMP_MARK, JobStore, Layout, is_job_id
 from .upload import ServiceError, check_params, safe_label  # noqa: F401  (re-exported)
 from .worker import WorkerPool
+
+#: an uploaded bundle may inflate to this many times the upload limit
+INFLATE_RATIO = 10
 
 
 class ServiceConfig:
@@ -61,7 +65,8 @@ class ServiceConfig:
     """
 
     def __init__(self, data_dir, token=None, workers: int = 1, max_upload_bytes: int = 200_000_000,
-                 slice_fn=None, client_spec=None, cancel_grace_s: float = 5.0, start_workers: bool = True) -> None:
+                 slice_fn=None, client_spec=None, cancel_grace_s: float = 5.0, start_workers: bool = True,
+                 read_timeout_s: float = 5.0) -> None:
         self.data_dir = Path(data_dir)
         self.token = token or None
         self.workers = int(workers)
@@ -70,6 +75,10 @@ class ServiceConfig:
         self.client_spec = client_spec
         self.cancel_grace_s = float(cancel_grace_s)
         self.start_workers = bool(start_workers)
+        #: a bundle may inflate to 10x the upload limit (and hold at most 10,000 entries)
+        self.max_inflate_bytes = INFLATE_RATIO * self.max_upload_bytes
+        self.read_timeout_s = float(read_timeout_s)  # an upload sending nothing this long is refused (408)
+        self.csrf_secret = secrets.token_bytes(32)  # the page's CSRF token is derived from it (per start)
         if self.workers < 1:
             raise BioslicerError("--workers must be at least 1")
         if self.max_upload_bytes < 1:
@@ -196,6 +205,7 @@ def create_app(data_dir, *, token: str | None = None, workers: int = 1, max_uplo
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        redaction = install_log_redaction()  # after uvicorn configured its loggers
         layout.make()
         lock = lock_data_dir(layout)
         store = JobStore(layout.db)
@@ -206,7 +216,7 @@ def create_app(data_dir, *, token: str | None = None, workers: int = 1, max_uplo
         pool = None
         if cfg.start_workers:
             pool = WorkerPool(layout.root, n=cfg.workers, slice_fn=cfg.slice_fn, client_spec=cfg.client_spec,
-                              cancel_grace_s=cfg.cancel_grace_s)
+                              cancel_grace_s=cfg.cancel_grace_s, max_bundle_bytes=cfg.max_inflate_bytes)
             pool.start()
         svc.store, svc.pool = store, pool
         try:
@@ -216,6 +226,7 @@ def create_app(data_dir, *, token: str | None = None, workers: int = 1, max_uplo
                 pool.stop()
             store.close()
             lock.close()
+            remove_log_redaction(redaction)
 
     app = FastAPI(
         title="bioslicer job service",

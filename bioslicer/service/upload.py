@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -17,6 +18,7 @@ ALLOWED_EXTENSIONS = MESH_EXTENSIONS + BUNDLE_EXTENSIONS
 UNITS = ("um", "mm", "nm")
 _MAX_FIELDS = 200
 _MAX_FIELD_BYTES = 64 * 1024
+_MAX_PARAM_DEPTH = 4
 
 
 class ServiceError(Exception):
@@ -81,12 +83,90 @@ def check_params(printer: str, params: dict) -> dict:
     if "power_field_path" in params and params["power_field_path"] not in (None, ""):
         raise ServiceError(400, "recipe key 'power_field_path' names a file on the server; the service does not "
                                 "take file paths as parameters")
+    if _depth(params) > _MAX_PARAM_DEPTH:
+        raise ServiceError(400, f"form field 'params' is nested deeper than {_MAX_PARAM_DEPTH} levels; recipe "
+                                "fields are at most {\"power_mw\": {\"hatch\": 20}} deep")
+    from ..exposure import check_exposure
     from ..pipeline import resolve_recipe
 
+    pr = printers[printer]
     try:
-        resolve_recipe(printers[printer], None, params)
+        rec = resolve_recipe(pr, None, params)
+        check_exposure(rec, pr)  # what slice_to_job checks before loading the mesh
+        check_recipe_budget(rec, pr)
     except BioslicerError as exc:
         raise ServiceError(400, str(exc).splitlines()[0]) from None
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        raise ServiceError(400, f"bad recipe parameters ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+                                "; send recipe fields with plain values as in GET /api/printers/<name>/defaults"
+                           ) from None
+    return params
+
+
+def check_bundle(path: Path, max_inflate_bytes: int) -> None:
+    """Refuse (400) an uploaded bundle whose directory shows a bomb (too many entries, inflating
+    past ``max_inflate_bytes``) or entries that are absolute, climb out with ``..`` or are links."""
+    import zipfile
+
+    from ..fileio import MAX_ZIP_ENTRIES, check_zip
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            check_zip(zf, max_inflate_bytes, MAX_ZIP_ENTRIES, what="the bundle", plain_files=True)
+    except (zipfile.BadZipFile, OSError):
+        raise ServiceError(400, "the .zip upload is not a readable zip archive; upload the bundle made by "
+                                "`bioslicer slice --zip`") from None
+    except BioslicerError as exc:
+        raise ServiceError(400, str(exc)) from None
+
+
+def check_recipe_budget(recipe, printer) -> None:
+    """THE call site of the issue-22 recipe / work-size check at upload (``bioslicer.budget``).
+
+    Until that module is merged, the recipe validation above (``Recipe.updated``) and
+    :func:`bioslicer.exposure.check_exposure` are the checks; once ``bioslicer/budget.py`` with
+    ``check_recipe(recipe, printer)`` is present, it runs here too (BioslicerError -> 400).
+    """
+    try:
+        from ..budget import check_recipe
+    except ImportError:
+        return
+    check_recipe(recipe, printer)
+
+
+def _depth(obj, limit: int = 64) -> int:
+    """Nesting depth of JSON-like ``obj`` (counted up to ``limit``, without recursion)."""
+    depth, level = 0, [obj]
+    while level and depth < limit:
+        nxt = []
+        for o in level:
+            if isinstance(o, dict):
+                nxt.extend(o.values())
+            elif isinstance(o, list):
+                nxt.extend(o)
+        if not nxt and not any(isinstance(o, (dict, list)) for o in level):
+            break
+        depth += 1
+        level = nxt
+    return depth
+
+
+def parse_params_json(raw: str) -> dict:
+    """The ``params`` form field (a JSON object of recipe fields) -> dict; ServiceError 400 when it
+    is not JSON, not an object or nested absurdly deep."""
+    try:
+        params = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ServiceError(400, f"form field 'params' is not valid JSON ({exc.msg}); send an object such "
+                                "as {\"hatch_um\": 0.3}") from None
+    except RecursionError:
+        raise ServiceError(400, f"form field 'params' is nested deeper than {_MAX_PARAM_DEPTH} levels; send a "
+                                "flat object of recipe fields") from None
+    if not isinstance(params, dict):
+        raise ServiceError(400, "form field 'params' must be a JSON object of recipe fields")
+    if _depth(params) > _MAX_PARAM_DEPTH:
+        raise ServiceError(400, f"form field 'params' is nested deeper than {_MAX_PARAM_DEPTH} levels; send a "
+                                "flat object of recipe fields")
     return params
 
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
+from starlette.requests import ClientDisconnect
 
 from ..models import _UPLOAD_SCHEMA, JobOut, job_out
 from ..store import STATUSES, is_job_id, new_job_id
 from ..upload import (_MAX_FIELDS, BUNDLE_EXTENSIONS, UNITS, ServiceError, _bundled_printers,
                       _fsync_dir, _mb, _owner_label, _parse_bool, _typed_form_params, _Upload, check_params,
-                      safe_label)
+                      check_bundle, parse_params_json, safe_label)
 from . import ServiceState, service
 
 router = APIRouter()
@@ -41,7 +43,15 @@ async def submit(request: Request):
     up = _Upload(svc.layout, cfg.max_upload_bytes)
     try:
         parser = MultipartParser(opts[b"boundary"], up.callbacks())
-        async for chunk in request.stream():
+        stream = request.stream().__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), cfg.read_timeout_s)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise ServiceError(408, f"the upload stalled: no data for {cfg.read_timeout_s:g} s (is the "
+                                        "Content-Length larger than the body?); send it again") from None
             if chunk:
                 parser.write(chunk)
         parser.finalize()
@@ -51,6 +61,11 @@ async def submit(request: Request):
     except ServiceError:
         up.discard()
         raise
+    except ClientDisconnect:
+        up.discard()
+        print(f"bioslicer serve: an upload from {request.client.host if request.client else '?'} was cut off by "
+              f"the client after {up.size} bytes; nothing kept", file=sys.stderr, flush=True)
+        return Response(status_code=400)
     except Exception as exc:
         up.discard()
         from python_multipart.exceptions import MultipartParseError
@@ -70,6 +85,8 @@ def _enqueue(svc: ServiceState, up: _Upload) -> dict:
     if kind == "bundle" and up._head[:4] != b"PK\x03\x04":
         raise ServiceError(415, "the .zip upload is not a zip archive; upload the bundle made by "
                                 "`bioslicer slice --zip`")
+    if kind == "bundle":
+        check_bundle(up.tmp, svc.config.max_inflate_bytes)
     owner = _owner_label(f.pop("owner", ""))
     printer = f.pop("printer", "").strip() or ("" if kind == "bundle" else "nanoscribe-gt2-25x")
     units = f.pop("units", "um").strip() or "um"
@@ -79,13 +96,7 @@ def _enqueue(svc: ServiceState, up: _Upload) -> dict:
     params: dict = {}
     raw = f.pop("params", "").strip()
     if raw:
-        try:
-            params = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ServiceError(400, f"form field 'params' is not valid JSON ({exc.msg}); send an object such "
-                                    "as {\"hatch_um\": 0.3}") from None
-        if not isinstance(params, dict):
-            raise ServiceError(400, "form field 'params' must be a JSON object of recipe fields")
+        params = parse_params_json(raw)
     for k, v in _typed_form_params(f).items():
         if isinstance(v, dict) and isinstance(params.get(k), dict):
             params[k] = {**params[k], **v}
