@@ -78,7 +78,9 @@ def check_zip(zf, max_bytes: int, max_entries: int = MAX_ZIP_ENTRIES, what: str 
                 raise BioslicerError(f"{what} has a link entry {info.filename[:100]!r}; it must hold plain files")
         total += info.file_size
         if total > max_bytes:
-            raise BioslicerError(f"{what} inflates to more than {max_bytes / 1e6:,.0f} MB (a zip bomb?); refusing it")
+            mb = max_bytes / 1e6
+            raise BioslicerError(f"{what} inflates to more than {f'{mb:,.0f}' if mb >= 10 else f'{mb:.2g}'} MB "
+                                 "(a zip bomb?); refusing it")
     return infos
 
 

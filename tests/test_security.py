@@ -158,3 +158,238 @@ def test_cli_slice_overwrite_into_the_input_folder_is_refused(tmp_path):
     assert err[-1].startswith("error: ") and "not a bioslicer job folder" in err[-1], r.stderr
     assert sorted(p.name for p in work.iterdir()) == ["lab_notes.txt", "part.stl"]
     del main
+
+
+# ============================================================================ 3. the token in logs and cookies
+def _wait_for_log(path: Path, text: str, timeout_s: float = 30.0) -> str:
+    """The log once it contains ``text`` (polled; the server writes it when the request is done)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        log = path.read_text(errors="replace")
+        if text in log or time.monotonic() > deadline:
+            return log
+        time.sleep(0.1)
+
+
+def test_query_token_never_logged_and_cookie_is_not_the_token(start):
+    token = "s3cret-token-1234-abcd"
+    s = start(token=token, log_level="info")
+    bare = httpx.Client(base_url=s.url)
+    r = bare.get(f"/?token={token}", follow_redirects=False)
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    low = cookie.lower()
+    assert "httponly" in low and "samesite=strict" in low and token not in cookie
+    assert bare.get("/api/jobs").status_code == 200  # the session cookie works ...
+    bare.cookies.clear()
+    bare.cookies.set("bioslicer_token", token)  # ... and the raw token is no cookie
+    assert bare.get("/api/jobs").status_code == 401
+    assert bare.get(f"/api/jobs?token={token}").status_code == 401  # the query works on / only
+    bare.close()
+    log = _wait_for_log(Path(s.log.name), "/api/jobs?token=[redacted]")
+    assert "GET /?token=[redacted]" in log and "/api/jobs?token=[redacted]" in log
+    assert token not in log
+
+
+# ============================================================================ 4. cross-site writes
+def test_cross_site_writes_are_refused(start):
+    s = start()
+    evil = {"Origin": "http://evil.example"}
+    before = len(s.http.get("/api/jobs").json())
+    r = s.http.post("/api/jobs", files={"file": ("p.stl", _box())}, headers=evil)
+    assert r.status_code == 403 and "cross-site" in r.json()["detail"]
+    r = s.http.post("/api/jobs", files={"file": ("p.stl", _box())}, headers={"Referer": "http://evil.example/x"})
+    assert r.status_code == 403
+    r = s.http.post("/api/jobs", files={"file": ("p.stl", _box())}, headers={"Origin": "null"})
+    assert r.status_code == 403
+    assert len(s.http.get("/api/jobs").json()) == before and not any((s.data_dir / "incoming").iterdir())
+    # same origin, but without the page's CSRF token (a form on another port of this host, ...)
+    own = {"Origin": s.url}
+    r = s.http.post("/api/jobs", files={"file": ("p.stl", _box())}, headers=own)
+    assert r.status_code == 403 and "CSRF" in r.json()["detail"]
+    # the page carries its CSRF token: the page's own requests pass
+    import re
+
+    csrf = re.search(r'name="csrf-token" content="([0-9a-f]{64})"', s.http.get("/").text).group(1)
+    job = s.http.post("/api/jobs", files={"file": ("p.stl", _box())}, headers={**own, "X-CSRF-Token": csrf})
+    assert job.status_code == 201, job.text
+    jid = job.json()["id"]
+    s.wait(jid)
+    assert s.http.post(f"/api/jobs/{jid}/cancel", headers=evil).status_code == 403
+    assert s.http.delete(f"/api/jobs/{jid}", headers=evil).status_code == 403
+    assert s.http.get(f"/api/jobs/{jid}").status_code == 200  # still there
+    assert s.http.delete(f"/api/jobs/{jid}", headers={**own, "X-CSRF-Token": csrf}).status_code == 204
+
+
+def test_cross_site_write_with_token_cookie_is_refused(start):
+    token = "s3cret-token-1234-abcd"
+    s = start(token=token)
+    browser = httpx.Client(base_url=s.url)
+    browser.get(f"/?token={token}", follow_redirects=False)
+    r = browser.post("/api/jobs", files={"file": ("p.stl", _box())}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    r = browser.post("/api/jobs", files={"file": ("p.stl", _box())})  # a cookie but no CSRF token
+    assert r.status_code == 403
+    browser.close()
+    assert s.http.post("/api/jobs", files={"file": ("p.stl", _box())}).status_code == 201  # bearer: a script
+
+
+# ============================================================================ 5. bombs
+def _zeros_zip(path: Path, entries: dict) -> Path:
+    """A zip whose entries are ``name -> bytes`` or ``name -> int`` (that many zero bytes, streamed)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            if isinstance(data, int):
+                info = zipfile.ZipInfo(name)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with zf.open(info, "w", force_zip64=True) as dst:
+                    block = bytes(1 << 22)
+                    left = data
+                    while left:
+                        dst.write(block[:min(left, len(block))])
+                        left -= min(left, len(block))
+            else:
+                zf.writestr(zipfile.ZipInfo(name), data, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_3mf_bomb_is_refused_before_inflating(tmp_path):
+    from bioslicer.mesh import load_mesh
+
+    bomb = _zeros_zip(tmp_path / "part.3mf", {"3D/3dmodel.model": 300 << 20})
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(BioslicerError, match=r"3MF file part.3mf inflates to more than 268 MB \(a zip bomb\?\)"):
+        load_mesh(bomb)
+
+
+def test_bundle_bomb_fails_job_verify_in_one_line(tmp_path, monkeypatch):
+    import shutil
+    import zipfile
+
+    from test_jobs import fake_validate
+
+    from bioslicer import jobs
+    from bioslicer.cli import main
+    from bioslicer.jobs import read_manifest, verify_job
+
+    monkeypatch.setattr(jobs.verify, "_validate_program", fake_validate)
+    job = _fake_job(tmp_path / "part_job", zip=True)
+    assert verify_job(job.with_name("part_job.zip")).ok  # the bundle as written passes
+    bomb = tmp_path / "bomb.zip"
+    shutil.copy(job.with_name("part_job.zip"), bomb)
+    pad = zipfile.ZipInfo("pad.bin")
+    pad.compress_type = zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(bomb, "a") as zf:
+        with zf.open(pad, "w", force_zip64=True) as dst:
+            for _ in range(75):
+                dst.write(bytes(4 << 20))
+    rep = verify_job(bomb)
+    assert not rep.ok and rep.problems == ["manifest.json: job bundle bomb.zip inflates to more than 268 MB (a zip "
+                                           "bomb?); refusing it"]
+    many = _zeros_zip(tmp_path / "many.zip", {f"f{i}": b"" for i in range(10_001)})
+    with pytest.raises(BioslicerError, match="has 10,001 entries"):
+        read_manifest(many)
+    fat = _zeros_zip(tmp_path / "fat.zip", {"manifest.json": 300 << 20})
+    with pytest.raises(BioslicerError, match="inflates to more than"):
+        read_manifest(fat)
+    assert main(["job", "verify", str(bomb)]) == 1
+
+
+def _bundle_upload(s, name: str, data: bytes):
+    return s.http.post("/api/jobs", files={"file": (name, data, "application/zip")})
+
+
+def test_service_refuses_bombs_and_unsafe_bundle_entries(start, tmp_path):
+    import io
+    import zipfile
+
+    s = start(max_upload_mb=0.05)  # bundles may inflate to 0.5 MB
+    bomb = _zeros_zip(tmp_path / "b.zip", {"manifest.json": b"{}", "part.gwl": 2 << 20}).read_bytes()
+    assert len(bomb) < 50_000
+    r = _bundle_upload(s, "b.zip", bomb)
+    assert r.status_code == 400 and "inflates to more than 0.5 MB" in r.json()["detail"], r.text
+    assert str(s.data_dir) not in r.text and "/tmp" not in r.text
+
+    def zip_with(info, data=b"x"):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("manifest.json", b"{}")
+            zf.writestr(info, data)
+        return buf.getvalue()
+
+    link = zipfile.ZipInfo("program.gwl")
+    link.create_system = 3
+    link.external_attr = 0o120777 << 16
+    for data, text in ((zip_with("../evil.gwl"), "pointing outside"), (zip_with("/etc/evil"), "pointing outside"),
+                       (zip_with(link, b"/etc/passwd"), "link entry")):
+        r = _bundle_upload(s, "job.zip", data)
+        assert r.status_code == 400 and text in r.json()["detail"], r.text
+    assert s.http.get("/api/jobs").json() == [] and not any((s.data_dir / "incoming").iterdir())
+    assert not (s.data_dir.parent / "evil.gwl").exists()
+
+
+# ============================================================================ issue 22 (service) and the rest
+def test_deep_params_bad_recipe_and_hostile_names(start):
+    s = start()
+    deep = "[" * 1000 + "]" * 1000
+    for params in (deep, '{"a": ' * 1000 + "1" + "}" * 1000, json.dumps({"power_mw": {"hatch": {"x": {"y": 1}}}})):
+        r = s.upload("part.stl", _box(), params=params)
+        assert r.status_code == 400 and "\n" not in r.json()["detail"], r.text
+    r = s.upload("part.stl", _box(), params=json.dumps({"power_mw": {"hatch": 1e6}}))
+    assert r.status_code == 400 and "power_mw.hatch" in r.json()["detail"], r.text
+    r = s.upload("part.stl", _box(), params=json.dumps({"hatch_um": [1, 2]}))
+    assert r.status_code == 400, r.text
+    name = '<img src=x onerror="alert(1)">\u202egpj.stl'
+    job = s.upload(name, _box()).json()
+    assert "<" not in job["file"] and ">" not in job["file"] and "\u202e" not in job["file"]
+    assert job["file"].endswith("gpj.stl")
+
+
+def _raw_request(url: str, head: bytes, body: bytes, close_early: bool = False, timeout_s: float = 60.0) -> bytes:
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    with socket.create_connection((u.hostname, u.port), timeout=timeout_s) as sock:
+        sock.sendall(head + body)
+        if close_early:
+            return b""
+        out = b""
+        while b"\r\n\r\n" not in out:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def _multipart_head(url: str, length: int) -> tuple[bytes, bytes]:
+    from urllib.parse import urlsplit
+
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.stl\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\nsolid p\n")
+    head = (f"POST /api/jobs HTTP/1.1\r\nHost: {urlsplit(url).netloc}\r\n"
+            f"Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {length}\r\n\r\n").encode()
+    return head, body
+
+
+def test_stalled_upload_times_out_and_disconnect_is_one_log_line(start):
+    import time
+
+    s = start()
+    head, body = _multipart_head(s.url, 5000)  # promises 5000 bytes, sends ~120
+    t0 = time.monotonic()
+    reply = _raw_request(s.url, head, body, timeout_s=25)
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert time.monotonic() - t0 < 25  # the service's 5 s, not 30
+    _raw_request(s.url, head, body, close_early=True)  # the client goes away mid-upload
+    log = _wait_for_log(Path(s.log.name), "was cut off by the client")
+    assert "was cut off by the client" in log and "Traceback" not in log
+    deadline = time.monotonic() + 30
+    while any((s.data_dir / "incoming").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any((s.data_dir / "incoming").iterdir())
