@@ -60,10 +60,20 @@ def fake_validate(path, printer, dialect=None):
     return rep
 
 
+def fake_facts(main, printer, dialect):
+    """Stand-in for jobs.verify.program_facts on a toy program: the facts of the job's toolpath.npz."""
+    tp = Toolpath.load(Path(main).parent / "toolpath.npz")
+    b = tp.bounds()
+    return {"marks": tp.n_marks, "segments": tp.n_segments, "points": tp.n_points,
+            "mark_length_um": float(tp.mark_lengths().sum()), "extent_um": (b[1] - b[0]).tolist(),
+            "power_min_mw": float(tp.power_mw.min()), "power_max_mw": float(tp.power_mw.max())}
+
+
 @pytest.fixture(autouse=True)
 def _fake_validator(monkeypatch, request):
     if not request.node.name.startswith("test_real_"):
         monkeypatch.setattr(jobs.verify, "_validate_program", fake_validate)
+        monkeypatch.setattr(jobs.verify, "program_facts", fake_facts)
 
 
 def _manifest(tp: Toolpath, printer, main="part.gwl", extra_program=()):

@@ -32,20 +32,7 @@ def _fake_job(out: Path, **kw) -> Path:
 httpx = pytest.importorskip("httpx")
 
 
-@pytest.fixture
-def start(tmp_path):
-    from test_service import Server
-
-    servers = []
-
-    def _start(data_dir=None, **kw):
-        s = Server(data_dir or tmp_path / "data", **kw)
-        servers.append(s)
-        return s
-
-    yield _start
-    for s in servers:
-        s.stop()
+from test_service import start  # noqa: E402,F401  (the fixture: servers stopped after the test)
 
 
 def _box():
@@ -270,13 +257,14 @@ def test_bundle_bomb_fails_job_verify_in_one_line(tmp_path, monkeypatch):
     import shutil
     import zipfile
 
-    from test_jobs import fake_validate
+    from test_jobs import fake_facts, fake_validate
 
     from bioslicer import jobs
     from bioslicer.cli import main
     from bioslicer.jobs import read_manifest, verify_job
 
     monkeypatch.setattr(jobs.verify, "_validate_program", fake_validate)
+    monkeypatch.setattr(jobs.verify, "program_facts", fake_facts)
     job = _fake_job(tmp_path / "part_job", zip=True)
     assert verify_job(job.with_name("part_job.zip")).ok  # the bundle as written passes
     bomb = tmp_path / "bomb.zip"
@@ -393,3 +381,100 @@ def test_stalled_upload_times_out_and_disconnect_is_one_log_line(start):
     while any((s.data_dir / "incoming").iterdir()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any((s.data_dir / "incoming").iterdir())
+
+
+# ============================================================================ 6. manifests that lie
+def _forge(job: Path, edit) -> dict:
+    """Edit a job's manifest the way a careful forger would: apply ``edit(manifest)``, then fix the
+    content hash, rewrite report.txt and fix its SHA-256 in 'files'."""
+    import hashlib
+
+    from bioslicer.jobs import job_summary, manifest_bytes
+    from bioslicer.jobs.manifest import content_sha256
+
+    m = json.loads((job / "manifest.json").read_text())
+    edit(m)
+    m["content_sha256"] = content_sha256(m)
+    report = job_summary(m).encode()
+    (job / "report.txt").write_bytes(report)
+    m["files"]["report.txt"] = hashlib.sha256(report).hexdigest()
+    (job / "manifest.json").write_bytes(manifest_bytes(m))
+    return m
+
+
+def _real(tmp_path, name="part_job"):
+    from test_jobs import _real_job
+
+    return _real_job(tmp_path / name)
+
+
+def test_real_edited_manifest_fails_verify(tmp_path):
+    from bioslicer.jobs import verify_job
+
+    job = _real(tmp_path)
+    assert verify_job(job).ok
+    m = json.loads((job / "manifest.json").read_text())
+    report = (job / "report.txt").read_text()
+    assert m["content_sha256"] in report and len(m["content_sha256"]) == 64
+    # careless: the numbers edited by hand
+    for key, value in (("counts", {**m["counts"], "marks": 5}), ("estimate", {**m["estimate"], "total_s": 1.0}),
+                       ("recipe", {**m["recipe"], "power_mw": {"hatch": 10.0}})):
+        edited = dict(m, **{key: value})
+        (job / "manifest.json").write_text(json.dumps(edited))
+        rep = verify_job(job)
+        assert not rep.ok and rep.problems[0] == ("manifest.json: its content does not match its content_sha256; "
+                                                  "the manifest was edited"), (key, rep.problems)
+    (job / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+    assert verify_job(job).ok
+    # careful: hashes fixed too; what the program shows still contradicts the manifest
+    _forge(job, lambda d: d["counts"].update(marks=5, points=9))
+    rep = verify_job(job)
+    assert not rep.ok
+    assert "manifest.json: counts.marks is 5, the program has 4 (part_job.gwl)" in rep.problems
+    assert "manifest.json: counts.points is 9, the program has 8 (part_job.gwl)" in rep.problems
+    _forge(job, lambda d: d["counts"].update(marks=4, points=8))
+    assert verify_job(job).ok
+    _forge(job, lambda d: d["recipe"].update(power_mw={"hatch": 10.0}))
+    rep = verify_job(job)
+    assert rep.problems == ["manifest.json: recipe.power_mw gives 10..10 mW, the program marks at 20..20 mW "
+                            "(part_job.gwl)"]
+    _forge(job, lambda d: d["recipe"].update(power_mw={"hatch": 20.0}))
+    _forge(job, lambda d: d.update(bounds_um=[[-150, -150, 0], [150, 150, 10]]))
+    rep = verify_job(job)
+    assert len(rep.problems) == 1 and rep.problems[0].startswith("manifest.json: bounds_um span 300 x 300 x 10 µm")
+    (job / "report.txt").write_text("edited\n")
+    assert "report.txt: SHA-256 mismatch, the file was changed or damaged" in verify_job(job).problems
+
+
+def test_real_widened_embedded_printer_cannot_pass(tmp_path):
+    import hashlib
+
+    from bioslicer.cli import main
+    from bioslicer.jobs import read_manifest, submit_job, verify_job
+
+    job = _real(tmp_path)
+    block = next(rel for rel in read_manifest(job)["program"]["files"] if rel != "part_job.gwl")
+    p = job / block
+    p.write_bytes(p.read_bytes().replace(b"150.000", b"950.000", 1))  # out of the real 400 µm field
+
+    def widen(d):
+        d["printer"]["field_size_um"] = 2000.0
+        d["files"][block] = hashlib.sha256(p.read_bytes()).hexdigest()
+
+    _forge(job, widen)
+    rep = verify_job(job)
+    assert not rep.ok
+    assert rep.problems[0] == ("manifest.json: the embedded printer profile nanoscribe-gt2-25x differs from the "
+                               "installed one (field_size_um 2000.0 here, 400.0 installed); verify against the "
+                               "installed profile with --printer, or pass --trust-embedded-printer")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with pytest.raises(BioslicerError, match="fails verification: manifest.json: the embedded printer profile"):
+        submit_job(job, spool)
+    assert list(spool.iterdir()) == []
+    assert main(["job", "submit", str(job), "--to", str(spool)]) == 1
+    # trusting the embedded profile, the moved point is still seen: the program marks a wider part
+    rep = verify_job(job, trust_embedded_printer=True)
+    assert not rep.ok and all("embedded printer" not in q for q in rep.problems)
+    assert any(q.startswith("manifest.json: bounds_um span") for q in rep.problems), rep.problems
+    assert not verify_job(job, printer="nanoscribe-gt2-25x").ok  # the installed profile sees the field

@@ -36,14 +36,18 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data) -> None:
+    """Write every byte of ``data`` to the file descriptor ``fd``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _write_bytes_fsync(path: Path, data: bytes) -> None:
     """Create ``path`` (must not exist) with ``data`` and fsync it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        _write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -56,14 +60,8 @@ def _copy_file_fsync(src: Path, dst: Path) -> None:
         with open(src, "rb", buffering=0) as fh:
             buf = bytearray(_CHUNK)
             view = memoryview(buf)
-            while True:
-                n = fh.readinto(buf)
-                if not n:
-                    break
-                chunk = view[:n]
-                while chunk:
-                    w = os.write(fd, chunk)
-                    chunk = chunk[w:]
+            while n := fh.readinto(buf):
+                _write_all(fd, view[:n])
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -140,6 +140,9 @@ def check_manifest(manifest: dict, complete: bool = True) -> list[str]:
         problems.append("'estimate.per_block_s' must be a list")
     elif isinstance(counts["blocks"], int) and len(per) != counts["blocks"]:
         problems.append(f"'estimate.per_block_s' has {len(per)} entries for {counts['blocks']} blocks")
+    h = manifest.get("content_sha256")
+    if h is not None and not (isinstance(h, str) and _SHA_RE.match(h)):
+        problems.append("'content_sha256' must be 64 lowercase hex digits")
     val = manifest["validation"]
     if not isinstance(val["ok"], bool):
         problems.append("'validation.ok' must be true or false")
@@ -250,6 +253,16 @@ def printer_from_manifest(manifest: dict) -> Printer:
         kw[n] = tuple(float(v) for v in kw[n])
     return Printer(**kw)
 
+
+
+def content_sha256(manifest: dict) -> str:
+    """SHA-256 of a manifest's own content: its canonical bytes without ``files`` and
+    ``content_sha256`` (JobWriter.commit stores it as ``content_sha256`` and in report.txt, whose
+    hash is in ``files``; verify recomputes it, so an edited manifest is seen)."""
+    import hashlib
+
+    return hashlib.sha256(manifest_bytes({k: v for k, v in manifest.items()
+                                          if k not in ("files", "content_sha256")})).hexdigest()
 
 
 def build_manifest(*, mesh_file: str, mesh_sha256: str, units: str, mesh_bounds_um, mesh_report,

@@ -135,6 +135,8 @@ def job_summary(manifest: dict) -> str:
     lines.append("")
     lines.append(f"Software      {g(sw, 'name', 'bioslicer')} {g(sw, 'version', '?')}")
     lines.append(f"Preview       {manifest.get('preview') or 'none'}")
+    if manifest.get("content_sha256"):
+        lines.append(f"Manifest      sha256 {manifest['content_sha256']} (its content without 'files')")
     fl = manifest.get("files")
     if isinstance(fl, dict) and fl:
         lines.append("")

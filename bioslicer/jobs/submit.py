@@ -67,7 +67,7 @@ def _same_job(job: Path, dest: Path) -> bool:
     return dest.is_file() and sha256_file(dest) == sha256_file(job)
 
 
-def submit_job(job, spool_dir) -> SubmitResult:
+def submit_job(job, spool_dir, trust_embedded_printer: bool = False) -> SubmitResult:
     """Put a verified job into a printer's spool folder, atomically.
 
     The job is verified (hashes and program against its embedded profile), copied under a
@@ -80,6 +80,8 @@ def submit_job(job, spool_dir) -> SubmitResult:
         Job folder or ``.zip``.
     spool_dir : path
         An existing folder the printer (or its PC) watches.
+    trust_embedded_printer : bool
+        Accept an embedded printer profile that differs from the installed one of its name.
 
     Returns
     -------
@@ -99,7 +101,7 @@ def submit_job(job, spool_dir) -> SubmitResult:
                              "create the folder, then submit again")
     if not spool.is_dir():
         raise BioslicerError(f"spool {spool} is not a folder; give the printer's queue folder with --to")
-    rep = verify_job(job)
+    rep = verify_job(job, trust_embedded_printer=trust_embedded_printer)
     if not rep.ok:
         raise BioslicerError(f"job {job} fails verification: {rep.problems[0]}"
                              + (f" (+{len(rep.problems) - 1} more)" if len(rep.problems) > 1 else "")

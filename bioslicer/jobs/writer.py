@@ -16,7 +16,8 @@ from .. import __version__
 from ..errors import BioslicerError
 from ._files import (_CHUNK, PARTIAL_MARK, _fsync_path, _list_files, _rmtree, _write_bytes_fsync, is_partial,
                      sha256_file)
-from .manifest import JOB_FORMAT, MANIFEST_NAME, REPORT_NAME, check_manifest, manifest_bytes
+from .manifest import (JOB_FORMAT, MANIFEST_NAME, REPORT_NAME, check_manifest, content_sha256,
+                       manifest_bytes)
 from .report import job_summary
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -153,6 +154,7 @@ class JobWriter:
         m.setdefault("format", JOB_FORMAT)
         m.setdefault("software", {"name": "bioslicer", "version": __version__})
         m.pop("files", None)
+        m["content_sha256"] = content_sha256(m)
         problems = check_manifest(m, complete=False)
         if problems:
             raise ValueError("job manifest breaks the schema: " + "; ".join(problems))

@@ -62,6 +62,13 @@ class ServiceConfig:
         How long a cancelled job may keep slicing before its worker is stopped.
     start_workers : bool
         False runs the API without workers (jobs stay queued).
+    read_timeout_s : float
+        An upload that sends nothing for this long is answered 408 (a Content-Length larger than
+        the body must not hold a connection for long).
+    max_inflate_bytes : int
+        An uploaded bundle may inflate to :data:`INFLATE_RATIO` times ``max_upload_bytes``.
+    csrf_secret : bytes
+        Random per start; the web page's CSRF token is derived from it.
     """
 
     def __init__(self, data_dir, token=None, workers: int = 1, max_upload_bytes: int = 200_000_000,
