@@ -104,15 +104,17 @@ def check_params(printer: str, params: dict) -> dict:
 
 
 def check_bundle(path: Path, max_inflate_bytes: int) -> None:
-    """Refuse (400) an uploaded bundle whose directory shows a bomb (too many entries, inflating
-    past ``max_inflate_bytes``) or entries that are absolute, climb out with ``..`` or are links."""
+    """Refuse (400) an uploaded bundle whose directory shows a bomb (more than 10,000 entries,
+    inflating past ``max_inflate_bytes`` or past :func:`bioslicer.fileio.zip_inflate_limit` of its
+    own size) or entries that are absolute, climb out with ``..`` or are links."""
     import zipfile
 
-    from ..fileio import MAX_ZIP_ENTRIES, check_zip
+    from ..fileio import MAX_ZIP_ENTRIES, check_zip, zip_inflate_limit
 
     try:
         with zipfile.ZipFile(path) as zf:
-            check_zip(zf, max_inflate_bytes, MAX_ZIP_ENTRIES, what="the bundle", plain_files=True)
+            limit = min(max_inflate_bytes, zip_inflate_limit(path.stat().st_size))
+            check_zip(zf, limit, MAX_ZIP_ENTRIES, what="the bundle", plain_files=True)
     except (zipfile.BadZipFile, OSError):
         raise ServiceError(400, "the .zip upload is not a readable zip archive; upload the bundle made by "
                                 "`bioslicer slice --zip`") from None

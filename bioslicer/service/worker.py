@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import BioslicerError
-from ..fileio import MAX_ZIP_ENTRIES, check_zip, copy_zip_entry
+from ..fileio import MAX_ZIP_ENTRIES, check_zip, copy_zip_entry, zip_inflate_limit
 from .store import JobStore, Layout
 
 DEFAULT_SLICE_FN = "bioslicer.pipeline:slice_to_job"
@@ -169,7 +169,8 @@ def run_job(store: JobStore, layout: Layout, job: dict, slice_fn: Callable, prog
     zip_out = work / f"{jid}.zip"
     if job["kind"] == "bundle":
         progress(0, 1, "verifying")
-        folder = extract_bundle(input_path, work / "unpacked", max_bundle_bytes)
+        limit = min(max_bundle_bytes, zip_inflate_limit(input_path.stat().st_size))
+        folder = extract_bundle(input_path, work / "unpacked", limit)
         _verify_bundle(folder)
         from ..jobs import read_manifest
 
