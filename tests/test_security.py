@@ -318,6 +318,23 @@ def test_service_refuses_bombs_and_unsafe_bundle_entries(start, tmp_path):
         assert r.status_code == 400 and text in r.json()["detail"], r.text
     assert s.http.get("/api/jobs").json() == [] and not any((s.data_dir / "incoming").iterdir())
     assert not (s.data_dir.parent / "evil.gwl").exists()
+    # a bundle that fails in the worker: its error line names no server folder
+    job = _bundle_upload(s, "job.zip", _plain_zip({"manifest.json": b"{oops"}))
+    assert job.status_code == 201, job.text
+    end = s.wait(job.json()["id"])
+    assert end["status"] == "failed" and "not valid JSON" in end["error"], end
+    assert str(s.data_dir) not in end["error"] and "/work/" not in end["error"], end["error"]
+
+
+def _plain_zip(entries: dict) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
 
 
 # ============================================================================ issue 22 (service) and the rest
