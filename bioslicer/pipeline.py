@@ -154,6 +154,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     """
     from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps
     from .jobs import JobWriter
+    from .jobs.manifest import build_manifest
     from .mesh import load_mesh
     from .programs import ProgramWriter
 
@@ -177,7 +178,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     region_bounds = np.array([[*grid.xy_lo_um, lz[0]], [*grid.xy_hi_um, lz[-1]]])
     layer_step, mark_step = preview_steps(region_bounds, len(lz), rec.hatch_um)
 
-    with JobWriter(out_dir, overwrite=overwrite) as jw:
+    with JobWriter(out_dir, overwrite=overwrite, keep=[mesh_path]) as jw:
         provenance = {
             "software": f"bioslicer {__version__}",
             "mesh": mesh_path.name,
@@ -227,33 +228,14 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         est_d = est.to_dict()
         est_d["per_block_s"] = [float(est.per_block_s[b]) for b in used_ids]
         est_d["blocks"] = used_ids
-        manifest = {
-            "format": "bioslicer-job/1",
-            "software": {"name": "bioslicer", "version": __version__},
-            "mesh": {
-                "file": mesh_path.name,
-                "sha256": solid.sha256,
-                "units": units,
-                "bounds_um": np.asarray(solid.bounds_um).tolist(),
-                "report": solid.report,
-            },
-            "printer": pr.to_dict(),
-            "recipe": rec.to_dict(),
-            "program": {
-                "dialect": files.dialect,
-                "main": rel(files.main),
-                "files": sorted(rel(f) for f in files.files),
-            },
-            "counts": _block_counts(ordered, used, len(lz), len(blocks)),
-            "bounds_um": [np.min([r.lo_um for r in used], axis=0).tolist(),
-                          np.max([r.hi_um for r in used], axis=0).tolist()],
-            "estimate": est_d,
-            "validation": validation.to_dict(),
-            "stitching": grid.to_dict(),
-            "plan": _plan_summary(rec, used),
-            "preview": "preview.png" if preview else None,
-            "preview_toolpath": "preview_toolpath.npz",
-        }
+        manifest = build_manifest(
+            mesh_file=mesh_path.name, mesh_sha256=solid.sha256, units=units, mesh_bounds_um=solid.bounds_um,
+            mesh_report=solid.report, printer=pr, recipe=rec.to_dict(), dialect=files.dialect,
+            main=rel(files.main), program_files=[rel(f) for f in files.files],
+            counts=_block_counts(ordered, used, len(lz), len(blocks)),
+            bounds_um=[np.min([r.lo_um for r in used], axis=0), np.max([r.hi_um for r in used], axis=0)],
+            estimate=est_d, validation=validation.to_dict(), preview="preview.png" if preview else None,
+            stitching=grid.to_dict(), plan=_plan_summary(rec, used), preview_toolpath="preview_toolpath.npz")
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
