@@ -173,8 +173,13 @@ def run_block(solid, plan: BlockPlan, b: int, progress=None) -> BlockResult:
     grid = plan.grid_obj()
     printer = plan.printer
     layer_ids = grid.block_layers(b)
-    tp, rep = plan_toolpath(solid, rec, printer, layer_ids=layer_ids, window_um=grid.block_window_um(b),
-                            owner=CellOwner(grid, b))
+    from .exposure import PowerClipError
+
+    try:
+        tp, rep = plan_toolpath(solid, rec, printer, layer_ids=layer_ids, window_um=grid.block_window_um(b),
+                                owner=CellOwner(grid, b))
+    except PowerClipError as exc:
+        raise PowerClipError(f"block {b}: {exc}") from None
     need = grid.marks_for_block(tp, b)           # whole-layer contours reach every block of a tier
     if not need.all():
         tp = tp.select_marks(need)
@@ -195,6 +200,12 @@ def run_block(solid, plan: BlockPlan, b: int, progress=None) -> BlockResult:
         lengths = np.zeros(0)
         by_kind = {k.name.lower(): 0 for k in Kind}
         first = last = lo = hi = None
+    clip = rep.get("power_clip")
+    if clip is not None:   # count what this block writes (the plan's rows reach past its walls)
+        from .exposure import clipped_length_um
+
+        at_max = tp.power_mw >= printer.max_power_mw * (1 - 1e-12)
+        clip = dict(clip, points=int(at_max.sum()), length_um=clipped_length_um(tp, at_max))
     prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)
     prev.meta = {}
     return BlockResult(
@@ -204,5 +215,5 @@ def run_block(solid, plan: BlockPlan, b: int, progress=None) -> BlockResult:
         dropped_segments=int(rep.get("dropped_segments", 0)), warnings=list(rep.get("warnings", [])),
         marks_by_kind=by_kind, estimate=est, preview=prev,
         extra={"power_min_mw": rep.get("power_min_mw"), "power_max_mw": rep.get("power_max_mw"),
-               "cap_first_layer": rep.get("cap_first_layer")},
+               "cap_first_layer": rep.get("cap_first_layer"), "power_clip": clip},
     )

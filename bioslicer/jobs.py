@@ -60,7 +60,7 @@ import zipfile
 import zlib
 
 from .fileio import sha256_file as _sha256_size
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -393,13 +393,16 @@ def printer_from_manifest(manifest: dict) -> Printer:
     """
     d = dict(manifest.get("printer") or {})
     names = [f.name for f in fields(Printer)]
-    missing = [n for n in names if n not in d and n not in ("description", "program", "defaults", "source")]
+    optional = {f.name for f in fields(Printer) if f.default is not MISSING or f.default_factory is not MISSING}
+    missing = [n for n in names if n not in d and n not in optional]
     if missing:
         raise BioslicerError(f"the job's embedded printer profile lacks {', '.join(missing)}; "
                              "verify it against a named profile with --printer")
     kw = {n: d[n] for n in names if n in d}
     for n in ("stage_x_um", "stage_y_um", "stage_z_um"):
         kw[n] = tuple(float(v) for v in kw[n])
+    if "calibration_table" in kw:
+        kw["calibration_table"] = tuple(tuple(float(a) for a in r) for r in kw["calibration_table"])
     return Printer(**kw)
 
 
@@ -452,6 +455,11 @@ def job_summary(manifest: dict) -> str:
     val = manifest.get("validation") or {}
     sw = manifest.get("software") or {}
     lines = ["bioslicer print job", "===================", ""]
+    from .pipeline import power_clip_line
+
+    clip = power_clip_line(manifest.get("power_clip"))
+    if clip:
+        lines += [clip, ""]
 
     def row(label, text):
         lines.append(f"{label:<14}{text}")
@@ -468,6 +476,11 @@ def job_summary(manifest: dict) -> str:
     files = prog.get("files") or []
     row("Program", f"{g(prog, 'dialect', '?')}, main file {g(prog, 'main', '?')} ({len(files)} program file"
         f"{'s' if len(files) != 1 else ''})")
+    pl = manifest.get("placement")
+    if isinstance(pl, dict):
+        row("Placement", f"{'on the substrate, centred at the start position' if pl.get('mode') == 'substrate' else 'mesh coordinates kept'}"
+            f"{', FLOATING above the interface' if pl.get('floating') else ''}; interface finding "
+            f"{pl.get('find_interface', '?')}")
     b = manifest.get("bounds_um")
     if isinstance(b, list) and len(b) == 2:
         lo, hi = b
@@ -483,7 +496,7 @@ def job_summary(manifest: dict) -> str:
     row("Jump length", _fmt_len_um(g(counts, "jump_length_um")))
     dropped = g(counts, "dropped_segments", 0)
     if dropped:
-        row("Dropped", f"{_fmt_num(dropped)} segments (outside the printable range; see the manifest)")
+        row("Dropped", f"{_fmt_num(dropped)} segments shorter than min_segment_um (not written)")
     per = est.get("per_block_s") or []
     row("Print time", f"{format_hms(g(est, 'total_s'))} (h:mm:ss, estimated)")
     if per:

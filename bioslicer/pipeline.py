@@ -8,7 +8,7 @@ same code.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,24 +171,30 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     check_exposure(rec, pr)
     t = time.perf_counter()
     solid = load_mesh(mesh_path, units=units, repair=repair, printer=pr)
+    from .placement import place
+
+    solid, prec, placement = place(solid, rec)   # prec: the recipe in placed coordinates
     timings["load_s"] = time.perf_counter() - t
-    grid, lz = plan_blocks(solid, rec, pr)
+    grid, lz = plan_blocks(solid, prec, pr)
     blocks = grid.blocks()
     name = _safe_stem(mesh_path.stem)
     region_bounds = np.array([[*grid.xy_lo_um, lz[0]], [*grid.xy_hi_um, lz[-1]]])
     layer_step, mark_step = preview_steps(region_bounds, len(lz), rec.hatch_um)
 
+    recipe_toml = rec.to_toml()
     with JobWriter(out_dir, overwrite=overwrite) as jw:
         provenance = {
             "software": f"bioslicer {__version__}",
             "mesh": mesh_path.name,
             "mesh_sha256": solid.sha256,
             "printer": pr.name,
-            "recipe": json.dumps(rec.to_dict(), sort_keys=True),
+            "recipe_sha256": hashlib.sha256(recipe_toml.encode()).hexdigest() + " (recipe.toml)",
+            "placement": f"{placement['mode']}, offset_um " + " ".join(f"{v:.4f}" for v in placement["offset_um"]),
         }
-        writer = ProgramWriter(pr, blocks, jw.path, name=name, dialect=dialect, provenance=provenance)
-        plan = BlockPlan(rec.to_dict(), pr, grid.to_dict(), writer, layer_step, mark_step)
-        todo = cells_to_run(solid, rec, grid)
+        writer = ProgramWriter(pr, blocks, jw.path, name=name, dialect=dialect, provenance=provenance,
+                               find_interface=rec.find_interface)
+        plan = BlockPlan(prec.to_dict(), pr, grid.to_dict(), writer, layer_step, mark_step)
+        todo = cells_to_run(solid, prec, grid)
         t = time.perf_counter()
         if client is None:
             from .cluster import run_blocks_local
@@ -217,7 +223,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         prev.blocks = blocks
         prev.meta = {"preview": {"layer_step": layer_step, "mark_step": mark_step}}
         prev.save(jw.path / "preview_toolpath.npz")
-        (jw.path / "recipe.toml").write_text(rec.to_toml(), encoding="utf-8")
+        (jw.path / "recipe.toml").write_text(recipe_toml, encoding="utf-8")
         _write_mesh_copy(solid, jw.path / "mesh.stl")
         if preview:
             t = time.perf_counter()
@@ -243,6 +249,8 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             },
             "printer": pr.to_dict(),
             "recipe": rec.to_dict(),
+            "placement": dict(placement, find_interface=rec.find_interface, focal_shift=pr.focal_shift,
+                              light_from=pr.light_from or None, immersion=pr.immersion or None),
             "program": {
                 "dialect": files.dialect,
                 "main": rel(files.main),
@@ -255,6 +263,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             "validation": validation.to_dict(),
             "stitching": grid.to_dict(),
             "plan": _plan_summary(rec, used),
+            "power_clip": _power_clip(used, pr),
             "preview": "preview.png" if preview else None,
             "preview_toolpath": "preview_toolpath.npz",
         }
@@ -367,6 +376,31 @@ def _plan_summary(rec, used) -> dict:
         "power_min_mw": min(pmin) if pmin else None,
         "power_max_mw": max(pmax) if pmax else None,
     }
+
+
+def _power_clip(used, printer) -> dict | None:
+    """Power clipping over the job (``allow_power_clip``), once: clipped points, their mark length
+    and share of all mark length, the largest request and where it was; None when nothing was clipped."""
+    clips = [(r.block, r.extra["power_clip"]) for r in used if r.extra.get("power_clip")]
+    if not clips:
+        return None
+    total = float(sum(r.mark_length_um for r in used))
+    b, top = max(clips, key=lambda c: c[1]["max_request_mw"])
+    length = float(sum(c["length_um"] for _, c in clips))
+    return {"points": int(sum(c["points"] for _, c in clips)), "length_um": length,
+            "share_of_mark_length": length / total if total > 0 else 0.0,
+            "max_request_mw": top["max_request_mw"], "max_power_mw": printer.max_power_mw,
+            "where": {"block": int(b), "layer": top["layer"], "z_um": top["z_um"], "depth_um": top["depth_um"]}}
+
+
+def power_clip_line(clip: dict | None) -> str | None:
+    """The one line a person reads about power clipping in a job (None: nothing clipped)."""
+    if not clip:
+        return None
+    w = clip["where"]
+    return (f"POWER CLIPPED at the laser maximum {clip['max_power_mw']:g} mW: {clip['points']:,} points, "
+            f"{100 * clip['share_of_mark_length']:.1f} % of the mark length; largest request "
+            f"{clip['max_request_mw']:.4g} mW (block {w['block']}, layer {w['layer']}, depth {w['depth_um']:.1f} µm)")
 
 
 def _safe_stem(stem: str) -> str:

@@ -4,7 +4,9 @@ Per block: the stage moves (``RAPID X.. Y.. Z..`` on the profile's stage axes, l
 mark: a galvo jump (``RAPID A.. B.. Z..``), the profile's analog-output power command (only
 where the power changes), ``GALVO LASEROVERRIDE <axis> ON``, ``LINEAR A.. B.. Z.. F..`` to the
 following points, ``GALVO LASEROVERRIDE <axis> OFF``. Galvo axes are block-local; Z is the
-absolute z stage (it moves the focus inside the block). Units from the profile (mm, feed per s).
+absolute z stage (it moves the focus inside the block). Header: ``METRIC``/``ENGLISH`` (profile
+unit mm / inch), ``SECONDS``/``MINUTES`` (feed per s / min), ``ABSOLUTE``, and without a profile
+stage origin ``POSOFFSET SET`` (the start position becomes part (0, 0, 0)).
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ def _head(w, counts: dict) -> str:
     fmt = _format(printer, spec)
     cm = spec.comment[0]
     head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "aerobasic")]
-    head += [fmt.cmd["units_mm"].format() if fmt.unit == "mm" else f"{cm} units um",
-             fmt.cmd["absolute"].format(), fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
+    fp = printer.program.get("feed_per", spec.get("default_feed_per", "s"))
+    head += [fmt.cmd["units_" + fmt.unit].format(), fmt.cmd["time_" + fp].format(), fmt.cmd["absolute"].format()]
+    if "origin_um" not in printer.program:
+        head += [f"{cm} part origin = where the stages stand at the start", fmt.cmd["set_origin"].format()]
+    head += [fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
     return "\n".join(head) + "\n"
 
 

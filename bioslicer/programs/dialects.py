@@ -7,6 +7,7 @@ chunk sizes, file names) plus a module in :mod:`bioslicer.programs` with ``write
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 
@@ -246,8 +247,40 @@ def provenance_lines(counts: dict, printer, provenance: dict | None, dialect: st
     ]
     for k in sorted(provenance or {}):
         v = str(provenance[k]).replace("\n", " ").replace("\r", " ")
-        lines.append(f"{k}: {v}")
+        line = f"{k}: {v}"
+        if len(line) > MAX_HEADER_CHARS - 4:   # room for the comment mark; the full text is in the job
+            line = f"{k} sha256: {hashlib.sha256(v.encode()).hexdigest()}"
+        lines.append(line)
     return lines
+
+
+#: longest header comment line a writer emits (LinuxCNC takes 255 characters per line)
+MAX_HEADER_CHARS = 200
+
+
+def reader_power(printer, check):
+    """How a reader kernel converts power: ``(pa, pb, check, to_mw)``.
+
+    A linear calibration converts in the kernel (mW = value * pa / pb) and ``to_mw`` is None.
+    A calibrated profile (sin², table) reads program values (pa = pb = 1), checks them against
+    the power limit converted to the program unit (the calibration is monotone), and
+    ``to_mw(moves)`` converts the kept moves to mW afterwards.
+    """
+    if printer.calibration == "linear":
+        return (*printer.power_from_program_ratio(), check, None)
+    if check is not None:
+        from ..validate import _L_PMAX
+
+        lim, flags = check
+        lim = lim.copy()
+        lim[_L_PMAX] = printer.power_to_program(printer.max_power_mw) * (lim[_L_PMAX] / printer.max_power_mw)
+        check = (lim, flags)
+
+    def to_mw(mv):
+        mv.power_mw = np.ascontiguousarray(printer.power_from_program(mv.power_mw), dtype=np.float64)
+        return mv
+
+    return 1.0, 1.0, check, to_mw
 
 
 def power_limit_program(printer) -> float:
