@@ -402,7 +402,7 @@ def printer_from_manifest(manifest: dict) -> Printer:
     for n in ("stage_x_um", "stage_y_um", "stage_z_um"):
         kw[n] = tuple(float(v) for v in kw[n])
     if "calibration_table" in kw:
-        kw["calibration_table"] = tuple(tuple(float(a) for a in r) for r in kw["calibration_table"])
+        kw["calibration_table"] = [[float(a) for a in r] for r in kw["calibration_table"]]
     return Printer(**kw)
 
 

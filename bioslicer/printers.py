@@ -78,7 +78,7 @@ class Printer:
     # 'table' (measured [[fraction, command], ...], both increasing)
     calibration: str = "linear"
     calibration_min_fraction: float = 0.0
-    calibration_table: tuple = ()
+    calibration_table: list = field(default_factory=list)
 
     # --------------------------------------------------------------- conversions
     @property
@@ -115,10 +115,13 @@ class Printer:
             f = c / self.power_full_scale
         elif self.calibration == "sin2":
             f0 = self.calibration_min_fraction
-            f = f0 + (1.0 - f0) * np.sin(0.5 * np.pi * np.clip(c / self.power_full_scale, 0.0, 1.0)) ** 2
+            u = c / self.power_full_scale
+            # past full scale the cell transmits less again; read it as above the maximum (it is
+            # outside the calibration), so the limit check catches it
+            f = np.where(u > 1.0, u, f0 + (1.0 - f0) * np.sin(0.5 * np.pi * np.clip(u, 0.0, 1.0)) ** 2)
         else:
             tab = np.asarray(self.calibration_table, dtype=np.float64)
-            f = np.interp(c, tab[:, 1], tab[:, 0])
+            f = np.where(c > tab[-1, 1], tab[-1, 0] * c / tab[-1, 1], np.interp(c, tab[:, 1], tab[:, 0]))
         out = f * self.reference_power_mw
         return float(out) if np.ndim(out) == 0 else out
 
@@ -327,13 +330,13 @@ def _objective(doc: dict, source: str) -> dict:
     return out
 
 
-def _calibration_table(doc: dict, source: str, kind: str) -> tuple:
+def _calibration_table(doc: dict, source: str, kind: str) -> list:
     """The measured ``laser.calibration_table`` [[fraction, command], ...] (checked), or ()."""
     tab = _get(doc, "laser.calibration_table")
     if kind != "table":
         if tab is not None:
             raise BioslicerError(f"printer profile {source}: 'laser.calibration_table' needs calibration = \"table\"")
-        return ()
+        return []
     ok = isinstance(tab, list) and len(tab) >= 2 and all(
         isinstance(r, list) and len(r) == 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool)
                                                     for a in r) for r in tab)
@@ -344,7 +347,7 @@ def _calibration_table(doc: dict, source: str, kind: str) -> tuple:
     if not ok:
         raise BioslicerError(f"printer profile {source}: 'laser.calibration_table' must be [[fraction, command], ...] "
                              "with at least 2 rows, fraction (power / reference_power_mw) and command both increasing")
-    return tuple((float(a), float(b)) for a, b in tab)
+    return [[float(a), float(b)] for a, b in tab]
 
 
 def _check_dialect_options(printer: "Printer") -> None:
