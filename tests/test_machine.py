@@ -1,0 +1,255 @@
+"""Programs that are right on the real machine (issue 16): placement on the substrate, relative
+stage moves, interface finding, explicit machine state, honest dose, controller-legal headers."""
+
+import math
+
+import numpy as np
+import pytest
+import trimesh
+
+from bioslicer.errors import BioslicerError
+from bioslicer.mesh import Solid
+from bioslicer.placement import place, placement_offset_um
+from bioslicer.printers import load_printer, parse_printer
+from bioslicer.programs import ProgramWriter, read_program, validate_program, write_program
+from bioslicer.recipe import Recipe
+
+from test_programs_roundtrip import PRINTERS, two_block_toolpath
+
+
+def box_solid(lo, hi) -> Solid:
+    b = trimesh.creation.box(bounds=np.array([lo, hi], dtype=float))
+    return Solid(b.vertices, b.faces, name="box.stl")
+
+
+# ----------------------------------------------------------------------------- placement
+def test_default_placement_puts_the_part_on_the_substrate_centred_at_the_start():
+    # a vessel tree whose lowest point is at z = 50 µm would float: it goes down to the interface
+    s = box_solid([100.0, -40.0, 50.0], [160.0, 20.0, 80.0])
+    placed, rec, info = place(s, Recipe())
+    lo, hi = placed.bounds_um
+    np.testing.assert_allclose(lo, [-30.0, -30.0, 0.0])
+    np.testing.assert_allclose(hi, [30.0, 30.0, 30.0])
+    assert info["mode"] == "substrate" and not info["floating"]
+    # z_offset_um lifts the whole print
+    placed, _, info = place(s, Recipe(z_offset_um=5.0))
+    assert placed.bounds_um[0, 2] == pytest.approx(5.0) and info["floating"]
+
+
+def test_keep_position_refuses_floating_and_substrate_parts():
+    floating = box_solid([0.0, 0.0, 50.0], [10.0, 10.0, 60.0])
+    with pytest.raises(BioslicerError, match=r"lowest point is at z = 50 µm.*--allow-floating") as e:
+        placement_offset_um(floating, Recipe(placement="keep"))
+    assert "\n" not in str(e.value)
+    off, info = placement_offset_um(floating, Recipe(placement="keep", allow_floating=True))
+    assert list(off) == [0.0, 0.0, 0.0] and info["floating"]
+    sunk = box_solid([0.0, 0.0, -220.0], [10.0, 10.0, 60.0])
+    with pytest.raises(BioslicerError, match=r"reaches z = -220 µm, below the substrate interface"):
+        placement_offset_um(sunk, Recipe(placement="keep", allow_floating=True))
+    on = box_solid([0.0, 0.0, 0.0], [10.0, 10.0, 60.0])
+    off, info = placement_offset_um(on, Recipe(placement="keep"))
+    assert not np.any(off) and not info["floating"]
+
+
+def test_placement_moves_coordinates_given_in_mesh_space():
+    s = box_solid([0.0, 0.0, 50.0], [10.0, 10.0, 60.0])
+    _, rec, _ = place(s, Recipe(surface_z_um=55.0, power_field_path="f.npy", power_field_voxel_um=[1, 1, 1],
+                                power_field_origin_um=[1.0, 2.0, 50.0]))
+    assert rec.surface_z_um == pytest.approx(5.0)
+    assert rec.power_field_origin_um == pytest.approx([-4.0, -3.0, 0.0])
+
+
+@pytest.mark.parametrize("key,value,msg", [
+    ("find_interface", "sometimes", "must be one of every-block, once, off"),
+    ("placement", "float", "must be 'substrate'"),
+    ("z_offset_um", -1.0, "must not be negative"),
+])
+def test_bad_machine_recipe_keys_are_one_line(key, value, msg):
+    with pytest.raises(BioslicerError, match=msg) as e:
+        Recipe().updated(**{key: value})
+    assert "\n" not in str(e.value)
+
+
+def test_old_boolean_find_interface_still_reads():
+    assert Recipe().updated(find_interface=False).find_interface == "off"
+    assert Recipe().updated(find_interface=True).find_interface == "every-block"
+
+
+# ----------------------------------------------------------------------------- validator: interface
+def test_focus_below_the_interface_is_refused_on_every_text_dialect(tmp_path):
+    # the z drive 1 µm down: fine z stays in the piezo range, the second point is 0.5 µm under the interface
+    gwl = ("% below\nGalvoScanMode\nScanSpeed 20000\nLaserPower 40\nAddZDrivePosition -1.000\n0 0 1.5\n"
+           "10 0 0.5\nWrite\n")
+    p = tmp_path / "b.gwl"
+    p.write_text(gwl)
+    rep = validate_program(p, "nanoscribe-gt2-25x")
+    assert rep.n_violations == 1 and rep.violations[0].line == 7
+    assert "below the substrate interface" in rep.violations[0].message
+    # G-code: the interface is the profile origin's z (1000 µm); Z0.9995 mm is 0.5 µm under it
+    gc = ("G21\nG94\nG90\nM5\nG0 X12.5 Y12.5 Z1.001\nM3 S30\nG1 X12.6 Y12.5 Z0.9995 F300\nM5\n")
+    p = tmp_path / "b.gcode"
+    p.write_text(gc)
+    rep = validate_program(p, "lab-stage-gcode")
+    assert {v.line for v in rep.violations} == {7}
+    assert any("below the substrate interface" in v.message for v in rep.violations)
+    ab = ("METRIC\nSECONDS\nABSOLUTE\nRAPID X0 Y0 Z0\nRAPID A0 B0 Z0.001\n$AO[0].A = 2\n"
+          "GALVO LASEROVERRIDE A ON\nLINEAR A0.1 B0 Z-0.001 F10\nGALVO LASEROVERRIDE A OFF\n")
+    p = tmp_path / "b.pgm"
+    p.write_text(ab)
+    rep = validate_program(p, "femtika-aerotech-galvo")
+    assert any(v.line == 8 and "below the substrate interface" in v.message for v in rep.violations)
+
+
+# ----------------------------------------------------------------------------- headers
+GOLDEN = {
+    # every non-comment line before the first block: the machine state the program sets
+    "gwl": ["InvertZAxis 1", "GalvoScanMode", "ContinuousMode", "GalvoAcceleration 5.00", "PiezoSettlingTime 10.0",
+            "StageVelocity 1000.0", "XOffset 0.000", "YOffset 0.000", "ZOffset 0.000", "PowerScaling 1.000",
+            "MoveStageX 0.000", "MoveStageY 0.000", "FindInterfaceAt 0.500"],
+    "gcode": ["G21", "G94", "G90", "M5"],
+    "aerobasic": ["METRIC", "SECONDS", "ABSOLUTE", "POSOFFSET SET X 0 Y 0 Z 0", "VELOCITY ON",
+                  "GALVO LASEROVERRIDE A OFF"],
+}
+#: settings each dialect must set at its top (first word or whole line)
+MUST_SET = {
+    "gwl": {"InvertZAxis", "GalvoScanMode", "ContinuousMode", "GalvoAcceleration", "PiezoSettlingTime",
+            "StageVelocity", "XOffset", "YOffset", "ZOffset", "PowerScaling", "FindInterfaceAt"},
+    "gcode": {"G21", "G94", "G90", "M5"},
+    "aerobasic": {"METRIC", "SECONDS", "ABSOLUTE", "POSOFFSET", "VELOCITY", "GALVO"},
+}
+
+
+def _header(path, comment):
+    out = []
+    for ln in path.read_text().splitlines():
+        if ln.startswith(comment):
+            continue
+        if ln.startswith(("include", "RAPID X", "G0 ")):
+            break
+        out.append(ln)
+    return out
+
+
+@pytest.mark.parametrize("dialect", ["gwl", "gcode", "aerobasic"])
+def test_golden_header_per_dialect(tmp_path, dialect):
+    pr = load_printer(PRINTERS[dialect])
+    long = {"recipe": "x" * 1500}       # a 1.5 kB provenance value becomes its SHA-256
+    pf = write_program(two_block_toolpath(), pr, tmp_path, name="h", provenance=long)
+    cm = {"gwl": "%", "gcode": ";", "aerobasic": "'"}[dialect]
+    head = _header(pf.main, cm)
+    assert head == GOLDEN[dialect]
+    assert MUST_SET[dialect] <= {ln.split()[0] for ln in head}
+    for ln in pf.main.read_text().splitlines():
+        assert len(ln) <= (200 if ln.startswith(cm) else 255), ln[:60]
+    assert any(ln.startswith(f"{cm} recipe sha256: ") for ln in pf.main.read_text().splitlines())
+
+
+def test_invert_z_follows_the_immersion_and_connect_points_only_in_piezo_mode(tmp_path):
+    pr = load_printer("nanoscribe-gt2-63x")                         # oil immersion
+    pf = write_program(two_block_toolpath(), pr, tmp_path / "a", name="p")
+    lines = pf.main.read_text().splitlines()
+    assert "InvertZAxis 0" in lines and not any(ln.startswith("ConnectPoints") for ln in lines)
+    doc = _profile_doc("nanoscribe-gt2-25x")
+    doc["program"]["scan_mode"] = "piezo"
+    pz = parse_printer(doc, "piezo.toml")
+    pf = write_program(two_block_toolpath(), pz, tmp_path / "b", name="p")
+    lines = pf.main.read_text().splitlines()
+    assert "PiezoScanMode" in lines and "ConnectPointsOff" in lines and "InvertZAxis 1" in lines
+
+
+def _profile_doc(name):
+    import tomllib
+
+    from bioslicer.printers import printers_dir
+
+    return tomllib.loads((printers_dir() / f"{name}.toml").read_text())
+
+
+def test_gwl_profile_without_immersion_is_refused(tmp_path):
+    doc = _profile_doc("nanoscribe-gt2-25x")
+    doc["objective"] = "25x NA0.8"
+    pr = parse_printer(doc, "old.toml")
+    with pytest.raises(BioslicerError, match=r"old.toml: the gwl dialect needs \[objective\] immersion") as e:
+        write_program(two_block_toolpath(), pr, tmp_path, name="p")
+    assert "\n" not in str(e.value) and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("mode,count", [("every-block", 2), ("once", 1), ("off", 0)])
+def test_find_interface_modes(tmp_path, mode, count):
+    pr = load_printer("nanoscribe-gt2-25x")
+    pf = write_program(two_block_toolpath(), pr, tmp_path, name="p", find_interface=mode)
+    main = pf.main.read_text().splitlines()
+    assert sum(ln.startswith("FindInterfaceAt") for ln in main) == count
+    if count:   # after the stage has moved to the block, before its file
+        i = main.index("FindInterfaceAt 0.500")
+        assert main[i - 1].startswith("MoveStageY") and main[i + 1].startswith("include")
+    assert validate_program(pf.main, pr).ok
+
+
+def test_unknown_find_interface_is_refused():
+    pr = load_printer("nanoscribe-gt2-25x")
+    with pytest.raises(BioslicerError, match="find_interface must be one of every-block, once, off"):
+        ProgramWriter(pr, two_block_toolpath().blocks, "/nonexistent", find_interface="sometimes")
+
+
+def test_absolute_stage_only_with_a_stage_origin(tmp_path):
+    doc = _profile_doc("nanoscribe-gt2-25x")
+    doc["program"]["origin_um"] = [1000.0, 2000.0, 0.0]
+    pf = write_program(two_block_toolpath(), parse_printer(doc, "o.toml"), tmp_path, name="p")
+    main = pf.main.read_text().splitlines()
+    assert "StageGotoX 1100.000" in main and not any(ln.startswith("MoveStage") for ln in main)
+
+
+# ----------------------------------------------------------------------------- G-code / AeroBasic
+@pytest.mark.parametrize("key,value,alts", [("unit", "um", "'mm' or 'inch'"), ("feed_per", "s", "'min'")])
+def test_gcode_profile_outside_rs274_is_refused_at_load(key, value, alts):
+    doc = _profile_doc("lab-stage-gcode")
+    doc["program"][key] = value
+    with pytest.raises(BioslicerError, match=f"'program.{key}' = '{value}' cannot be written in the gcode "
+                                             f"dialect; use {alts}"):
+        parse_printer(doc, "g.toml")
+
+
+def test_aerobasic_time_base_units_and_analog_axis(tmp_path):
+    doc = _profile_doc("femtika-aerotech-galvo")
+    doc["program"]["feed_per"] = "min"
+    doc["program"]["unit"] = "inch"
+    pr = parse_printer(doc, "ab.toml")
+    pf = write_program(two_block_toolpath(), pr, tmp_path, name="p")
+    lines = pf.main.read_text().splitlines()
+    assert "ENGLISH" in lines and "MINUTES" in lines
+    assert any(ln.startswith("$AO[0].A = ") for ln in lines)
+    mv = read_program(pf.main, pr)
+    tp = two_block_toolpath()
+    assert mv.speed_um_s[~mv.jump & mv.laser_on].max() == pytest.approx(tp.mark_speed_um_s.max(), rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- power calibration
+def test_sin2_and_table_calibrations_round_trip():
+    daq = load_printer("lab-daq-galvo")             # Pockels cell: sin², 0.5 % extinction, 2 V full
+    p = np.array([0.4, 1.0, 20.0, 40.0, 80.0])
+    v = daq.power_to_program(p)
+    np.testing.assert_allclose(daq.power_from_program(v), p, rtol=1e-9)
+    # half the power is not half the volts: sin²(π/2 · V/2) = (0.5 - 0.005) / 0.995
+    assert daq.power_to_program(40.0) == pytest.approx(2.0 * 2 / math.pi * math.asin(math.sqrt(0.495 / 0.995)))
+    assert daq.power_to_program(0.0) == 0.0 and daq.power_to_program(80.0) == pytest.approx(2.0)
+    doc = _profile_doc("lab-daq-galvo")
+    doc["laser"]["calibration"] = "table"
+    doc["laser"].pop("calibration_min_fraction")
+    doc["laser"]["calibration_table"] = [[0.0, 0.0], [0.1, 0.5], [0.5, 1.2], [1.0, 2.0]]
+    tab = parse_printer(doc, "t.toml")
+    assert tab.power_to_program(24.0) == pytest.approx(0.85)     # fraction 0.3: halfway 0.5 .. 1.2 V
+    np.testing.assert_allclose(tab.power_from_program(tab.power_to_program(p)), p, rtol=1e-9)
+    doc["laser"]["calibration_table"] = [[0.0, 0.0], [0.5, 1.5], [0.4, 2.0]]
+    with pytest.raises(BioslicerError, match="calibration_table' must be"):
+        parse_printer(doc, "t.toml")
+
+
+def test_calibrated_program_reads_back_in_mw(tmp_path):
+    pr = load_printer("lab-daq-galvo")
+    tp = two_block_toolpath()
+    pf = write_program(tp, pr, tmp_path, name="wf")
+    mv = read_program(pf.main, pr)
+    on = mv.laser_on
+    assert mv.power_mw[on].min() >= tp.power_mw.min() - 1e-6 and mv.power_mw[on].max() <= tp.power_mw.max() + 1e-6
+    assert np.isin(np.round(tp.power_mw[:6], 6), np.round(mv.power_mw[on], 6)).all()
