@@ -261,7 +261,11 @@ def subdivide_marks(tp: Toolpath, point_distance_um: float, max_points: float = 
 
 # ----------------------------------------------------------------------------- checks
 def check_exposure(recipe, printer) -> None:
-    """Refuse per-kind power above the printer's maximum and speeds outside its limits."""
+    """Refuse per-kind power above the printer's maximum, speeds outside its limits, and depth
+    compensation on a profile that does not say which side the light enters from."""
+    if recipe.depth_mode != "none" and getattr(printer, "light_from", "") not in ("below", "above"):
+        raise BioslicerError(f"printer profile {printer.source or printer.name}: depth compensation needs "
+                             "[objective] light_from = \"below\" or \"above\" (the side the light enters from)")
     for k in Kind.names():
         p = recipe.power_mw[k]
         if p > printer.max_power_mw:

@@ -249,7 +249,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             },
             "printer": pr.to_dict(),
             "recipe": rec.to_dict(),
-            "placement": dict(placement, find_interface=rec.find_interface, focal_shift=pr.focal_shift,
+            "placement": dict(placement, find_interface=rec.find_interface,
                               light_from=pr.light_from or None, immersion=pr.immersion or None),
             "program": {
                 "dialect": files.dialect,

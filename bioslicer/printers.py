@@ -67,12 +67,10 @@ class Printer:
     program: dict = field(default_factory=dict)    # dialect options (power command, DAQ rate, ...)
     defaults: dict = field(default_factory=dict)   # default process parameters (recipe keys)
     source: str = ""
-    # objective: immersion ('dill' | 'oil' | 'water' | 'air', '' unknown), the side the light
-    # enters the sample from ('below' | 'above', '' unknown), focal shift factor (actual focus
-    # movement in the sample per commanded z movement; 1 = no index mismatch)
+    # objective: immersion ('dill' | 'oil' | 'water' | 'air', '' unknown) and the side the light
+    # enters the sample from ('below' | 'above', '' unknown)
     immersion: str = ""
     light_from: str = ""
-    focal_shift: float = 1.0
     # power calibration: command value as a function of the power fraction (P / reference):
     # 'linear'; 'sin2' (Pockels cell / polarizer: fraction = f0 + (1 - f0) sin^2(pi/2 c / c_full));
     # 'table' (measured [[fraction, command], ...], both increasing)
@@ -297,7 +295,6 @@ def parse_printer(doc: dict, source: str = "<dict>") -> Printer:
         source=source,
         immersion=obj["immersion"],
         light_from=obj["light_from"],
-        focal_shift=obj["focal_shift"],
         calibration=vals["laser.calibration"],
         calibration_min_fraction=vals["laser.calibration_min_fraction"],
         calibration_table=table,
@@ -308,25 +305,23 @@ def parse_printer(doc: dict, source: str = "<dict>") -> Printer:
 
 def _objective(doc: dict, source: str) -> dict:
     """``objective = "name"`` (no optics facts) or an ``[objective]`` table with ``name``,
-    ``immersion``, ``light_from`` and ``focal_shift``."""
+    ``immersion`` and ``light_from``."""
     v = doc.get("objective", "")
     if isinstance(v, str):
-        return {"name": v, "immersion": "", "light_from": "", "focal_shift": 1.0}
+        return {"name": v, "immersion": "", "light_from": ""}
     if not isinstance(v, dict):
         raise BioslicerError(f"printer profile {source}: 'objective' must be a name or a table [objective]")
-    out = {"name": str(v.get("name", "")), "immersion": v.get("immersion", ""), "light_from": v.get("light_from", ""),
-           "focal_shift": v.get("focal_shift", 1.0)}
+    unknown = sorted(set(v) - {"name", "immersion", "light_from"})
+    if unknown:
+        raise BioslicerError(f"printer profile {source}: unknown key 'objective.{unknown[0]}'; [objective] takes "
+                             "name, immersion and light_from")
+    out = {"name": str(v.get("name", "")), "immersion": v.get("immersion", ""), "light_from": v.get("light_from", "")}
     if out["immersion"] not in IMMERSIONS + ("",):
         raise BioslicerError(f"printer profile {source}: key 'objective.immersion' must be one of "
                              f"{', '.join(IMMERSIONS)}, got {out['immersion']!r}")
     if out["light_from"] not in LIGHT_SIDES + ("",):
         raise BioslicerError(f"printer profile {source}: key 'objective.light_from' must be 'below' (through the "
                              f"substrate) or 'above' (upright optics), got {out['light_from']!r}")
-    fs = out["focal_shift"]
-    if isinstance(fs, bool) or not isinstance(fs, (int, float)) or not 0.2 <= fs <= 5:
-        raise BioslicerError(f"printer profile {source}: key 'objective.focal_shift' must be a factor from 0.2 to 5 "
-                             f"(1 = no index mismatch), got {fs!r}")
-    out["focal_shift"] = float(fs)
     return out
 
 

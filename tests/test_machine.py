@@ -253,3 +253,17 @@ def test_calibrated_program_reads_back_in_mw(tmp_path):
     on = mv.laser_on
     assert mv.power_mw[on].min() >= tp.power_mw.min() - 1e-6 and mv.power_mw[on].max() <= tp.power_mw.max() + 1e-6
     assert np.isin(np.round(tp.power_mw[:6], 6), np.round(mv.power_mw[on], 6)).all()
+
+
+def test_depth_compensation_needs_the_light_side():
+    from bioslicer.exposure import check_exposure
+
+    doc = _profile_doc("nanoscribe-gt2-25x")
+    doc["objective"] = {"name": "25x", "immersion": "dill"}
+    pr = parse_printer(doc, "nolight.toml")
+    check_exposure(Recipe(), pr)      # no depth compensation: no need to know
+    with pytest.raises(BioslicerError, match=r"nolight.toml: depth compensation needs \[objective\] light_from"):
+        check_exposure(Recipe(depth_mode="linear", depth_slope_per_um=0.01), pr)
+    doc["objective"]["focal_shift"] = 0.9
+    with pytest.raises(BioslicerError, match="unknown key 'objective.focal_shift'"):
+        parse_printer(doc, "x.toml")
