@@ -267,3 +267,59 @@ def test_depth_compensation_needs_the_light_side():
     doc["objective"]["focal_shift"] = 0.9
     with pytest.raises(BioslicerError, match="unknown key 'objective.focal_shift'"):
         parse_printer(doc, "x.toml")
+
+
+# ----------------------------------------------------------------------------- through the CLI
+@pytest.fixture(scope="module")
+def disc(tmp_path_factory):
+    """A 36 µm disc, 6 µm high, lying 10 µm above z = 0 (a part that would float if kept)."""
+    d = tmp_path_factory.mktemp("disc")
+    m = trimesh.creation.cylinder(radius=18.0, height=6.0, sections=48)
+    m.apply_translation([40.0, 0.0, 13.0])
+    m.export(d / "disc.stl")
+    return d / "disc.stl"
+
+
+def test_cli_power_request_above_the_laser_fails_or_is_reported_once(disc, tmp_path, capsys):
+    from bioslicer.cli import main as cli_main
+    from bioslicer.jobs import read_manifest
+
+    args = ["slice", str(disc), "-p", "nanoscribe-gt2-25x", "--no-preview", "--set", "depth_mode=\"exponential\"",
+            "--set", "attenuation_length_um=2.0"]
+    assert cli_main(args + ["-o", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: block 0: power request up to ")
+    assert "above the laser's maximum 50 mW" in err and "--allow-power-clip" in err
+    assert not (tmp_path / "a").exists()
+    assert cli_main(args + ["-o", str(tmp_path / "b"), "--allow-power-clip"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("POWER CLIPPED") == 1
+    m = read_manifest(tmp_path / "b")
+    clip = m["power_clip"]
+    assert clip["points"] > 0 and 0 < clip["share_of_mark_length"] < 1
+    assert clip["max_request_mw"] == pytest.approx(22.5 * math.exp(m["bounds_um"][1][2] / 2.0), rel=0.05)
+    report = (tmp_path / "b" / "report.txt").read_text().splitlines()
+    assert report[3].startswith("POWER CLIPPED") and sum("POWER CLIPPED" in ln for ln in report) == 1
+    assert m["plan"]["warnings"] == []          # not repeated per block
+    from bioslicer.service.worker import job_summary
+
+    assert job_summary(m)["power_clip"].startswith("POWER CLIPPED")
+
+
+def test_cli_keep_position_refuses_a_floating_part(disc, tmp_path, capsys):
+    from bioslicer.cli import main as cli_main
+    from bioslicer.jobs import read_manifest
+
+    base = ["slice", str(disc), "-p", "nanoscribe-gt2-25x", "--no-preview"]
+    assert cli_main(base + ["-o", str(tmp_path / "a"), "--keep-position"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "lowest point is at z = 10 µm" in err and "--allow-floating" in err
+    assert cli_main(base + ["-o", str(tmp_path / "b"), "--keep-position", "--allow-floating"]) == 0
+    m = read_manifest(tmp_path / "b")
+    assert m["placement"]["floating"] and m["placement"]["mode"] == "keep"
+    assert m["bounds_um"][0][2] > 9.9               # printed where the mesh is
+    assert cli_main(base + ["-o", str(tmp_path / "c")]) == 0
+    m = read_manifest(tmp_path / "c")
+    assert m["bounds_um"][0][2] < 0.5 and not m["placement"]["floating"]   # on the substrate
+    lo, hi = np.array(m["bounds_um"])
+    np.testing.assert_allclose((lo[:2] + hi[:2]) / 2, [0.0, 0.0], atol=0.5)  # centred at the start
