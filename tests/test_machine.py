@@ -323,3 +323,19 @@ def test_cli_keep_position_refuses_a_floating_part(disc, tmp_path, capsys):
     assert m["bounds_um"][0][2] < 0.5 and not m["placement"]["floating"]   # on the substrate
     lo, hi = np.array(m["bounds_um"])
     np.testing.assert_allclose((lo[:2] + hi[:2]) / 2, [0.0, 0.0], atol=0.5)  # centred at the start
+
+
+@pytest.mark.parametrize("dialect,eol", [("gwl", b"\r\n"), ("aerobasic", b"\r\n"), ("gcode", b"\n")])
+def test_line_endings_per_dialect_and_profile(tmp_path, dialect, eol):
+    pr = load_printer(PRINTERS[dialect])
+    pf = write_program(two_block_toolpath(), pr, tmp_path / "a", name="p")
+    for f in pf.files:
+        data = f.read_bytes()
+        assert data.count(b"\n") == data.count(eol) > 0, f.name      # every line, header and body alike
+    doc = _profile_doc(PRINTERS[dialect])
+    doc["program"]["line_ending"] = "lf" if eol == b"\r\n" else "crlf"
+    other = parse_printer(doc, "le.toml")
+    pf2 = write_program(two_block_toolpath(), other, tmp_path / "b", name="p")
+    flip = (lambda b: b.replace(b"\r\n", b"\n")) if eol == b"\r\n" else (lambda b: b.replace(b"\n", b"\r\n"))
+    assert pf2.main.read_bytes().split(b"\n")[5:] == flip(pf.main.read_bytes()).split(b"\n")[5:]
+    assert validate_program(pf2.main, other).ok

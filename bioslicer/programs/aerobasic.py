@@ -56,7 +56,7 @@ def _head(w, counts: dict) -> str:
     if "origin_um" not in printer.program:
         head += [f"{cm} part origin = where the stages stand at the start", fmt.cmd["set_origin"].format()]
     head += [fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
-    return "\n".join(head) + "\n"
+    return fmt.eol.join(head) + fmt.eol
 
 
 def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
@@ -71,9 +71,9 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     stage = o + origin
 
     def emit(fh):
-        fh.write(f"{spec.comment[0]} block {b}, {toolpath.n_marks} marks\n")
+        fh.write(f"{spec.comment[0]} block {b}, {toolpath.n_marks} marks{fmt.eol}")
         fh.write(fmt.cmd["stage_move"].format(x=F.fmt(stage[0] / s, d), y=F.fmt(stage[1] / s, d),
-                                              z=F.fmt(stage[2] / s, d)) + "\n")
+                                              z=F.fmt(stage[2] / s, d)) + fmt.eol)
         emit_marks(fmt, printer, toolpath, 0, toolpath.n_marks, np.array([-o[0], -o[1], origin[2]]), fh)
 
     return write_fragment(w, b, staging, emit, lambda: _head(w, w.direct.counts))
@@ -82,7 +82,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
 def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     """Write ``<name>.pgm``: header, the blocks' text in order, end. Returns [main]."""
     fmt = _format(w.printer, w.spec)
-    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + "\n")
+    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + fmt.eol)
 
 
 def iter_moves(path, printer, spec, check=None):

@@ -258,6 +258,19 @@ def provenance_lines(counts: dict, printer, provenance: dict | None, dialect: st
 MAX_HEADER_CHARS = 200
 
 
+LINE_ENDINGS = {"lf": "\n", "crlf": "\r\n"}
+
+
+def line_ending(printer, spec) -> str:
+    """The line ending of a program: the profile's ``program.line_ending`` ('lf' | 'crlf'), else
+    the dialect's ``line_ending`` (what the vendor's own example programs use), else LF."""
+    name = printer.program.get("line_ending", spec.get("line_ending", "lf"))
+    if name not in LINE_ENDINGS:
+        raise BioslicerError(f"printer profile {printer.source or printer.name}: 'program.line_ending' must be "
+                             f"'lf' or 'crlf', got {name!r}")
+    return LINE_ENDINGS[name]
+
+
 def reader_power(printer, check):
     """How a reader kernel converts power: ``(pa, pb, check, to_mw)``.
 

@@ -24,7 +24,8 @@ from ..errors import BioslicerError
 from . import _format as F
 from ._format import put_line, put_line_hot, qround
 from ..validate import N_LIMITS, move_bits
-from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines, reader_power
+from .dialects import (line_ending, moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines,
+                       reader_power)
 
 # ----------------------------------------------------------------------------- writing (shared)
 _J, _M, _P, _ON, _OFF = range(5)
@@ -82,7 +83,8 @@ class StepFormat:
         self.cmd = {k: F.Template.parse(v) for k, v in t.items()}
         dec = {"x": self.coord_decimals, "y": self.coord_decimals, "z": self.coord_decimals,
                "f": self.feed_decimals, self.power_slot: self.power_decimals}
-        self.ts = F.TemplateSet(t, dec)
+        self.eol = line_ending(printer, spec)
+        self.ts = F.TemplateSet(t, dec, self.eol)
 
     def buffer(self) -> F.ChunkBuffer:
         """A reusable render buffer sized for this format's lines."""
@@ -497,7 +499,7 @@ def _head(w, counts: dict) -> str:
     if not has_origin:
         head.append(fmt.cmd["set_origin"].format())
     head.append(fmt.cmd["laser_off"].format())
-    return "\n".join(head) + "\n"
+    return fmt.eol.join(head) + fmt.eol
 
 
 def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
@@ -505,7 +507,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     fmt = _format(w.printer, w.spec)
 
     def emit(fh):
-        fh.write(f"{w.spec.comment[0]} block {b}, {toolpath.n_marks} marks\n")
+        fh.write(f"{w.spec.comment[0]} block {b}, {toolpath.n_marks} marks{fmt.eol}")
         emit_marks(fmt, w.printer, toolpath, 0, toolpath.n_marks, program_origin_um(w.printer), fh)
 
     return write_fragment(w, b, staging, emit, lambda: _head(w, w.direct.counts))
@@ -514,7 +516,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
 def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     """Write ``<name>.gcode``: header, the blocks' text in order, end. Returns [main]."""
     fmt = _format(w.printer, w.spec)
-    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + "\n")
+    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + fmt.eol)
 
 
 def iter_moves(path, printer, spec, check=None):

@@ -31,7 +31,8 @@ from ..errors import BioslicerError
 from . import _format as F
 from ._format import put_line, put_line_hot, qround
 from ..validate import N_LIMITS, move_bits
-from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines, reader_power
+from .dialects import (line_ending, moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines,
+                       reader_power)
 
 _ROLES_OUT = ("point", "point_power", "write", "laser_power", "scan_speed", "power_values_on",
               "power_values_off", "z_offset")
@@ -46,7 +47,7 @@ def _templates(spec, printer) -> F.TemplateSet:
     d = printer.decimals
     return F.TemplateSet(spec.commands, {"x": d, "y": d, "z": d, "p": spec.decimals.get("power", 3),
                                          "v": spec.decimals.get("speed", 1),
-                                         "s": spec.decimals.get("scaling", 3)})
+                                         "s": spec.decimals.get("scaling", 3)}, line_ending(printer, spec))
 
 
 @njit(cache=True, error_model="numpy")
@@ -257,7 +258,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     folder, fname = _block_file(spec, w.name, b)
     with F.AtomicFile(staging / folder / fname, hashed=w.durable, fsync=w.durable) as fb:
         fb.write(f"{spec.comment} block {b}: stage x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
-                 f"z {F.fmt(st[2], dec)} um, {toolpath.n_marks} marks\n")
+                 f"z {F.fmt(st[2], dec)} um, {toolpath.n_marks} marks{line_ending(printer, spec)}")
         _write_block(fb, toolpath, printer, ts, T, buf, 0, toolpath.n_marks, o, dec, pdec, vdec,
                      int(printer.program["points_per_write"]))
     return [fb.written], {}
@@ -282,6 +283,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     origin = program_origin_um(printer)
     sep = spec.get("path_separator", "\\")
     mode = w.find_interface
+    eol = line_ending(printer, spec)
     fz = F.fmt(float(printer.program.get("find_interface_at_um", 0.0)), dec)
     main = staging / f"{w.name}{spec.get('main_suffix', '_job.gwl')}"
     files = [main]
@@ -290,7 +292,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
         head.append(f"{cm} stage {'absolute (program.origin_um)' if absolute else 'relative to the start position'}"
                     f"; interface finding {mode}")
         head += header_state(printer, spec)
-        fm.write("\n".join(head) + "\n")
+        fm.write(eol.join(head) + eol)
         zdrive_q = 0
         stage_q = np.zeros(2, np.int64)
         first = True
@@ -316,7 +318,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
                 lines.append(cmd["add_z_drive"].format(z=F.fmt((zq - zdrive_q) / 10 ** dec, dec)))
                 zdrive_q = zq
             lines.append(cmd["include"].format(path=f"{folder}{sep}{fname}"))
-            fm.write("\n".join(lines) + "\n")
+            fm.write(eol.join(lines) + eol)
             files.append(staging / folder / fname)
     return files
 
