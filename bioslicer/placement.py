@@ -92,3 +92,78 @@ def place(solid, recipe):
         changes["power_field_origin_um"] = off.tolist()
     rec = recipe.updated(_source="placement", **changes) if changes else recipe
     return solid.translated(off), rec, info
+
+
+def airborne_report(solid, recipe, printer, max_voxels: float = 4e6) -> dict:
+    """What would print in mid-air once the part is placed (for ``bioslicer inspect``).
+
+    The placed part is voxelised coarsely (at most ``max_voxels``; at least the hatch and slice
+    distances). *Floating parts* are connected pieces of material that do not reach the
+    interface (z = 0); a block *starts in mid-air* when no voxel of its lowest printed layer has
+    material directly below it and that layer is not on the interface (DeScribe calls these
+    flying blocks).
+
+    Parameters
+    ----------
+    solid : Solid
+        The part in mesh coordinates, µm.
+    recipe : Recipe
+        Placement keys and what decides the stitching grid.
+    printer : Printer
+
+    Returns
+    -------
+    dict
+        ``mesh_lowest_z_um`` (where a kept part would start), ``voxel_um``, ``floating_parts``
+        (list of {``lowest_z_um``, ``lo_um``, ``hi_um``}), ``midair_blocks`` (list of {``block``,
+        ``index``, ``z_um``}), ``blocks``.
+    """
+    from scipy import ndimage
+
+    from .blockrun import plan_blocks
+    from .slicing import voxelize
+
+    lowest = float(printed_bounds_um(solid, recipe)[0, 2])
+    rec = recipe.updated(_source="inspect", placement="substrate", z_offset_um=0.0)
+    solid, rec, _ = place(solid, rec)
+    b = printed_bounds_um(solid, rec)
+    size = np.maximum(b[1] - b[0], 1e-6)
+    dz = max(rec.slice_um, size[2] / 200.0)
+    dxy = max(rec.hatch_um, float(np.sqrt(size[0] * size[1] * (size[2] / dz) / max_voxels)))
+    grid = voxelize(solid, dxy, dz, region_um=(b[0], b[1]))
+    occ = np.asarray(grid.dense(), dtype=bool)
+    org, vox = np.asarray(grid.origin_um), np.asarray(grid.voxel_um)
+    out = {"mesh_lowest_z_um": lowest, "voxel_um": vox.tolist(), "floating_parts": [], "midair_blocks": []}
+    if not occ.any():
+        out["blocks"] = 0
+        return out
+    labels, n = ndimage.label(occ)
+    grounded = set(np.unique(labels[0][labels[0] > 0]).tolist())
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if k in grounded or sl is None:
+            continue
+        lo = org + vox * np.array([sl[2].start, sl[1].start, sl[0].start])
+        hi = org + vox * np.array([sl[2].stop, sl[1].stop, sl[0].stop])
+        out["floating_parts"].append({"lowest_z_um": float(lo[2]), "lo_um": lo.tolist(), "hi_um": hi.tolist()})
+    sg, lz = plan_blocks(solid, rec, printer)
+    blocks = sg.blocks()
+    out["blocks"] = len(blocks)
+    ny, nx = occ.shape[1:]
+    for i in range(len(blocks)):
+        (x0, y0), (x1, y1) = sg.block_window_um(i)
+        layers = sg.block_layers(i)
+        if len(layers) == 0:
+            continue
+        ix = np.clip(((np.array([x0, x1]) - org[0]) / vox[0]).round().astype(int), 0, nx)
+        iy = np.clip(((np.array([y0, y1]) - org[1]) / vox[1]).round().astype(int), 0, ny)
+        kz = np.clip(((np.array([lz[layers[0]], lz[layers[-1]]]) - org[2]) / vox[2]).astype(int), 0, occ.shape[0] - 1)
+        sub = occ[kz[0]:kz[1] + 1, iy[0]:iy[1], ix[0]:ix[1]]
+        filled = np.flatnonzero(sub.reshape(len(sub), -1).any(axis=1))
+        if len(filled) == 0:
+            continue
+        k = kz[0] + int(filled[0])
+        if k == 0 or (occ[k, iy[0]:iy[1], ix[0]:ix[1]] & occ[k - 1, iy[0]:iy[1], ix[0]:ix[1]]).any():
+            continue
+        out["midair_blocks"].append({"block": i, "index": [int(v) for v in blocks.index[i]],
+                                     "z_um": float(org[2] + k * vox[2])})
+    return out

@@ -339,3 +339,28 @@ def test_line_endings_per_dialect_and_profile(tmp_path, dialect, eol):
     flip = (lambda b: b.replace(b"\r\n", b"\n")) if eol == b"\r\n" else (lambda b: b.replace(b"\n", b"\r\n"))
     assert pf2.main.read_bytes().split(b"\n")[5:] == flip(pf.main.read_bytes()).split(b"\n")[5:]
     assert validate_program(pf2.main, other).ok
+
+
+def test_inspect_reports_floating_parts_and_blocks_starting_in_mid_air(tmp_path):
+    from bioslicer.placement import airborne_report
+
+    col = trimesh.creation.box(bounds=[[0.0, 0.0, 0.0], [10.0, 10.0, 30.0]])
+    arm = trimesh.creation.box(bounds=[[5.0, 0.0, 24.0], [60.0, 10.0, 30.0]])     # an overhang off the column
+    loose = trimesh.creation.box(bounds=[[0.0, 40.0, 12.0], [10.0, 50.0, 18.0]])  # not touching anything
+    m = trimesh.util.concatenate([col, arm, loose])
+    s = Solid(m.vertices, m.faces, name="l.stl")
+    pr = load_printer("nanoscribe-gt2-25x")
+    rep = airborne_report(s, Recipe(slice_um=1.0, hatch_um=1.0, block_size_um=20.0), pr)
+    assert rep["mesh_lowest_z_um"] == 0.0
+    assert len(rep["floating_parts"]) == 1
+    fp = rep["floating_parts"][0]
+    assert fp["lowest_z_um"] == pytest.approx(12.0, abs=1.01)
+    # the arm's blocks beyond the column start at the arm's underside; the column's block does not
+    # (the loose part's block starts in mid-air too)
+    mid = {tuple(b["index"]): b["z_um"] for b in rep["midair_blocks"]}
+    assert set(mid) == {(1, 0, 0), (2, 0, 0), (0, 2, 0)}
+    assert mid[(1, 0, 0)] == mid[(2, 0, 0)] == pytest.approx(24.0, abs=1.01)
+    assert mid[(0, 2, 0)] == pytest.approx(12.0, abs=1.01)
+    single = Solid(col.vertices, col.faces)
+    rep = airborne_report(single, Recipe(slice_um=1.0, hatch_um=1.0), pr)
+    assert rep["floating_parts"] == [] and rep["midair_blocks"] == []
