@@ -364,3 +364,32 @@ def test_inspect_reports_floating_parts_and_blocks_starting_in_mid_air(tmp_path)
     single = Solid(col.vertices, col.faces)
     rep = airborne_report(single, Recipe(slice_um=1.0, hatch_um=1.0), pr)
     assert rep["floating_parts"] == [] and rep["midair_blocks"] == []
+
+
+@pytest.mark.skipif(__import__("shutil").which("rs274") is None, reason="LinuxCNC's rs274 interpreter not installed")
+def test_linuxcnc_interpreter_runs_a_sliced_gcode_job(disc, tmp_path):
+    import subprocess
+
+    from bioslicer.pipeline import slice_to_job
+
+    res = slice_to_job(disc, tmp_path / "job", printer="lab-stage-gcode", preview=False)
+    prog = res.path / res.manifest["program"]["main"]
+    run = subprocess.run(["rs274", "-g", str(prog), str(tmp_path / "canon.txt")], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    canon = (tmp_path / "canon.txt").read_text()
+    assert "PROGRAM_END" in canon and "USE_LENGTH_UNITS(CANON_UNITS_MM)" in canon
+
+
+def test_a_kept_part_beyond_the_stage_travel_is_refused_before_anything_is_written(tmp_path):
+    from bioslicer.pipeline import slice_to_job
+
+    far = trimesh.creation.box(bounds=[[60000.0, 0.0, 0.0], [60020.0, 20.0, 4.0]])   # x = 60 mm, travel ±50 mm
+    far.export(tmp_path / "far.stl")
+    with pytest.raises(BioslicerError, match=r"stage x positions .* outside the nanoscribe-gt2-25x stage range") as e:
+        slice_to_job(tmp_path / "far.stl", tmp_path / "job", printer="nanoscribe-gt2-25x",
+                     overrides={"placement": "keep"}, preview=False)
+    assert "\n" not in str(e.value) and not (tmp_path / "job").exists()
+    # placed on the substrate at the start position it fits
+    res = slice_to_job(tmp_path / "far.stl", tmp_path / "job", printer="nanoscribe-gt2-25x", preview=False)
+    assert res.manifest["placement"]["offset_um"][0] == pytest.approx(-60010.0)
