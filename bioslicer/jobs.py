@@ -488,7 +488,9 @@ def job_summary(manifest: dict) -> str:
         row("Size", " × ".join(f"{s:.1f}" for s in size) + " µm (x × y × z)")
         row("Bounding box", "(" + ", ".join(f"{v:.1f}" for v in lo) + ") to ("
             + ", ".join(f"{v:.1f}" for v in hi) + ") µm")
-    row("Blocks", _fmt_num(g(counts, "blocks")))
+    grid = g(counts, "grid_blocks")
+    row("Blocks", f"{_fmt_num(g(counts, 'blocks'))} stage positions with marks"
+        + (f" (of {_fmt_num(grid)} in the stitching grid)" if grid else ""))
     row("Layers", _fmt_num(g(counts, "layers")))
     row("Marks", f"{_fmt_num(g(counts, 'marks'))} ({_fmt_num(g(counts, 'segments'))} segments, "
         f"{_fmt_num(g(counts, 'points'))} points)")

@@ -273,11 +273,9 @@ def test_depth_compensation_needs_the_light_side():
 @pytest.fixture(scope="module")
 def disc(tmp_path_factory):
     """A 36 µm disc, 6 µm high, lying 10 µm above z = 0 (a part that would float if kept)."""
-    d = tmp_path_factory.mktemp("disc")
-    m = trimesh.creation.cylinder(radius=18.0, height=6.0, sections=48)
-    m.apply_translation([40.0, 0.0, 13.0])
-    m.export(d / "disc.stl")
-    return d / "disc.stl"
+    from test_recipe_keys import disc_stl
+
+    return disc_stl(tmp_path_factory.mktemp("disc"))
 
 
 def test_cli_power_request_above_the_laser_fails_or_is_reported_once(disc, tmp_path, capsys):

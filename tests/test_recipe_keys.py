@@ -78,13 +78,18 @@ CHANGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def part(tmp_path_factory):
-    """A 36 µm wide, 6 µm high disc lying 10 µm above z = 0 (rows near the rim are short)."""
-    d = tmp_path_factory.mktemp("keys")
+def disc_stl(folder):
+    """``folder/disc.stl``: a 36 µm wide, 6 µm high disc lying 10 µm above z = 0 (rows near the rim are short)."""
     m = trimesh.creation.cylinder(radius=18.0, height=6.0, sections=48)
     m.apply_translation([40.0, 0.0, 13.0])
-    m.export(d / "disc.stl")
+    m.export(folder / "disc.stl")
+    return folder / "disc.stl"
+
+
+@pytest.fixture(scope="module")
+def part(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    disc_stl(d)
     f = np.ones((8, 12, 12))
     f[:, :, 6:] = 0.8
     np.save(d / FIELD_FILE, f)
