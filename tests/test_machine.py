@@ -13,6 +13,7 @@ from bioslicer.placement import place, placement_offset_um
 from bioslicer.printers import load_printer, parse_printer
 from bioslicer.programs import ProgramWriter, read_program, validate_program, write_program
 from bioslicer.recipe import Recipe
+from bioslicer.toolpath import Blocks, Toolpath
 
 from test_programs_roundtrip import PRINTERS, two_block_toolpath
 
@@ -391,3 +392,22 @@ def test_a_kept_part_beyond_the_stage_travel_is_refused_before_anything_is_writt
     # placed on the substrate at the start position it fits
     res = slice_to_job(tmp_path / "far.stl", tmp_path / "job", printer="nanoscribe-gt2-25x", preview=False)
     assert res.manifest["placement"]["offset_um"][0] == pytest.approx(-60010.0)
+
+
+def test_waveform_and_voxel_headers_carry_what_a_rig_needs(tmp_path):
+    import csv
+    import json
+
+    pf = write_program(two_block_toolpath(), load_printer("lab-daq-galvo"), tmp_path / "w", name="w")
+    rows = list(csv.reader(l for l in pf.main.read_text().splitlines() if not l.startswith("#")))
+    chans = {r[0]: r for r in rows[1:]}
+    assert set(chans) == {"galvo_x", "galvo_y", "piezo_z", "laser"}
+    assert all(float(r[3]) > 0 and float(r[5]) == 200000.0 for r in chans.values())
+    assert "# laser_v calibration sin2" in pf.main.read_text()      # volts are not linear in power
+    tp = Toolpath.from_segments([[0.0, 0.0, 0.5]], [[10.0, 0.0, 0.5]], 1, [0], 2000.0, [10.0], [0.5])
+    tp.blocks = Blocks.single([-50.0, -50.0, 0.0], [50.0, 50.0, 1.0], "circle", 400.0)
+    tp.mark_block[:] = 0
+    pf = write_program(tp, load_printer("nanoscribe-gt2-25x"), tmp_path / "v", name="v", dialect="voxel")
+    side = json.loads(pf.main.read_text())
+    assert {"voxel_um", "origin_um", "stage_um", "axis_order", "max_power_mw", "value"} <= set(side)
+    assert all(len(p) <= 200 for p in side["provenance"])
