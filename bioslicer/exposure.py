@@ -255,8 +255,8 @@ def subdivide_marks(tp: Toolpath, point_distance_um: float, max_points: float = 
     nx, ny, nz = np.empty(n), np.empty(n), np.empty(n)
     _k.fill_subdivided(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, float(point_distance_um), starts, nx, ny, nz)
     power = np.repeat(tp.power_mw[tp.mark_start[:-1]], counts) if m else np.zeros(0)
-    return Toolpath(nx, ny, nz, power, starts, tp.mark_kind, tp.mark_layer, tp.mark_block, tp.mark_speed_um_s,
-                    tp.layer_z_um, tp.blocks, dict(tp.meta))
+    return tp.with_points({"x_um": nx, "y_um": ny, "z_um": nz, "power_mw": power}, starts,
+                          tp.take_marks(np.arange(m)))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -287,7 +287,8 @@ def clipped_length_um(tp: Toolpath, clipped: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- apply
-def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um: float | None = None):
+def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um: float | None = None,
+                   checked: bool = False):
     """Set ``power_mw`` per point and ``mark_speed_um_s`` per mark.
 
     Parameters
@@ -304,6 +305,8 @@ def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um
     surface_z_um : float, optional
         Depth 0 height, µm; default ``recipe.surface_z_um``, else the lowest layer bottom (light
         from below) or the highest layer top (light from above).
+    checked : bool
+        :func:`check_exposure` already ran for this recipe and printer (skip it).
 
     Returns
     -------
@@ -318,7 +321,8 @@ def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um
     PowerClipError
         A request above the printer's maximum without ``recipe.allow_power_clip``.
     """
-    check_exposure(recipe, printer)
+    if not checked:
+        check_exposure(recipe, printer)
     report = {"warnings": [], "subdivided": False, "capped_points": 0, "cap_first_layer": None, "clip": None}
     from_above = getattr(printer, "light_from", "") == "above"
     if power_field is not None:
