@@ -293,6 +293,7 @@ def test_parameters_are_checked_like_the_cli(fake_server):
     assert not any((s.data_dir / "incoming").iterdir())
     d = s.http.get("/api/printers/nanoscribe-gt2-25x/defaults").json()
     assert d["params"]["hatch_um"] == 0.2 and d["params"]["slice_um"] == 0.5 and "solid" in d["choices"]["strategy"]
+    assert d["choices"]["find_interface"] == ["every-block", "once", "off"] and "keep" in d["choices"]["placement"]
     assert s.http.get("/api/printers/nope/defaults").status_code == 404
     assert s.http.get("/api/jobs/../../etc/passwd").status_code == 404
     assert s.http.get("/api/jobs/zzzzzzzzzzzz").json()["detail"].startswith("no job 'zzzzzzzzzzzz'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import numpy as np
@@ -244,13 +244,16 @@ def printer_from_manifest(manifest: dict) -> Printer:
     """
     d = dict(manifest.get("printer") or {})
     names = [f.name for f in fields(Printer)]
-    missing = [n for n in names if n not in d and n not in ("description", "program", "defaults", "source")]
+    optional = {f.name for f in fields(Printer) if f.default is not MISSING or f.default_factory is not MISSING}
+    missing = [n for n in names if n not in d and n not in optional]
     if missing:
         raise BioslicerError(f"the job's embedded printer profile lacks {', '.join(missing)}; "
                              "verify it against a named profile with --printer")
     kw = {n: d[n] for n in names if n in d}
     for n in ("stage_x_um", "stage_y_um", "stage_z_um"):
         kw[n] = tuple(float(v) for v in kw[n])
+    if "calibration_table" in kw:
+        kw["calibration_table"] = [[float(a) for a in r] for r in kw["calibration_table"]]
     return Printer(**kw)
 
 

@@ -67,6 +67,11 @@ def job_summary(manifest: dict) -> str:
     val = manifest.get("validation") or {}
     sw = manifest.get("software") or {}
     lines = ["bioslicer print job", "===================", ""]
+    from ..pipeline import power_clip_line
+
+    clip = power_clip_line(manifest.get("power_clip"))
+    if clip:
+        lines += [clip, ""]
 
     def row(label, text):
         lines.append(f"{label:<14}{text}")
@@ -83,6 +88,11 @@ def job_summary(manifest: dict) -> str:
     files = prog.get("files") or []
     row("Program", f"{g(prog, 'dialect', '?')}, main file {g(prog, 'main', '?')} ({len(files)} program file"
         f"{'s' if len(files) != 1 else ''})")
+    pl = manifest.get("placement")
+    if isinstance(pl, dict):
+        row("Placement", f"{'on the substrate, centred at the start position' if pl.get('mode') == 'substrate' else 'mesh coordinates kept'}"
+            f"{', FLOATING above the interface' if pl.get('floating') else ''}; interface finding "
+            f"{pl.get('find_interface', '?')}")
     b = manifest.get("bounds_um")
     if isinstance(b, list) and len(b) == 2:
         lo, hi = b
@@ -90,7 +100,9 @@ def job_summary(manifest: dict) -> str:
         row("Size", " × ".join(f"{s:.1f}" for s in size) + " µm (x × y × z)")
         row("Bounding box", "(" + ", ".join(f"{v:.1f}" for v in lo) + ") to ("
             + ", ".join(f"{v:.1f}" for v in hi) + ") µm")
-    row("Blocks", _fmt_num(g(counts, "blocks")))
+    grid = g(counts, "grid_blocks")
+    row("Blocks", f"{_fmt_num(g(counts, 'blocks'))} stage positions with marks"
+        + (f" (of {_fmt_num(grid)} in the stitching grid)" if grid else ""))
     row("Layers", _fmt_num(g(counts, "layers")))
     row("Marks", f"{_fmt_num(g(counts, 'marks'))} ({_fmt_num(g(counts, 'segments'))} segments, "
         f"{_fmt_num(g(counts, 'points'))} points)")
@@ -98,7 +110,7 @@ def job_summary(manifest: dict) -> str:
     row("Jump length", _fmt_len_um(g(counts, "jump_length_um")))
     dropped = g(counts, "dropped_segments", 0)
     if dropped:
-        row("Dropped", f"{_fmt_num(dropped)} segments (outside the printable range; see the manifest)")
+        row("Dropped", f"{_fmt_num(dropped)} segments shorter than min_segment_um (not written)")
     per = est.get("per_block_s") or []
     row("Print time", f"{format_hms(g(est, 'total_s'))} (h:mm:ss, estimated)")
     if per:

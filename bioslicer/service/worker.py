@@ -137,6 +137,8 @@ def _verify_bundle(folder: Path) -> None:
 
 def job_summary(manifest: dict) -> dict:
     """The few figures the job list shows, from a job manifest (missing ones are None)."""
+    from ..pipeline import power_clip_line
+
     def get(*keys):
         cur = manifest
         for k in keys:
@@ -147,7 +149,8 @@ def job_summary(manifest: dict) -> dict:
 
     return {"layers": get("counts", "layers"), "blocks": get("counts", "blocks"),
             "segments": get("counts", "segments"), "print_time_s": get("estimate", "total_s"),
-            "dialect": get("program", "dialect"), "program": get("program", "main")}
+            "dialect": get("program", "dialect"), "program": get("program", "main"),
+            "power_clip": power_clip_line(manifest.get("power_clip"))}
 
 
 def run_job(store: JobStore, layout: Layout, job: dict, slice_fn: Callable, progress, client=None,

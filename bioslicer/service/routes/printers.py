@@ -36,8 +36,9 @@ async def printer_defaults(name: str):
     printers = _bundled_printers()
     if name not in printers:
         raise ServiceError(404, f"unknown printer {name!r}; use one of {', '.join(sorted(printers))}")
-    from ...recipe import DEPTH_MODES, STRATEGIES, Recipe
+    from ...recipe import DEPTH_MODES, FIND_INTERFACE, PLACEMENTS, STRATEGIES, Recipe
 
     params = Recipe.from_printer(printers[name]).to_dict()
     return {"printer": name, "params": params, "main": [k for k in MAIN_PARAMS if k in params],
-            "choices": {"strategy": list(STRATEGIES), "depth_mode": list(DEPTH_MODES), "units": list(UNITS)}}
+            "choices": {"strategy": list(STRATEGIES), "depth_mode": list(DEPTH_MODES), "units": list(UNITS),
+                            "placement": list(PLACEMENTS), "find_interface": list(FIND_INTERFACE)}}
