@@ -59,6 +59,7 @@ import tempfile
 import zipfile
 import zlib
 
+from .fileio import copy_file_fsync as _copy_file_fsync
 from .fileio import sha256_file as _sha256_size
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -163,26 +164,6 @@ def _write_bytes_fsync(path: Path, data: bytes) -> None:
         while view:
             n = os.write(fd, view)
             view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _copy_file_fsync(src: Path, dst: Path) -> None:
-    """Copy ``src`` to a new file ``dst`` (refused if it exists) and fsync it."""
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with open(src, "rb", buffering=0) as fh:
-            buf = bytearray(_CHUNK)
-            view = memoryview(buf)
-            while True:
-                n = fh.readinto(buf)
-                if not n:
-                    break
-                chunk = view[:n]
-                while chunk:
-                    w = os.write(fd, chunk)
-                    chunk = chunk[w:]
         os.fsync(fd)
     finally:
         os.close(fd)

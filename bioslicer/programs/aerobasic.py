@@ -82,7 +82,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
 
 def iter_moves(path, printer, spec, check=None):
     """Yield :class:`Moves` chunks of an AeroBasic program (only the failing moves when ``check``
-    is (lim, flags) from :func:`~bioslicer.validate.limits`).
+    is (lim, flags) from :func:`~bioslicer.programs.checks.limits`).
 
     Galvo x, y are block-local on top of the x, y stage; Z is the absolute z stage, so the fine z
     is Z minus the block's z stage position.

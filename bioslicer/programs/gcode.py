@@ -21,9 +21,11 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import BioslicerError
+from ..fileio import AtomicFile
 from . import _format as F
+from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
-from ..validate import N_LIMITS, move_bits
+from .checks import N_LIMITS, move_bits
 from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
 
 # ----------------------------------------------------------------------------- writing (shared)
@@ -205,7 +207,7 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
     [x, y, z, sx, sy, sz, power, laser, feed, power_line, block, block_started]. ``scale`` µm
     per program unit, ``feed_s`` seconds per feed time unit, power mW = value * pa / pb;
     ``amode`` (3,) AXIS_* per axis, ``origin`` (3,) µm. Every move is written when ``check`` is
-    False; only the moves failing :func:`~bioslicer.validate.move_bits` when True, ``total[0]``
+    False; only the moves failing :func:`~bioslicer.programs.checks.move_bits` when True, ``total[0]``
     counting all. Returns (moves written, errors).
     """
     n = 0
@@ -329,14 +331,14 @@ class StepReader:
     """Read a step-dialect file into :class:`Moves` chunks (µm, mW, µm/s).
 
     ``amode`` (3,) AXIS_* per axis, ``origin_um`` (3,) the program origin; ``check`` None or
-    (lim, flags) from :func:`~bioslicer.validate.limits` (then only failing moves are kept).
+    (lim, flags) from :func:`~bioslicer.programs.checks.limits` (then only failing moves are kept).
     """
 
     def __init__(self, fmt: StepFormat, spec, printer, amode, origin_um, stage_letters=("", "", ""),
                  check=None) -> None:
         self.fmt = fmt
         cmd = fmt.cmd
-        self.kw = F.Keywords([t.keyword for t in cmd.values()])
+        self.kw = T.Keywords([t.keyword for t in cmd.values()])
         roles = ("jump", "mark", "power", "laser_on", "laser_off")
         self.K = np.array([self.kw.code.get(cmd[r].keyword, -99) if r in cmd else -99 for r in roles], np.int64)
         if self.K[0] == self.K[1]:
@@ -360,7 +362,7 @@ class StepReader:
         st[9] = -1
         files = [str(path)]
         out = None
-        for rec, _ in F.ChunkReader(path, self.kw, self.comment):
+        for rec, _ in T.ChunkReader(path, self.kw, self.comment):
             R = len(rec["codes"])
             if out is None or len(out["x"]) < R or not self.check:
                 out = new_move_arrays(max(R, 1))
@@ -418,7 +420,7 @@ class DirectMain:
     def file(self, path: Path, head: str):
         """The open main file (created with ``head`` on first use)."""
         if self.fh is None:
-            self.fh = F.AtomicFile(path, hashed=False, fsync=False)
+            self.fh = AtomicFile(path, hashed=False, fsync=False)
             self.fh.write(head)
         return self.fh
 
@@ -445,7 +447,7 @@ def write_fragment(w, b: int, staging: Path, emit, head) -> tuple[list, dict]:
     if w.direct is not None:
         emit(w.direct.file(main_path(w, staging), head()))
         return [], {}
-    with F.AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable) as fh:
+    with AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable) as fh:
         emit(fh)
     return [fh.written], {}
 
@@ -462,7 +464,7 @@ def finish_main(w, parts, counts: dict, staging: Path, head: str, tail: str) -> 
 def concat_main(main: Path, head: str, parts, root: Path, tail: str, fsync: bool = True) -> None:
     """Write ``head``, the parts' fragments (paths relative to ``root``) in order and ``tail``
     into ``main`` (temporary name, fsync, rename); the fragments are copied in the kernel."""
-    with F.AtomicFile(main, hashed=False, fsync=fsync) as fm:
+    with AtomicFile(main, hashed=False, fsync=fsync) as fm:
         fm.write(head)
         for part in parts:
             for rel in part.files:
@@ -505,7 +507,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
 
 def iter_moves(path, printer, spec, check=None):
     """Yield :class:`Moves` chunks of a G-code program (only the failing moves when ``check`` is
-    (lim, flags) from :func:`~bioslicer.validate.limits`)."""
+    (lim, flags) from :func:`~bioslicer.programs.checks.limits`)."""
     fmt = _format(printer, spec)
     rd = StepReader(fmt, spec, printer, [AXIS_SCAN_STAGE] * 3, program_origin_um(printer), check=check)
     yield from rd.iter_moves(path)

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import BioslicerError
+from ..fileio import AtomicFile, AtomicPath
 from . import _format as F
 from .dialects import moves_from_arrays, program_origin_um, provenance_lines
 
@@ -186,7 +187,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     laser = np.empty(n)
     _samples(*args, True, out, laser)
     path = staging / f"{w.name}{spec.get('block_suffix', '_block_{index:04d}.npz').format(index=b)}"
-    ap = F.AtomicPath(path, hashed=w.durable, fsync=w.durable)
+    ap = AtomicPath(path, hashed=w.durable, fsync=w.durable)
     with ap as tmp:
         _deterministic_npz(tmp, {
             "x_v": out[:, 0] / upv[0], "y_v": out[:, 1] / upv[1], "z_v": out[:, 2] / upv[2], "laser_v": laser,
@@ -210,7 +211,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
         wr.writerow([ch, key, "V", repr(float(per[scale])), unit, repr(rate)])
     text = sio.getvalue() + "".join(f"# {t}\n" for t in provenance_lines(counts, printer, w.provenance, "waveform"))
     text += "".join(f"# file {p.name}\n" for p in files)
-    with F.AtomicFile(main, hashed=False, fsync=w.durable) as fm:
+    with AtomicFile(main, hashed=False, fsync=w.durable) as fm:
         fm.write(text)
     return [main] + files
 
