@@ -287,6 +287,7 @@ class ProgramWriter:
                                  "program writer's; plan the blocks once and pass the same table")
         _check_finite(tp)
         d = DIALECTS[self.dialect]
+        self.staging.mkdir(parents=True, exist_ok=True)
         written, info = d.module.write_block(self, b, tp, self.staging)
         info = dict(info)
         info["n_points"] = int(tp.n_points)

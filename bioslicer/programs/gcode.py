@@ -27,6 +27,7 @@ from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
 from .checks import N_LIMITS, move_bits
 from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
+from .general import GcodeInterpreter, NeedsGeneral, remap
 
 # ----------------------------------------------------------------------------- writing (shared)
 _J, _M, _P, _ON, _OFF = range(5)
@@ -335,10 +336,14 @@ class StepReader:
     """
 
     def __init__(self, fmt: StepFormat, spec, printer, amode, origin_um, stage_letters=("", "", ""),
-                 check=None) -> None:
+                 check=None, fast_words=(), canonical=None) -> None:
         self.fmt = fmt
         cmd = fmt.cmd
-        self.kw = T.Keywords([t.keyword for t in cmd.values()])
+        # the fast reader knows the move, power and laser words and the header words that agree with
+        # the profile (``fast_words``); any other word sends the program to the general reader
+        roles = ("jump", "mark", "power", "laser_on", "laser_off", "stage_move", "end")
+        self.kw = T.Keywords([cmd[r].keyword for r in roles if r in cmd] + list(fast_words))
+        self.canonical = canonical
         roles = ("jump", "mark", "power", "laser_on", "laser_off")
         self.K = np.array([self.kw.code.get(cmd[r].keyword, -99) if r in cmd else -99 for r in roles], np.int64)
         if self.K[0] == self.K[1]:
@@ -357,12 +362,19 @@ class StepReader:
         self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
 
     def iter_moves(self, path):
-        """Yield :class:`Moves` chunks of the file at ``path``."""
+        """Yield :class:`Moves` chunks of the file at ``path`` (of ``canonical.text`` when given).
+
+        Raises :class:`~bioslicer.programs.general.NeedsGeneral` at a line the fast reader cannot
+        read exactly (not when reading the general reader's plain text).
+        """
         st = np.zeros(12)
         st[9] = -1
+        st[8] = np.nan           # no feed yet: a feed move names it
         files = [str(path)]
         out = None
-        for rec, _ in T.ChunkReader(path, self.kw, self.comment):
+        can = self.canonical
+        first = True
+        for rec, _ in T.ChunkReader(path if can is None else can.text, self.kw, self.comment):
             R = len(rec["codes"])
             if out is None or len(out["x"]) < R or not self.check:
                 out = new_move_arrays(max(R, 1))
@@ -374,9 +386,22 @@ class StepReader:
                                self.lim, self.flags, out["x"], out["y"], out["z"], out["lx"], out["ly"], out["lz"],
                                out["sx"], out["sy"], out["sz"], out["power_mw"], out["speed_um_s"], out["laser_on"],
                                out["jump"], out["block"], out["line"], out["power_line"], el, ek, total)
+            kinds = ek[:min(ne, 32)]
+            if can is None and ne and (ne > 32 or bool((kinds != 6).any())):
+                raise NeedsGeneral(path)
             mv = moves_from_arrays(n, 0, files, **out)
             mv.n_total = int(total[0])
             mv.problems = [(0, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
+            if can is not None:
+                remap(mv, can)
+                if first:
+                    mv.problems = [*can.errors, *mv.problems]
+                    mv.notes = list(can.notes)
+            first = False
+            yield mv
+        if can is not None and first:      # nothing to tokenize: still report what the general reader found
+            mv = moves_from_arrays(0, 0, can.files, **new_move_arrays(0))
+            mv.problems, mv.notes = list(can.errors), list(can.notes)
             yield mv
 
 
@@ -505,9 +530,29 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + "\n")
 
 
+def fast_words(fmt, printer) -> list[str]:
+    """Header words of the plain G-code the fast reader reads (they agree with the profile)."""
+    words = ["G90", "G17"]
+    if fmt.unit == "mm":
+        words.append("G21")
+    if printer.program.get("feed_per", "s") == "min":
+        words.append("G94")
+    return words
+
+
 def iter_moves(path, printer, spec, check=None):
     """Yield :class:`Moves` chunks of a G-code program (only the failing moves when ``check`` is
-    (lim, flags) from :func:`~bioslicer.programs.checks.limits`)."""
+    (lim, flags) from :func:`~bioslicer.programs.checks.limits`).
+
+    A program the fast reader cannot read line by line is read by
+    :class:`~bioslicer.programs.general.GcodeInterpreter`: then ``None`` is yielded first (drop
+    what came before) and the chunks of the general reading follow.
+    """
     fmt = _format(printer, spec)
-    rd = StepReader(fmt, spec, printer, [AXIS_SCAN_STAGE] * 3, program_origin_um(printer), check=check)
-    yield from rd.iter_moves(path)
+    args = (fmt, spec, printer, [AXIS_SCAN_STAGE] * 3, program_origin_um(printer))
+    try:
+        yield from StepReader(*args, check=check, fast_words=fast_words(fmt, printer)).iter_moves(path)
+    except NeedsGeneral:
+        yield None
+        can = GcodeInterpreter(fmt, printer).read(Path(path))
+        yield from StepReader(*args, check=check, canonical=can).iter_moves(path)

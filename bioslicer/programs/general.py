@@ -516,3 +516,460 @@ def remap(mv, can: Canonical) -> None:
     mv.files = can.files
     mv.problems = [(int(can.src_file[ln]), int(can.src_line[ln]), msg) if 0 < ln < len(can.src_line) else (0, ln, msg)
                    for _, ln, msg in mv.problems]
+
+
+# ----------------------------------------------------------------------------- step dialects
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _bracket(text: str, i: int) -> int:
+    """Index just past the ``]`` closing the ``[`` at ``text[i]`` (-1 when it does not close)."""
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "[":
+            depth += 1
+        elif text[j] == "]":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+    return -1
+
+
+class StepInterpreter(Interpreter):
+    """Moves of RS-274 and AeroBasic: units, absolute/relative, feed time base, power and laser,
+    written back as the dialect's plain lines (absolute, in the profile's unit and feed unit).
+
+    ``fmt`` is the :class:`~bioslicer.programs.gcode.StepFormat` of the printer.
+    """
+
+    def __init__(self, fmt, printer) -> None:
+        super().__init__()
+        self.fmt = fmt
+        self.printer = printer
+        self.unit_um = fmt.scale_um          # µm per source length unit (profile's until the program says)
+        self.feed_time_s = fmt.feed_s        # s per source feed time unit
+        self.relative = False
+        self.pos: dict = {}                  # axis letter -> µm (source coordinates, offsets applied)
+        self.feed_um_s = math.nan
+        self.power = 0.0
+        self.laser_on = False
+        self.power_slot = fmt.power_slot
+
+    def c(self, v_um: float) -> str:
+        return num(v_um / self.fmt.scale_um)
+
+    def target(self, node, letter: str, value: float, offset_um: float = 0.0) -> None:
+        v = value * self.unit_um
+        self.pos[letter] = self.pos.get(letter, 0.0) + v if self.relative else v + offset_um
+
+    def emit_power(self, node) -> None:
+        self.out(node, self.fmt.cmd["power"].format(**{self.power_slot: num(self.power)}))
+        if "laser_on" in self.fmt.cmd:
+            self.out(node, self.fmt.cmd["laser_on"].format())
+        self.laser_on = True
+
+    def emit_off(self, node) -> None:
+        self.out(node, self.fmt.cmd["laser_off"].format())
+        self.laser_on = False
+
+    def feed(self, value: float) -> None:
+        self.feed_um_s = value * self.unit_um / self.feed_time_s
+
+    def emit_move(self, node, role: str, letters) -> None:
+        vals = {k: self.c(self.pos.get(a, 0.0)) for k, a in zip(("x", "y", "z"), letters)}
+        if role == "mark":
+            if math.isnan(self.feed_um_s):
+                raise Problem(node, "a feed move before any feed (F) is set; the controller's default is not "
+                                    "known here, set F")
+            vals["f"] = num(self.feed_um_s * self.fmt.feed_s / self.fmt.scale_um)
+        self.out(node, self.fmt.cmd[role].format(**vals))
+
+
+class GcodeInterpreter(StepInterpreter):
+    """RS-274/NGC as LinuxCNC reads it: words with or without blanks, any case, leading zeros,
+    ``N`` numbers, ``( )`` and ``;`` comments, ``%`` delimiters, modal motion (a line of axis
+    words repeats the last G0/G1), G17-G19, G20/G21, G90/G91, G93/G94, G4, G54-G59 with G10 L2/L20,
+    G92, G53, ``#`` parameters with ``[ ]`` expressions and ``O`` subroutines, loops and conditions.
+    """
+
+    dialect = "RS-274"
+
+    def __init__(self, fmt, printer) -> None:
+        super().__init__(fmt, printer)
+        self.params: dict = {}
+        self.subs: dict = {}
+        self.motion = None
+        self.cs = 1                      # G54
+        self.offsets: dict = {}          # coordinate system -> {letter: µm}
+        self.g92: dict = {}
+        self.spindle_style = False
+        self.unit_set = False
+        t = fmt.cmd["power"]
+        self.power_word = self._norm_word(t.keyword)
+        self.power_tag = dict(zip(t.slots, t.tags)).get(self.power_slot, "")
+        self.spindle_style = bool(re.fullmatch(r"M0*[34]", self.power_word)) and self.power_tag == "S"
+        self.off_word = self._norm_word(fmt.cmd["laser_off"].keyword) if "laser_off" in fmt.cmd else ""
+        self.s_value = 0.0
+
+    @staticmethod
+    def _norm_word(w: str) -> str:
+        m = re.fullmatch(r"([A-Za-z])\s*0*(\d+(?:\.\d+)?)", w.strip())
+        return f"{m.group(1).upper()}{m.group(2)}" if m else w.strip().upper()
+
+    def comment_strip(self, text: str) -> str:
+        t = re.sub(r"\([^)]*\)", " ", text).split(";", 1)[0]
+        if "(" in t:       # an open comment runs to the line end
+            t = t.split("(", 1)[0]
+        t = t.strip()
+        if t == "%":
+            return ""
+        return t[1:] if t.startswith("/") else t
+
+    def classify(self, text: str):
+        t = re.sub(r"\s+", "", text).upper()
+        m = re.match(r"O(\d+|<[^>]*>)(SUB|ENDSUB|CALL|IF|ELSEIF|ELSE|ENDIF|WHILE|ENDWHILE|DO|REPEAT|ENDREPEAT|RETURN|"
+                     r"BREAK|CONTINUE)(.*)$", t)
+        if not m:
+            if re.fullmatch(r"(N\d+)?M0*(2|30)", t):
+                return "stop", None
+            return "line", t
+        label, word, rest = m.group(1).lower(), m.group(2), m.group(3)
+        kind = {"SUB": "sub", "ENDSUB": "end", "IF": "if", "ELSEIF": "elif", "ELSE": "else", "ENDIF": "end",
+                "WHILE": "while", "ENDWHILE": "end", "REPEAT": "repeat", "ENDREPEAT": "end"}.get(word)
+        if kind is None:
+            return "line", t            # call, or a word line() refuses by name
+        return kind, (label if kind == "sub" else rest)
+
+    def define(self, node):
+        self.subs[node.arg] = node.body
+
+    def substitute(self, node, text):
+        for _ in range(8):
+            if "#" not in text:
+                return text
+            text = re.sub(r"#<([^>]*)>|#(\d+)", lambda m: f"[{num(self.param(node, m))}]", text)
+        raise Problem(node, f"cannot resolve the parameters of {text!r}")
+
+    def param(self, node, m) -> float:
+        if m.group(1) is not None:
+            k = m.group(1).lower()
+            if k not in self.params:
+                raise Problem(node, f"parameter #<{m.group(1)}> is used before it is given a value")
+            return self.params[k]
+        return self.params.get(int(m.group(2)), 0.0)
+
+    def assign(self, node, name, value):
+        self.params[name] = value
+
+    def line(self, node: Node) -> None:
+        t = node.arg
+        if t.startswith("O"):
+            m = re.match(r"O(\d+|<[^>]*>)CALL(.*)$", t)
+            if not m:
+                raise Problem(node, f"RS-274 O-word {t!r} is not read (do-while, return, break, continue); write "
+                                    "the loop with while/endwhile")
+            return self.call(node, m.group(1).lower(), m.group(2))
+        # parameter assignments: '#1=...#2=...' (values use the parameters before the line)
+        if t.startswith("#"):
+            parts = re.split(r"(?=#(?:\d+|<[^>]*>)=)", t)
+            sets = []
+            for p in parts:
+                if not p:
+                    continue
+                m = re.match(r"#(?:(\d+)|<([^>]*)>)=(.*)$", p)
+                if not m:
+                    raise Problem(node, f"cannot read the parameter line {t!r}")
+                key = int(m.group(1)) if m.group(1) else m.group(2).lower()
+                sets.append((key, self.value(node, m.group(3))))
+            for k, v in sets:
+                self.params[k] = v
+            return
+        self.words(node, self.substitute(node, t))
+
+    def call(self, node, label, args) -> None:
+        if label not in self.subs:
+            raise Problem(node, f"subroutine O{label} is called before it is defined")
+        vals = []
+        i = 0
+        while i < len(args):
+            j = _bracket(args, i) if args[i] == "[" else -1
+            if j < 0:
+                raise Problem(node, f"cannot read the arguments {args!r} of O{label} call")
+            vals.append(self.value(node, args[i:j]))
+            i = j
+        if self.depth_calls >= MAX_DEPTH:
+            raise Problem(node, f"subroutine calls nest deeper than {MAX_DEPTH}")
+        saved = {k: self.params.get(k) for k in range(1, 31)}
+        for k in range(1, 31):
+            self.params[k] = vals[k - 1] if k <= len(vals) else 0.0
+        self.depth_calls += 1
+        try:
+            self.run(self.subs[label])
+        finally:
+            self.depth_calls -= 1
+            for k, v in saved.items():
+                if v is None:
+                    self.params.pop(k, None)
+                else:
+                    self.params[k] = v
+
+    depth_calls = 0
+
+    def words(self, node, t: str) -> None:
+        w: list = []
+        i = 0
+        while i < len(t):
+            ch = t[i]
+            if not ch.isalpha():
+                raise Problem(node, f"cannot read {t[i:]!r}: RS-274 words are a letter and a number")
+            i += 1
+            if i < len(t) and t[i] == "[":
+                j = _bracket(t, i)
+                if j < 0:
+                    raise Problem(node, f"unclosed [ in {t!r}")
+                w.append((ch, self.value(node, t[i:j])))
+                i = j
+                continue
+            m = _NUMBER.match(t, i)
+            if not m:
+                raise Problem(node, f"the word {ch} has no number in {t!r}")
+            w.append((ch, float(m.group(0))))
+            i = m.end()
+        self.execute(node, w)
+
+    def execute(self, node, w: list) -> None:
+        g = [v for k, v in w if k == "G"]
+        mm = [v for k, v in w if k == "M"]
+        val = {}
+        for k, v in w:
+            if k not in "GMN":
+                if k in val:
+                    raise Problem(node, f"the word {k} appears twice on the line")
+                val[k] = v
+        for v in mm:
+            self.m_code(node, v, val)
+        if "F" in val:
+            self.feed(val["F"])
+        if "S" in val and self.spindle_style:
+            self.s_value = val["S"]
+            if self.laser_on and not any(round(v) in (3, 4) for v in mm):
+                self.power = self.s_value
+                self.emit_power(node)
+        machine = False
+        axes_used = False
+        for v in g:
+            code = round(v * 10) / 10
+            if code in (0, 1):
+                self.motion = int(code)
+            elif code in (2, 3):
+                raise Problem(node, f"arc move G{int(code)} is not read; write arcs as G1 segments")
+            elif code in (17, 18, 19, 40, 49, 80, 61, 61.1, 64, 90.1, 91.1, 97, 98, 99):
+                pass                       # plane, cancels, path control: no effect on straight moves
+            elif code == 20 or code == 21:
+                self.unit_um = 25400.0 if code == 20 else 1000.0
+                self.unit_set = True
+            elif code == 90 or code == 91:
+                self.relative = code == 91
+            elif code == 94:
+                self.feed_time_s = 60.0
+            elif code in (93, 95):
+                raise Problem(node, f"feed mode G{int(code)} (inverse time / per revolution) is not read; use G94")
+            elif code == 4:
+                axes_used = True           # dwell: P is the time, no move
+            elif 54 <= code <= 59.3:
+                self.cs = {54: 1, 55: 2, 56: 3, 57: 4, 58: 5, 59: 6, 59.1: 7, 59.2: 8, 59.3: 9}[code]
+                if self.cs not in self.offsets and self.cs != 1:
+                    self.note(node, f"G{v:g} selects a work offset the program does not set (G10 L2): taken as 0",
+                              once_key=("cs", self.cs))
+            elif code == 10:
+                self.g10(node, val)
+                axes_used = True
+            elif code == 92:
+                for a in "XYZ":
+                    if a in val:
+                        cur = self.pos.get(a, 0.0)
+                        self.g92[a] = cur - self.off(a) + self.g92.get(a, 0.0) - val[a] * self.unit_um
+                axes_used = True
+            elif code in (92.1, 92.2):
+                self.g92 = {}
+            elif code == 53:
+                machine = True
+            else:
+                raise Problem(node, f"RS-274 G{v:g} is not read; it could move, so the program is not passed")
+        axes = [a for a in val if a in "XYZABCUVW"]
+        if not axes or axes_used:
+            return
+        bad = [a for a in axes if a not in "XYZ"]
+        if bad:
+            raise Problem(node, f"axis {bad[0]} moves, which is not read (only X, Y, Z)")
+        if self.motion is None:
+            raise Problem(node, "axis words before any G0/G1 motion mode")
+        if not self.unit_set:
+            self.note(node, f"no G20/G21: lengths are read in the profile's unit ({self.fmt.unit})", once_key="unit")
+            self.unit_set = True
+        for a in axes:
+            self.target(node, a, val[a], 0.0 if machine else self.off(a))
+        self.emit_move(node, "jump" if self.motion == 0 else "mark", "XYZ")
+
+    def off(self, a: str) -> float:
+        return self.offsets.get(self.cs, {}).get(a, 0.0) - self.g92.get(a, 0.0)
+
+    def g10(self, node, val) -> None:
+        L, P = int(val.get("L", -1)), int(val.get("P", 0))
+        if L not in (2, 20):
+            raise Problem(node, f"G10 L{L} is not read (only L2 and L20 work offsets)")
+        cs = self.cs if P == 0 else P
+        o = self.offsets.setdefault(cs, {})
+        for a in "XYZ":
+            if a in val:
+                if L == 2:
+                    o[a] = val[a] * self.unit_um
+                else:
+                    o[a] = self.pos.get(a, 0.0) - val[a] * self.unit_um
+
+    def m_code(self, node, v, val) -> None:
+        code = int(round(v))
+        word = f"M{code}"
+        if self.spindle_style and code in (3, 4):
+            self.power = val.get("S", self.s_value)
+            self.s_value = self.power
+            return self.emit_power(node)
+        if word == self.power_word and not self.spindle_style:
+            if self.power_tag not in val:
+                raise Problem(node, f"the power command {word} has no {self.power_tag} value")
+            self.power = val[self.power_tag]
+            return self.emit_power(node)
+        if word == self.off_word or (self.spindle_style and code == 5):
+            return self.emit_off(node)
+        if code in (0, 1, 6, 7, 8, 9, 48, 49):
+            return self.note(node, f"RS-274 M{code} is not checked (skipped: it does not move or expose)")
+        raise Problem(node, f"RS-274 M{code} is not read; it could switch the laser, so the program is not passed")
+
+
+class AeroBasicInterpreter(StepInterpreter):
+    """AeroBasic as the A3200 reads it: any case, ``'`` and ``//`` comments, ``DVAR`` and ``$``
+    variables, ``FOR/NEXT``, ``WHILE/ENDWHILE``, ``REPEAT/ENDREPEAT``, ``IF/ELSEIF/ELSE/END IF``,
+    ``INCREMENTAL``/``ABSOLUTE``, ``METRIC``/``ENGLISH``, ``SECONDS``/``MINUTES``, ``CRITICAL``
+    sections, ``RAPID``/``LINEAR`` (``G0``/``G1``), the profile's galvo laser gate and analog-output power."""
+
+    dialect = "AeroBasic"
+
+    def __init__(self, fmt, printer, axes: dict) -> None:
+        super().__init__(fmt, printer)
+        self.vars = _Variables()
+        self.ax = axes
+        norm = lambda s: re.sub(r"\s+", " ", s.strip().upper())  # noqa: E731
+        self.norm = norm
+        t = fmt.cmd["power"]
+        self.power_word = re.sub(r"\s+", "", t.keyword.upper())
+        self.on_text = norm(fmt.cmd["laser_on"].text)
+        self.off_text = norm(fmt.cmd["laser_off"].text)
+
+    def comment_strip(self, text: str) -> str:
+        return text.split("'", 1)[0].split("//", 1)[0]
+
+    def classify(self, text: str):
+        t = self.norm(text)
+        head = t.split(" ", 1)[0]
+        rest = t[len(head):].strip()
+        if head == "FOR":
+            m = re.match(r"\$(\w+)\s*=\s*(.+?)\s+TO\s+(.+?)(?:\s+STEP\s+(.+))?$", rest)
+            return ("for", (m.group(1), m.group(2), m.group(3), m.group(4))) if m else ("line", t)
+        if head == "NEXT" or head in ("ENDWHILE", "WEND", "ENDREPEAT", "ENDIF") or t in ("END IF", "END WHILE"):
+            return "end", None
+        if head == "WHILE":
+            return "while", re.sub(r"\s+DO$", "", rest)
+        if head == "REPEAT":
+            return "repeat", rest
+        if head == "IF":
+            return "if", re.sub(r"\s+THEN$", "", rest)
+        if head == "ELSEIF":
+            return "elif", re.sub(r"\s+THEN$", "", rest)
+        if head == "ELSE":
+            return "else", None
+        if t in ("END PROGRAM", "END", "M2", "M30"):
+            return "stop", None
+        return "line", t
+
+    def substitute(self, node, text):
+        return self.vars.substitute(node, text)
+
+    def assign(self, node, name, value):
+        self.vars.set(name, value)
+
+    def line(self, node: Node) -> None:
+        t = node.arg
+        head = t.split(" ", 1)[0]
+        rest = t[len(head):].strip()
+        if head == "DVAR":
+            for name in re.findall(r"\$(\w+)", rest):
+                self.vars.set(name, 0.0)
+            return
+        if t.startswith("$"):
+            lhs, _, rhs = t.partition("=")
+            key = re.sub(r"\s+", "", lhs)
+            if key == self.power_word:
+                self.power = self.value(node, rhs)
+                self.out(node, self.fmt.cmd["power"].format(**{self.power_slot: num(self.power)}))
+                return
+            m = re.fullmatch(r"\$(\w+)", key)
+            if m and rhs:
+                self.vars.set(m.group(1), self.value(node, rhs))
+                return
+            raise Problem(node, f"AeroBasic {key} is not read; it could set the laser power, so the program is not "
+                                f"passed (the profile's power command is {self.power_word})")
+        if t == self.on_text:
+            self.laser_on = True
+            return self.out(node, self.fmt.cmd["laser_on"].format())
+        if t == self.off_text:
+            self.laser_on = False
+            return self.out(node, self.fmt.cmd["laser_off"].format())
+        if head in ("RAPID", "LINEAR", "G0", "G1", "G00", "G01"):
+            return self.move(node, "jump" if head in ("RAPID", "G0", "G00") else "mark", rest)
+        if head in ("ABSOLUTE", "G90", "INCREMENTAL", "G91"):
+            self.relative = head in ("INCREMENTAL", "G91")
+            return
+        if head in ("METRIC", "G71", "ENGLISH", "G70"):
+            self.unit_um = 25400.0 if head in ("ENGLISH", "G70") else 1000.0
+            return
+        if head == "PRIMARY":
+            return self.note(node, f"PRIMARY selects the controller's primary units: read in the profile's unit "
+                                   f"({self.fmt.unit})", once_key="primary")
+        if head in ("SECONDS", "G76", "MINUTES", "G75"):
+            self.feed_time_s = 60.0 if head in ("MINUTES", "G75") else 1.0
+            return
+        if head in ("CRITICAL", "VELOCITY", "ENABLE", "DWELL", "G4", "WAIT", "MSGDISPLAY", "G108", "G109", "G9",
+                    "SCURVE", "RAMP", "PROGRAM", "PLANE", "G17", "TIMESCALE"):
+            if head == "TIMESCALE":
+                raise Problem(node, "AeroBasic TIMESCALE changes every speed, which is not read")
+            return self.note(node, f"AeroBasic {head} is not checked (skipped: it does not move or expose)",
+                             once_key=("ab", head))
+        raise Problem(node, f"AeroBasic {head} is not read; it could move or expose, so the program is not passed")
+
+    def move(self, node, role, rest: str) -> None:
+        toks = re.findall(r"([A-Z]+)\s*(\[[^\]]*\]|\$\w+|[-+]?(?:\d+\.?\d*|\.\d+)(?:E[-+]?\d+)?)", rest)
+        if not toks or re.sub(r"([A-Z]+)\s*(\[[^\]]*\]|\$\w+|[-+]?(?:\d+\.?\d*|\.\d+)(?:E[-+]?\d+)?)", "", rest).strip():
+            raise Problem(node, f"cannot read the axis words of {node.text!r}")
+        ax = self.ax
+        stage_xy = {ax["SX"], ax["SY"]}
+        galvo = {ax["GX"], ax["GY"], ax["SZ"]}
+        letters = []
+        for a, v in toks:
+            val = self.value(node, v)
+            if a == "F":
+                self.feed(val)
+                continue
+            if a not in stage_xy and a not in galvo:
+                raise Problem(node, f"axis {a} moves, which is not read (axes {', '.join(sorted(stage_xy | galvo))})")
+            self.target(node, a, val)
+            letters.append(a)
+        if not letters:
+            return
+        if stage_xy & set(letters):
+            if role == "mark":
+                raise Problem(node, "a LINEAR move of the x, y stage is not read; the stage moves with RAPID")
+            if self.laser_on:
+                pass   # the fast reader reports a stage move with the laser on
+            vals = {k: self.c(self.pos.get(a, 0.0)) for k, a in zip("xyz", (ax["SX"], ax["SY"], ax["SZ"]))}
+            return self.out(node, self.fmt.cmd["stage_move"].format(**vals))
+        self.emit_move(node, role, (ax["GX"], ax["GY"], ax["SZ"]))
