@@ -699,7 +699,10 @@ class GcodeInterpreter(StepInterpreter):
             i = j
         if self.depth_calls >= MAX_DEPTH:
             raise Problem(node, f"subroutine calls nest deeper than {MAX_DEPTH}")
-        saved = {k: self.params.get(k) for k in range(1, 31)}
+        # #1-#30 and named parameters without a leading '_' are local to the call (as LinuxCNC scopes them)
+        local = [k for k in self.params if (isinstance(k, int) and 1 <= k <= 30)
+                 or (isinstance(k, str) and not k.startswith("_"))]
+        saved = {k: self.params.pop(k) for k in local}
         for k in range(1, 31):
             self.params[k] = vals[k - 1] if k <= len(vals) else 0.0
         self.depth_calls += 1
@@ -707,11 +710,10 @@ class GcodeInterpreter(StepInterpreter):
             self.run(self.subs[label])
         finally:
             self.depth_calls -= 1
-            for k, v in saved.items():
-                if v is None:
-                    self.params.pop(k, None)
-                else:
-                    self.params[k] = v
+            for k in [k for k in self.params if (isinstance(k, int) and 1 <= k <= 30)
+                      or (isinstance(k, str) and not k.startswith("_"))]:
+                del self.params[k]
+            self.params.update(saved)
 
     depth_calls = 0
 
@@ -785,10 +787,10 @@ class GcodeInterpreter(StepInterpreter):
                 self.g10(node, val)
                 axes_used = True
             elif code == 92:
-                for a in "XYZ":
+                for a in "XYZ":     # the current point becomes val: machine = program + work offset + G92
                     if a in val:
-                        cur = self.pos.get(a, 0.0)
-                        self.g92[a] = cur - self.off(a) + self.g92.get(a, 0.0) - val[a] * self.unit_um
+                        self.g92[a] = self.pos.get(a, 0.0) - self.offsets.get(self.cs, {}).get(a, 0.0) \
+                            - val[a] * self.unit_um
                 axes_used = True
             elif code in (92.1, 92.2):
                 self.g92 = {}
@@ -812,7 +814,7 @@ class GcodeInterpreter(StepInterpreter):
         self.emit_move(node, "jump" if self.motion == 0 else "mark", "XYZ")
 
     def off(self, a: str) -> float:
-        return self.offsets.get(self.cs, {}).get(a, 0.0) - self.g92.get(a, 0.0)
+        return self.offsets.get(self.cs, {}).get(a, 0.0) + self.g92.get(a, 0.0)
 
     def g10(self, node, val) -> None:
         L, P = int(val.get("L", -1)), int(val.get("P", 0))
