@@ -71,9 +71,10 @@ _FUNCS = {"abs": abs, "acos": lambda v: math.degrees(math.acos(v)), "asin": lamb
           "sin": lambda v: math.sin(math.radians(v)), "tan": lambda v: math.tan(math.radians(v)),
           "sqrt": math.sqrt, "exp": math.exp, "ln": math.log, "log": math.log, "round": lambda v: float(round(v)),
           "fix": math.floor, "fup": math.ceil, "floor": math.floor, "ceil": math.ceil, "int": math.trunc}
-_WORDOPS = [(re.compile(r"\bmod\b"), "%"), (re.compile(r"\beq\b"), "=="), (re.compile(r"\bne\b"), "!="),
-            (re.compile(r"\bgt\b"), ">"), (re.compile(r"\bge\b"), ">="), (re.compile(r"\blt\b"), "<"),
-            (re.compile(r"\ble\b"), "<="), (re.compile(r"\bxor\b"), "!=")]
+# word operators; RS-274 drops blanks, so 'LT5' must read as 'LT 5': a word ends where letters end
+_WORDOPS = [(re.compile(rf"(?<![a-z_]){w}(?![a-z_])"), op) for w, op in
+            (("mod", " % "), ("eq", " == "), ("ne", " != "), ("gt", " > "), ("ge", " >= "), ("lt", " < "),
+             ("le", " <= "), ("xor", " != "), ("and", " and "), ("or", " or "), ("not", " not "))]
 
 
 def evaluate(text: str) -> float:
@@ -89,7 +90,7 @@ def evaluate(text: str) -> float:
     t = re.sub(r"!(?!=)", " not ", t)
     for rx, rep in _WORDOPS:
         t = rx.sub(rep, t)
-    t = re.sub(r"(?<![=!<>])=(?!=)", "==", t)   # a lone '=' in a condition compares
+    t = re.sub(r"(?<![=!<>])=(?!=)", "==", t).strip()   # a lone '=' in a condition compares
     try:
         tree = ast.parse(t, mode="eval")
     except SyntaxError:
@@ -349,6 +350,10 @@ class _Variables:
     def substitute(self, node: Node, text: str) -> str:
         if "$" not in text:
             return text
+        m = re.search(r"\$(\w+)\s*\[([^\]]*)\]", text)
+        if m:
+            raise Problem(node, f"array variable ${m.group(1)}[{m.group(2)}] is set outside the program (by the host "
+                                "or another task); its value is not known here")
         return _VAR.sub(lambda m: f"({num(self.get(node, m.group(1)))})", text)
 
 
@@ -361,7 +366,9 @@ _GWL_NOTE = {"capturephoto": "takes a camera picture", "messageout": "shows a me
              "point rate", "debugmodeon": "debug output", "debugmodeoff": "debug output", "timestampon": "time stamps",
              "timestampoff": "time stamps", "savemessage": "saves a message", "showmessage": "shows a message",
              "zdrivemode": "sets the z-drive mode", "interfacemode": "sets the interface finder mode",
-             "linedistance": "sets the distance of repeated lines (LineNumber 1: none)"}
+             "linedistance": "sets the distance of repeated lines (LineNumber 1: none)",
+             "newstructure": "starts a new structure in the log", "showparameter": "logs the parameters",
+             "savemessages": "saves the log", "defocusfactor": "sets the defocus factor of the interface finder"}
 _GWL_ERR = {"writetext": "writes text whose moves are not read; write the text as points",
             "pulsedmode": "exposes points one by one for ExposureTime, which is not read; write lines instead",
             "stagegotoz": "moves the z stage, which is not read; use AddZDrivePosition",
@@ -373,7 +380,8 @@ _GWL_NUM_ROLES = ("laser_power", "scan_speed", "power_scaling", "z_offset", "add
 class GwlInterpreter(Interpreter):
     """GWL as DeScribe reads it: commands case-insensitive, ``%`` comments, ``var/local/set``
     variables, ``repeat/for/while/if ... end``, ``include`` (inlined), ``MoveStageX/Y``
-    relative stage moves, 3- or 4-column points and the old ``-999 -999 -999`` terminator."""
+    relative stage moves, ``AddXOffset/AddYOffset``, ``MultLaserPower``, 3- or 4-column points
+    and the old ``-999 -999 -999`` terminator."""
 
     dialect = "GWL"
 
@@ -386,6 +394,8 @@ class GwlInterpreter(Interpreter):
         self.vars = _Variables()
         self.power_values = False
         self.stage = [0.0, 0.0]
+        self.offset = [0.0, 0.0]
+        self.laser_power = None
         self.depth = 0
 
     def comment_strip(self, text: str) -> str:
@@ -431,6 +441,15 @@ class GwlInterpreter(Interpreter):
             return self.point(node, text)
         if low == "include":
             return self.include(node, rest)
+        if low in ("addxoffset", "addyoffset"):
+            k = 0 if low == "addxoffset" else 1
+            self.offset[k] += self.value(node, rest)
+            return self.emit(node, "x_offset" if k == 0 else "y_offset", **{"xy"[k]: self.offset[k]})
+        if low == "multlaserpower":     # multiplies the laser power in effect
+            if self.laser_power is None:
+                raise Problem(node, "MultLaserPower before any LaserPower")
+            self.laser_power *= self.value(node, rest)
+            return self.emit(node, "laser_power", p=self.laser_power)
         if low in ("movestagex", "movestagey"):
             k = 0 if low.endswith("x") else 1
             self.stage[k] += self.value(node, rest)
@@ -449,6 +468,10 @@ class GwlInterpreter(Interpreter):
             v = self.value(node, rest)
             if role in ("stage_x", "stage_y"):
                 self.stage[0 if role == "stage_x" else 1] = v
+            elif role in ("x_offset", "y_offset"):
+                self.offset[0 if role == "x_offset" else 1] = v
+            elif role == "laser_power":
+                self.laser_power = v
             slot = self.cmd[role].slots[0]
             return self.emit(node, role, **{slot: v})
         if role is not None and not self.cmd[role].slots:
@@ -610,6 +633,7 @@ class GcodeInterpreter(StepInterpreter):
         self.spindle_style = bool(re.fullmatch(r"M0*[34]", self.power_word)) and self.power_tag == "S"
         self.off_word = self._norm_word(fmt.cmd["laser_off"].keyword) if "laser_off" in fmt.cmd else ""
         self.s_value = 0.0
+        self.started = False            # a word was read (a bare O number before it is a program number)
 
     @staticmethod
     def _norm_word(w: str) -> str:
@@ -663,11 +687,13 @@ class GcodeInterpreter(StepInterpreter):
 
     def line(self, node: Node) -> None:
         t = node.arg
+        if re.fullmatch(r"O\d+", t) and not self.started:
+            return self.note(node, f"{t} is a program number (Fanuc style), not an RS-274/NGC O word: skipped")
         if t.startswith("O"):
             m = re.match(r"O(\d+|<[^>]*>)CALL(.*)$", t)
             if not m:
-                raise Problem(node, f"RS-274 O-word {t!r} is not read (do-while, return, break, continue); write "
-                                    "the loop with while/endwhile")
+                raise Problem(node, f"RS-274 O-word {t!r} is not read: O words open subroutines, loops and "
+                                    "conditions here (do-while, return, break, continue and program numbers are not read)")
             return self.call(node, m.group(1).lower(), m.group(2))
         # parameter assignments: '#1=...#2=...' (values use the parameters before the line)
         if t.startswith("#"):
@@ -684,6 +710,7 @@ class GcodeInterpreter(StepInterpreter):
             for k, v in sets:
                 self.params[k] = v
             return
+        self.started = True
         self.words(node, self.substitute(node, t))
 
     def call(self, node, label, args) -> None:
