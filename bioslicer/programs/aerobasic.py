@@ -103,7 +103,7 @@ def iter_moves(path, printer, spec, check=None):
 def _fast_words(fmt, printer) -> list[str]:
     """Header words of the plain AeroBasic the fast reader reads (they agree with the profile)."""
     words = ["ABSOLUTE", "VELOCITY ON", "END PROGRAM"]
-    if fmt.unit == "mm":
-        words.append("METRIC")
+    if fmt.unit == "mm":    # PRIMARY: the controller's primary units, mm on these systems (the profile says mm)
+        words += ["METRIC", "PRIMARY"]
     words.append("MINUTES" if printer.program.get("feed_per", "s") == "min" else "SECONDS")
     return words

@@ -962,12 +962,17 @@ class AeroBasicInterpreter(StepInterpreter):
             self.unit_um = 25400.0 if head in ("ENGLISH", "G70") else 1000.0
             return
         if head == "PRIMARY":
+            if self.fmt.unit == "mm":
+                self.unit_um = 1000.0
+                return
             return self.note(node, f"PRIMARY selects the controller's primary units: read in the profile's unit "
                                    f"({self.fmt.unit})", once_key="primary")
         if head in ("SECONDS", "G76", "MINUTES", "G75"):
             self.feed_time_s = 60.0 if head in ("MINUTES", "G75") else 1.0
             return
-        if head in ("CRITICAL", "VELOCITY", "ENABLE", "DWELL", "G4", "WAIT", "MSGDISPLAY", "G108", "G109", "G9",
+        if t == "VELOCITY ON":
+            return                 # velocity profiling: the fast reader reads it too
+        if head in ("CRITICAL", "VELOCITY", "LOOKAHEAD", "ENABLE", "DWELL", "G4", "WAIT", "MSGDISPLAY", "G108", "G109", "G9",
                     "SCURVE", "RAMP", "PROGRAM", "PLANE", "G17", "TIMESCALE"):
             if head == "TIMESCALE":
                 raise Problem(node, "AeroBasic TIMESCALE changes every speed, which is not read")
