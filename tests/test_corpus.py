@@ -21,7 +21,7 @@ EXPECTED = {
     "inch_relative.ngc": ("read", 5, 1),
     "grbl_laser_style.gcode": ("refused", 4, "jump with the laser on"),
     "fanuc_style.nc": ("refused", 4, "RS-274 G28 is not read"),
-    "arcs.ngc": ("refused", 5, "arc move G2 is not read"),
+    "arcs.ngc": ("read", 24, 1),
     "a3200_scan_style.pgm": ("read", 12, 6),
     "a3200_zline_style.pgm": ("refused", 6, "array variable $GLOBAL[0] is set outside the program"),
 }

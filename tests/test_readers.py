@@ -187,12 +187,28 @@ def test_rs274_work_offsets(tmp_path):
     np.testing.assert_allclose(mv.y, [14500, 15500])
 
 
-def test_rs274_refuses_arcs_and_unknown_words_by_name(tmp_path):
-    text = "G21\nG0 X12.5 Y12.5 Z1\nM3 S10\nG2 X13 Y13 I0.5 J0 F100\nM62 P1\nM5\n"
+def test_rs274_arcs_are_chords_on_the_circle(tmp_path):
+    # a half circle of radius 0.5 mm clockwise around (13, 12.5) mm, then R-form quarter back
+    text = "G21 G90\nG0 X12.5 Y12.5 Z1\nM3 S10\nG2 X13.5 Y12.5 I0.5 J0 F100\nG3 X13 Y13 R0.5\nM5\n"
+    mv = read_program(_write(tmp_path, "arc.ngc", text), LAB)
+    p = mv.points()
+    half = np.flatnonzero(mv.line == 4)
+    r = np.hypot(p[half, 0] - 13000, p[half, 1] - 12500)
+    np.testing.assert_allclose(r, 500.0, atol=1e-6)
+    assert p[half, 1].min() == pytest.approx(12500.0) and p[half, 1].max() == pytest.approx(13000.0, abs=0.1)
+    quarter = np.flatnonzero(mv.line == 5)
+    np.testing.assert_allclose(np.hypot(p[quarter, 0] - 13000, p[quarter, 1] - 12500), 500.0, atol=1e-6)
+    assert p[quarter[-1]].tolist() == pytest.approx([13000, 13000, 1000])
+    seg = np.linalg.norm(np.diff(p, axis=0), axis=1)
+    assert seg.sum() == pytest.approx(np.pi * 500 * 1.5, rel=1e-4)
+
+
+def test_rs274_refuses_unknown_words_by_name(tmp_path):
+    text = "G21\nG0 X12.5 Y12.5 Z1\nM3 S10\nG18 G2 X13 Z1.5 I0.5 K0 F100\nM62 P1\nM5\n"
     rep = validate_program(_write(tmp_path, "arc.ngc", text), LAB)
     assert not rep.ok
     assert [v.line for v in rep.violations] == [4, 5]
-    assert "arc move G2 is not read" in rep.violations[0].message
+    assert "arc move G2 in plane G18 is not read" in rep.violations[0].message
     assert "M62 is not read" in rep.violations[1].message
 
 
@@ -252,3 +268,23 @@ def test_a_mesh_is_not_a_machine_program(tmp_path):
     with pytest.raises(BioslicerError, match="part.stl is not a machine program") as e:
         validate_program(p, GT2, dialect="gwl")
     assert "\n" not in str(e.value)
+
+
+def test_gwl_only_unknown_commands_reports_them_not_just_nothing_to_print(tmp_path):
+    rep = validate_program(_write(tmp_path, "u.gwl", "Frobnicate 1\n"), GT2)
+    assert not rep.ok and rep.violations[0].line == 1 and "'Frobnicate' is not known" in rep.violations[0].message
+
+
+def test_rs274_program_end_stops_reading(tmp_path):
+    text = "G21\nG0 X12.5 Y12.5 Z1\nG0 X12.6 M2\nG0 X99999\n"
+    mv = read_program(_write(tmp_path, "e.ngc", text), LAB)
+    np.testing.assert_allclose(mv.x, [12500, 12600])
+
+
+def test_rs274_extra_words_on_a_plain_move_line_are_read_not_dropped(tmp_path):
+    # every line is in our own spelling except the S word on the G1 line: it changes the power
+    text = "G21\nG90\nG0 X12.5 Y12.5 Z1\nM3 S10\nG1 X12.6 Y12.5 Z1 F60 S20\nM5\n"
+    mv = read_program(_write(tmp_path, "s.ngc", text), LAB)
+    np.testing.assert_allclose(mv.power_mw, [10.0, 20.0])
+    rep = validate_program(_write(tmp_path, "a.ngc", text.replace("S20", "A5")), LAB)
+    assert not rep.ok and "axis A moves" in rep.violations[0].message

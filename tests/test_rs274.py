@@ -28,6 +28,7 @@ def rs274_moves(path):
                          stdin=subprocess.DEVNULL)
     g5x = np.zeros(3)
     g92 = np.zeros(3)
+    last = np.zeros(3)
     on = False
     inch = False
     moves = []
@@ -51,6 +52,21 @@ def rs274_moves(path):
         elif name in ("STRAIGHT_TRAVERSE", "STRAIGHT_FEED"):
             p = np.array([float(v) for v in args.split(",")[0:3]]) + g5x + g92
             moves.append((name == "STRAIGHT_FEED", on, *(p * 25.4 if inch else p)))
+            last = p
+        elif name == "ARC_FEED":   # XY arcs: dense points (720 per turn) for length and bounds
+            x1, y1, cx, cy, rot, z1 = (float(v) for v in args.split(",")[0:6])
+            x0, y0, z0 = last - g5x - g92
+            a0, a1 = np.arctan2(y0 - cy, x0 - cx), np.arctan2(y1 - cy, x1 - cx)
+            sweep = (a1 - a0) % (2 * np.pi) if rot > 0 else -((a0 - a1) % (2 * np.pi))
+            if abs(sweep) < 1e-12:
+                sweep = 2 * np.pi * np.sign(rot)
+            sweep += np.sign(rot) * 2 * np.pi * (abs(rot) - 1)
+            r = np.hypot(x0 - cx, y0 - cy)
+            for t in np.linspace(0, 1, max(8, int(abs(sweep) / (2 * np.pi) * 720)) + 1)[1:]:
+                p = np.array([cx + r * np.cos(a0 + sweep * t), cy + r * np.sin(a0 + sweep * t), z0 + (z1 - z0) * t])
+                p = p + g5x + g92
+                moves.append((True, on, *(p * 25.4 if inch else p)))
+            last = np.array([x1, y1, z1]) + g5x + g92
     return moves, inch
 
 
@@ -95,6 +111,7 @@ def test_rs274_and_our_general_reader_agree_on_the_corpus(path):
     a, b = ours(path), theirs(path)
     tol = b[3]
     assert a[0] > 0
-    np.testing.assert_allclose(a[0], b[0], atol=4 * tol)
+    # arcs: our chords are within one printed digit of the circle, so shorter by a fraction of a percent
+    np.testing.assert_allclose(a[0], b[0], atol=4 * tol, rtol=5e-3 if "arc" in path.name else 0)
     np.testing.assert_allclose(a[1], b[1], atol=tol)
     np.testing.assert_allclose(a[2], b[2], atol=tol)

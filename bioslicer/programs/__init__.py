@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from .._data import dialect_names
 from ..errors import BioslicerError
 from ..printers import load_printer
 from ..progress import silent
@@ -86,6 +87,8 @@ DIALECTS: dict[str, Dialect] = {
     "voxel": Dialect("voxel", voxel, "rasterising voxels", check_min_speed=False, check_speed=False,
                      one_block=True),
 }
+if set(DIALECTS) != set(dialect_names()):  # the one registry of names: gcode/*.toml
+    raise ImportError(f"dialect modules {sorted(DIALECTS)} and definitions gcode/*.toml {dialect_names()} differ")
 
 
 @dataclass
@@ -503,12 +506,7 @@ def read_program(path, printer, dialect: str | None = None) -> Moves:
     Moves
         One row per move; lines the reader did not understand are listed in ``moves.problems``.
     """
-    printer = load_printer(printer)
-    path = Path(path)
-    if not path.exists():
-        raise BioslicerError(f"program {path} not found")
-    d = _dialect(guess_dialect(path, printer) if dialect is None else dialect, printer)
-    _refuse_non_program(path, d)
+    printer, path, d = _open_program(path, printer, dialect)
     parts = []
     for mv in d.iter_moves(path, printer, d.spec):
         if mv is None:      # the fast reader handed the program to the general reader: start again
@@ -523,6 +521,17 @@ def read_program(path, printer, dialect: str | None = None) -> Moves:
 _NOT_PROGRAM = ((b"solid ", "an STL mesh"), (b"PK\x03\x04", "a zip archive (3MF?)"), (b"glTF", "a GLB mesh"),
                 (b"ply\n", "a PLY mesh"), (b"ply\r", "a PLY mesh"), (b"OFF", "an OFF mesh"), (b"\x89PNG", "a PNG image"))
 _MESH_EXT = (".stl", ".obj", ".ply", ".off", ".3mf", ".glb", ".gltf", ".npz", ".png")
+
+
+def _open_program(path, printer, dialect):
+    """(Printer, Path, Dialect) of a program to read; refuses a missing file or one that is no program."""
+    printer = load_printer(printer)
+    path = Path(path)
+    if not path.exists():
+        raise BioslicerError(f"program {path} not found")
+    d = _dialect(guess_dialect(path, printer) if dialect is None else dialect, printer)
+    _refuse_non_program(path, d)
+    return printer, path, d
 
 
 def _refuse_non_program(path: Path, d: Dialect) -> None:
@@ -568,12 +577,7 @@ def validate_program(path, printer, dialect: str | None = None, max_violations: 
     BioslicerError
         Unknown dialect, missing file, or a file that is not a machine program at all.
     """
-    printer = load_printer(printer)
-    path = Path(path)
-    if not path.exists():
-        raise BioslicerError(f"program {path} not found")
-    d = _dialect(guess_dialect(path, printer) if dialect is None else dialect, printer)
-    _refuse_non_program(path, d)
+    printer, path, d = _open_program(path, printer, dialect)
     if d.checks_while_reading:  # the reader checks every move and keeps only the failing ones
         chunks = d.iter_moves(path, printer, d.spec, check=limits(printer, d.check_min_speed, d.check_speed))
     else:

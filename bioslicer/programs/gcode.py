@@ -27,7 +27,7 @@ from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
 from .checks import N_LIMITS, move_bits
 from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
-from .general import GcodeInterpreter, NeedsGeneral, remap
+from .general import GcodeInterpreter, NeedsGeneral, canonical_chunks
 
 # ----------------------------------------------------------------------------- writing (shared)
 _J, _M, _P, _ON, _OFF = range(5)
@@ -186,8 +186,8 @@ def emit_marks(fmt: StepFormat, printer, toolpath, m0, m1, offset_um, fh, buf=No
 # ----------------------------------------------------------------------------- reading (shared)
 _ERR = {2: "unknown command (not in the dialect definition or the printer's commands)",
         3: "malformed number",
-        4: "a move needs at least one axis value",
-        5: "the power command needs a number",
+        4: "a move needs at least one axis value, and no other word",
+        5: "the power command needs one number",
         6: "the stage moves with the laser on; switch the laser off first"}
 
 
@@ -231,9 +231,19 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
                         stage = True
             if stage:
                 for k in range(nvals[r]):
+                    known = False
                     for a in range(3):
                         if tags[r, k] == stag[a]:
                             st[3 + a] = vals[r, k]
+                            known = True
+                    if not known:
+                        stage = False
+                if not stage:       # a word that is no stage axis: the general reader
+                    if ne < err_line.shape[0]:
+                        err_line[ne] = lines[r]
+                        err_kind[ne] = 4
+                    ne += 1
+                    continue
                 if st[11] > 0:
                     st[10] += 1
                 st[11] = 1
@@ -247,12 +257,17 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
             feed = -1.0
             for k in range(nvals[r]):
                 t = tags[r, k]
+                known = t != 0 and t == ftag
                 for a in range(3):
-                    if t == mtag[a]:
+                    if t != 0 and t == mtag[a]:
                         st[a] = vals[r, k]
                         got += 1
+                        known = True
                 if t == ftag:
                     feed = vals[r, k]
+                if not known:       # another word on a move line (S, M, an axis, ...): the general reader
+                    got = 0
+                    break
             if got == 0:
                 if ne < err_line.shape[0]:
                     err_line[ne] = lines[r]
@@ -297,7 +312,7 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
             pln[n] = np.int64(st[9])
             n += 1
         elif c == K[2]:
-            if nvals[r] < 1:
+            if nvals[r] != 1:
                 if ne < err_line.shape[0]:
                     err_line[ne] = lines[r]
                     err_kind[ne] = 5
@@ -367,14 +382,18 @@ class StepReader:
         Raises :class:`~bioslicer.programs.general.NeedsGeneral` at a line the fast reader cannot
         read exactly (not when reading the general reader's plain text).
         """
+        if self.canonical is not None:
+            yield from canonical_chunks(self._chunks(self.canonical.text, path), self.canonical)
+        else:
+            yield from self._chunks(path, path)
+
+    def _chunks(self, source, path):
         st = np.zeros(12)
         st[9] = -1
         st[8] = np.nan           # no feed yet: a feed move names it
         files = [str(path)]
         out = None
-        can = self.canonical
-        first = True
-        for rec, _ in T.ChunkReader(path if can is None else can.text, self.kw, self.comment):
+        for rec, _ in T.ChunkReader(source, self.kw, self.comment):
             R = len(rec["codes"])
             if out is None or len(out["x"]) < R or not self.check:
                 out = new_move_arrays(max(R, 1))
@@ -387,21 +406,11 @@ class StepReader:
                                out["sx"], out["sy"], out["sz"], out["power_mw"], out["speed_um_s"], out["laser_on"],
                                out["jump"], out["block"], out["line"], out["power_line"], el, ek, total)
             kinds = ek[:min(ne, 32)]
-            if can is None and ne and (ne > 32 or bool((kinds != 6).any())):
+            if self.canonical is None and ne and (ne > 32 or bool((kinds != 6).any())):
                 raise NeedsGeneral(path)
             mv = moves_from_arrays(n, 0, files, **out)
             mv.n_total = int(total[0])
             mv.problems = [(0, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
-            if can is not None:
-                remap(mv, can)
-                if first:
-                    mv.problems = [*can.errors, *mv.problems]
-                    mv.notes = list(can.notes)
-            first = False
-            yield mv
-        if can is not None and first:      # nothing to tokenize: still report what the general reader found
-            mv = moves_from_arrays(0, 0, can.files, **new_move_arrays(0))
-            mv.problems, mv.notes = list(can.errors), list(can.notes)
             yield mv
 
 

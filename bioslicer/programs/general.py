@@ -431,7 +431,7 @@ class GwlInterpreter(Interpreter):
         parts = text.split(None, 1)
         head, rest = parts[0], (parts[1] if len(parts) > 1 else "")
         low = head.lower()
-        if low in ("var", "local", "set") or head.startswith("$"):
+        if low in ("var", "local", "set") or (head.startswith("$") and "=" in text):
             m = re.match(r"\$(\w+)\s*=\s*(.+)$", rest if not head.startswith("$") else text)
             if not m:
                 raise Problem(node, f"cannot read the assignment {text!r}; write e.g. 'var $power = 20'")
@@ -611,7 +611,7 @@ class StepInterpreter(Interpreter):
 class GcodeInterpreter(StepInterpreter):
     """RS-274/NGC as LinuxCNC reads it: words with or without blanks, any case, leading zeros,
     ``N`` numbers, ``( )`` and ``;`` comments, ``%`` delimiters, modal motion (a line of axis
-    words repeats the last G0/G1), G17-G19, G20/G21, G90/G91, G93/G94, G4, G54-G59 with G10 L2/L20,
+    words repeats the last G0/G1/G2/G3), G2/G3 arcs in G17 (as chords), G17-G19, G20/G21, G90/G91, G93/G94, G4, G54-G59 with G10 L2/L20,
     G92, G53, ``#`` parameters with ``[ ]`` expressions and ``O`` subroutines, loops and conditions.
     """
 
@@ -634,6 +634,8 @@ class GcodeInterpreter(StepInterpreter):
         self.off_word = self._norm_word(fmt.cmd["laser_off"].keyword) if "laser_off" in fmt.cmd else ""
         self.s_value = 0.0
         self.started = False            # a word was read (a bare O number before it is a program number)
+        self.plane = 17
+        self.arc_absolute = False
 
     @staticmethod
     def _norm_word(w: str) -> str:
@@ -788,12 +790,14 @@ class GcodeInterpreter(StepInterpreter):
         axes_used = False
         for v in g:
             code = round(v * 10) / 10
-            if code in (0, 1):
+            if code in (0, 1, 2, 3):
                 self.motion = int(code)
-            elif code in (2, 3):
-                raise Problem(node, f"arc move G{int(code)} is not read; write arcs as G1 segments")
-            elif code in (17, 18, 19, 40, 49, 80, 61, 61.1, 64, 90.1, 91.1, 97, 98, 99):
-                pass                       # plane, cancels, path control: no effect on straight moves
+            elif code in (17, 18, 19):
+                self.plane = int(code)
+            elif code in (90.1, 91.1):
+                self.arc_absolute = code == 90.1
+            elif code in (40, 49, 80, 61, 61.1, 64, 97, 98, 99):
+                pass                       # cancels, path control: no effect on the path
             elif code == 20 or code == 21:
                 self.unit_um = 25400.0 if code == 20 else 1000.0
                 self.unit_set = True
@@ -826,6 +830,8 @@ class GcodeInterpreter(StepInterpreter):
             else:
                 raise Problem(node, f"RS-274 G{v:g} is not read; it could move, so the program is not passed")
         axes = [a for a in val if a in "XYZABCUVW"]
+        if self.motion in (2, 3) and not axes_used and (axes or any(k in val for k in "IJKR")):
+            return self.arc(node, val, axes, machine)
         if not axes or axes_used:
             return
         bad = [a for a in axes if a not in "XYZ"]
@@ -839,6 +845,58 @@ class GcodeInterpreter(StepInterpreter):
         for a in axes:
             self.target(node, a, val[a], 0.0 if machine else self.off(a))
         self.emit_move(node, "jump" if self.motion == 0 else "mark", "XYZ")
+
+    def arc(self, node, val, axes, machine) -> None:
+        """G2/G3 in the XY plane (G17): chords to the profile's precision, a helix in Z."""
+        if self.plane != 17:
+            raise Problem(node, f"arc move G{self.motion} in plane G{self.plane} is not read (only G17, XY)")
+        bad = [a for a in axes if a not in "XYZ"]
+        if bad:
+            raise Problem(node, f"axis {bad[0]} moves, which is not read (only X, Y, Z)")
+        x0, y0, z0 = (self.pos.get(a, 0.0) for a in "XYZ")
+        for a in axes:
+            self.target(node, a, val[a], 0.0 if machine else self.off(a))
+        x1, y1, z1 = (self.pos.get(a, 0.0) for a in "XYZ")
+        cw = self.motion == 2
+        if "R" in val:
+            r = val["R"] * self.unit_um
+            d = math.hypot(x1 - x0, y1 - y0)
+            if d == 0 or d > 2 * abs(r) * (1 + 1e-9):
+                raise Problem(node, f"arc radius R{val['R']:g} does not reach the end point")
+            h = math.sqrt(max(r * r - d * d / 4, 0.0))
+            s = 1.0 if (cw == (r < 0)) else -1.0        # which side of the chord the centre lies on
+            cx = (x0 + x1) / 2 - s * h * (y1 - y0) / d
+            cy = (y0 + y1) / 2 + s * h * (x1 - x0) / d
+        else:
+            if "I" not in val and "J" not in val:
+                raise Problem(node, "an arc needs I and J (the centre) or R")
+            if self.arc_absolute:
+                cx, cy = val.get("I", 0.0) * self.unit_um + self.off("X"), val.get("J", 0.0) * self.unit_um + self.off("Y")
+            else:
+                cx, cy = x0 + val.get("I", 0.0) * self.unit_um, y0 + val.get("J", 0.0) * self.unit_um
+        r0, r1 = math.hypot(x0 - cx, y0 - cy), math.hypot(x1 - cx, y1 - cy)
+        if r0 == 0 or abs(r0 - r1) > max(0.5, 1e-3 * r0):
+            raise Problem(node, "the arc's start and end are not on one circle around its centre")
+        a0, a1 = math.atan2(y0 - cy, x0 - cx), math.atan2(y1 - cy, x1 - cx)
+        sweep = a1 - a0
+        if cw and sweep >= -1e-12:
+            sweep -= 2 * math.pi
+        elif not cw and sweep <= 1e-12:
+            sweep += 2 * math.pi
+        tol = 10.0 ** -self.fmt.coord_decimals * self.fmt.scale_um      # one printed digit, µm
+        step = 2 * math.acos(max(-1.0, 1 - max(tol, 1e-3) / r0))
+        n = max(1, math.ceil(abs(sweep) / step))
+        if n > 100_000:
+            raise Problem(node, "the arc needs more than 100000 chords at this precision")
+        for k in range(1, n + 1):
+            t = k / n
+            if k < n:
+                ang = a0 + sweep * t
+                self.pos["X"], self.pos["Y"] = cx + r0 * math.cos(ang), cy + r0 * math.sin(ang)
+            else:
+                self.pos["X"], self.pos["Y"] = x1, y1
+            self.pos["Z"] = z0 + (z1 - z0) * t
+            self.emit_move(node, "mark", "XYZ")
 
     def off(self, a: str) -> float:
         return self.offsets.get(self.cs, {}).get(a, 0.0) + self.g92.get(a, 0.0)
@@ -870,6 +928,9 @@ class GcodeInterpreter(StepInterpreter):
             return self.emit_power(node)
         if word == self.off_word or (self.spindle_style and code == 5):
             return self.emit_off(node)
+        if code in (2, 30):
+            self.stopped = True     # program end: what follows is not run
+            return
         if code in (0, 1, 6, 7, 8, 9, 48, 49):
             return self.note(node, f"RS-274 M{code} is not checked (skipped: it does not move or expose)")
         raise Problem(node, f"RS-274 M{code} is not read; it could switch the laser, so the program is not passed")
@@ -1007,3 +1068,23 @@ class AeroBasicInterpreter(StepInterpreter):
             vals = {k: self.c(self.pos.get(a, 0.0)) for k, a in zip("xyz", (ax["SX"], ax["SY"], ax["SZ"]))}
             return self.out(node, self.fmt.cmd["stage_move"].format(**vals))
         self.emit_move(node, role, (ax["GX"], ax["GY"], ax["SZ"]))
+
+
+def canonical_chunks(chunks, can: Canonical):
+    """The :class:`Moves` chunks a fast reader read from ``can.text``, pointed back at the source
+    (:func:`remap`), the general reader's errors and notes on the first chunk (an empty chunk
+    carries them when the program has no plain line at all)."""
+    from .dialects import Moves
+
+    first = True
+    for mv in chunks:
+        remap(mv, can)
+        if first:
+            mv.problems = [*can.errors, *mv.problems]
+            mv.notes = list(can.notes)
+            first = False
+        yield mv
+    if first:
+        mv = Moves.empty(can.files)
+        mv.problems, mv.notes = list(can.errors), list(can.notes)
+        yield mv

@@ -32,7 +32,7 @@ from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
 from .checks import N_LIMITS, move_bits
 from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
-from .general import GwlInterpreter, NeedsGeneral, remap
+from .general import GwlInterpreter, NeedsGeneral, canonical_chunks
 
 _ROLES_OUT = ("point", "point_power", "write", "laser_power", "scan_speed", "power_values_on",
               "power_values_off", "z_offset")
@@ -276,7 +276,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
 _ERR = {1: "a point line needs 3 numbers (x y z), or 4 (x y z p) after PowerValuesOn",
         2: "unknown command (not in the GWL dialect definition)",
         3: "malformed number",
-        4: "command needs a number"}
+        4: "command needs one number"}
 # state slots
 _SX, _SY, _SZ, _XO, _YO, _ZO, _LP, _PS, _SP, _PV, _NL, _PL, _BL, _FP = range(14)
 
@@ -365,7 +365,7 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
         elif c > 0 and (c == K[1] or c == K[2] or c == K[3] or c == K[6] or c == K[7] or c == K[8]
                         or c == K[9] or c == K[10] or c == K[11] or c == K[12] or c == K[13] or c == K[20]
                         or c == K[21] or c == K[22]):
-            if nvals[r] < 1:
+            if nvals[r] != 1:
                 if ne < err_line.shape[0]:
                     err_line[ne] = lines[r]
                     err_kind[ne] = 4
@@ -446,16 +446,8 @@ class _Reader:
     def read(self, path: Path):
         """All chunks of the program at ``path``, then the check that every list was written."""
         if self.canonical is not None:
-            can = self.canonical
-            first = True
-            for mv in self.run(can.text, Path(path)):
-                remap(mv, can)
-                if first:
-                    mv.problems = [*can.errors, *mv.problems]
-                    mv.notes = list(can.notes)
-                    first = False
-                yield mv
-            files = can.files
+            yield from canonical_chunks(self.run(self.canonical.text, Path(path)), self.canonical)
+            files = self.canonical.files
         else:
             yield from self.run(Path(path), Path(path))
             files = self.files

@@ -19,6 +19,7 @@ CODE_NUMBERS = 0       # a line of bare numbers (GWL point)
 CODE_UNKNOWN = -2      # a line starting with a word not in the dialect
 CODE_BAD = -3          # a number that does not parse
 CODE_SKIP = -1         # an unused record slot (parallel tokenizing): ignore
+SMALL_BYTES = 1 << 16  # chunks below this are tokenized in one serial piece
 
 
 class Keywords:
@@ -498,9 +499,13 @@ class ChunkReader:
                         continue
                 part, rest = (data[:cut], data[cut:]) if cut < len(data) else (data, b"")
                 buf = np.frombuffer(part, dtype=np.uint8)
-                bounds = self._bounds(part)
+                small = len(part) < SMALL_BYTES   # one serial piece: a parallel launch costs more than it saves
+                bounds = np.array([0, len(part)], np.int64) if small else self._bounds(part)
                 nlines = counts[:len(bounds) - 1]
-                count_lines(buf, bounds, nlines)
+                if small:
+                    nlines[0] = part.count(b"\n")
+                else:
+                    count_lines(buf, bounds, nlines)
                 room = nlines.copy()
                 if not part.endswith(b"\n"):
                     room[-1] += 1  # the last line has no line end
@@ -515,9 +520,18 @@ class ChunkReader:
                            "tags": np.empty((cap, MAX_SLOTS), np.uint8),
                            "starts": np.empty(cap, np.int64), "ends": np.empty(cap, np.int64)}
                 view = {k: v[:nl] for k, v in rec.items()}
-                tokenize_pieces(buf, bounds, first.astype(np.int64), rec_off, self.iscom, self.kwlo, self.kwhi,
-                                self.kw.blob, self.kw.off, self.kw.order, self.kw.raw, view["codes"], view["lines"],
-                                view["nvals"], view["vals"], view["tags"], view["starts"], view["ends"])
+                args = (self.iscom, self.kwlo, self.kwhi, self.kw.blob, self.kw.off, self.kw.order, self.kw.raw)
+                out = (view["codes"], view["lines"], view["nvals"], view["vals"], view["tags"], view["starts"],
+                       view["ends"])
+                if small:
+                    r = _tokenize_range(buf, 0, len(part), *args, int(first[0]), 0, *out)
+                    view["codes"][r:] = CODE_SKIP
+                    for k in ("lines", "nvals", "vals", "tags"):
+                        view[k][r:] = 0
+                    view["starts"][r:] = len(part)
+                    view["ends"][r:] = len(part)
+                else:
+                    tokenize_pieces(buf, bounds, first.astype(np.int64), rec_off, *args, *out)
                 line += int(nlines.sum())
                 yield view, part
                 if eof:
