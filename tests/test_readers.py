@@ -285,6 +285,6 @@ def test_rs274_extra_words_on_a_plain_move_line_are_read_not_dropped(tmp_path):
     # every line is in our own spelling except the S word on the G1 line: it changes the power
     text = "G21\nG90\nG0 X12.5 Y12.5 Z1\nM3 S10\nG1 X12.6 Y12.5 Z1 F60 S20\nM5\n"
     mv = read_program(_write(tmp_path, "s.ngc", text), LAB)
-    np.testing.assert_allclose(mv.power_mw, [10.0, 20.0])
+    np.testing.assert_allclose(mv.power_mw, [0.0, 20.0])       # the jump comes before M3
     rep = validate_program(_write(tmp_path, "a.ngc", text.replace("S20", "A5")), LAB)
     assert not rep.ok and "axis A moves" in rep.violations[0].message
