@@ -288,3 +288,22 @@ def test_rs274_extra_words_on_a_plain_move_line_are_read_not_dropped(tmp_path):
     np.testing.assert_allclose(mv.power_mw, [0.0, 20.0])       # the jump comes before M3
     rep = validate_program(_write(tmp_path, "a.ngc", text.replace("S20", "A5")), LAB)
     assert not rep.ok and "axis A moves" in rep.violations[0].message
+
+
+def test_cli_validate_notes_summary_and_not_a_program(tmp_path, capsys):
+    from bioslicer.cli import main as cli_main
+
+    ok = _write(tmp_path, "t.gwl", TIPSLICER, "\r")
+    assert cli_main(["validate", str(ok), "-p", GT2]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"ok: {ok}: 4 moves") and f"note: {ok}:11: GWL command 'CapturePhoto'" in err
+    bad = _write(tmp_path, "b.gwl", "Frob 1\nFrob 2\nWriteText \"x\"\nLaserPower 1\nScanSpeed 100\n0 0 0\n1 0 0\nWrite\n")
+    assert cli_main(["validate", str(bad), "-p", GT2]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"error: {bad}:1: GWL command 'Frob' is not known") and "'WriteText'" in last
+    assert "(and 1 more violation(s))" in last
+    stl = tmp_path / "part.stl"
+    stl.write_bytes(b"\0" * 80 + b"\1\0\0\0" + b"\0" * 50)          # a binary STL
+    assert cli_main(["validate", str(stl), "-p", GT2]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: part.stl is not a machine program")
