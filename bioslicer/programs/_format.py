@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 TEMPLATE_SLOTS = 4     # numbers per written line (put_line's v0..v3)

@@ -13,7 +13,6 @@ the flat voxel index).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 from numba import njit

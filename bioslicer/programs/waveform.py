@@ -23,7 +23,6 @@ from numba import njit
 
 from ..errors import BioslicerError
 from ..fileio import AtomicFile, AtomicPath
-from . import _format as F
 from .dialects import moves_from_arrays, program_origin_um, provenance_lines
 
 
