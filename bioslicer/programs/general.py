@@ -491,7 +491,13 @@ class GwlInterpreter(Interpreter):
     def point(self, node: Node, text: str) -> None:
         toks = self.substitute(node, text).replace(",", " ").split()
         try:
-            vals = [evaluate(t) for t in toks]
+            vals = [float(t) for t in toks]      # plain numbers (most points): no expression to evaluate
+        except ValueError:
+            vals = None
+        if vals is not None and len(vals) == (4 if self.power_values else 3) and vals[:3] != [-999.0] * 3:
+            return self.out(node, text)            # already a plain point line
+        try:
+            vals = vals if vals is not None else [evaluate(t) for t in toks]
         except ValueError:
             raise Problem(node, f"cannot read the point {text!r}; a point is 3 numbers x y z (4 with a power)") \
                 from None
