@@ -307,3 +307,10 @@ def test_cli_validate_notes_summary_and_not_a_program(tmp_path, capsys):
     assert cli_main(["validate", str(stl), "-p", GT2]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: part.stl is not a machine program")
+
+
+def test_rs274_words_after_a_mode_word_are_read(tmp_path):
+    text = "G21\nG90 G0 X12.5 Y12.5 Z1\nM3 S10\nG1 X12.6 F60\nM5 G0 X12.7\n"
+    mv = read_program(_write(tmp_path, "m.ngc", text), LAB)
+    np.testing.assert_allclose(mv.x, [12500, 12600, 12700])
+    assert mv.laser_on.tolist() == [False, True, False]

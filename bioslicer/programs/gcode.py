@@ -188,7 +188,8 @@ _ERR = {2: "unknown command (not in the dialect definition or the printer's comm
         3: "malformed number",
         4: "a move needs at least one axis value, and no other word",
         5: "the power command needs one number",
-        6: "the stage moves with the laser on; switch the laser off first"}
+        6: "the stage moves with the laser on; switch the laser off first",
+        7: "more words after a word that takes no number"}
 
 
 # how a step program's axis values become machine coordinates (per axis, see _read_step)
@@ -222,6 +223,13 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
             ne += 1
             continue
         if c <= 0:
+            continue
+        if c != K[0] and c != K[1] and c != K[2] and nvals[r] > 0:
+            # a word without numbers (laser on/off, G90, ...) followed by more words: the general reader
+            if ne < err_line.shape[0]:
+                err_line[ne] = lines[r]
+                err_kind[ne] = 7
+            ne += 1
             continue
         if c == K[0] or c == K[1]:
             stage = False
