@@ -57,3 +57,23 @@ def test_corpus_program(path):
         v = rep.violations[0]
         assert (v.line, v.message[:len(b)]) == (a, b)
         assert "\n" not in rep.summary()
+
+
+def test_aerobasic_posoffset_shifts_later_absolute_targets(tmp_path):
+    """POSOFFSET SET at the start (as our writer sends it) is read on the fast path; one after a
+    stage move shifts every later absolute target (the general reader), CLEAR ends it."""
+    head = "METRIC\nSECONDS\nABSOLUTE\nPOSOFFSET SET X 0 Y 0 Z 0\n$AO[0].A = 2.0\n"
+    mark = "RAPID A0 B0 Z0.001\nGALVO LASEROVERRIDE A ON\nLINEAR A0.010 B0 Z0.001 F5.0\nGALVO LASEROVERRIDE A OFF\n"
+    prof = CORPUS / "corpus-aerobasic.toml"
+    plain = tmp_path / "plain.pgm"
+    plain.write_text(head + "RAPID X0.100 Y0.100 Z0\nRAPID X0 Y0 Z0\n" + mark + "END PROGRAM\n")
+    shifted = tmp_path / "shifted.pgm"
+    shifted.write_text(head + "RAPID X0.100 Y0.100 Z0\nPOSOFFSET SET X 0 Y 0\nRAPID X0 Y0 Z0\n" + mark
+                       + "POSOFFSET CLEAR\nRAPID X0 Y0 Z0\n" + mark + "END PROGRAM\n")
+    a = read_program(plain, prof)
+    b = read_program(shifted, prof)
+    on_a, on_b = a.laser_on & ~a.jump, b.laser_on & ~b.jump
+    assert a.x[on_a].tolist() == pytest.approx([10.0])
+    # first mark: stage at program 0 = machine 100 µm; second mark after CLEAR: back at machine 0
+    assert b.x[on_b].tolist() == pytest.approx([110.0, 10.0])
+    assert b.y[on_b].tolist() == pytest.approx([100.0, 0.0])

@@ -285,7 +285,7 @@ def reader_power(printer, check):
     if printer.calibration == "linear":
         return (*printer.power_from_program_ratio(), check, None)
     if check is not None:
-        from ..validate import _L_PMAX
+        from .checks import _L_PMAX
 
         lim, flags = check
         lim = lim.copy()

@@ -206,7 +206,7 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
                err_line, err_kind, total):
     """State machine over step-dialect records; moves in µm, mW, µm/s.
 
-    K keyword codes [jump, mark, power, laser_on, laser_off]; mtag (3,) axis letters of moves,
+    K keyword codes [jump, mark, power, laser_on, laser_off, set_origin]; mtag (3,) axis letters of moves,
     stag (3,) stage axis letters (0: none), ftag feed letter; st float64 state (program units)
     [x, y, z, sx, sy, sz, power, laser, feed, power_line, block, block_started]. ``scale`` µm
     per program unit, ``feed_s`` seconds per feed time unit, power mW = value * pa / pb;
@@ -225,6 +225,15 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
             ne += 1
             continue
         if c <= 0:
+            continue
+        if c == K[5]:
+            # the writer's set-origin line (G92 X0 Y0 Z0, POSOFFSET SET ... 0): a no-op while the
+            # program stands at its origin (as at the start); anywhere else the general reader reads it
+            if nvals[r] > 0 or st[0] != 0 or st[1] != 0 or st[2] != 0 or st[3] != 0 or st[4] != 0 or st[5] != 0:
+                if ne < err_line.shape[0]:
+                    err_line[ne] = lines[r]
+                    err_kind[ne] = 7
+                ne += 1
             continue
         if c != K[0] and c != K[1] and c != K[2] and nvals[r] > 0:
             # a word without numbers (laser on/off, G90, ...) followed by more words: the general reader
@@ -367,10 +376,13 @@ class StepReader:
         # the fast reader knows the move, power and laser words and the header words that agree with
         # the profile (``fast_words``); any other word sends the program to the general reader
         roles = ("jump", "mark", "power", "laser_on", "laser_off", "stage_move", "end")
-        self.kw = T.Keywords([cmd[r].keyword for r in roles if r in cmd] + list(fast_words))
+        origin_line = cmd["set_origin"].format() if "set_origin" in cmd else None
+        self.kw = T.Keywords([cmd[r].keyword for r in roles if r in cmd] + list(fast_words)
+                             + ([origin_line] if origin_line else []))
         self.canonical = canonical
         roles = ("jump", "mark", "power", "laser_on", "laser_off")
-        self.K = np.array([self.kw.code.get(cmd[r].keyword, -99) if r in cmd else -99 for r in roles], np.int64)
+        self.K = np.array([self.kw.code.get(cmd[r].keyword, -99) if r in cmd else -99 for r in roles]
+                          + [self.kw.code.get(origin_line, -99) if origin_line else -99], np.int64)
         if self.K[0] == self.K[1]:
             raise BioslicerError(f"dialect {spec.name}: jump and mark commands must start with different words")
         self.has_on = "laser_on" in cmd

@@ -954,6 +954,7 @@ class AeroBasicInterpreter(StepInterpreter):
         super().__init__(fmt, printer)
         self.vars = _Variables()
         self.ax = axes
+        self.posoff: dict = {}     # axis letter -> µm added to absolute targets (POSOFFSET SET)
         norm = lambda s: re.sub(r"\s+", " ", s.strip().upper())  # noqa: E731
         self.norm = norm
         t = fmt.cmd["power"]
@@ -997,6 +998,8 @@ class AeroBasicInterpreter(StepInterpreter):
         t = node.arg
         head = t.split(" ", 1)[0]
         rest = t[len(head):].strip()
+        if head == "POSOFFSET":
+            return self.posoffset(node, rest)
         if head == "DVAR":
             for name in re.findall(r"\$(\w+)", rest):
                 self.vars.set(name, 0.0)
@@ -1047,6 +1050,20 @@ class AeroBasicInterpreter(StepInterpreter):
                              once_key=("ab", head))
         raise Problem(node, f"AeroBasic {head} is not read; it could move or expose, so the program is not passed")
 
+    def posoffset(self, node, rest: str) -> None:
+        """``POSOFFSET SET <axis> <value> ...``: the current point of each axis becomes ``value``
+        (later absolute targets are shifted by the difference); ``POSOFFSET CLEAR [axes]`` ends it."""
+        sub, _, args = rest.partition(" ")
+        toks = re.findall(r"([A-Z]+)\s*(\$\w+|[-+]?(?:\d+\.?\d*|\.\d+)(?:E[-+]?\d+)?)", args)
+        if sub == "CLEAR":
+            for a in ([a for a, _ in toks] or list(self.posoff)):
+                self.posoff.pop(a, None)
+            return
+        if sub != "SET" or not toks:
+            raise Problem(node, f"AeroBasic POSOFFSET {sub} is not read; it could move, so the program is not passed")
+        for a, v in toks:
+            self.posoff[a] = self.pos.get(a, 0.0) - self.value(node, v) * self.unit_um
+
     def move(self, node, role, rest: str) -> None:
         toks = re.findall(r"([A-Z]+)\s*(\[[^\]]*\]|\$\w+|[-+]?(?:\d+\.?\d*|\.\d+)(?:E[-+]?\d+)?)", rest)
         if not toks or re.sub(r"([A-Z]+)\s*(\[[^\]]*\]|\$\w+|[-+]?(?:\d+\.?\d*|\.\d+)(?:E[-+]?\d+)?)", "", rest).strip():
@@ -1062,7 +1079,7 @@ class AeroBasicInterpreter(StepInterpreter):
                 continue
             if a not in stage_xy and a not in galvo:
                 raise Problem(node, f"axis {a} moves, which is not read (axes {', '.join(sorted(stage_xy | galvo))})")
-            self.target(node, a, val)
+            self.target(node, a, val, self.posoff.get(a, 0.0))
             letters.append(a)
         if not letters:
             return
