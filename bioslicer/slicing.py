@@ -415,6 +415,9 @@ def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=
     -------
     Spans
     """
+    if hasattr(solid, "slice_spans"):  # another geometry kind (a centerline Tree) slices itself
+        return solid.slice_spans(layer_z_um, row_spacing_um, angle_deg, row_offset_um, region_um, progress,
+                                 fill_rule, row_window_um)
     V, F = _as_solid_arrays(solid)
     z = np.ascontiguousarray(np.asarray(layer_z_um, dtype=np.float64).reshape(-1))
     if not np.all(np.isfinite(z)):
@@ -768,6 +771,8 @@ def slice_contours(solid, layer_z_um, progress=silent, fill_rule: str = "positiv
     -------
     Contours
     """
+    if hasattr(solid, "slice_contours"):  # another geometry kind (a centerline Tree)
+        return solid.slice_contours(layer_z_um, progress, fill_rule, resolve)
     V, F = _as_solid_arrays(solid)
     z = np.ascontiguousarray(np.asarray(layer_z_um, dtype=np.float64).reshape(-1))
     if not np.all(np.isfinite(z)):
