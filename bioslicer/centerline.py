@@ -238,7 +238,8 @@ class Tree:
         return json.dumps({"nodes": nodes, "edges": self.edges.tolist()}, separators=(",", ":")) + "\n"
 
     def tube_polydata(self, sections: int = 24):
-        """A PyVista PolyData of the vessels as tubes by radius (for previews; not exact)."""
+        """A PyVista PolyData of the vessels as tubes by radius, spheres at the joints (for
+        previews; not exact)."""
         import pyvista as pv
 
         P0, P1, R0, R1, _ = self.segment_arrays()
@@ -261,7 +262,8 @@ class Tree:
                 radial = np.where(nr[:, None] > 0, radial / nr[:, None], 0.0)
             cone.points = axis_pt + radial * r[:, None]
             blocks.append(cone)
-        for p, r in zip(self.points_um, self.radius_um):
+        joints = self.degree() > 1          # round joints; vessel ends are drawn flat (open)
+        for p, r in zip(self.points_um[joints], self.radius_um[joints]):
             blocks.append(pv.Sphere(radius=float(r), center=p, theta_resolution=sections, phi_resolution=sections // 2))
         return pv.merge(blocks) if blocks else pv.PolyData()
 
@@ -405,7 +407,7 @@ def _check_values(name, ids, xyz, r):
     badr = ~(np.isfinite(r) & (r > 0))
     if badr.any():
         i = np.flatnonzero(badr)[0]
-        raise _fail(name, f"node {ids[i]} has radius {r[i]!r}; every radius must be a positive number")
+        raise _fail(name, f"node {ids[i]} has radius {float(r[i]):g}; every radius must be a positive number")
 
 
 def _read_swc(text: str, name: str):
