@@ -278,3 +278,47 @@ def test_wall_spans_are_outer_minus_lumen(tmp_path):
     row = np.flatnonzero(np.isclose(sp.row_v_um, 6.05))[0]
     u0 = sp.span_u0_um[sp.row_span_start[row]:sp.row_span_start[row + 1]]
     assert u0[0] == pytest.approx(0.0, abs=1e-9)      # the inlet cut flat at x = 0
+
+
+# ----------------------------------------------------------------------------- command line
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "bioslicer", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_cli_sample_swc_inspect_and_mesh(tmp_path):
+    stl, swc = tmp_path / "tree.stl", tmp_path / "tree.swc"
+    r = _cli("mesh", "vessel-tree", "-o", stl, "--swc", swc, "--levels", "3", "--size-um", 300, 260, 260,
+             "--root-radius-um", 20, "--root-length-um", 120)
+    assert r.returncode == 0, r.stderr
+    r = _cli("inspect", swc, "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert (rep["vessels"], rep["terminals"], rep["bifurcations"]) == (7, 5, 3) and rep["ok"]
+    out = tmp_path / "union.stl"
+    r = _cli("mesh", "from-centerline", swc, "-o", out, "--sections", 96, "--json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["watertight"] and m["shells"] == 1
+    t = load_tree(swc)
+    assert m["volume_um3"] == pytest.approx(_volume(t, dz=1.0, dy=0.5), rel=0.01)
+
+
+def test_cli_slice_refuses_sealed_wall_and_writes_nothing(tmp_path):
+    swc = _write(tmp_path, "y.swc", Y_SWC)
+    job = tmp_path / "job"
+    r = _cli("slice", swc, "--strategy", "vessel-wall", "--set", "closed_ends=true", "--set", "wall_um=2",
+             "--slice-um", 1, "--hatch-um", 0.5, "-o", job, "--no-preview")
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the printed vessel-wall encloses a sealed void")
+    assert not job.exists() and not list(tmp_path.glob(".*job*"))
+    r = _cli("slice", swc, "--strategy", "vessel-wall", "--set", "wall_um=2", "--slice-um", 1, "--hatch-um", 0.5,
+             "-o", job, "--no-preview", "--json")
+    assert r.returncode == 0, r.stderr
+    man = json.loads((job / "manifest.json").read_text())
+    assert man["perfusion"]["enclosed_void_um3"] == 0.0 and len(man["perfusion"]["openings"]) == 3
+    assert load_tree(job / "centerline.json").n_segments == 3
