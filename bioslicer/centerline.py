@@ -248,8 +248,8 @@ class Tree:
             L = float(np.linalg.norm(b - a))
             if L <= 0:
                 continue
-            cone = pv.Cone(center=(a + b) / 2, direction=(a - b), height=L, radius=1.0, resolution=sections,
-                           capping=True)
+            cone = pv.Cylinder(center=(a + b) / 2, direction=(b - a), radius=1.0, height=L, resolution=sections,
+                               capping=True)
             # a frustum: scale each point's distance to the axis by the interpolated radius
             pts = np.asarray(cone.points)
             t = (b - a) / L

@@ -322,3 +322,14 @@ def test_cli_slice_refuses_sealed_wall_and_writes_nothing(tmp_path):
     man = json.loads((job / "manifest.json").read_text())
     assert man["perfusion"]["enclosed_void_um3"] == 0.0 and len(man["perfusion"]["openings"]) == 3
     assert load_tree(job / "centerline.json").n_segments == 3
+
+
+def test_cli_preview_of_a_tree(tmp_path):
+    swc = _write(tmp_path, "y.swc", Y_SWC)
+    png = tmp_path / "y.png"
+    r = _cli("preview", swc, "--screenshot", png, "--size", "320x240")
+    assert r.returncode == 0, r.stderr
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    t = load_tree(swc)
+    tubes = t.tube_polydata()
+    np.testing.assert_allclose(tubes.bounds[::2], t.bounds_um[0], atol=0.5)
