@@ -304,7 +304,7 @@ def tree_spans(tree: Tree, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset
     bstart, bseg = kx.bucket_triangles(np.ascontiguousarray(lo[:, 2]), np.ascontiguousarray(hi[:, 2]),
                                        np.ascontiguousarray(z[order]))
     nseg = np.diff(bstart)[pos]
-    npairs, jmin, jmax = kc.count_pass(lo, hi, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1,
+    npairs, jmin, jmax = kc.count_pass(P0, P1, R0, R1, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1,
                                        S._chunks(nseg, S._n_chunks()))
     parts = []
     k = 0
@@ -320,9 +320,9 @@ def tree_spans(tree: Tree, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset
         u1 = np.empty(int(npairs[ks].sum()))
         nrows = np.zeros(k1 - k, np.int64)
         nspans = np.zeros(k1 - k, np.int64)
-        kc.fill_pass(P0, P1, R0, R1, clip, lo, hi, bstart, bseg, pos[ks], z[ks], cos_a[ks], sin_a[ks], off, dy,
-                     jr0[ks], jr1[ks], S._chunks(npairs[ks], S._n_chunks()), npairs[ks], row_base, span_base, row_v,
-                     row_end, u0, u1, nrows, nspans)
+        kc.fill_pass(P0, P1, R0, R1, clip, bstart, bseg, pos[ks], z[ks], cos_a[ks], sin_a[ks], off, dy,
+                     jr0[ks], jr1[ks], S._chunks(npairs[ks], S._n_chunks()), npairs[ks], jmin[ks], row_base,
+                     span_base, row_v, row_end, u0, u1, nrows, nspans)
         parts.append(S._finish(z[ks], ang[ks], dy, off, nrows, nspans, row_base, span_base, row_v, row_end, u0, u1))
         progress(k1, L, "slicing")
         k = k1

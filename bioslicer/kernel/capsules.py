@@ -213,14 +213,59 @@ def _row_range(x0, y0, x1, y1, c, s, off, dy):
     return j0, j1
 
 
+@njit(cache=True, inline="always")
+def _section_box(P0, P1, R0, R1, g, zz):
+    """xy box (x0, y0, x1, y1) holding segment g's section with the plane z = zz (x0 > x1: none).
+
+    The hull of two spheres is the union of the spheres with linearly interpolated centre and
+    radius, ``c(l) = c0 + l (c1 - c0)``, ``r(l) = r0 + l (r1 - r0)``, l in [0, 1]; those reaching
+    the plane have l in an interval (two linear inequalities), and the box of their discs is
+    spanned by its ends.
+    """
+    z0 = P0[g, 2]
+    dz = P1[g, 2] - z0
+    r0 = R0[g]
+    dr = R1[g] - r0
+    la = 0.0
+    lb = 1.0
+    h = zz - z0
+    # h - l dz <= r0 + l dr  ->  l (dz + dr) >= h - r0
+    a = dz + dr
+    c = h - r0
+    if a > 0.0:
+        la = max(la, c / a)
+    elif a < 0.0:
+        lb = min(lb, c / a)
+    elif c > 0.0:
+        return 1.0, 1.0, -1.0, -1.0
+    # l dz - h <= r0 + l dr  ->  l (dz - dr) <= h + r0
+    a = dz - dr
+    c = h + r0
+    if a > 0.0:
+        lb = min(lb, c / a)
+    elif a < 0.0:
+        la = max(la, c / a)
+    elif c < 0.0:
+        return 1.0, 1.0, -1.0, -1.0
+    if la > lb:
+        return 1.0, 1.0, -1.0, -1.0
+    xa = P0[g, 0] + la * (P1[g, 0] - P0[g, 0])
+    xb = P0[g, 0] + lb * (P1[g, 0] - P0[g, 0])
+    ya = P0[g, 1] + la * (P1[g, 1] - P0[g, 1])
+    yb = P0[g, 1] + lb * (P1[g, 1] - P0[g, 1])
+    ra = r0 + la * dr
+    rb = r0 + lb * dr
+    return min(xa - ra, xb - rb), min(ya - ra, yb - rb), max(xa + ra, xb + rb), max(ya + ra, yb + rb)
+
+
 @njit(cache=True, parallel=True)
-def count_pass(lo, hi, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1, chunks):
+def count_pass(P0, P1, R0, R1, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1, chunks):
     """Per layer: (segment, row) pairs to evaluate, and the row range touched.
 
     Parameters
     ----------
-    lo, hi : (n, 3) float64
-        Bounding boxes of the segments, µm.
+    P0, P1 : (n, 3) float64; R0, R1 : (n,) float64
+        End centres and radii of the segments, µm.
     bstart, bseg : CSR of segments per sorted layer (``crossings.bucket_triangles``).
     pos : (L,) int64, position of each layer in the sorted order.
     z, cos_a, sin_a : (L,) layer heights and row-frame angles.
@@ -242,7 +287,10 @@ def count_pass(lo, hi, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1, ch
             s = sin_a[k]
             for ii in range(bstart[p], bstart[p + 1]):
                 g = bseg[ii]
-                j0, j1 = _row_range(lo[g, 0], lo[g, 1], hi[g, 0], hi[g, 1], c, s, off, dy)
+                x0, y0, x1, y1 = _section_box(P0, P1, R0, R1, g, z[k])
+                if x0 > x1:
+                    continue
+                j0, j1 = _row_range(x0, y0, x1, y1, c, s, off, dy)
                 j0 = max(j0, jr0[k])
                 j1 = min(j1, jr1[k])
                 if j1 > j0:
@@ -253,7 +301,7 @@ def count_pass(lo, hi, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1, ch
 
 
 @njit(cache=True)
-def _layer_intervals(k, P0, P1, R0, R1, clip, lo, hi, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1,
+def _layer_intervals(k, P0, P1, R0, R1, clip, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1,
                      n, rows, ulo, uhi):
     """Fill (row, lo, hi) of every non-empty (segment, row) interval of layer k; returns the count."""
     p = pos[k]
@@ -263,7 +311,10 @@ def _layer_intervals(k, P0, P1, R0, R1, clip, lo, hi, bstart, bseg, pos, z, cos_
     m = 0
     for ii in range(bstart[p], bstart[p + 1]):
         g = bseg[ii]
-        j0, j1 = _row_range(lo[g, 0], lo[g, 1], hi[g, 0], hi[g, 1], c, s, off, dy)
+        x0, y0, x1, y1 = _section_box(P0, P1, R0, R1, g, zz)
+        if x0 > x1:
+            continue
+        j0, j1 = _row_range(x0, y0, x1, y1, c, s, off, dy)
         j0 = max(j0, jr0[k])
         j1 = min(j1, jr1[k])
         for j in range(j0, j1):
@@ -278,8 +329,38 @@ def _layer_intervals(k, P0, P1, R0, R1, clip, lo, hi, bstart, bseg, pos, z, cos_
     return m
 
 
+@njit(cache=True)
+def _row_order(rows, ulo, m, j0):
+    """Order of the first m intervals by (row, lo): counting sort by row, insertion sort by lo
+    within a row (rows hold few intervals)."""
+    nb = 0
+    for i in range(m):
+        nb = max(nb, rows[i] - j0 + 1)
+    start = np.zeros(nb + 1, np.int64)
+    for i in range(m):
+        start[rows[i] - j0 + 1] += 1
+    for b in range(nb):
+        start[b + 1] += start[b]
+    fill = start[:-1].copy()
+    order = np.empty(m, np.int64)
+    for i in range(m):
+        b = rows[i] - j0
+        order[fill[b]] = i
+        fill[b] += 1
+    for b in range(nb):
+        for t in range(start[b] + 1, start[b + 1]):
+            cur = order[t]
+            key = ulo[cur]
+            q = t - 1
+            while q >= start[b] and ulo[order[q]] > key:
+                order[q + 1] = order[q]
+                q -= 1
+            order[q + 1] = cur
+    return order
+
+
 @njit(cache=True, parallel=True)
-def fill_pass(P0, P1, R0, R1, clip, lo, hi, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1, chunks, npairs,
+def fill_pass(P0, P1, R0, R1, clip, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1, chunks, npairs, jmin,
               row_base, span_base, row_v_out, row_end, u0, u1, nrows, nspans):
     """Write the merged spans of every layer at its offsets (see ``crossings.compact_layers``)."""
     for ci in prange(chunks.shape[0] - 1):
@@ -290,12 +371,11 @@ def fill_pass(P0, P1, R0, R1, clip, lo, hi, bstart, bseg, pos, z, cos_a, sin_a, 
             rows = np.empty(n, np.int64)
             ulo = np.empty(n)
             uhi = np.empty(n)
-            m = _layer_intervals(k, P0, P1, R0, R1, clip, lo, hi, bstart, bseg, pos, z, cos_a, sin_a, off, dy,
+            m = _layer_intervals(k, P0, P1, R0, R1, clip, bstart, bseg, pos, z, cos_a, sin_a, off, dy,
                                  jr0, jr1, n, rows, ulo, uhi)
             if m == 0:
                 continue
-            o1 = np.argsort(ulo[:m], kind="mergesort")
-            o2 = np.argsort(rows[:m][o1], kind="mergesort")
+            order = _row_order(rows, ulo, m, jmin[k])
             rb = row_base[k]
             sb = span_base[k]
             nr = 0
@@ -304,7 +384,7 @@ def fill_pass(P0, P1, R0, R1, clip, lo, hi, bstart, bseg, pos, z, cos_a, sin_a, 
             a = 0.0
             b = 0.0
             for t in range(m):
-                i = o1[o2[t]]
+                i = order[t]
                 j = rows[i]
                 if j != cur_row:
                     if cur_row != BIG_ROW:
