@@ -269,6 +269,20 @@ class Tree:
 
 
 # ============================================================================ slicing drivers
+def _layer_buckets(tree: Tree, z: np.ndarray):
+    """The segments whose z extent holds each layer: (pos (L,) position of each layer in sorted
+    order, bstart (L+1,), bseg) as ``crossings.bucket_triangles`` (CSR over the sorted layers)."""
+    from .kernel import crossings as kx
+
+    lo, hi = tree.segment_boxes()
+    order = np.argsort(z, kind="stable")
+    pos = np.empty(len(z), np.int64)
+    pos[order] = np.arange(len(z))
+    bstart, bseg = kx.bucket_triangles(np.ascontiguousarray(lo[:, 2]), np.ascontiguousarray(hi[:, 2]),
+                                       np.ascontiguousarray(z[order]))
+    return pos, bstart, bseg
+
+
 def tree_spans(tree: Tree, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=0.0, region_um=None,
                progress=silent, row_window_um=None):
     """Spans of the union of a tree's segments on every scan row (exact, no mesh).
@@ -279,7 +293,6 @@ def tree_spans(tree: Tree, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset
     """
     from . import slicing as S
     from .kernel import capsules as kc
-    from .kernel import crossings as kx
 
     z = np.ascontiguousarray(np.asarray(layer_z_um, dtype=np.float64).reshape(-1))
     if not np.all(np.isfinite(z)):
@@ -297,12 +310,7 @@ def tree_spans(tree: Tree, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset
     elif row_window_um is not None:
         jr0, jr1 = S._row_window(cos_a, sin_a, off, dy, row_window_um)
     P0, P1, R0, R1, clip = tree.segment_arrays()
-    lo, hi = tree.segment_boxes()
-    order = np.argsort(z, kind="stable")
-    pos = np.empty(L, np.int64)
-    pos[order] = np.arange(L)
-    bstart, bseg = kx.bucket_triangles(np.ascontiguousarray(lo[:, 2]), np.ascontiguousarray(hi[:, 2]),
-                                       np.ascontiguousarray(z[order]))
+    pos, bstart, bseg = _layer_buckets(tree, z)
     nseg = np.diff(bstart)[pos]
     npairs, jmin, jmax = kc.count_pass(P0, P1, R0, R1, bstart, bseg, pos, z, cos_a, sin_a, off, dy, jr0, jr1,
                                        S._chunks(nseg, S._n_chunks()))
@@ -357,7 +365,6 @@ def tree_contours(tree: Tree, layer_z_um, progress=silent):
     import shapely
 
     from .kernel import capsules as kc
-    from .kernel import crossings as kx
     from .slicing import Contours
 
     z = np.ascontiguousarray(np.asarray(layer_z_um, dtype=np.float64).reshape(-1))
@@ -367,12 +374,7 @@ def tree_contours(tree: Tree, layer_z_um, progress=silent):
     if L == 0 or tree.n_segments == 0:
         return Contours(z, np.zeros(L + 1, np.int64), np.zeros(1, np.int64), np.zeros((0, 2)))
     P0, P1, R0, R1, clip = tree.segment_arrays()
-    lo, hi = tree.segment_boxes()
-    order = np.argsort(z, kind="stable")
-    pos = np.empty(L, np.int64)
-    pos[order] = np.arange(L)
-    bstart, bseg = kx.bucket_triangles(np.ascontiguousarray(lo[:, 2]), np.ascontiguousarray(hi[:, 2]),
-                                       np.ascontiguousarray(z[order]))
+    pos, bstart, bseg = _layer_buckets(tree, z)
     rmax = np.maximum(R0, R1)
     n_ring = np.clip(np.ceil(math.pi / np.arccos(np.clip(1.0 - _CONTOUR_TOL_UM / rmax, -1.0, 1.0))), 16, 512)
     n_ring = n_ring.astype(np.int64)
