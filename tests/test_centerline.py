@@ -335,3 +335,14 @@ def test_cli_preview_of_a_tree(tmp_path):
     lo = np.array(tubes.bounds[::2])
     assert lo[0] == pytest.approx(0.0, abs=1e-6)          # vessel ends drawn flat (open), joints round
     assert lo[2] == pytest.approx(5.0, abs=1e-6) and lo[1] == pytest.approx(-23.0, abs=0.6)
+
+
+def test_bundled_swc_equals_the_generator(tmp_path):
+    from pathlib import Path
+
+    from bioslicer.samples import vessel_tree_swc
+
+    bundled = Path(__file__).resolve().parents[1] / "meshes" / "vessel_tree.swc"
+    assert bundled.read_text(encoding="utf-8") == vessel_tree_swc()
+    t = load_tree(bundled)
+    assert (len(t.terminals()), inspect_tree(t)["vessels"]) == (9, 15)
