@@ -104,7 +104,8 @@ def flood_voids(region, hatch_um: float, slice_um: float, max_voxels: int = MAX_
             voids.append({"voxels": int(c), "volume_um3": float(c * vox),
                           "centre_um": (origin + (np.array([cx, cy, cz]) + 0.5) * np.array([dx, dx, dz])).tolist(),
                           "box_um": [lo.tolist(), hi.tolist()]})
-    return {"voxel_um": [dx, dx, dz], "grid": [nx, ny, nz], "coarsened": f,
+    return {"sampled": "what the strategy fills, on rows along x at the voxel pitch", "voxel_um": [dx, dx, dz],
+            "grid": [nx, ny, nz], "coarsened": f,
             "enclosed_void_um3": float(sum(v["volume_um3"] for v in voids)),
             "enclosed_voids": len(voids), "voids": voids[:10], "_outside": outside, "_origin": origin}
 
