@@ -34,7 +34,7 @@ CENTERLINE_SUFFIXES = (".swc", ".vtp", ".vtk", ".json", ".csv")
 DEFAULT_RADIUS_ARRAYS = ("MaximumInscribedSphereRadius", "Radius")
 UNITS_TO_UM = {"um": 1.0, "mm": 1000.0, "nm": 0.001}
 _PAIRS_PER_BATCH = 20_000_000     # (segment, row) pairs evaluated per batch of layers (bounds memory)
-_CONTOUR_TOL_UM = 0.005           # contour rings deviate from the exact section by at most about this
+_CONTOUR_TOL_UM = 0.02            # contour rings deviate from the exact section by at most about this
 
 
 def is_centerline_path(path) -> bool:
