@@ -30,6 +30,13 @@ MAX_VOXELS = 24_000_000
 LUMEN_STRATEGIES = ("vessel-wall", "channels")
 
 
+_OPEN_HINT = {
+    "tree": "open the vessel ends (closed_ends = false; terminals within channel_margin_um of a block face)",
+    "mesh": "let the lumen mesh run out through the block faces (or give channel_block_size_um smaller than "
+            "the lumen along its flow)",
+}
+
+
 def _fmt(p) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in p) + ")"
 
@@ -222,8 +229,7 @@ def check_perfusion(geometry, recipe, allow_sealed: bool = False, allow_narrow: 
         raise BioslicerError(
             f"the printed {recipe.strategy} encloses a sealed void of {v['volume_um3']:.4g} µm³ around "
             f"{_fmt(v['centre_um'])} µm (box {_fmt(v['box_um'][0])} .. {_fmt(v['box_um'][1])}){more}: it cannot be "
-            "perfused; open the vessel ends (closed_ends = false, terminals within channel_margin_um of a face) "
-            "or pass --allow-sealed")
+            f"perfused; {_OPEN_HINT['tree' if tree is not None else 'mesh']} or pass --allow-sealed")
     if big:
         rep["warnings"].append(f"{len(big)} enclosed void(s), {sum(v['volume_um3'] for v in big):.4g} µm³ in all, "
                                f"the largest around {_fmt(big[0]['centre_um'])} µm")

@@ -346,3 +346,18 @@ def test_bundled_swc_equals_the_generator(tmp_path):
     assert bundled.read_text(encoding="utf-8") == vessel_tree_swc()
     t = load_tree(bundled)
     assert (len(t.terminals()), inspect_tree(t)["vessels"]) == (9, 15)
+
+
+def test_mesh_channels_sealed_lumen_is_refused():
+    """A lumen mesh inside its margin block cannot be perfused: refused in one line naming where."""
+    import trimesh
+
+    from bioslicer.mesh import Solid
+
+    cyl = trimesh.creation.cylinder(radius=3.0, height=20.0, sections=32)
+    solid = Solid(cyl.vertices, cyl.faces, "lumen.stl")
+    with pytest.raises(BioslicerError, match=r"sealed void of .* around \(0, 0, 0\) µm.*lumen mesh run out"):
+        check_perfusion(solid, _rec(strategy="channels", channel_margin_um=4.0))
+    # through the faces along the flow: open
+    rep = check_perfusion(solid, _rec(strategy="channels", channel_block_size_um=[14.0, 14.0, 16.0]))
+    assert rep["enclosed_void_um3"] == 0.0
