@@ -33,7 +33,7 @@ from ..errors import BioslicerError
 from .store import STATUSES, JobStore, Layout, iso, is_job_id, new_job_id
 from .worker import WorkerPool
 
-MESH_EXTENSIONS = (".stl", ".obj", ".ply", ".3mf")
+MESH_EXTENSIONS = (".stl", ".obj", ".ply", ".3mf", ".swc", ".vtp", ".vtk")   # meshes and vessel centerlines
 BUNDLE_EXTENSIONS = (".zip",)
 ALLOWED_EXTENSIONS = MESH_EXTENSIONS + BUNDLE_EXTENSIONS
 UNITS = ("um", "mm", "nm")
