@@ -222,6 +222,8 @@ def check_perfusion(geometry, recipe, allow_sealed: bool = False, allow_narrow: 
         rep["openings"] = [{"node": int(t), "point_um": list(map(float, pt))} for (t, pt), ok in zip(ends, opened) if ok]
         rep["sealed_ends"] = [{"node": int(t), "point_um": list(map(float, pt))}
                               for (t, pt), ok in zip(ends, opened) if not ok]
+    elif getattr(region, "openings", None) is not None:          # a lumen mesh opened through the faces
+        rep["openings"] = region.openings
     big = [v for v in flood["voids"] if v["voxels"] > MIN_VOID_VOXELS]
     if lumen and big and not allow_sealed:
         v = big[0]

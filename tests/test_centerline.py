@@ -348,16 +348,31 @@ def test_bundled_swc_equals_the_generator(tmp_path):
     assert (len(t.terminals()), inspect_tree(t)["vessels"]) == (9, 15)
 
 
-def test_mesh_channels_sealed_lumen_is_refused():
-    """A lumen mesh inside its margin block cannot be perfused: refused in one line naming where."""
+def test_mesh_channels_open_where_the_lumen_meets_the_margin():
+    """A lumen mesh in a margin block opens at its ends (not along its sides); a block given
+    larger than the lumen seals it: refused in one line naming where."""
     import trimesh
 
     from bioslicer.mesh import Solid
 
     cyl = trimesh.creation.cylinder(radius=3.0, height=20.0, sections=32)
+    cyl.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [0, 1, 0]))   # along x
     solid = Solid(cyl.vertices, cyl.faces, "lumen.stl")
-    with pytest.raises(BioslicerError, match=r"sealed void of .* around \(0, 0, 0\) µm.*lumen mesh run out"):
-        check_perfusion(solid, _rec(strategy="channels", channel_margin_um=4.0))
-    # through the faces along the flow: open
-    rep = check_perfusion(solid, _rec(strategy="channels", channel_block_size_um=[14.0, 14.0, 16.0]))
+    rep = check_perfusion(solid, _rec(strategy="channels", channel_margin_um=4.0))
     assert rep["enclosed_void_um3"] == 0.0
+    assert sorted(o["face"] for o in rep["openings"]) == ["+x", "-x"]
+    assert all(o["area_um2"] == pytest.approx(math.pi * 9, rel=0.02) for o in rep["openings"])
+    with pytest.raises(BioslicerError, match=r"sealed void of .* around \(0, 0, 0\) µm.*lumen mesh run out"):
+        check_perfusion(solid, _rec(strategy="channels", channel_block_size_um=[30.0, 14.0, 14.0]))
+    rep = check_perfusion(solid, _rec(strategy="channels", channel_block_size_um=[16.0, 14.0, 14.0]))
+    assert rep["enclosed_void_um3"] == 0.0
+
+
+def test_sample_tree_mesh_channels_perfusable():
+    from bioslicer.mesh import load_mesh
+    from pathlib import Path
+
+    mesh = load_mesh(Path(__file__).resolve().parents[1] / "meshes" / "vessel_tree.stl")
+    rep = check_perfusion(mesh, Recipe().updated(strategy="channels", hatch_um=4.0, slice_um=8.0))
+    assert rep["enclosed_void_um3"] == 0.0 and len(rep["openings"]) >= 6
+    assert {o["face"] for o in rep["openings"]} == {"-x", "+x", "-y", "+y", "-z", "+z"}

@@ -2,10 +2,12 @@
 empty, perfusable channels in a hydrogel block.
 
 The block is ``channel_block_size_um`` (x, y, z) centred on the mesh, or the mesh bounds plus
-``channel_margin_um`` on every side. Lumens meant to be perfused must reach the block faces
-(make the lumen mesh longer than the block, or give a block smaller than the mesh along the
-flow axis). The block is filled like the solid strategy (contours around the block and around
-every channel, hatch between).
+``channel_margin_um`` on every side. With a margin block, the lumen is carried out through every
+face where it meets the margin (vessel ends within the margin of a face: a centerline tree's
+terminals, a lumen mesh's compact sections next to its bounds; see ``strategies/openings.py``),
+so inlets and outlets are open; with a given block size the lumen must reach the faces itself.
+The block is filled like the solid strategy (contours around the block and around every
+channel, hatch between).
 """
 
 from __future__ import annotations

@@ -190,6 +190,10 @@ def make_region(solid, recipe, window_um=None, owner=None) -> Region:
     openings = None
     if hasattr(solid, "extended_through"):  # a centerline tree: carry terminals near a face through it
         solid, openings = solid.extended_through(lo, hi, recipe.channel_margin_um)
+    elif recipe.channel_block_size_um is None and recipe.channel_margin_um > 0:   # a lumen mesh: open its ends
+        from .openings import opened_lumen
+
+        solid, openings = opened_lumen(solid, lo, hi, recipe)
     region = Region(solid, lo, hi, window_um=window_um, owner=owner)
     region.openings = openings
     return region
