@@ -164,13 +164,19 @@ class Tree:
         new_edges = [self.edges]
         openings = []
         n = len(self.points_um)
+        normals = np.vstack([-np.eye(3), np.eye(3)])        # -x -y -z +x +y +z
         for t in self.terminals():
             p = self.points_um[t]
             r = float(self.radius_um[t])
-            dist = np.concatenate([p - lo, hi - p])            # to -x -y -z +x +y +z faces
-            f = int(np.argmin(dist))
-            if not (dist[f] - r <= margin_um + 1e-9 and np.all(dist > -r)):
+            dist = np.concatenate([p - lo, hi - p])
+            near = dist - r <= margin_um + 1e-9
+            if not (near.any() and np.all(dist > -r)):
                 continue
+            # of the faces within the margin, the one the vessel heads for (then the nearest)
+            e = self.edges[np.any(self.edges == t, axis=1)][0]
+            d = p - self.points_um[e[0] if e[1] == t else e[1]]
+            heading = normals @ (d / max(float(np.linalg.norm(d)), 1e-300))
+            f = int(np.lexsort((dist, -np.where(near, heading, -np.inf)))[0])
             axis, sign = f % 3, (-1.0 if f < 3 else 1.0)
             q = p.copy()
             q[axis] = (lo[axis] if sign < 0 else hi[axis]) + sign * (r + margin_um)
