@@ -322,6 +322,7 @@ def test_cli_slice_refuses_sealed_wall_and_writes_nothing(tmp_path):
     man = json.loads((job / "manifest.json").read_text())
     assert man["perfusion"]["enclosed_void_um3"] == 0.0 and len(man["perfusion"]["openings"]) == 3
     assert load_tree(job / "centerline.json").n_segments == 3
+    assert "Perfusion     enclosed voids 0 µm³, 3 open vessel end(s)" in (job / "report.txt").read_text()
 
 
 def test_cli_preview_of_a_tree(tmp_path):
