@@ -377,3 +377,14 @@ def test_sample_tree_mesh_channels_perfusable():
     rep = check_perfusion(mesh, Recipe().updated(strategy="channels", hatch_um=4.0, slice_um=8.0))
     assert rep["enclosed_void_um3"] == 0.0 and len(rep["openings"]) >= 6
     assert {o["face"] for o in rep["openings"]} == {"-x", "+x", "-y", "+y", "-z", "+z"}
+
+
+def test_voxelize_and_power_ramp_take_a_tree(tmp_path):
+    from bioslicer.exposure import ramp_field
+    from bioslicer.slicing import voxelize
+
+    y = load_tree(_write(tmp_path, "y.swc", Y_SWC))
+    g = voxelize(y, 0.5, 0.5)
+    assert g.volume_um3() == pytest.approx(_manifold_volume(y), rel=0.03)
+    f = ramp_field(y, 2.0, 0.5)
+    assert float(f(np.array([20.0]), np.array([0.0]), np.array([10.0]))[0]) == pytest.approx(1.0)
