@@ -3,7 +3,8 @@
 Formats (``load_tree``): SWC (``n type x y z radius parent``), VTK PolyData (``.vtp``,
 ``.vtk``; polylines with a radius point array, VMTK's ``MaximumInscribedSphereRadius`` by
 default, then ``Radius``), and plain graphs (``.json``: ``{"nodes": [{"id", "x", "y", "z",
-"radius"}...], "edges": [[a, b], ...]}``; ``.csv``: columns ``id, x, y, z, radius, parent``).
+"radius"}...], "edges": [[a, b], ...]}``; ``.csv``: columns ``id, x, y, z, radius, parent``, or
+without ``parent`` and the edges in ``<stem>.edges.csv``, columns ``source, target``).
 
 Geometry: a segment between two centerline points is the convex hull of its two end spheres
 (the sweep of spheres with linearly interpolated centre and radius, VMTK's PolyBall); the tree
@@ -556,27 +557,46 @@ def _read_json(text: str, name: str):
                                "json")
 
 
-def _read_csv(text: str, name: str):
+def _csv_rows(text: str, name: str, need: tuple):
     rd = csv.DictReader(io.StringIO(text))
     cols = [c.strip().lower() for c in (rd.fieldnames or [])]
-    need = ("id", "x", "y", "z", "radius", "parent")
     if any(c not in cols for c in need):
         raise _fail(name, f"needs the columns {', '.join(need)} (has {', '.join(cols) or 'none'})")
-    ids, xyz, r, pairs = [], [], [], []
     for ln, row in enumerate(rd, 2):
-        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        yield ln, {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+
+
+def _read_csv(text: str, name: str, path: Path | None = None):
+    """Nodes ``id,x,y,z,radius`` with a ``parent`` column (a tree), or without it and the edges in
+    ``<stem>.edges.csv`` beside the file (columns ``source,target``: any graph)."""
+    first = text.splitlines()[0].lower() if text.strip() else ""
+    has_parent = "parent" in [c.strip() for c in first.split(",")]
+    edges_file = path.with_name(path.stem + ".edges.csv") if path is not None else None
+    if not has_parent and (edges_file is None or not edges_file.is_file()):
+        raise _fail(name, "needs the columns id, x, y, z, radius, parent (or the edges in "
+                          f"{path.stem if path else '<name>'}.edges.csv with columns source, target)")
+    ids, xyz, r, pairs = [], [], [], []
+    need = ("id", "x", "y", "z", "radius") + (("parent",) if has_parent else ())
+    for ln, row in _csv_rows(text, name, need):
         try:
             i = int(row["id"])
             ids.append(i)
             xyz.append([float(row["x"]), float(row["y"]), float(row["z"])])
             r.append(float(row["radius"]))
-            p = row["parent"]
+            p = row.get("parent", "")
             if p not in ("", "-1"):
                 pairs.append((int(p), i))
         except ValueError:
-            raise _fail(name, f"line {ln}: id, x, y, z, radius, parent must be numbers") from None
+            raise _fail(name, f"line {ln}: {', '.join(need)} must be numbers") from None
     if not ids:
         raise _fail(name, "holds no nodes")
+    if not has_parent:
+        ename = edges_file.name
+        for ln, row in _csv_rows(edges_file.read_text(encoding="utf-8"), ename, ("source", "target")):
+            try:
+                pairs.append((int(row["source"]), int(row["target"])))
+            except ValueError:
+                raise _fail(ename, f"line {ln}: source and target must be node ids") from None
     return _graph_from_records(name, ids, np.array(xyz, np.float64).reshape(-1, 3), np.array(r, np.float64), pairs,
                                "csv")
 
@@ -638,8 +658,10 @@ def load_tree(path, units: str = "um", radius_array: str | None = None) -> Tree:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise _fail(name, "is not UTF-8 text") from None
-        reader = {".swc": _read_swc, ".json": _read_json, ".csv": _read_csv}[suf]
-        xyz, r, edges, rep = reader(text, name)
+        if suf == ".csv":
+            xyz, r, edges, rep = _read_csv(text, name, path)
+        else:
+            xyz, r, edges, rep = (_read_swc if suf == ".swc" else _read_json)(text, name)
     s = UNITS_TO_UM[units]
     pts, rad, e, repeated = _merge(xyz * s, r * s, edges)
     if len(e) == 0:

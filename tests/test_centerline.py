@@ -199,11 +199,21 @@ def test_units_and_csv(tmp_path):
     ("dangling.json", json.dumps({"nodes": [{"id": 1, "x": 0, "y": 0, "z": 0, "radius": 1}], "edges": [[1, 2]]}),
      "dangling"),
     ("cols.csv", "id,x,y,z\n1,0,0,0\n", "needs the columns"),
+    ("noparent.csv", "id,x,y,z,radius\n1,0,0,0,1\n", "noparent.edges.csv"),
 ])
 def test_bad_input_one_line(tmp_path, name, text, msg):
     with pytest.raises(BioslicerError, match=msg) as e:
         load_tree(_write(tmp_path, name, text))
     assert "\n" not in str(e.value) and str(e.value).startswith(name)
+
+
+def test_csv_graph_with_an_edges_file(tmp_path):
+    _write(tmp_path, "loop.edges.csv", "source,target\n1,2\n2,3\n3,1\n")
+    t = load_tree(_write(tmp_path, "loop.csv", "id,x,y,z,radius\n1,0,0,0,1\n2,10,0,0,1\n3,0,10,0,1\n"))
+    assert t.n_segments == 3 and inspect_tree(t)["cycles"] == 1
+    _write(tmp_path, "bad.edges.csv", "source,target\n1,9\n")
+    with pytest.raises(BioslicerError, match="dangling"):
+        load_tree(_write(tmp_path, "bad.csv", "id,x,y,z,radius\n1,0,0,0,1\n"))
 
 
 def test_swc_parent_after_child_is_read(tmp_path):
