@@ -467,3 +467,12 @@ def section_ring(P0, P1, R0, R1, clip, g, zz, n, out):
         out[m + i, 0] = right[m - 1 - i, 0]
         out[m + i, 1] = right[m - 1 - i, 1]
     return 2 * m
+
+
+@njit(cache=True)
+def layer_rings(P0, P1, R0, R1, clip, segs, zz, n_ring, offsets, out, counts):
+    """:func:`section_ring` of every segment in ``segs`` at z = zz: segment i's ring in
+    ``out[offsets[i]:offsets[i] + counts[i]]`` (room for ``2 * n_ring[segs[i]]`` points each)."""
+    for i in range(segs.shape[0]):
+        g = segs[i]
+        counts[i] = section_ring(P0, P1, R0, R1, clip, g, zz, n_ring[g], out[offsets[i]:offsets[i] + 2 * n_ring[g]])
