@@ -696,13 +696,15 @@ def load_tree(path, units: str = "um", radius_array: str | None = None) -> Tree:
     return Tree(pts, rad, e, None, name, sha, units, rep)
 
 
-def load_geometry(path, units: str = "um", repair: bool = False, printer=None, radius_array: str | None = None):
-    """A centerline file as a :class:`Tree`, any other file as a mesh :class:`~bioslicer.mesh.Solid`."""
+def load_geometry(path, units: str = "um", repair: bool = False, printer=None, radius_array: str | None = None,
+                  recipe=None):
+    """A centerline file as a :class:`Tree`, any other file as a mesh :class:`~bioslicer.mesh.Solid`
+    (``load_mesh`` with ``repair``, ``printer``, ``recipe``)."""
     if is_centerline_path(path):
         return load_tree(path, units=units, radius_array=radius_array)
     from .mesh import load_mesh
 
-    return load_mesh(path, units=units, repair=repair, printer=printer)
+    return load_mesh(path, units=units, repair=repair, printer=printer, recipe=recipe)
 
 
 # ============================================================================ writers

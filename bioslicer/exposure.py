@@ -244,8 +244,8 @@ def subdivide_marks(tp: Toolpath, point_distance_um: float, max_points: float = 
     nx, ny, nz = np.empty(n), np.empty(n), np.empty(n)
     _k.fill_subdivided(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, float(point_distance_um), starts, nx, ny, nz)
     power = np.repeat(tp.power_mw[tp.mark_start[:-1]], counts) if m else np.zeros(0)
-    return Toolpath(nx, ny, nz, power, starts, tp.mark_kind, tp.mark_layer, tp.mark_block, tp.mark_speed_um_s,
-                    tp.layer_z_um, tp.blocks, dict(tp.meta))
+    return tp.with_points({"x_um": nx, "y_um": ny, "z_um": nz, "power_mw": power}, starts,
+                          tp.take_marks(np.arange(m)))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -263,7 +263,8 @@ def check_exposure(recipe, printer) -> None:
 
 
 # ----------------------------------------------------------------------------- apply
-def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um: float | None = None):
+def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um: float | None = None,
+                   checked: bool = False):
     """Set ``power_mw`` per point and ``mark_speed_um_s`` per mark.
 
     Parameters
@@ -279,6 +280,8 @@ def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um
         ``recipe.point_distance_um`` first.
     surface_z_um : float, optional
         Depth 0 height, µm; default ``recipe.surface_z_um``, else the lowest layer bottom.
+    checked : bool
+        :func:`check_exposure` already ran for this recipe and printer (skip it).
 
     Returns
     -------
@@ -286,7 +289,8 @@ def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um
         The exposed toolpath and a report: ``power_min_mw``, ``power_max_mw``,
         ``capped_points``, ``cap_first_layer``, ``subdivided``, ``warnings`` (list of str).
     """
-    check_exposure(recipe, printer)
+    if not checked:
+        check_exposure(recipe, printer)
     report = {"warnings": [], "subdivided": False, "capped_points": 0, "cap_first_layer": None}
     if power_field is not None:
         tp = subdivide_marks(tp, recipe.point_distance_um)

@@ -1,9 +1,10 @@
 """The whole job: mesh file -> toolpath -> blocks -> program -> checked job folder.
 
-Each stage is one public function of its own module (``load_mesh``, ``plan_toolpath``, ``stitch``,
-``order_marks``, ``estimate_print_time``, ``write_program``, ``validate_program``, ``JobWriter``);
-this module only chains them, so the CLI, the job service and the cluster executor all run the
-same code.
+Each stage is one public function of its own module (``load_mesh``, ``plan_grid``, then per block
+``run_block``: ``plan_toolpath``, ``stitch``, ``order_marks``, ``estimate_block``,
+``ProgramWriter.write_block``; then ``combine_estimates``, ``ProgramWriter.finish`` (which
+validates), ``JobWriter``); this module only chains them, so the CLI, the job service and the
+cluster executor all run the same code.
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ class JobResult:
 
 @dataclass
 class PlannedJob:
-    """A toolpath stitched, ordered and estimated, ready to be written."""
+    """A part planned, stitched, ordered and estimated block by block, as a job would write it."""
 
     solid: object
     printer: Printer
     recipe: object
-    toolpath: Toolpath
-    plan_report: dict
-    order_report: dict
+    grid: object               # StitchGrid
+    toolpath: Toolpath         # every block's marks in execution order, the grid's Blocks table
+    blocks: dict               # block index -> blockrun.BlockResult (blocks that may have marks)
     estimate: object
     timings_s: dict
 
@@ -65,7 +66,11 @@ def resolve_recipe(printer: Printer, recipe=None, overrides: dict | None = None)
 
 def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, units: str = "um",
              repair: bool = False, progress: Progress = silent) -> PlannedJob:
-    """Load (or take) a mesh and run every stage up to the ordered, estimated toolpath.
+    """Load (or take) a mesh and run every block of its job up to the ordered, estimated toolpath.
+
+    The same grid and the same :func:`~bioslicer.blockrun.run_block` as :func:`slice_to_job`
+    (without writing a program), the blocks' marks then joined: the toolpath is exactly the one
+    a job writes.
 
     Parameters
     ----------
@@ -75,41 +80,35 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
         Printer profile.
     recipe, overrides
         See :func:`resolve_recipe`.
+    progress : callable
+        ``progress(done, total, label)``; blocks done / total.
     """
+    from .blockrun import BlockPlan, combined_estimate, joined_toolpath, plan_blocks
     from .centerline import Tree, load_geometry
-    from .estimate import estimate_print_time
+    from .cluster import run_blocks_local
+    from .exposure import check_exposure
     from .mesh import Solid
-    from .ordering import order_marks
-    from .planning import plan_toolpath
-    from .stitching import stitch
 
     timings = {}
     t0 = time.perf_counter()
     printer = load_printer(printer)
     rec = resolve_recipe(printer, recipe, overrides)
+    check_exposure(rec, printer)
     solid = mesh if isinstance(mesh, (Solid, Tree)) else load_geometry(mesh, units=units, repair=repair,
-                                                                         printer=printer)
+                                                                         printer=printer, recipe=rec)
     timings["load_s"] = time.perf_counter() - t0
-
     t = time.perf_counter()
-    tp, plan_report = plan_toolpath(solid, rec, printer, progress=progress)
-    timings["plan_s"] = time.perf_counter() - t
+    grid, _ = plan_blocks(solid, rec, printer)
+    plan = BlockPlan(rec.to_dict(), printer, grid.to_dict(), keep_toolpath=True)
+    results = run_blocks_local(solid, plan, cells_to_run(solid, rec, grid), progress)
+    timings["blocks_s"] = time.perf_counter() - t
+    tp = joined_toolpath(grid, results)
     if tp.n_marks == 0:
         raise BioslicerError(
             f"nothing to print: the recipe gives no marks inside {solid.name or 'the mesh'}; "
             "check the units (--units) and that slice_um/hatch_um are smaller than the part")
-
-    t = time.perf_counter()
-    tp = stitch(tp, printer, block_size_um=rec.block_size_um, overlap_um=rec.overlap_um,
-                shear_deg=rec.shear_deg, progress=progress)
-    timings["stitch_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    tp, order_report = order_marks(tp, progress=progress)
-    timings["order_s"] = time.perf_counter() - t
-
-    est = estimate_print_time(tp, printer)
-    return PlannedJob(solid, printer, rec, tp, plan_report, order_report, est, timings)
+    est = combined_estimate(tp.blocks, results, printer)
+    return PlannedJob(solid, printer, rec, grid, tp, results, est, timings)
 
 
 def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, overrides=None,
@@ -160,8 +159,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     -------
     JobResult
     """
-    from .blockrun import BlockPlan, plan_blocks, preview_steps
-    from .estimate import combine_estimates
+    from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps
     from .centerline import load_geometry
     from .jobs import JobWriter
     from .perfusion import check_perfusion
@@ -177,9 +175,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     rec = resolve_recipe(pr, recipe, overrides)
     from .exposure import check_exposure
 
-    check_exposure(rec, pr)
+    check_exposure(rec, pr)           # once per job: the blocks skip it
     t = time.perf_counter()
-    solid = load_geometry(mesh_path, units=units, repair=repair, printer=pr, radius_array=radius_array)
+    solid = load_geometry(mesh_path, units=units, repair=repair, printer=pr, radius_array=radius_array, recipe=rec)
     timings["load_s"] = time.perf_counter() - t
     t = time.perf_counter()
     perfusion = check_perfusion(solid, rec, allow_sealed=allow_sealed, allow_narrow=allow_narrow)
@@ -221,10 +219,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         files = writer.finish([r.part for r in used], progress=progress)
         timings["write_s"] = time.perf_counter() - t
         validation = files.report
-        per_block = [None] * len(blocks)
-        for r in ordered:
-            per_block[r.block] = r.estimate
-        est = combine_estimates(blocks, per_block, pr)
+        est = combined_estimate(blocks, results, pr)
         prev = Toolpath.concat([r.preview for r in used], layer_z_um=lz)
         prev.blocks = blocks
         prev.meta = {"preview": {"layer_step": layer_step, "mark_step": mark_step}}

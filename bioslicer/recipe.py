@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import BioslicerError
+from .strategies import STRATEGY_FUNCTIONS
 from .toolpath import Kind
 
 if sys.version_info >= (3, 11):
@@ -25,15 +26,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STRATEGIES = ("solid", "shell-scaffold", "woodpile", "gyroid", "channels", "vessel-wall")
+#: strategy names, from the strategy registry (``strategies.STRATEGY_FUNCTIONS``)
+STRATEGIES = tuple(STRATEGY_FUNCTIONS)
 _STRATEGY_ALIASES = {"scaffold": "shell-scaffold", "shell_scaffold": "shell-scaffold", "lattice": "woodpile",
                      "log-pile": "woodpile", "logpile": "woodpile", "mold": "channels",
                      "vessel_wall": "vessel-wall", "wall": "vessel-wall"}
 DEPTH_MODES = ("none", "exponential", "linear", "table")
 
-_DEFAULT_POWER_MW = {"contour": 20.0, "hatch": 22.5, "scaffold": 22.5, "skin": 22.5, "lattice": 22.5}
-_DEFAULT_SPEED_UM_S = {"contour": 50000.0, "hatch": 100000.0, "scaffold": 100000.0, "skin": 100000.0,
-                       "lattice": 100000.0}
+# per-kind defaults for every kind of the Kind registry: contours slower and weaker than fills
+_DEFAULT_POWER_MW = {k: 20.0 if k == "contour" else 22.5 for k in Kind.names()}
+_DEFAULT_SPEED_UM_S = {k: 50000.0 if k == "contour" else 100000.0 for k in Kind.names()}
 
 
 @dataclass

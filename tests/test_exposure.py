@@ -21,7 +21,9 @@ def _tp(n_layers=5, dz=10.0):
     for k, z in enumerate(lz):
         h = Toolpath.from_segments([[0, 0, z]], [[10, 0, z]], int(Kind.HATCH), k, 0.0, 0.0, lz)
         sq = np.array([[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]], float)
-        c = Toolpath(sq[:, 0], sq[:, 1], np.full(5, z), np.zeros(5), [0, 5], [int(Kind.CONTOUR)], [k], [-1], [0.0], lz)
+        c = Toolpath(x_um=sq[:, 0], y_um=sq[:, 1], z_um=np.full(5, z), power_mw=np.zeros(5), mark_start=[0, 5],
+                     mark_kind=[int(Kind.CONTOUR)], mark_layer=[k], mark_block=[-1], mark_speed_um_s=[0.0],
+                     layer_z_um=lz)
         parts += [c, h]
     return Toolpath.concat(parts, layer_z_um=lz)
 
@@ -114,3 +116,56 @@ def test_ramp_field_rises_from_surface():
     f = ramp_field(m, width_um=4.0, min_factor=0.5, voxel_um=0.5)
     got = f(np.array([10.0, 10.0, 10.0, 2.0]), np.array([10.0, 10.0, 10.0, 10.0]), np.array([10.0, 2.0, 0.25, 10.0]))
     np.testing.assert_allclose(got, [1.0, 0.75, 0.5 + 0.5 * 0.25 / 4, 0.75], atol=0.04)
+
+
+def test_exposure_is_checked_once_per_job(tmp_path, monkeypatch):
+    """The job checks the recipe against the printer once, not again in every block."""
+    from pathlib import Path
+
+    import bioslicer.exposure as ex
+    import bioslicer.planning as planning
+    from bioslicer.pipeline import slice_to_job
+
+    calls = []
+    real = ex.check_exposure
+
+    def counting(recipe, printer):
+        calls.append(printer.name)
+        return real(recipe, printer)
+
+    monkeypatch.setattr(ex, "check_exposure", counting)
+    monkeypatch.setattr(planning, "check_exposure", counting)
+    mesh = Path(__file__).resolve().parents[1] / "meshes" / "calibration.stl"
+    res = slice_to_job(mesh, tmp_path / "job", printer="nanoscribe-gt2-63x", preview=False,
+                       overrides={"slice_um": 6.0, "hatch_um": 3.0})
+    assert res.manifest["counts"]["blocks"] >= 2
+    assert calls == ["nanoscribe-gt2-63x"]
+
+
+def test_voxel_size_and_plausibility_follow_the_recipe(tmp_path):
+    """The voxel writer and the mesh size check take the recipe's hatch/slice, not the profile's."""
+    import json
+
+    import trimesh
+
+    from bioslicer.mesh import load_mesh
+    from bioslicer.programs import write_program
+    from bioslicer.stitching import stitch
+
+    pr = load_printer("lab-daq-galvo")
+    p0 = np.array([[0.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
+    tp = Toolpath.from_segments(p0, p0 + [20.0, 0, 0], Kind.HATCH, 0, 5000.0, 10.0, [0.0])
+    st = stitch(tp, pr)
+    out = write_program(st, pr, tmp_path / "default", name="v", dialect="voxel")
+    d = pr.defaults
+    assert json.loads(out.main.read_text())["voxel_um"] == [d["hatch_um"], d["hatch_um"], d["slice_um"]]
+    st.meta["recipe"] = Recipe.from_printer(pr).updated(hatch_um=0.75, slice_um=1.25).to_dict()
+    out = write_program(st, pr, tmp_path / "recipe", name="v", dialect="voxel")
+    assert json.loads(out.main.read_text())["voxel_um"] == [0.75, 0.75, 1.25]
+    # a part smaller than the profile's default voxel, but not than the recipe's
+    box = tmp_path / "tiny.stl"
+    trimesh.creation.box(extents=[0.15, 0.15, 0.15]).export(box)
+    with pytest.raises(BioslicerError, match="voxel"):
+        load_mesh(box, printer=pr)
+    fine = Recipe.from_printer(pr).updated(hatch_um=0.05, slice_um=0.05)
+    assert load_mesh(box, printer=pr, recipe=fine).bounds_um is not None

@@ -32,8 +32,10 @@ def block_marks(b, x0, speed):
     s = np.linspace(0, 1, 250)
     lng = np.column_stack([x0 - 30 + 60 * s, 25 + 3 * np.sin(20 * s), np.full(250, 1.5)])
     pts = np.concatenate([ring, lng])
-    poly = Toolpath(pts[:, 0], pts[:, 1], pts[:, 2], np.r_[np.linspace(12.0, 20.0, 9), np.full(250, 15.0)],
-                    [0, 9, 259], [0, 1], [2, 2], [b, b], [speed / 2, speed], [0.5, 1.0, 1.5])
+    poly = Toolpath(x_um=pts[:, 0], y_um=pts[:, 1], z_um=pts[:, 2],
+                    power_mw=np.r_[np.linspace(12.0, 20.0, 9), np.full(250, 15.0)], mark_start=[0, 9, 259],
+                    mark_kind=[0, 1], mark_layer=[2, 2], mark_block=[b, b], mark_speed_um_s=[speed / 2, speed],
+                    layer_z_um=[0.5, 1.0, 1.5])
     return Toolpath.concat([hatch, poly])
 
 

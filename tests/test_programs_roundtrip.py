@@ -30,9 +30,10 @@ def two_block_toolpath(speed=2000.0):
         # long polyline over the Write limit (points_per_write = 200), layer 2
         s = np.linspace(0, 1, 450)
         lng = np.column_stack([x0 - 30 + 60 * s, 25 + 3 * np.sin(20 * s), np.full(450, 1.5)])
-        poly = Toolpath(np.concatenate([ring[:, 0], lng[:, 0]]), np.concatenate([ring[:, 1], lng[:, 1]]),
-                        np.concatenate([ring[:, 2], lng[:, 2]]), np.concatenate([pw, np.full(450, 15.0)]),
-                        [0, 9, 459], [0, 1], [2, 2], [b, b], [speed / 2, speed], [0.5, 1.0, 1.5])
+        poly = Toolpath(x_um=np.concatenate([ring[:, 0], lng[:, 0]]), y_um=np.concatenate([ring[:, 1], lng[:, 1]]),
+                        z_um=np.concatenate([ring[:, 2], lng[:, 2]]), power_mw=np.concatenate([pw, np.full(450, 15.0)]),
+                        mark_start=[0, 9, 459], mark_kind=[0, 1], mark_layer=[2, 2], mark_block=[b, b],
+                        mark_speed_um_s=[speed / 2, speed], layer_z_um=[0.5, 1.0, 1.5])
         parts.append(poly)
     tp = Toolpath.concat(parts)
     org = np.array([[0.0, 0.0, 0.0], [100.0, 0.0, 0.0]])

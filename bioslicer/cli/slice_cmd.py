@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..progress import terminal_bar
+from ..recipe import STRATEGIES
 from .common import echo_json, json_option, printer_option, units_option
 
 
@@ -28,8 +29,7 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
               help="Job folder to write [default: <mesh stem>_job beside the current folder].")
 @click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe TOML with slicing parameters (options below override it).")
-@click.option("--strategy", type=click.Choice(["solid", "shell-scaffold", "woodpile", "gyroid", "channels",
-                                               "vessel-wall"]),
+@click.option("--strategy", type=click.Choice(STRATEGIES),
               default=None, help="Scan strategy [default: from the recipe, else solid].")
 @click.option("--slice-um", type=float, default=None, help="Slice (layer) distance, µm.")
 @click.option("--hatch-um", type=float, default=None, help="Hatch distance, µm.")

@@ -408,17 +408,6 @@ class ProgramWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _block_toolpath(toolpath, m0: int, m1: int):
-    """Marks [m0, m1) of ``toolpath`` as a Toolpath of views (no copy of the point arrays)."""
-    from ..toolpath import Toolpath
-
-    p0, p1 = int(toolpath.mark_start[m0]), int(toolpath.mark_start[m1])
-    return Toolpath(toolpath.x_um[p0:p1], toolpath.y_um[p0:p1], toolpath.z_um[p0:p1], toolpath.power_mw[p0:p1],
-                    toolpath.mark_start[m0:m1 + 1] - p0, toolpath.mark_kind[m0:m1], toolpath.mark_layer[m0:m1],
-                    toolpath.mark_block[m0:m1], toolpath.mark_speed_um_s[m0:m1], toolpath.layer_z_um,
-                    toolpath.blocks, {})
-
-
 def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, validate) -> ProgramFiles:
     printer = load_printer(printer)
     d = _dialect(dialect, printer)
@@ -436,7 +425,7 @@ def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, 
     parts = []
     try:
         for done, (b, m0, m1) in enumerate(runs):
-            parts.append(w.write_block(b, _block_toolpath(toolpath, m0, m1)))
+            parts.append(w.write_block(b, toolpath.mark_range(m0, m1)))
             progress(done + 1, len(runs), d.label)
     except BaseException:
         w.abort()
