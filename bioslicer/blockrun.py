@@ -154,8 +154,13 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
     if isinstance(source, Toolpath):
         tp, rep = source, {}
     else:
-        tp, rep = plan_toolpath(source, plan.recipe_obj(), printer, layer_ids=grid.block_layers(b),
-                                window_um=grid.block_window_um(b), owner=grid.cell_owner(b), checked=True)
+        from .exposure import PowerClipError
+
+        try:
+            tp, rep = plan_toolpath(source, plan.recipe_obj(), printer, layer_ids=grid.block_layers(b),
+                                    window_um=grid.block_window_um(b), owner=grid.cell_owner(b), checked=True)
+        except PowerClipError as exc:
+            raise PowerClipError(f"block {b}: {exc}") from None
     need = grid.marks_for_block(tp, b)           # whole-layer contours reach every block of a tier
     if not need.all():
         tp = tp.select_marks(need)
@@ -176,6 +181,12 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
         lengths = np.zeros(0)
         by_kind = {k.name.lower(): 0 for k in Kind}
         first = last = lo = hi = None
+    clip = rep.get("power_clip")
+    if clip is not None:   # count what this block writes (the plan's rows reach past its walls)
+        from .exposure import clipped_length_um
+
+        at_max = tp.power_mw >= printer.max_power_mw * (1 - 1e-12)
+        clip = dict(clip, points=int(at_max.sum()), length_um=clipped_length_um(tp, at_max))
     prev = None
     if plan.preview_layer_step:
         prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)
@@ -187,7 +198,7 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
         dropped_segments=int(rep.get("dropped_segments", 0)), warnings=list(rep.get("warnings", [])),
         marks_by_kind=by_kind, estimate=est, preview=prev,
         extra={"power_min_mw": rep.get("power_min_mw"), "power_max_mw": rep.get("power_max_mw"),
-               "cap_first_layer": rep.get("cap_first_layer")},
+               "cap_first_layer": rep.get("cap_first_layer"), "power_clip": clip},
         toolpath=tp if plan.keep_toolpath else None,
     )
 

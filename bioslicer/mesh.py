@@ -161,6 +161,19 @@ def _read_3mf(data: bytes):
     return np.concatenate(vs), np.concatenate(fs)
 
 
+def _check_3mf_inflate(data: bytes, name: str) -> None:
+    """Refuse a 3MF (a zip) whose parts inflate past :func:`bioslicer.fileio.zip_inflate_limit`
+    before any reader inflates it (BioslicerError); a file that is no zip is left to the readers."""
+    from .fileio import check_zip, zip_inflate_limit
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        return
+    with zf:
+        check_zip(zf, zip_inflate_limit(len(data)), what=f"3MF file {name}")
+
+
 def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
     """(vertices, faces, file bytes) of a mesh file, in file units, unprocessed."""
     if not path.is_file():
@@ -175,6 +188,7 @@ def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
     import trimesh
 
     if ext == "3mf":
+        _check_3mf_inflate(data, path.name)
         try:
             m = trimesh.load(io.BytesIO(data), file_type="3mf", force="mesh", process=False)
             v, f = np.asarray(m.vertices, dtype=np.float64), np.asarray(m.faces, dtype=np.int64)

@@ -9,7 +9,7 @@ cluster executor all run the same code.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,19 @@ class PlannedJob:
     blocks: dict               # block index -> blockrun.BlockResult (blocks that may have marks)
     estimate: object
     timings_s: dict
+    placement: dict | None = None   # bioslicer.placement record (the solid and toolpath are placed)
+
+
+def job_provenance(mesh_name: str, solid, printer, recipe, placement: dict) -> dict:
+    """What a job's program header records (no clock time; the recipe as its SHA-256)."""
+    return {
+        "software": f"bioslicer {__version__}",
+        "mesh": mesh_name,
+        "mesh_sha256": solid.sha256,
+        "printer": printer.name,
+        "recipe_sha256": hashlib.sha256(recipe.to_toml().encode()).hexdigest() + " (recipe.toml)",
+        "placement": f"{placement['mode']}, offset_um " + " ".join(f"{v:.4f}" for v in placement["offset_um"]),
+    }
 
 
 def resolve_recipe(printer: Printer, recipe=None, overrides: dict | None = None):
@@ -68,9 +81,9 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
              repair: bool = False, progress: Progress = silent) -> PlannedJob:
     """Load (or take) a mesh and run every block of its job up to the ordered, estimated toolpath.
 
-    The same grid and the same :func:`~bioslicer.blockrun.run_block` as :func:`slice_to_job`
+    The same placement, grid and :func:`~bioslicer.blockrun.run_block` as :func:`slice_to_job`
     (without writing a program), the blocks' marks then joined: the toolpath is exactly the one
-    a job writes.
+    a job writes (in placed coordinates: z = 0 is the substrate interface).
 
     Parameters
     ----------
@@ -96,11 +109,14 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
     check_exposure(rec, printer)
     solid = mesh if isinstance(mesh, (Solid, Tree)) else load_geometry(mesh, units=units, repair=repair,
                                                                          printer=printer, recipe=rec)
+    from .placement import place
+
+    solid, prec, placement = place(solid, rec)
     timings["load_s"] = time.perf_counter() - t0
     t = time.perf_counter()
-    grid, _ = plan_blocks(solid, rec, printer)
-    plan = BlockPlan(rec.to_dict(), printer, grid.to_dict(), keep_toolpath=True)
-    results = run_blocks_local(solid, plan, cells_to_run(solid, rec, grid), progress)
+    grid, _ = plan_blocks(solid, prec, printer)
+    plan = BlockPlan(prec.to_dict(), printer, grid.to_dict(), keep_toolpath=True)
+    results = run_blocks_local(solid, plan, cells_to_run(solid, prec, grid), progress)
     timings["blocks_s"] = time.perf_counter() - t
     tp = joined_toolpath(grid, results)
     if tp.n_marks == 0:
@@ -108,7 +124,7 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
             f"nothing to print: the recipe gives no marks inside {solid.name or 'the mesh'}; "
             "check the units (--units) and that slice_um/hatch_um are smaller than the part")
     est = combined_estimate(tp.blocks, results, printer)
-    return PlannedJob(solid, printer, rec, grid, tp, results, est, timings)
+    return PlannedJob(solid, printer, rec, grid, tp, results, est, timings, placement)
 
 
 def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, overrides=None,
@@ -162,6 +178,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps
     from .centerline import load_geometry
     from .jobs import JobWriter
+    from .jobs.manifest import build_manifest
     from .perfusion import check_perfusion
     from .programs import ProgramWriter
 
@@ -178,27 +195,25 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     check_exposure(rec, pr)           # once per job: the blocks skip it
     t = time.perf_counter()
     solid = load_geometry(mesh_path, units=units, repair=repair, printer=pr, radius_array=radius_array, recipe=rec)
+    from .placement import place
+
+    solid, prec, placement = place(solid, rec)   # prec: the recipe in placed coordinates
     timings["load_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    perfusion = check_perfusion(solid, rec, allow_sealed=allow_sealed, allow_narrow=allow_narrow)
+    perfusion = check_perfusion(solid, prec, allow_sealed=allow_sealed, allow_narrow=allow_narrow)
     timings["perfusion_s"] = time.perf_counter() - t
-    grid, lz = plan_blocks(solid, rec, pr)
+    grid, lz = plan_blocks(solid, prec, pr)
     blocks = grid.blocks()
     name = _safe_stem(mesh_path.stem)
     region_bounds = np.array([[*grid.xy_lo_um, lz[0]], [*grid.xy_hi_um, lz[-1]]])
     layer_step, mark_step = preview_steps(region_bounds, len(lz), rec.hatch_um)
 
-    with JobWriter(out_dir, overwrite=overwrite) as jw:
-        provenance = {
-            "software": f"bioslicer {__version__}",
-            "mesh": mesh_path.name,
-            "mesh_sha256": solid.sha256,
-            "printer": pr.name,
-            "recipe": json.dumps(rec.to_dict(), sort_keys=True),
-        }
-        writer = ProgramWriter(pr, blocks, jw.path, name=name, dialect=dialect, provenance=provenance)
-        plan = BlockPlan(rec.to_dict(), pr, grid.to_dict(), writer, layer_step, mark_step)
-        todo = cells_to_run(solid, rec, grid)
+    with JobWriter(out_dir, overwrite=overwrite, keep=[mesh_path]) as jw:
+        provenance = job_provenance(mesh_path.name, solid, pr, rec, placement)
+        writer = ProgramWriter(pr, blocks, jw.path, name=name, dialect=dialect, provenance=provenance,
+                               find_interface=rec.find_interface)
+        plan = BlockPlan(prec.to_dict(), pr, grid.to_dict(), writer, layer_step, mark_step)
+        todo = cells_to_run(solid, prec, grid)
         t = time.perf_counter()
         if client is None:
             from .cluster import run_blocks_local
@@ -239,34 +254,17 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         est_d = est.to_dict()
         est_d["per_block_s"] = [float(est.per_block_s[b]) for b in used_ids]
         est_d["blocks"] = used_ids
-        manifest = {
-            "format": "bioslicer-job/1",
-            "software": {"name": "bioslicer", "version": __version__},
-            "mesh": {
-                "file": mesh_path.name,
-                "sha256": solid.sha256,
-                "units": units,
-                "bounds_um": np.asarray(solid.bounds_um).tolist(),
-                "report": solid.report,
-            },
-            "printer": pr.to_dict(),
-            "recipe": rec.to_dict(),
-            "program": {
-                "dialect": files.dialect,
-                "main": rel(files.main),
-                "files": sorted(rel(f) for f in files.files),
-            },
-            "counts": _block_counts(ordered, used, len(lz), len(blocks)),
-            "bounds_um": [np.min([r.lo_um for r in used], axis=0).tolist(),
-                          np.max([r.hi_um for r in used], axis=0).tolist()],
-            "estimate": est_d,
-            "validation": validation.to_dict(),
-            "stitching": grid.to_dict(),
-            "plan": _plan_summary(rec, used),
-            "perfusion": perfusion,
-            "preview": "preview.png" if preview else None,
-            "preview_toolpath": "preview_toolpath.npz",
-        }
+        manifest = build_manifest(
+            mesh_file=mesh_path.name, mesh_sha256=solid.sha256, units=units, mesh_bounds_um=solid.bounds_um,
+            mesh_report=solid.report, printer=pr, recipe=rec.to_dict(), dialect=files.dialect,
+            main=rel(files.main), program_files=[rel(f) for f in files.files],
+            counts=_block_counts(ordered, used, len(lz), len(blocks)),
+            bounds_um=[np.min([r.lo_um for r in used], axis=0), np.max([r.hi_um for r in used], axis=0)],
+            estimate=est_d, validation=validation.to_dict(), preview="preview.png" if preview else None,
+            placement=dict(placement, find_interface=rec.find_interface,
+                           light_from=pr.light_from or None, immersion=pr.immersion or None),
+            stitching=grid.to_dict(), plan=_plan_summary(rec, used), power_clip=_power_clip(used, pr),
+            preview_toolpath="preview_toolpath.npz", perfusion=perfusion)
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
@@ -381,6 +379,31 @@ def _plan_summary(rec, used) -> dict:
         "power_min_mw": min(pmin) if pmin else None,
         "power_max_mw": max(pmax) if pmax else None,
     }
+
+
+def _power_clip(used, printer) -> dict | None:
+    """Power clipping over the job (``allow_power_clip``), once: clipped points, their mark length
+    and share of all mark length, the largest request and where it was; None when nothing was clipped."""
+    clips = [(r.block, r.extra["power_clip"]) for r in used if r.extra.get("power_clip")]
+    if not clips:
+        return None
+    total = float(sum(r.mark_length_um for r in used))
+    b, top = max(clips, key=lambda c: c[1]["max_request_mw"])
+    length = float(sum(c["length_um"] for _, c in clips))
+    return {"points": int(sum(c["points"] for _, c in clips)), "length_um": length,
+            "share_of_mark_length": length / total if total > 0 else 0.0,
+            "max_request_mw": top["max_request_mw"], "max_power_mw": printer.max_power_mw,
+            "where": {"block": int(b), "layer": top["layer"], "z_um": top["z_um"], "depth_um": top["depth_um"]}}
+
+
+def power_clip_line(clip: dict | None) -> str | None:
+    """The one line a person reads about power clipping in a job (None: nothing clipped)."""
+    if not clip:
+        return None
+    w = clip["where"]
+    return (f"POWER CLIPPED at the laser maximum {clip['max_power_mw']:g} mW: {clip['points']:,} points, "
+            f"{100 * clip['share_of_mark_length']:.1f} % of the mark length; largest request "
+            f"{clip['max_request_mw']:.4g} mW (block {w['block']}, layer {w['layer']}, depth {w['depth_um']:.1f} µm)")
 
 
 def _safe_stem(stem: str) -> str:

@@ -64,8 +64,8 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
     tp, srep = STRATEGY_FUNCTIONS[recipe.strategy](region, lz, recipe, progress, layer_ids=layer_ids)
     field = power_field if power_field is not None else power_field_from_recipe(recipe, solid)
     surface = recipe.surface_z_um
-    if surface is None:
-        surface = float(region.bounds_um[0, 2])
+    if surface is None:   # depth 0 where the light enters: the part bottom, or its top for upright optics
+        surface = float(region.bounds_um[1 if getattr(printer, "light_from", "") == "above" else 0, 2])
     tp, erep = apply_exposure(tp, recipe, printer, power_field=field, surface_z_um=surface, checked=True)
     tp.meta = dict(tp.meta)
     tp.meta["recipe"] = recipe.to_dict()
@@ -95,6 +95,7 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
         "power_min_mw": erep["power_min_mw"],
         "power_max_mw": erep["power_max_mw"],
         "cap_first_layer": erep["cap_first_layer"],
+        "power_clip": erep["clip"],
         "surface_z_um": erep["surface_z_um"],
         "subdivided": erep["subdivided"],
     }

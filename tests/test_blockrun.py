@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bioslicer import __version__
-from bioslicer.pipeline import plan_job, slice_to_job
+from bioslicer.pipeline import job_provenance, plan_job, slice_to_job
 from bioslicer.programs import write_program
 
 MESH = Path(__file__).resolve().parents[1] / "meshes" / "calibration.stl"
@@ -27,8 +25,7 @@ def test_plan_job_is_the_toolpath_the_job_writes(tmp_path):
     assert sorted(np.unique(tp.mark_block).tolist()) == m["estimate"]["blocks"]
     assert job.estimate.total_s == pytest.approx(m["estimate"]["total_s"], rel=1e-12)
     # written on its own, the joined toolpath gives the job's program byte for byte
-    prov = {"software": f"bioslicer {__version__}", "mesh": MESH.name, "mesh_sha256": job.solid.sha256,
-            "printer": job.printer.name, "recipe": json.dumps(job.recipe.to_dict(), sort_keys=True)}
+    prov = job_provenance(MESH.name, job.solid, job.printer, job.recipe, job.placement)
     files = write_program(tp, job.printer, tmp_path / "again", name="calibration", provenance=prov)
     names = sorted(p.relative_to(tmp_path / "again").as_posix() for p in files.files)
     assert names == m["program"]["files"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bioslicer.errors import BioslicerError
-from bioslicer.exposure import VolumeField, apply_exposure, depth_factor, subdivide_marks
+from bioslicer.exposure import PowerClipError, VolumeField, apply_exposure, depth_factor, subdivide_marks
 from bioslicer.printers import load_printer
 from bioslicer.recipe import Recipe
 from bioslicer.toolpath import Kind, Toolpath
@@ -38,16 +38,38 @@ def test_power_and_speed_per_kind():
     assert rep["warnings"] == [] and not rep["subdivided"] and tp.n_points == 5 * 7
 
 
-def test_exponential_depth_compensation_and_cap_layer():
+def test_exponential_depth_compensation_and_power_clip_policy():
     r = Recipe().updated(power_mw={"hatch": 20.0}, depth_mode="exponential", attenuation_length_um=20.0)
+    # 20 e^(50/20) = 243.6 mW asked of a 50 mW laser: the slice fails by default, one line naming
+    # the largest request, its layer and depth, and how to proceed (issue 16: honest dose)
+    with pytest.raises(PowerClipError, match=r"up to 243\.6 mW .*maximum 50 mW \(layer 5, z = 50\.000 µm, "
+                                             r"depth 50\.0 µm\).*--allow-power-clip"):
+        apply_exposure(_tp(6), r, P, surface_z_um=0.0)
+    r = r.updated(allow_power_clip=True)
     tp, rep = apply_exposure(_tp(6), r, P, surface_z_um=0.0)  # layers at z = 0, 10, ..., 50
     hatch_first = tp.mark_start[:-1][tp.mark_kind == Kind.HATCH]
     got = tp.power_mw[hatch_first]
     want = np.minimum(20.0 * np.exp(np.arange(6) * 10.0 / 20.0), 50.0)
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    # 20 e^(20/20) = 54.4 > 50: the cap bites from layer 2 on
+    # 20 e^(20/20) = 54.4 > 50: the clip bites from layer 2 on; reported once, not as a warning
     assert rep["cap_first_layer"] == 2 and rep["power_max_mw"] == 50.0
-    assert len(rep["warnings"]) == 1 and "layer 2 " in rep["warnings"][0] and "z = 20.000" in rep["warnings"][0]
+    assert rep["warnings"] == []
+    clip = rep["clip"]
+    assert clip["max_request_mw"] == pytest.approx(20.0 * np.exp(2.5)) and clip["layer"] == 5
+    assert clip["points"] == int((tp.z_um >= 20.0).sum())
+
+
+def test_depth_counts_from_the_side_the_light_enters():
+    from dataclasses import replace
+
+    r = Recipe().updated(power_mw={"hatch": 10.0, "contour": 10.0}, depth_mode="linear", depth_slope_per_um=0.01)
+    up = replace(P, light_from="above")
+    tp, rep = apply_exposure(_tp(6), r, up)      # default surface: the top of the highest layer
+    hatch_first = tp.mark_start[:-1][tp.mark_kind == Kind.HATCH]
+    top = rep["surface_z_um"]
+    np.testing.assert_allclose(tp.power_mw[hatch_first], 10.0 * (1 + 0.01 * (top - np.arange(6) * 10.0)))
+    tp, rep = apply_exposure(_tp(6), r, P)       # from below: grows with height
+    assert tp.power_mw[hatch_first][0] < tp.power_mw[hatch_first][-1]
 
 
 def test_linear_and_table_depth():

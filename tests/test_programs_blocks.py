@@ -113,7 +113,9 @@ def test_gwl_skips_empty_blocks_and_each_block_sets_its_state(tmp_path):
     main = pf.main.read_text().splitlines()
     inc = [ln for ln in main if ln.startswith("include")]
     assert inc == [f"include part_blocks\\part_block_{b:04d}.gwl" for b in USED]
-    assert sum(ln.startswith("StageGotoX") for ln in main) == 3 and "StageGotoX 100.000" not in main
+    # relative stage moves from the start position: blocks at x = 0, 200, 300 (row 1 skipped)
+    assert [ln for ln in main if ln.startswith("MoveStageX")] == ["MoveStageX 0.000", "MoveStageX 200.000",
+                                                                  "MoveStageX 100.000"]
     # block 3 sits 1 µm higher: one AddZDrivePosition before its include
     assert main.index("AddZDrivePosition 1.000") < main.index(inc[2])
     for b in USED:

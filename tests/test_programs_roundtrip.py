@@ -110,7 +110,11 @@ def test_gwl_structure(tmp_path):
     assert pf.main.name == "part_job.gwl"
     assert "include part_blocks\\part_block_0000.gwl" in main and "include part_blocks\\part_block_0001.gwl" in main
     assert main.index("GalvoScanMode") < main.index("include part_blocks\\part_block_0000.gwl")
-    assert "StageGotoX 100.000" in main and "FindInterfaceAt 0.500" in main
+    # relative stage moves from the start position; the interface found at both bottom-tier blocks
+    assert "MoveStageX 100.000" in main and not any(ln.startswith("StageGoto") for ln in main)
+    assert main.count("FindInterfaceAt 0.500") == 2
+    assert main.index("MoveStageX 100.000") < main.index("FindInterfaceAt 0.500", main.index("MoveStageX 100.000") - 1) \
+        < main.index("include part_blocks\\part_block_0001.gwl")
     blk = (tmp_path / "part_blocks" / "part_block_0000.gwl").read_text().splitlines()
     # LaserPower only where it changes: 6 hatch powers + the long polyline's 15 mW
     assert sum(ln.startswith("LaserPower") for ln in blk) == 7

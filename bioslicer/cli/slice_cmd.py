@@ -37,6 +37,14 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
 @click.option("--contours", type=int, default=None, help="Number of contours around each layer.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Any recipe field (see `bioslicer recipe show`); repeatable.")
+@click.option("--keep-position", is_flag=True,
+              help="Keep the mesh coordinates (z = 0 is the substrate interface) instead of placing the part on "
+                   "the substrate, centred at the stage's start position.")
+@click.option("--allow-floating", is_flag=True,
+              help="With --keep-position: accept a part that does not reach the interface (printing onto an "
+                   "existing structure).")
+@click.option("--allow-power-clip", is_flag=True,
+              help="Proceed when a power request exceeds the laser's maximum (clipped; the job reports it).")
 @click.option("--dialect", default=None, help="Program dialect [default: the printer's].")
 @units_option
 @click.option("--repair", is_flag=True, help="Repair the mesh (merge, drop degenerate faces, fix winding, fill small holes).")
@@ -56,8 +64,8 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
               help="Start a dask-jobqueue cluster (Slurm/PBS/SGE) from a TOML/YAML file.")
 @json_option
 def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets,
-           dialect, units, repair, radius_array, allow_sealed, allow_narrow, as_zip, overwrite, no_preview, workers,
-           scheduler, cluster_config, as_json):
+           keep_position, allow_floating, allow_power_clip, dialect, units, repair, radius_array, allow_sealed,
+           allow_narrow, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
     """Slice MESH (a mesh, or vessel centerlines: .swc .vtp .vtk .json .csv) into a job folder.
 
     The job holds the program in the printer's dialect, manifest.json (hashes, parameters, counts,
@@ -68,6 +76,7 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
       bioslicer slice meshes/channel_block.stl --printer nanoscribe-gt2-25x -o out/channel_job
       bioslicer slice vessel.stl --units mm --strategy shell-scaffold --set skin_layers=4
       bioslicer slice part.stl --recipe my_recipe.toml --hatch-um 0.3 --zip
+      bioslicer slice onto_base.stl --keep-position --allow-floating --set find_interface=once
       bioslicer slice meshes/channel_block.stl --workers 2 -o out/job
       bioslicer slice big_tree.stl --scheduler tcp://head-node:8786 -o /shared/jobs/tree
       bioslicer slice tree.swc --strategy vessel-wall --set wall_um=8 -o out/wall_job
@@ -77,6 +86,10 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
 
     out_dir = out_dir or Path(f"{mesh.stem}_job")
     ov = _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets)
+    for flag, key, val in ((keep_position, "placement", "keep"), (allow_floating, "allow_floating", True),
+                           (allow_power_clip, "allow_power_clip", True)):
+        if flag:
+            ov[key] = val
     kwargs = dict(printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair, zip=as_zip,
                   overwrite=overwrite, preview=not no_preview, progress=terminal_bar(), dialect=dialect,
                   radius_array=radius_array, allow_sealed=allow_sealed, allow_narrow=allow_narrow)
@@ -97,7 +110,12 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
         return
     c = m["counts"]
     est = m["estimate"]["total_s"]
+    from ..pipeline import power_clip_line
+
     click.echo(f"job written: {res.path}" + (f" (+ {res.zip_path})" if res.zip_path else ""))
+    clip = power_clip_line(m.get("power_clip"))
+    if clip:
+        click.echo(f"  warning  {clip}")
     click.echo(f"  program  {m['program']['main']} ({m['program']['dialect']}, {len(m['program']['files'])} files)")
     click.echo(f"  toolpath {c['layers']} layers, {c['blocks']} blocks, {c['segments']:,} segments, "
                f"{c['mark_length_um'] / 1000:.1f} mm marked")
