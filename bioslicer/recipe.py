@@ -29,7 +29,8 @@ else:  # pragma: no cover
 #: strategy names, from the strategy registry (``strategies.STRATEGY_FUNCTIONS``)
 STRATEGIES = tuple(STRATEGY_FUNCTIONS)
 _STRATEGY_ALIASES = {"scaffold": "shell-scaffold", "shell_scaffold": "shell-scaffold", "lattice": "woodpile",
-                     "log-pile": "woodpile", "logpile": "woodpile", "mold": "channels"}
+                     "log-pile": "woodpile", "logpile": "woodpile", "mold": "channels",
+                     "vessel_wall": "vessel-wall", "wall": "vessel-wall"}
 DEPTH_MODES = ("none", "exponential", "linear", "table")
 FIND_INTERFACE = ("every-block", "once", "off")
 PLACEMENTS = ("substrate", "keep")
@@ -67,6 +68,10 @@ class Recipe:
     channel_block_size_um, channel_margin_um :
         channels (mold) mode: the block printed around the lumen mesh, either a fixed size
         (x, y, z) centred on the mesh or the mesh bounds plus a margin.
+    wall_um, closed_ends : vessel-wall mode (centerline input): a wall ``wall_um`` thick outside
+        the lumen; terminals cut open unless ``closed_ends``.
+    voxel_lateral_um, voxel_axial_um : the printed voxel; lumens narrower than 3 lateral (or 2
+        axial) voxels close when printed and are refused.
     power_mw, speed_um_s : dicts keyed by :class:`~bioslicer.toolpath.Kind` names.
     depth_mode, attenuation_length_um, depth_slope_per_um, depth_table, surface_z_um :
         depth compensation of power; depth is ``z - surface_z_um`` (default: the part bottom).
@@ -116,6 +121,11 @@ class Recipe:
     # channels
     channel_block_size_um: list | None = None
     channel_margin_um: float = 10.0
+    # vessel walls (centerline input) and the voxel lumens are checked against
+    wall_um: float = 5.0
+    closed_ends: bool = False
+    voxel_lateral_um: float = 0.3
+    voxel_axial_um: float = 1.0
     # exposure
     power_mw: dict = field(default_factory=lambda: dict(_DEFAULT_POWER_MW))
     speed_um_s: dict = field(default_factory=lambda: dict(_DEFAULT_SPEED_UM_S))
@@ -322,7 +332,8 @@ def _coerce(key: str, value, current, src: str):
         return None
     if key == "find_interface" and isinstance(value, bool):   # older recipes: true / false
         return "every-block" if value else "off"
-    if isinstance(current, bool) or key in ("serpentine", "lattice_stagger", "allow_floating", "allow_power_clip"):
+    if isinstance(current, bool) or key in ("serpentine", "lattice_stagger", "allow_floating", "allow_power_clip",
+                                            "closed_ends"):
         if not isinstance(value, bool):
             raise BioslicerError(f"{src}: key {key!r} must be true or false, got {value!r}")
         return value
@@ -355,7 +366,7 @@ def _validate(r: Recipe) -> None:
         bad("depth_mode", f"must be one of {', '.join(DEPTH_MODES)}, got {r.depth_mode!r}")
     for key in ("slice_um", "hatch_um", "contour_spacing_um", "scaffold_pitch_um", "lattice_pitch_um",
                 "lattice_strut_height_um", "gyroid_cell_um", "gyroid_thickness_um", "attenuation_length_um",
-                "point_distance_um"):
+                "point_distance_um", "wall_um", "voxel_lateral_um", "voxel_axial_um"):
         if not getattr(r, key) > 0:
             bad(key, f"must be positive (µm), got {getattr(r, key)!r}")
     for key in ("contour_offset_um", "hatch_inset_um", "min_segment_um", "channel_margin_um", "overlap_um",

@@ -355,6 +355,35 @@ def vessel_tree(levels: int = 4, root_radius_um: float = 60.0, root_length_um: f
     return _export_check(_tubes(start, end, r, sections))
 
 
+def vessel_tree_swc(levels: int = 4, root_radius_um: float = 60.0, root_length_um: float = 300.0,
+                    branching_angle_deg: float = 35.0, seed: int = 0, box_um=DEFAULT_BLOCK_UM) -> str:
+    """The centre lines of :func:`vessel_tree_segments` as SWC text (µm).
+
+    Node 1 is the inlet (radius of the root); every segment ends in a node with its own
+    radius, and every child starts with a node at its parent's end carrying the child's radius
+    (so each vessel is a cylinder of its own radius, as in the mesh; the joint is the parent's
+    end sphere). Parameters as :func:`vessel_tree_segments`.
+    """
+    from .centerline import tree_to_swc
+
+    seg = vessel_tree_segments(levels, root_radius_um, root_length_um, branching_angle_deg, seed, box_um)
+    pts, rad, par = [seg.start_um[0]], [seg.radius_um[0]], [-1]
+    end_node = np.zeros(len(seg), np.int64)
+    for i in range(len(seg)):          # parents come before children (breadth-first numbering)
+        if seg.parent[i] >= 0:
+            pts.append(seg.start_um[i])
+            rad.append(seg.radius_um[i])
+            par.append(int(end_node[seg.parent[i]]))
+        start = len(pts) - 1
+        pts.append(seg.end_um[i])
+        rad.append(seg.radius_um[i])
+        par.append(start)
+        end_node[i] = len(pts) - 1
+    comment = (f"bioslicer sample vessel tree: levels={levels} root_radius_um={root_radius_um:g} "
+               f"root_length_um={root_length_um:g} branching_angle_deg={branching_angle_deg:g} seed={seed}")
+    return tree_to_swc(np.array(pts), np.array(rad), np.array(par), comment)
+
+
 def channel_block(size_um=DEFAULT_BLOCK_UM, tree: trimesh.Trimesh | None = None, levels: int = 4,
                   root_radius_um: float = 60.0, root_length_um: float = 300.0,
                   branching_angle_deg: float = 35.0, seed: int = 0, sections: int = 24) -> trimesh.Trimesh:

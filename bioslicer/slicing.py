@@ -415,6 +415,9 @@ def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=
     -------
     Spans
     """
+    if hasattr(solid, "slice_spans"):  # another geometry kind (a centerline Tree) slices itself
+        return solid.slice_spans(layer_z_um, row_spacing_um, angle_deg, row_offset_um, region_um, progress,
+                                 fill_rule, row_window_um)
     V, F = _as_solid_arrays(solid)
     z = np.ascontiguousarray(np.asarray(layer_z_um, dtype=np.float64).reshape(-1))
     if not np.all(np.isfinite(z)):
@@ -768,6 +771,8 @@ def slice_contours(solid, layer_z_um, progress=silent, fill_rule: str = "positiv
     -------
     Contours
     """
+    if hasattr(solid, "slice_contours"):  # another geometry kind (a centerline Tree)
+        return solid.slice_contours(layer_z_um, progress, fill_rule, resolve)
     V, F = _as_solid_arrays(solid)
     z = np.ascontiguousarray(np.asarray(layer_z_um, dtype=np.float64).reshape(-1))
     if not np.all(np.isfinite(z)):
@@ -904,15 +909,16 @@ def voxelize(solid, voxel_xy_um, voxel_z_um, region_um=None, max_bytes=2**30, pa
     -------
     VoxelGrid
     """
-    V, F = _as_solid_arrays(solid)
+    if hasattr(solid, "slice_spans"):  # another geometry kind (a centerline Tree) slices itself
+        geom, (lo, hi) = solid, np.asarray(solid.bounds_um, dtype=np.float64)
+    else:
+        V, F = _as_solid_arrays(solid)
+        geom = _Arrays(V, F)
+        lo, hi = (V.min(axis=0), V.max(axis=0)) if len(V) else (np.zeros(3), np.zeros(3))
     dx = float(voxel_xy_um)
     dz = float(voxel_z_um)
     if not (math.isfinite(dx) and dx > 0 and math.isfinite(dz) and dz > 0):
         raise BioslicerError(f"voxel sizes must be positive numbers of µm, got {voxel_xy_um!r} x {voxel_z_um!r}")
-    if len(V):
-        lo, hi = V.min(axis=0), V.max(axis=0)
-    else:
-        lo, hi = np.zeros(3), np.zeros(3)
     if region_um is not None:
         r = np.asarray(region_um, dtype=np.float64)
         if r.shape not in ((2, 2), (2, 3)) or not np.all(np.isfinite(r)) or np.any(r[1] <= r[0]):
@@ -938,8 +944,7 @@ def voxelize(solid, voxel_xy_um, voxel_z_um, region_um=None, max_bytes=2**30, pa
     z = lo[2] + (np.arange(nz) + 0.5) * dz
     off = lo[1] + 0.5 * dx
     box = ((lo[0], lo[1]), (lo[0] + nx * dx, lo[1] + ny * dx))
-    sp = slice_spans(_Arrays(V, F), z, dx, 0.0, off, region_um=box, progress=progress,
-                     fill_rule=fill_rule)
+    sp = slice_spans(geom, z, dx, 0.0, off, region_um=box, progress=progress, fill_rule=fill_rule)
     iy = np.rint((sp.row_v_um - off) / dx).astype(np.int64)
     keep_ok = (iy >= 0) & (iy < ny)
     if not np.all(keep_ok):  # rows are clipped to the box, so this is a bug

@@ -20,6 +20,22 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _load_source(pvw, source: Path, units: str):
+    """(PreviewSource, Tree or None): a centerline file or a job sliced from one shows the tree as
+    tubes by radius (and its exact outline in the layer view)."""
+    from ..centerline import is_centerline_path, load_tree
+
+    if source.is_file() and is_centerline_path(source):
+        tree = load_tree(source, units=units)
+        return pvw.PreviewSource(source.stem, None, tree.tube_polydata(), None, "centerline"), tree
+    src = pvw.load_preview_source(source, units=units)
+    if source.is_dir() and (source / "centerline.json").is_file():
+        tree = load_tree(source / "centerline.json")
+        src.mesh = tree.tube_polydata()
+        return src, tree
+    return src, None
+
+
 def _png_path(p: Path | None, option: str) -> Path | None:
     if p is not None and p.suffix.lower() != ".png":
         raise BioslicerError(f"{option} {p} must end in .png")
@@ -47,7 +63,7 @@ def _png_path(p: Path | None, option: str) -> Path | None:
 @units_option
 @json_option
 def preview(source, layers, layer, two_d, color, solid, screenshot, printer, max_segments, size, units, as_json):
-    """Show MESH_OR_JOB: a job folder (or .zip), a toolpath .npz or a mesh file.
+    """Show MESH_OR_JOB: a job folder (or .zip), a toolpath .npz, a mesh or a centerline file.
 
     Opens an interactive window (rotate, zoom, a layer slider) when a display exists; with
     --screenshot, --2d or without a display it renders offscreen to a PNG
@@ -68,7 +84,7 @@ def preview(source, layers, layer, two_d, color, solid, screenshot, printer, max
     wsize = _size(size)
     screenshot = _png_path(screenshot, "--screenshot")
     two_d = _png_path(two_d, "--2d")
-    src = pvw.load_preview_source(source, units=units)
+    src, tree = _load_source(pvw, source, units)
     pr = load_printer(printer) if printer else src.printer
     interactive = pvw.has_display() and screenshot is None and two_d is None
     report = {"source": str(source), "kind": src.kind, "image": None, "view": None, "stats": None}
@@ -83,7 +99,7 @@ def preview(source, layers, layer, two_d, color, solid, screenshot, printer, max
         n = src.toolpath.n_layers
         contours = None
         if src.mesh is not None and -n <= k < n:
-            contours = pvw.layer_contours(src.mesh, src.toolpath.layer_z_um[k])
+            contours = pvw.layer_contours(tree if tree is not None else src.mesh, src.toolpath.layer_z_um[k])
         if interactive:
             p = pvw.layer_plotter(src.toolpath, k, printer=pr, contours=contours, window_size=wsize,
                                   max_segments=max_segments)

@@ -135,6 +135,11 @@ def job_summary(manifest: dict) -> str:
                 row("", f"{v.get('file', '?')}:{v.get('line', '?')}: {v.get('message', '')}")
             else:
                 row("", str(v))
+    pf = manifest.get("perfusion")
+    if isinstance(pf, dict) and "enclosed_void_um3" in pf:
+        ends = f", {len(pf['openings'])} open vessel end(s)" if isinstance(pf.get("openings"), list) else ""
+        row("Perfusion", f"enclosed voids {pf['enclosed_void_um3']:.4g} µm³{ends} (unprinted space flooded from "
+            "outside)")
     rec = manifest.get("recipe") or {}
     if isinstance(rec, dict) and rec:
         keys = [k for k in RECIPE_HIGHLIGHTS if rec.get(k) is not None]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import BioslicerError
 
-MESH_EXTENSIONS = (".stl", ".obj", ".ply", ".3mf")
+MESH_EXTENSIONS = (".stl", ".obj", ".ply", ".3mf", ".swc", ".vtp", ".vtk")   # meshes and vessel centerlines
 BUNDLE_EXTENSIONS = (".zip",)
 ALLOWED_EXTENSIONS = MESH_EXTENSIONS + BUNDLE_EXTENSIONS
 UNITS = ("um", "mm", "nm")
