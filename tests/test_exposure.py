@@ -1,6 +1,7 @@
 """Exposure: power per kind, depth compensation, cap warning, power fields, subdivision."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from bioslicer.printers import load_printer
 from bioslicer.recipe import Recipe
 from bioslicer.toolpath import Kind, Toolpath
 
-P = load_printer("nanoscribe-gt2-25x")  # max 50 mW, speeds 100..125000 µm/s
+# max 50 mW, speeds 100..125000 µm/s; light from below (depth from the part bottom; the bundled 25x is DiLL)
+P = replace(load_printer("nanoscribe-gt2-25x"), light_from="below")
 
 
 def _tp(n_layers=5, dz=10.0):
@@ -60,7 +62,6 @@ def test_exponential_depth_compensation_and_power_clip_policy():
 
 
 def test_depth_counts_from_the_side_the_light_enters():
-    from dataclasses import replace
 
     r = Recipe().updated(power_mw={"hatch": 10.0, "contour": 10.0}, depth_mode="linear", depth_slope_per_um=0.01)
     up = replace(P, light_from="above")

@@ -227,7 +227,7 @@ SECONDS
 ABSOLUTE
 $pw = 2.5
 RAPID X1 Y1 Z0.5
-$AO[0].X = $pw
+$AO[0].A = $pw
 CRITICAL START
 FOR $i = 0 TO 2
   $x = $i * 0.01
@@ -249,7 +249,9 @@ def test_aerobasic_variables_loops_incremental(tmp_path):
     mv = read_program(p, FEM)
     np.testing.assert_allclose(mv.lx, [0, 50, 10, 60, 20, 70, 80])
     np.testing.assert_allclose(mv.sx, 1000.0)
-    np.testing.assert_allclose(mv.power_mw, 75.0)                   # 2.5 V of 10 V -> 300 mW
+    # 2.5 V of 10 V through the profile's sin² attenuator (extinction 1 %) of 300 mW
+    f = 0.01 + 0.99 * np.sin(np.pi / 2 * 2.5 / 10.0) ** 2
+    np.testing.assert_allclose(mv.power_mw, 300.0 * f)
     np.testing.assert_allclose(mv.speed_um_s[mv.laser_on], 5000.0)  # F5 mm/s
     rep = validate_program(p, FEM)
     assert rep.ok and rep.n_moves == 7
