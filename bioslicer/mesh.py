@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BioslicerError
+from .meshio import merge_exact, read_stl
 
 UNITS_TO_UM = {"um": 1.0, "mm": 1000.0, "nm": 0.001}
 FORMATS = ("stl", "obj", "ply", "off", "3mf", "glb")
@@ -185,9 +186,11 @@ def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
     data = path.read_bytes()
     if not data:
         raise BioslicerError(f"mesh file {path.name} is empty; export the mesh again")
-    import trimesh
+    if ext == "stl":  # numpy reader, exact duplicates welded (issue 20: no Python work per facet)
+        v, f = read_stl(data, path.name)
+    elif ext == "3mf":
+        import trimesh
 
-    if ext == "3mf":
         _check_3mf_inflate(data, path.name)
         try:
             m = trimesh.load(io.BytesIO(data), file_type="3mf", force="mesh", process=False)
@@ -201,6 +204,8 @@ def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
                 raise BioslicerError(f"cannot read {path.name} as 3MF: {str(exc).splitlines()[0]}; "
                                      "export it again") from None
     else:
+        import trimesh
+
         try:
             m = trimesh.load(io.BytesIO(data), file_type=ext, force="mesh", process=False)
         except BioslicerError:
@@ -235,20 +240,7 @@ def merge_vertices_exact(vertices: np.ndarray, faces: np.ndarray):
     -------
     vertices : (n', 3) float64, in first-use order; faces : (m, 3) int64 re-indexed.
     """
-    v = np.ascontiguousarray(vertices, dtype=np.float64) + 0.0  # -0.0 -> 0.0
-    used = np.zeros(len(v), bool)
-    used[faces.ravel()] = True
-    key = v.view(np.dtype((np.void, 24))).ravel()
-    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
-    inv = inv.ravel()
-    # deterministic order: unique vertices by first appearance in the face list
-    remap_u = np.full(len(first), -1, np.int64)
-    fu = inv[faces.ravel()]
-    order_seen = fu[np.sort(np.unique(fu, return_index=True)[1])]
-    remap_u[order_seen] = np.arange(len(order_seen))
-    new_v = v[first[order_seen]]
-    new_f = remap_u[fu].reshape(-1, 3)
-    return new_v, new_f
+    return merge_exact(vertices, faces)
 
 
 def _face_signed_volumes(v, f):
