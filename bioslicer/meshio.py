@@ -7,7 +7,7 @@
   the same floats), a chunk of about a million vertex lines at a time.
 * Welding (:func:`merge_exact`): vertices whose coordinates are equal floats become one
   vertex (bit-exact, -0.0 equals 0.0, no tolerance), numbered in order of first use by the
-  faces; a Numba hash table (:mod:`bioslicer.kernel.weld`), O(n).
+  faces; a Numba hash table (:mod:`bioslicer.kernel.meshops`), O(n).
 
 A binary STL of 2.6 M faces (131 MB) reads and welds in well under a second; ``trimesh.load``
 followed by ``numpy.unique`` over the vertex bytes took several.
@@ -27,7 +27,7 @@ ASCII_CHUNK_LINES = 1 << 20     # vertex lines parsed per numpy pass of an ASCII
 
 
 def weld(coords: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weld bit-identical vertices (see :func:`bioslicer.kernel.weld.weld_first_use`).
+    """Weld bit-identical vertices (see :func:`bioslicer.kernel.meshops.weld_first_use`).
 
     Parameters
     ----------
@@ -38,7 +38,7 @@ def weld(coords: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, np.ndarra
     -------
     ids : (k,) int64 welded vertex id of every corner; first : (k',) int32 vertex of each id.
     """
-    from .kernel.weld import weld_first_use
+    from .kernel.meshops import weld_first_use
 
     words = coords.view(np.uint32).reshape(len(coords), coords.shape[1] * coords.itemsize // 4)
     return weld_first_use(words, corners)

@@ -154,3 +154,26 @@ def test_solid_equals_the_trimesh_path_in_mm(tmp_path):
     v, f = _reference_merge(v * 1000.0, f)
     np.testing.assert_array_equal(s.vertices_um, v)
     np.testing.assert_array_equal(s.faces, f.astype(np.int32))
+
+
+def test_analysis_helpers_match_the_plain_numpy_formulas():
+    from bioslicer.mesh import _count_duplicate_faces, _edges, _face_signed_volumes
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(300, 3)) * 100
+    f = rng.integers(0, 300, (2000, 3))
+    f[100:140] = f[:40][:, [1, 2, 0]]   # 40 duplicates (rotated)
+    f[200:210] = f[50:60][:, ::-1]      # 10 duplicates (flipped)
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    cr = np.cross(b, c)
+    np.testing.assert_array_equal(_face_signed_volumes(v, f),
+                                  ((a[:, 0] * cr[:, 0] + a[:, 2] * cr[:, 2]) + a[:, 1] * cr[:, 1]) / 6.0)
+    np.testing.assert_array_equal(_face_signed_volumes(v, f.astype(np.int32)), _face_signed_volumes(v, f))
+    assert _face_signed_volumes(v, f[:0]).shape == (0,)
+    n_dup = len(f) - len(np.unique(np.sort(f, axis=1), axis=0))
+    assert n_dup >= 50
+    assert _count_duplicate_faces(f, 300) == n_dup == _count_duplicate_faces(f, 1 << 22)  # both key paths
+    d, ukey, dkey = _edges(f, 300)
+    np.testing.assert_array_equal(d, np.stack([f, np.roll(f, -1, axis=1)], axis=2).reshape(-1, 2))
+    np.testing.assert_array_equal(ukey, d.min(axis=1) * 300 + d.max(axis=1))
+    np.testing.assert_array_equal(dkey, d[:, 0] * 300 + d[:, 1])

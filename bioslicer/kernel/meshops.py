@@ -1,4 +1,4 @@
-"""Numba kernel: exact vertex welding with an open-addressing hash table.
+"""Numba kernels of mesh intake: exact vertex welding (open-addressing hash), signed volumes.
 
 Vertices are compared by the bit pattern of their coordinates (the caller turns -0.0 into
 0.0 first), so two vertices merge exactly when all their coordinates are equal floats; no
@@ -79,3 +79,30 @@ def weld_first_use(words, corners):
             seen[vi] = wid
         ids[c] = wid
     return ids, first[:n_ids]
+
+
+@njit(cache=True)
+def face_signed_volumes(v, f):
+    """Signed volume of the tetrahedron (origin, a, b, c) of every face, ``a . (b x c) / 6``.
+
+    Parameters
+    ----------
+    v : (n, 3) float64, C-contiguous
+        Vertices, µm.
+    f : (m, 3) int64, C-contiguous
+        Faces (indices into ``v``, not checked).
+
+    Returns
+    -------
+    (m,) float64, µm³; the same floats as the former ``einsum('ij,ij->i', a, cross(b, c)) / 6``
+    (numpy 2.4 on x86-64 sums the three products as (x + z) + y), in one pass without temporaries.
+    """
+    m = f.shape[0]
+    out = np.empty(m, np.float64)
+    for i in range(m):
+        a, b, c = f[i, 0], f[i, 1], f[i, 2]
+        cx = v[b, 1] * v[c, 2] - v[b, 2] * v[c, 1]
+        cy = v[b, 2] * v[c, 0] - v[b, 0] * v[c, 2]
+        cz = v[b, 0] * v[c, 1] - v[b, 1] * v[c, 0]
+        out[i] = ((v[a, 0] * cx + v[a, 2] * cz) + v[a, 1] * cy) / 6.0   # einsum's order: same floats
+    return out
