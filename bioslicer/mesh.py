@@ -669,7 +669,9 @@ def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None) -
     if isinstance(path_or_mesh, (str, os.PathLike)):
         path = Path(path_or_mesh)
         v, f, data = _read_file(path)
-        v, f, rep = _prepare(v, f, units, path.name, hashlib.sha256(data).hexdigest(), repair)
+        sha = hashlib.sha256(data).hexdigest()
+        del data  # the file bytes (131 MB for 2.6 M faces) are not needed during the analysis
+        v, f, rep = _prepare(v, f, units, path.name, sha, repair)
     else:
         src = path_or_mesh
         vv = getattr(src, "vertices_um", None)
@@ -739,6 +741,7 @@ def load_mesh(path, units="um", repair=False, printer=None, recipe=None) -> Soli
     path = Path(path)
     v, f, data = _read_file(path)
     sha = hashlib.sha256(data).hexdigest()
+    del data
     v, f, rep = _prepare(v, f, units, path.name, sha, repair)
     if printer is not None:
         msg = _plausibility(np.asarray(rep["size_um"]), printer, units, recipe)
