@@ -114,8 +114,13 @@ def _welded(corner_xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xyz[first].astype(np.float64), ids.reshape(-1, 3)
 
 
+_SPACE = np.zeros(256, bool)
+_SPACE[[9, 10, 11, 12, 13, 32]] = True
+
+
 def _is_space(b: np.ndarray) -> np.ndarray:
-    return (b == 32) | ((b >= 9) & (b <= 13))
+    """Whitespace mask of a uint8 array (what ``bytes.split()`` splits on)."""
+    return _SPACE[b]
 
 
 def _ascii_stl_vertices(data: bytes, name: str) -> np.ndarray:
@@ -148,8 +153,8 @@ def _ascii_stl_vertices(data: bytes, name: str) -> np.ndarray:
             raise BioslicerError(f"{name}: ASCII STL has two 'vertex' keywords on one line (line "
                                  f"{_line_of(newline, s[np.flatnonzero(s[1:] < e[:-1])[0] + 1])}); export the mesh again")
         sp = _is_space(text)
-        tok = ~sp & np.r_[True, sp[:-1]]      # a number starts after a space (each line starts with one)
-        per_line = np.add.reduceat(tok.astype(np.int64), np.r_[0, np.cumsum(lens[:-1])])
+        tok = np.flatnonzero(~sp[1:] & sp[:-1]) + 1   # a number starts after a space (each line starts with one)
+        per_line = np.diff(np.searchsorted(tok, np.r_[0, np.cumsum(lens)]))
         bad = np.flatnonzero(per_line != 3)
         if len(bad):
             raise BioslicerError(f"{name}: ASCII STL line {_line_of(newline, s[bad[0]])} has {int(per_line[bad[0]])} "
