@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     cache = a.cache_dir or tempfile.mkdtemp(prefix="numba_cold_")
     os.environ["NUMBA_CACHE_DIR"] = cache   # before numba is imported
-    out_dir = tempfile.mkdtemp(prefix="cold_start_job_")
+    out_dir = str(Path(tempfile.mkdtemp(prefix="cold_start_")) / "job")   # a new folder: --overwrite takes only jobs
     res = run(a.cli or quick_start_args(out_dir))
     res["cache_dir"] = cache
     res["load_average"] = os.getloadavg()[0]
