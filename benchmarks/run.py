@@ -10,6 +10,8 @@ Run from the repository root::
 Stages (each runs in its own child process, so their peak memory does not mix):
 
 ``load``      ``bioslicer.mesh.load_mesh`` vs ``trimesh.load``
+``intake``    a big binary STL (icosphere chain, 2.6 M faces; 0.66 M with ``--quick``): ``read_stl`` (read +
+              exact weld) vs ``trimesh.load`` with merging, and ``inspect_mesh`` end to end
 ``kernel``    ``slice_spans`` over the whole part (rows turned 30° per layer), first and second call;
               vs ``section_multiplane`` + shapely row clipping (sampled layers, extrapolated) and
               ``voxelize`` vs trimesh ``voxelized().fill()`` on the same cube of the part, same pitch
@@ -50,7 +52,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-STAGES = ("load", "kernel", "toolpath", "order", "export", "preview", "job")
+STAGES = ("load", "intake", "kernel", "toolpath", "order", "export", "preview", "job")
 CONSTRUCTS = ("channel_block", "vessel_tree", "gyroid", "woodpile", "calibration")
 REFERENCE = "channel_block"
 FORMAT = "bioslicer-bench/1"
@@ -257,6 +259,45 @@ def stage_load(S: Settings, workdir: Path) -> dict:
         _log(f"load {name}: {m2.s:.3f} s (trimesh {t_peer:.3f} s)")
     return {"rows": rows}
 
+
+def stage_intake(S: Settings, workdir: Path) -> dict:
+    import trimesh
+
+    from bench_intake import make_mesh
+    from bioslicer.mesh import inspect_mesh
+    from bioslicer.meshio import read_stl
+
+    sub = 6 if S.mode == "quick" else 7
+    path = workdir / f"icosphere_chain_sub{sub}.stl"
+    nf = make_mesh(path, 8, sub)   # not timed; the scratch folder is removed afterwards
+    size = path.stat().st_size
+    data = path.read_bytes()
+    with Meter() as m1:
+        read_stl(data)
+    with Meter() as m2:
+        v, f = read_stl(data)
+    del data
+    t_raw = _best_of(lambda: trimesh.load(str(path), force="mesh", process=False), repeat=1, min_total_s=0.0)
+    with Meter() as mp:
+        tm = trimesh.load(str(path), force="mesh", process=True)
+    same = len(tm.vertices) == len(v)
+    del tm
+    settings = f"icosphere chain, {nf:,} faces, {_mb(size):.0f} MB binary STL"
+    rows = [_row("intake read", "icosphere_chain", settings, m2.s, m1.s,
+                 f"{nf / m2.s / 1e6:.1f} M faces/s, {_mb(size) / m2.s:.0f} MB/s", max(m1.peak_mb, m2.peak_mb),
+                 "trimesh.load (merged)", mp.s, mp.s / m2.s,
+                 f"read + exact weld; trimesh.load without merging {t_raw:.2f} s; trimesh peak {mp.peak_mb:.0f} MB; "
+                 f"same vertex count: {'yes' if same else 'NO'}", faces=nf, vertices=len(v), file_bytes=size,
+                 peer_peak_mb=mp.peak_mb, trimesh_unmerged_s=t_raw)]
+    with Meter() as mi:
+        rep = inspect_mesh(path)
+    rows.append(_row("intake inspect", "icosphere_chain", settings, mi.s, None, f"{nf / mi.s / 1e6:.2f} M faces/s",
+                     mi.peak_mb, "", None, None, f"{rep['bodies']} bodies, {len(rep['overlapping_pairs'])} overlapping "
+                     "pairs; goal (issue 20, 2.6 M faces): <= 3 s, <= 1 GB; per-phase breakdown: "
+                     "benchmarks/bench_intake.py", faces=nf))
+    _log(f"intake: read {m2.s:.2f} s (trimesh merged {mp.s:.2f} s), inspect {mi.s:.2f} s")
+    path.unlink()
+    return {"rows": rows}
 
 def stage_kernel(S: Settings, workdir: Path) -> dict:
     import numpy as np
@@ -618,7 +659,7 @@ def _one_line(exc) -> str:
     return f"{type(exc).__name__}: {msg[0] if msg else ''}"[:300]
 
 
-STAGE_FUNCS = {"load": stage_load, "kernel": stage_kernel, "toolpath": stage_toolpath, "order": stage_order,
+STAGE_FUNCS = {"load": stage_load, "intake": stage_intake, "kernel": stage_kernel, "toolpath": stage_toolpath, "order": stage_order,
                "export": stage_export, "preview": stage_preview, "job": stage_job}
 
 
