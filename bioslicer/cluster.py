@@ -20,6 +20,7 @@ import math
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 
 from .errors import BioslicerError
@@ -32,6 +33,8 @@ else:  # pragma: no cover
 
 #: seconds to wait for a scheduler before giving up
 CONNECT_TIMEOUT_S = 10.0
+#: seconds to wait, after a failure, for blocks still running on workers to end
+CANCEL_WAIT_S = 300.0
 #: times a block whose task was lost (not failed) with a dying worker is submitted again
 LOST_RETRIES = 3
 JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
@@ -230,11 +233,33 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
             progress(len(out), total, "blocks")
     except BaseException:
         client.cancel(list(futures), force=True)
+        _wait_cancelled(client, token)
         raise
     finally:
         with contextlib.suppress(Exception):
             client.cancel([solid_f], force=True)
     return out
+
+
+def _tasks_running(token: str, dask_worker=None) -> list[str]:
+    """Keys of this run's tasks a worker is still executing (a cancelled task runs to its end)."""
+    return [str(k) for k, ts in dask_worker.state.tasks.items()
+            if token in str(k) and ts.state in ("executing", "long-running", "cancelled", "resumed")]
+
+
+def _wait_cancelled(client, token: str, timeout_s: float = CANCEL_WAIT_S) -> None:
+    """Wait until no worker runs a block of this run any more, so the caller may remove the
+    job's temporary folder without a block writing into it afterwards (Dask cannot interrupt
+    a running task: cancelling only forgets its result)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            busy = client.run(_tasks_running, token)
+        except Exception:  # workers gone or unreachable: nothing more to wait for here
+            return
+        if not any(busy.values()):
+            return
+        time.sleep(0.1)
 
 
 def _one_line(exc) -> str:

@@ -90,11 +90,21 @@ def test_killed_worker_still_gives_identical_job(local_job, cluster, tmp_path):
 
 
 class FailingWriter(programs.ProgramWriter):
-    """A program writer whose block 3 fails, as a bug or a full disk inside one task would."""
+    """A program writer whose block 3 fails, as a bug or a full disk inside one task would.
+
+    Block 0 waits (on the other worker) until block 3 has failed and only then writes its file:
+    the job must not be cleaned up while block 0 still runs, or its file would re-create the
+    removed folder."""
 
     def write_block(self, b, toolpath_b):
+        gate = self.out_dir.parent.with_name(self.out_dir.parent.name + ".block3-failed")
         if b == 3:
+            gate.touch()
             raise OSError(28, "No space left on device")
+        if b == 0:
+            deadline = time.monotonic() + 120
+            while not gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
         return super().write_block(b, toolpath_b)
 
 
@@ -108,6 +118,10 @@ def test_failing_block_stops_the_job_with_one_line(cluster, tmp_path, monkeypatc
     assert "\n" not in msg
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []        # no partial job folder left either
+    assert tmp_path.with_name(tmp_path.name + ".block3-failed").exists()   # block 0 did wait for it
+    running = cluster.run(lambda dask_worker: [k for k, ts in dask_worker.state.tasks.items()
+                                               if ts.state in ("executing", "cancelled")])
+    assert not any(running.values())             # nothing of the job still runs anywhere
 
 
 def test_wrong_scheduler_is_one_error_line():
