@@ -112,8 +112,8 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
 
 def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, overrides=None,
                  units: str = "um", repair: bool = False, zip: bool = False, overwrite: bool = False,
-                 preview: bool = True, progress: Progress = silent, client=None, dialect: str | None = None
-                 ) -> JobResult:
+                 preview: bool = True, progress: Progress = silent, client=None, dialect: str | None = None,
+                 force: bool = False) -> JobResult:
     """Slice a mesh file into a finished, validated job folder, block by block.
 
     The stitching grid is planned first; then every block is planned, stitched, ordered and
@@ -147,6 +147,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         workers see).
     dialect : str, optional
         Program dialect (default: the printer's).
+    force : bool
+        Let parameters through that :mod:`bioslicer.budget` finds implausible for the printer
+        (never those that would not fit this machine's memory or disk).
 
     Returns
     -------
@@ -172,6 +175,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     t = time.perf_counter()
     solid = load_mesh(mesh_path, units=units, repair=repair, printer=pr)
     timings["load_s"] = time.perf_counter() - t
+    from .budget import check_job
+
+    check_job(solid, rec, pr, force=force, out_dir=out_dir)     # before anything sized by the job
     grid, lz = plan_blocks(solid, rec, pr)
     blocks = grid.blocks()
     name = _safe_stem(mesh_path.stem)

@@ -279,6 +279,10 @@ def test_parameters_are_checked_like_the_cli(fake_server):
         ({"units": "inch"}, 400, "units 'inch'"),
         ({"params": "{not json"}, 400, "not valid JSON"),
         ({"strategy": "zigzag"}, 400, "strategy"),
+        ({"hatch_um": "1e-6"}, 400, "below the 0.001 µm position resolution"),       # issue 22: absurd sizes
+        ({"hatch_um": "1e308"}, 400, "hatch_um"),
+        ({"block_size_um": "0.001"}, 400, "block_size_um=0.001"),
+        ({"contour_count": "10000000000000000000000"}, 400, "contour_count"),
     ]
     before = len(s.http.get("/api/jobs").json())
     for fields, status, text in cases:

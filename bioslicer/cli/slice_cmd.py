@@ -41,6 +41,9 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
 @click.option("--repair", is_flag=True, help="Repair the mesh (merge, drop degenerate faces, fix winding, fill small holes).")
 @click.option("--zip", "as_zip", is_flag=True, help="Also write <job>.zip.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing job folder.")
+@click.option("--force", is_flag=True,
+              help="Slice with parameters that look implausible for the printer (below its resolution, "
+                   "beyond its field, a print of months); never past this machine's memory or disk.")
 @click.option("--no-preview", is_flag=True, help="Skip the preview PNG.")
 @click.option("--workers", type=int, default=None,
               help="Slice the blocks on a local Dask cluster of N worker processes.")
@@ -51,7 +54,7 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
               help="Start a dask-jobqueue cluster (Slurm/PBS/SGE) from a TOML/YAML file.")
 @json_option
 def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets,
-           dialect, units, repair, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
+           dialect, units, repair, as_zip, overwrite, force, no_preview, workers, scheduler, cluster_config, as_json):
     """Slice MESH into a job folder for a printer.
 
     The job holds the program in the printer's dialect, manifest.json (hashes, parameters, counts,
@@ -70,7 +73,7 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
     out_dir = out_dir or Path(f"{mesh.stem}_job")
     ov = _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets)
     kwargs = dict(printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair, zip=as_zip,
-                  overwrite=overwrite, preview=not no_preview, progress=terminal_bar(), dialect=dialect)
+                  overwrite=overwrite, force=force, preview=not no_preview, progress=terminal_bar(), dialect=dialect)
     if workers is None and scheduler is None and cluster_config is None:
         res = slice_to_job(mesh, out_dir, **kwargs)
     else:

@@ -128,10 +128,11 @@ def check_params(printer: str, params: dict) -> dict:
     if "power_field_path" in params and params["power_field_path"] not in (None, ""):
         raise ServiceError(400, "recipe key 'power_field_path' names a file on the server; the service does not "
                                 "take file paths as parameters")
+    from ..budget import check_recipe
     from ..pipeline import resolve_recipe
 
     try:
-        resolve_recipe(printers[printer], None, params)
+        check_recipe(resolve_recipe(printers[printer], None, params), printers[printer])
     except BioslicerError as exc:
         raise ServiceError(400, str(exc).splitlines()[0]) from None
     return params
