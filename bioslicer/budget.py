@@ -39,6 +39,9 @@ BYTES_PER_BLOCK = 2000.0
 PROGRAM_BYTES_PER_SEGMENT = 60.0
 #: µm of contour per contour segment (the mesh's facets cut into each ring; a guess: 10 µm)
 CONTOUR_SEGMENT_UM = 10.0
+#: the disk check refuses only when a third of the estimated program does not fit (the estimate
+#: errs on the high side; a disk that fills up anyway ends in one line and nothing written)
+DISK_MARGIN = 3.0
 #: a print longer than this (s) is refused unless forced: 30 days
 MAX_PRINT_S = 30 * 86400.0
 #: a block must be at least this many hatch lines wide
@@ -239,7 +242,7 @@ def check_work(work: Work, recipe, printer, force: bool = False, out_dir=None,
             free = shutil.disk_usage(folder).free
         except OSError:
             free = math.inf
-        if work.program_bytes > free:
+        if work.program_bytes / DISK_MARGIN > free:
             raise BioslicerError(
                 f"the program would take about {_gib(work.program_bytes)} ({_count(work.segments)} segments), more "
                 f"than the {_gib(free)} free on {folder}; free some space or raise hatch_um/slice_um")

@@ -172,6 +172,12 @@ def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
     data = path.read_bytes()
     if not data:
         raise BioslicerError(f"mesh file {path.name} is empty; export the mesh again")
+    # non-finite coordinates make trimesh's normals warn; they are refused below in one line
+    with np.errstate(all="ignore"):
+        return _parse(path, ext, data)
+
+
+def _parse(path: Path, ext: str, data: bytes) -> tuple[np.ndarray, np.ndarray, bytes]:
     import trimesh
 
     if ext == "3mf":
