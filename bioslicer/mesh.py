@@ -594,7 +594,15 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
     edge_open = (cnt_u[inv_u] == 1).reshape(-1, 3).any(axis=1) if m else np.zeros(0, bool)
     open_body = np.bincount(body, edge_open.astype(np.int64), minlength=nb) > 0 if nb else np.zeros(0, bool)
     closed_body = ~open_body
-    neg = np.flatnonzero((vols < 0) & closed_body)
+    # a shell through itself whose halves cancel has volume ~0: not inside-out (see self_intersecting)
+    scale = np.zeros(nb)
+    if nb:
+        blo = np.full((nb, 3), np.inf)
+        bhi = np.full((nb, 3), -np.inf)
+        np.minimum.at(blo, body, v[f].min(axis=1))
+        np.maximum.at(bhi, body, v[f].max(axis=1))
+        scale = np.prod(bhi - blo, axis=1)
+    neg = np.flatnonzero((vols < -1e-6 * scale) & closed_body)
     cavities, inverted = [], []
     if len(neg):
         for b in neg[:200]:
