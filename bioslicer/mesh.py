@@ -256,8 +256,8 @@ def _face_signed_volumes(v, f):
 def _edges(f: np.ndarray, n: int):
     """Directed edges of faces and their undirected grouping."""
     d = np.stack([f, np.roll(f, -1, axis=1)], axis=2).reshape(-1, 2).astype(np.int64)
-    lo = d.min(axis=1)
-    hi = d.max(axis=1)
+    lo = np.minimum(d[:, 0], d[:, 1])
+    hi = np.maximum(d[:, 0], d[:, 1])
     ukey = lo * n + hi
     dkey = d[:, 0] * n + d[:, 1]
     return d, ukey, dkey
@@ -397,11 +397,11 @@ def _shells(v: np.ndarray, f: np.ndarray, n: int):
     return len(order), remap[lab], is_rep
 
 
-def _edge_balance(f: np.ndarray, n: int):
+def _edge_balance(f: np.ndarray, n: int, edges=None):
     """(uses, balance) per undirected edge: how many faces use it, and uses low->high minus
     high->low. A closed, consistently oriented set of shells (touching or not) uses every edge
     as often in one direction as in the other (balance 0): the winding number is defined."""
-    d, ukey, _ = _edges(f, n)
+    d, ukey, _ = _edges(f, n) if edges is None else edges
     _, inv, cnt = np.unique(ukey, return_inverse=True, return_counts=True)
     inv = inv.ravel()
     sign = np.where(d[:, 0] < d[:, 1], 1, -1)
@@ -576,7 +576,7 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
     hi = v.max(axis=0) if n else np.zeros(3)
     diag = float(np.linalg.norm(hi - lo)) or 1.0
     d, ukey, dkey = _edges(f, max(n, 1))
-    cnt_u, balance, inv_u = _edge_balance(f, max(n, 1))
+    cnt_u, balance, inv_u = _edge_balance(f, max(n, 1), (d, ukey, dkey))
     boundary_edges = int(np.sum(cnt_u == 1))
     nonmanifold_edges = int(np.sum(cnt_u > 2))
     misoriented = int(np.count_nonzero((cnt_u >= 2) & (balance != 0)))
@@ -599,8 +599,9 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
     if nb:
         blo = np.full((nb, 3), np.inf)
         bhi = np.full((nb, 3), -np.inf)
-        np.minimum.at(blo, body, v[f].min(axis=1))
-        np.maximum.at(bhi, body, v[f].max(axis=1))
+        a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+        np.minimum.at(blo, body, np.minimum(np.minimum(a, b), c))
+        np.maximum.at(bhi, body, np.maximum(np.maximum(a, b), c))
         scale = np.prod(bhi - blo, axis=1)
     neg = np.flatnonzero((vols < -1e-6 * scale) & closed_body)
     cavities, inverted = [], []
