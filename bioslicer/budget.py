@@ -82,7 +82,7 @@ def position_resolution_um(printer) -> float:
 
 
 def machine_memory_bytes() -> float:
-    """Memory this process may still use: MemAvailable, capped by a cgroup limit, bytes."""
+    """Memory this process may still use: MemAvailable, capped by ``ulimit -v`` and a cgroup limit, bytes."""
     avail = math.inf
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
@@ -97,6 +97,14 @@ def machine_memory_bytes() -> float:
             avail = float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (ValueError, OSError, AttributeError):
             avail = 8e9
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            avail = min(avail, float(soft))       # address space, of which Python and Numba take ~1 GB
+    except (ImportError, ValueError, OSError):
+        pass
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             text = Path(path).read_text().strip()
