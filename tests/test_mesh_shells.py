@@ -32,10 +32,21 @@ def sliced_volume(solid, dz=1.0, dy=0.5) -> float:
     return slice_spans(solid, z, dy, row_offset_um=dy / 2).volume_um3(dz)
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    v, f, vol = H.joint_tree()
-    return write_stl(tmp_path_factory.mktemp("tree") / "tree.stl", v, f), vol
+def built(factory, name: str, build):
+    """(path of the STL file, exact volume) of a mesh from hard_meshes."""
+    v, f, vol = build()
+    return write_stl(factory.mktemp(name) / f"{name}.stl", v, f), vol
+
+
+def _fixture(name: str, build):
+    @pytest.fixture(scope="module", name=name)
+    def fx(tmp_path_factory):
+        return built(tmp_path_factory, name, build)
+    return fx
+
+
+tree_fixture = _fixture("tree", H.joint_tree)
+eight_fixture = _fixture("eight", H.figure_eight)
 
 
 def test_touching_shells_with_repeated_joint_sphere_are_ok(tree):
@@ -101,12 +112,6 @@ def test_repair_drops_a_wall_shared_face_for_face():
     assert actions["dropped_duplicate_faces"] == 4 and len(f2) == 20
     rep = analyse(v2, f2)
     assert rep["closed"] and rep["bodies"] == 1 and rep["volume_um3"] == pytest.approx(2000.0)
-
-
-@pytest.fixture(scope="module")
-def eight(tmp_path_factory):
-    v, f, vol = H.figure_eight()
-    return write_stl(tmp_path_factory.mktemp("eight") / "eight.stl", v, f), vol
 
 
 def test_self_intersecting_shell_is_reported(eight):
