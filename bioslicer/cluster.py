@@ -21,6 +21,7 @@ import os
 import secrets
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import BioslicerError
@@ -96,13 +97,17 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, cluste
         if workers is not None:
             if workers < 1:
                 raise BioslicerError(f"--workers must be at least 1, got {workers}")
+            # worker logs off below CRITICAL: a failing block is reported once, in one line, by
+            # run_blocks_dask (the workers' "Compute Failed" tracebacks would come first otherwise)
             cores = os.cpu_count() or 1
             threads = max(1, cores // workers)
             old = os.environ.get("NUMBA_NUM_THREADS")
             os.environ["NUMBA_NUM_THREADS"] = str(threads)   # inherited by the spawned workers
             try:
-                cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                   dashboard_address=None, silence_logs=logging.ERROR)
+                with warnings.catch_warnings():   # "Port 8787 is already in use": its metrics page moves, fine
+                    warnings.filterwarnings("ignore", message="Port .* is already in use")
+                    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None, silence_logs=logging.CRITICAL)
             finally:
                 if old is None:
                     os.environ.pop("NUMBA_NUM_THREADS", None)
@@ -263,6 +268,11 @@ def _wait_cancelled(client, token: str, timeout_s: float = CANCEL_WAIT_S) -> Non
 
 
 def _one_line(exc) -> str:
+    from .errors import environment_error
+
+    env = environment_error(exc)           # disk full, file size limit, out of memory on a worker
+    if env is not None:
+        return env.replace("; nothing was written", "")
     text = str(exc).strip().splitlines()
     what = text[0] if text else ""
     name = type(exc).__name__
