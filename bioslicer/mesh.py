@@ -352,10 +352,11 @@ def _shells(v: np.ndarray, f: np.ndarray, n: int):
     many = np.flatnonzero(cnt > 2)
     if len(many):
         rank = np.arange(len(o)) - gstart[gid]                # position of the use in its edge (file order)
-        ev = many[(rank[many] % 2) == 0]
+        ev = many[((rank[many] % 2) == 0) & (rank[many] + 1 < cnt[many])]
         same = sign[o[ev]] == sign[o[ev + 1]]
         bad_edge = np.zeros(len(gstart), bool)
         bad_edge[gid[ev[same]]] = True
+        bad_edge[gid[many[(cnt[many] % 2) == 1]]] = True     # an odd number of uses: no pairing by order
         good = ev[~bad_edge[gid[ev]]]
         pairs.append(np.stack([face[o[good]], face[o[good + 1]]], axis=1))
         many = many[bad_edge[gid[many]]]
