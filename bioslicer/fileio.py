@@ -170,18 +170,45 @@ def _commit(fd_or_fh, tmp: str, path: Path, fsync: bool = True) -> None:
     os.replace(tmp, path)
 
 
+def make_folders_below(root, folder) -> None:
+    """Create the missing folders from ``root`` down to ``folder``, but never ``root`` itself
+    nor anything above it: when a job's temporary folder was removed (the job failed or was
+    cancelled), a block still running must fail, not re-create the folder and leave it behind.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` does not exist (any more).
+    """
+    root, folder = Path(root), Path(folder)
+    rel = folder.relative_to(root)
+    if not root.is_dir():
+        raise FileNotFoundError(2, "job folder removed while a block was still running", str(root))
+    cur = root
+    for part in rel.parts:
+        cur = cur / part
+        try:
+            cur.mkdir()            # one level at a time: a vanished parent makes this fail
+        except FileExistsError:
+            pass
+
+
 class AtomicFile:
     """A binary file streamed under a temporary name beside ``path`` and hashed as it is written.
 
-    The folder must exist (no folder is created here). On a clean exit of the ``with`` block the data is flushed, fsynced and renamed to ``path``
+    The folder must exist, unless ``root`` names an existing folder above it: then the missing
+    folders below ``root`` are created (:func:`make_folders_below`), never ``root`` itself. On a clean exit of the ``with`` block the data is flushed, fsynced and renamed to ``path``
     (a reader, or a retried task, never sees a torn file); on an error the temporary file is
     removed. After the block, :attr:`written` is the :class:`Written` record (sha256 '' when
     ``hashed`` is False). ``fsync=False`` skips the fsync (a file nothing outlives a crash for).
     """
 
-    def __init__(self, path, buffer_bytes: int = 1 << 22, hashed: bool = True, fsync: bool = True) -> None:
+    def __init__(self, path, buffer_bytes: int = 1 << 22, hashed: bool = True, fsync: bool = True,
+                 root=None) -> None:
         self.fsync = fsync
         self.path = Path(path)
+        if root is not None:
+            make_folders_below(root, self.path.parent)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         self.fh = os.fdopen(fd, "wb", buffering=buffer_bytes)
         self.hash = hashlib.sha256() if hashed else None
@@ -229,14 +256,18 @@ class AtomicPath:
 
     ``with AtomicPath(p) as tmp: <write tmp>``; on a clean exit the file is hashed, fsynced and
     renamed to ``p`` (:attr:`written` set; ``hashed``/``fsync`` False skip those); on an error
-    it is removed.
+    it is removed. Missing parent folders are created; with ``root``, only those below that
+    existing folder (as for :class:`AtomicFile`).
     """
 
-    def __init__(self, path, hashed: bool = True, fsync: bool = True) -> None:
+    def __init__(self, path, hashed: bool = True, fsync: bool = True, root=None) -> None:
         self.hashed = hashed
         self.fsync = fsync
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if root is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            make_folders_below(root, self.path.parent)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self.written: Written | None = None

@@ -130,8 +130,8 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
 def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, overrides=None,
                  units: str = "um", repair: bool = False, zip: bool = False, overwrite: bool = False,
                  preview: bool = True, progress: Progress = silent, client=None, dialect: str | None = None,
-                 radius_array: str | None = None, allow_sealed: bool = False, allow_narrow: bool = False
-                 ) -> JobResult:
+                 radius_array: str | None = None, allow_sealed: bool = False, allow_narrow: bool = False,
+                 force: bool = False) -> JobResult:
     """Slice a mesh file into a finished, validated job folder, block by block.
 
     The stitching grid is planned first; then every block is planned, stitched, ordered and
@@ -170,6 +170,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     allow_sealed, allow_narrow : bool
         Slice ``vessel-wall`` / ``channels`` jobs with enclosed voids or too narrow lumens anyway
         (see :func:`bioslicer.perfusion.check_perfusion`).
+    force : bool
+        Let parameters through that :mod:`bioslicer.budget` finds implausible for the printer
+        (never those that would not fit this machine's memory or disk).
 
     Returns
     -------
@@ -199,6 +202,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
 
     solid, prec, placement = place(solid, rec)   # prec: the recipe in placed coordinates
     timings["load_s"] = time.perf_counter() - t
+    from .budget import check_job
+
+    check_job(solid, prec, pr, force=force, out_dir=out_dir)     # before anything sized by the job
     t = time.perf_counter()
     perfusion = check_perfusion(solid, prec, allow_sealed=allow_sealed, allow_narrow=allow_narrow)
     timings["perfusion_s"] = time.perf_counter() - t

@@ -351,9 +351,51 @@ def _coerce(key: str, value, current, src: str):
     return _num(key, value, src)
 
 
+#: every length in a recipe is at most this, µm (1 m: no two-photon print comes near it)
+MAX_LENGTH_UM = 1e6
+#: upper bounds of the counts (contours and lines are drawn one by one; layers of skin and the
+#: scaffold period are limited by the layers a part can have)
+MAX_COUNTS = {"contour_count": 1000, "scaffold_wall_lines": 1000, "lattice_strut_lines": 1000,
+              "skin_layers": 1_000_000, "scaffold_every_n_layers": 1_000_000}
+_LENGTH_KEYS = ("slice_um", "hatch_um", "contour_spacing_um", "contour_offset_um", "hatch_inset_um", "min_segment_um",
+                "scaffold_pitch_um", "lattice_pitch_um", "lattice_strut_height_um", "gyroid_cell_um",
+                "gyroid_thickness_um", "channel_margin_um", "attenuation_length_um", "surface_z_um",
+                "power_ramp_width_um", "power_ramp_voxel_um", "point_distance_um", "overlap_um", "block_size_um",
+                "z_offset_um")
+
+
+def _check_bounds(r: Recipe, bad) -> None:
+    """Every count and size of the recipe within a bound (huge values are refused here, before
+    anything is allocated by them)."""
+    for key, top in MAX_COUNTS.items():
+        if getattr(r, key) > top:
+            bad(key, f"must be at most {top:,}, got {getattr(r, key)!r}")
+    for key in _LENGTH_KEYS:
+        v = getattr(r, key)
+        if v is not None and abs(v) > MAX_LENGTH_UM:
+            bad(key, f"must be at most {MAX_LENGTH_UM:g} µm in size, got {v!r}")
+    for key in _FLOAT_LIST3:
+        v = getattr(r, key)
+        if v is not None and max(abs(a) for a in v) > MAX_LENGTH_UM:
+            bad(key, f"must be at most {MAX_LENGTH_UM:g} µm in size, got {v!r}")
+    for key in ("hatch_angle_deg", "hatch_angle_step_deg"):
+        if abs(getattr(r, key)) > 3600:
+            bad(key, f"must be between -3600 and 3600 degrees, got {getattr(r, key)!r}")
+    if abs(r.depth_slope_per_um) > 1:
+        bad("depth_slope_per_um", f"must be between -1 and 1 per µm, got {r.depth_slope_per_um!r}")
+    if len(r.depth_table) > 10000:
+        bad("depth_table", f"must have at most 10000 rows, got {len(r.depth_table)}")
+    for key, top in (("power_mw", 1e6), ("speed_um_s", 1e9)):
+        for k, v in getattr(r, key).items():
+            if v > top:
+                bad(f"{key}.{k}", f"must be at most {top:g}, got {v!r}")
+
+
 def _validate(r: Recipe) -> None:
     def bad(key, why):
         raise BioslicerError(f"recipe key {key!r} {why}")
+
+    _check_bounds(r, bad)
 
     if r.strategy not in STRATEGIES:
         bad("strategy", f"must be one of {', '.join(STRATEGIES)}, got {r.strategy!r}")

@@ -384,7 +384,7 @@ def _triangle_layers(V, F, z):
 
 
 def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=0.0, region_um=None,
-                progress=silent, fill_rule: str = "positive", row_window_um=None) -> Spans:
+                progress=silent, fill_rule: str | None = None, row_window_um=None) -> Spans:
     """Material spans along scan rows of every layer.
 
     Parameters
@@ -404,7 +404,7 @@ def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=
         clipped), µm.
     progress : callable(done, total, label)
         Called after each batch of layers.
-    fill_rule : 'positive' | 'nonzero'
+    fill_rule : 'positive' | 'nonzero' (default: the solid's ``fill_rule``, else 'positive')
         Winding rule; see the module docstring.
     row_window_um : ((xmin, ymin), (xmax, ymax)), optional
         Compute only the rows crossing this xy box (with one row of slack), whole and unclipped:
@@ -423,6 +423,7 @@ def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=
     if not np.all(np.isfinite(z)):
         raise BioslicerError("layer heights must be finite numbers of µm")
     dy, off = _check_row_params(row_spacing_um, row_offset_um)
+    fill_rule = fill_rule or getattr(solid, "fill_rule", "positive")
     if fill_rule not in _RULES:
         raise BioslicerError(f"unknown fill rule {fill_rule!r}; use 'positive' or 'nonzero'")
     L = len(z)
@@ -570,10 +571,9 @@ def span_boolean(a: Spans, b: Spans, op: str) -> Spans:
                              "slice both with the same parameters")
     L = a.n_layers
     ra, rb = np.diff(a.layer_row_start), np.diff(b.layer_row_start)
-    sa = np.add.reduceat(np.diff(a.row_span_start), a.layer_row_start[:-1]) if a.n_rows else np.zeros(L, np.int64)
-    sb = np.add.reduceat(np.diff(b.row_span_start), b.layer_row_start[:-1]) if b.n_rows else np.zeros(L, np.int64)
-    sa = np.where(ra > 0, sa, 0)
-    sb = np.where(rb > 0, sb, 0)
+    # spans per layer (reduceat would index past the end when the last layers have no rows)
+    sa = np.diff(np.asarray(a.row_span_start)[a.layer_row_start])
+    sb = np.diff(np.asarray(b.row_span_start)[b.layer_row_start])
     rcap = ra + rb
     scap = sa + sb
     row_base = np.zeros(L, np.int64)
@@ -753,7 +753,7 @@ def _resolve_layer(rings: list[np.ndarray], rule: int):
     return shapely.orient_polygons(shapely.unary_union(keep))
 
 
-def slice_contours(solid, layer_z_um, progress=silent, fill_rule: str = "positive", resolve: bool = True) -> Contours:
+def slice_contours(solid, layer_z_um, progress=silent, fill_rule: str | None = None, resolve: bool = True) -> Contours:
     """Closed contour rings of each layer, chained from triangle/plane intersections by mesh edge.
 
     Parameters
@@ -777,6 +777,7 @@ def slice_contours(solid, layer_z_um, progress=silent, fill_rule: str = "positiv
     z = np.ascontiguousarray(np.asarray(layer_z_um, dtype=np.float64).reshape(-1))
     if not np.all(np.isfinite(z)):
         raise BioslicerError("layer heights must be finite numbers of µm")
+    fill_rule = fill_rule or getattr(solid, "fill_rule", "positive")
     if fill_rule not in _RULES:
         raise BioslicerError(f"unknown fill rule {fill_rule!r}; use 'positive' or 'nonzero'")
     L = len(z)
@@ -889,7 +890,7 @@ def voxel_grid_bytes(shape_zyx, packed: bool) -> int:
 
 
 def voxelize(solid, voxel_xy_um, voxel_z_um, region_um=None, max_bytes=2**30, packed=False,
-             fill_rule: str = "positive", progress=silent) -> VoxelGrid:
+             fill_rule: str | None = None, progress=silent) -> VoxelGrid:
     """Occupancy of the solid on a grid of anisotropic voxels (dx = dy = voxel_xy_um, dz).
 
     Parameters

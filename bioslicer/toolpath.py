@@ -411,6 +411,11 @@ class Toolpath:
 
     @classmethod
     def load(cls, path) -> "Toolpath":
+        import zipfile
+
+        if Path(path).is_file() and not zipfile.is_zipfile(path):
+            raise BioslicerError(f"{Path(path).name} is not a saved toolpath (.npz); give the .npz a job holds "
+                                 "(JOB/preview_toolpath.npz) or slice a mesh with `bioslicer slice`")
         try:
             with np.load(Path(path), allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}

@@ -54,6 +54,9 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
 @click.option("--allow-narrow", is_flag=True, help="Slice even when a lumen is too narrow to stay open when printed.")
 @click.option("--zip", "as_zip", is_flag=True, help="Also write <job>.zip.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing job folder.")
+@click.option("--force", is_flag=True,
+              help="Slice with parameters that look implausible for the printer (below its resolution, "
+                   "beyond its field, a print of months); never past this machine's memory or disk.")
 @click.option("--no-preview", is_flag=True, help="Skip the preview PNG.")
 @click.option("--workers", type=int, default=None,
               help="Slice the blocks on a local Dask cluster of N worker processes.")
@@ -65,7 +68,7 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
 @json_option
 def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets,
            keep_position, allow_floating, allow_power_clip, dialect, units, repair, radius_array, allow_sealed,
-           allow_narrow, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
+           allow_narrow, as_zip, overwrite, force, no_preview, workers, scheduler, cluster_config, as_json):
     """Slice MESH (a mesh, or vessel centerlines: .swc .vtp .vtk .json .csv) into a job folder.
 
     The job holds the program in the printer's dialect, manifest.json (hashes, parameters, counts,
@@ -91,7 +94,7 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
         if flag:
             ov[key] = val
     kwargs = dict(printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair, zip=as_zip,
-                  overwrite=overwrite, preview=not no_preview, progress=terminal_bar(), dialect=dialect,
+                  overwrite=overwrite, force=force, preview=not no_preview, progress=terminal_bar(), dialect=dialect,
                   radius_array=radius_array, allow_sealed=allow_sealed, allow_narrow=allow_narrow)
     if workers is None and scheduler is None and cluster_config is None:
         res = slice_to_job(mesh, out_dir, **kwargs)

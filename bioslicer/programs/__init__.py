@@ -245,6 +245,10 @@ class ProgramWriter:
             raise BioslicerError("the toolpath is not stitched into blocks; stitch it before writing a program")
         self.blocks = blocks
         self.out_dir = Path(out_dir).absolute()
+        # made here, by whoever plans the job: block writers (maybe on other machines) create
+        # folders only below it, so a block still running after the job was removed cannot
+        # bring the folder back
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.provenance = dict(provenance or {})
         if find_interface not in FIND_INTERFACE:
