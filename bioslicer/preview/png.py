@@ -1,0 +1,96 @@
+"""Offscreen renders to PNG: deterministic encoding (zlib, no timestamps), atomic files."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BioslicerError
+from ..toolpath import Toolpath, atomic_write_bytes
+from .layer import layer_plotter
+from .scene3d import toolpath_plotter
+from .style import DEFAULT_WINDOW
+
+
+# ----------------------------------------------------------------------------- PNG output
+def encode_png(img: np.ndarray) -> bytes:
+    """Encode an (H, W, 3|4) uint8 image as PNG bytes (no timestamps: deterministic)."""
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    h, w, c = img.shape
+    color_type = {3: 2, 4: 6}[c]
+    raw = np.zeros((h, w * c + 1), np.uint8)
+    raw[:, 1:] = img.reshape(h, w * c)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+            + chunk(b"IEND", b""))
+
+
+def plotter_image(plotter) -> np.ndarray:
+    """Render ``plotter`` offscreen and return the (H, W, 3) uint8 image; closes the plotter."""
+    try:
+        img = plotter.screenshot(return_img=True)
+    finally:
+        plotter.close()
+    return np.asarray(img)[..., :3]
+
+
+def write_plotter_png(path, plotter) -> Path:
+    """Render ``plotter`` offscreen, close it and write the PNG atomically; returns the path."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise BioslicerError(f"preview image {path} must end in .png")
+    atomic_write_bytes(path, encode_png(plotter_image(plotter)))
+    return path
+
+
+def render_png(path, toolpath: Toolpath | None = None, mesh=None, layers=None, color: str = "kind",
+               voxels=None, show_blocks: bool = True, off_screen: bool = True,
+               max_segments: int = 2_000_000, title: str | None = None, window_size=DEFAULT_WINDOW,
+               max_line_pixels: float | None = None) -> Path:
+    """Render the 3-D preview (see :func:`toolpath_plotter`) offscreen to a PNG file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output ``.png``; written atomically.
+    toolpath, mesh, layers, color, voxels, show_blocks, max_segments, title
+        As for :func:`toolpath_plotter`.
+    off_screen : bool
+        Ignored: the render is always offscreen.
+    window_size : (int, int)
+        Image size in pixels (default 1200 x 900).
+    max_line_pixels : float, optional
+        Render budget, see :func:`toolpath_plotter`.
+
+    Returns
+    -------
+    path : Path
+        The file written.
+    """
+    p = toolpath_plotter(toolpath=toolpath, mesh=mesh, layers=layers, color=color, voxels=voxels,
+                         show_blocks=show_blocks, off_screen=True, max_segments=max_segments, title=title,
+                         window_size=window_size, slider=False, max_line_pixels=max_line_pixels)
+    return write_plotter_png(path, p)
+
+
+def render_layer_png(path, toolpath: Toolpath, layer: int, printer=None, contours=None,
+                     window_size=DEFAULT_WINDOW, max_segments: int = 2_000_000, title: str | None = None,
+                     max_line_pixels: float | None = None) -> Path:
+    """Render the 2-D view of one layer (see :func:`layer_plotter`) offscreen to a PNG file.
+
+    Returns
+    -------
+    path : Path
+        The file written (atomically).
+    """
+    p = layer_plotter(toolpath, layer, printer=printer, contours=contours, off_screen=True,
+                      window_size=window_size, max_segments=max_segments, title=title,
+                      max_line_pixels=max_line_pixels)
+    return write_plotter_png(path, p)
