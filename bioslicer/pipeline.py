@@ -217,6 +217,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         prev.blocks = blocks
         prev.meta = {"preview": {"layer_step": layer_step, "mark_step": mark_step}}
         prev.save(jw.path / "preview_toolpath.npz")
+        from .preview.program import write_job_program_index
+
+        program_index = write_job_program_index(jw.path, files.main, pr, files.dialect, lz)   # layer offsets
         (jw.path / "recipe.toml").write_text(rec.to_toml(), encoding="utf-8")
         _write_mesh_copy(solid, jw.path / "mesh.stl")
         if preview:
@@ -257,6 +260,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             "plan": _plan_summary(rec, used),
             "preview": "preview.png" if preview else None,
             "preview_toolpath": "preview_toolpath.npz",
+            "program_index": program_index,
         }
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all

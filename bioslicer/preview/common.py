@@ -133,3 +133,9 @@ def _with_z(xy: np.ndarray, z: float) -> np.ndarray:
     out[:, :2] = xy
     out[:, 2] = z
     return out
+
+
+def scalar_bar_args() -> dict:
+    """Keyword arguments of ``Plotter.add_scalar_bar`` for a colour bar at the right edge."""
+    return dict(color=_rgb(TEXT_COLOR), title_font_size=14, label_font_size=12, n_labels=5,
+                fmt="%.4g", vertical=True, position_x=0.88, position_y=0.25, width=0.05, height=0.5)

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..errors import BioslicerError
 from ..toolpath import Kind, Toolpath
-from .common import _add_axes_um, _kind_legend, _kind_lut, _lines_polydata, _new_plotter, _pyvista, _with_z
+from .common import (_add_axes_um, _kind_legend, _kind_lut, _lines_polydata, _new_plotter, _pyvista, _with_z,
+                     scalar_bar_args)
 from .decimate import _line_budget, decimate_marks, mark_lengths_um, mark_render_cost
 from .style import DEFAULT_WINDOW, FIELD_COLOR, JUMP_COLOR, SLICE_CONTOUR_COLOR, TEXT_COLOR, _rgb
 
@@ -45,8 +46,9 @@ def _ring_arrays(contours):
 
 def layer_plotter(toolpath: Toolpath, layer: int, printer=None, contours=None, off_screen: bool = False,
                   window_size=DEFAULT_WINDOW, max_segments: int = 2_000_000, title: str | None = None,
-                  max_line_pixels: float | None = None):
-    """One layer seen from above: marks by kind, jumps, slice contours and the galvo field.
+                  max_line_pixels: float | None = None, color: str = "kind", source: str | None = None,
+                  time_s: float | None = None):
+    """One layer seen from above: marks by kind (or power), jumps, slice contours and the galvo field.
 
     Parameters
     ----------
@@ -70,14 +72,24 @@ def layer_plotter(toolpath: Toolpath, layer: int, printer=None, contours=None, o
         Text at the top of the image.
     max_line_pixels : float, optional
         Render budget as for :func:`toolpath_plotter` (contours are kept whole).
+    color : {'kind', 'power'}
+        Marks coloured by kind (legend) or by point power (mW, colour bar; what a program
+        knows: it does not say what a mark was for).
+    source : str, optional
+        One line saying what the marks come from (the program, or a thinned toolpath).
+    time_s : float, optional
+        Estimated time of the layer, s, shown with the figures.
 
     Returns
     -------
     plotter : pyvista.Plotter
         Actors are named ``marks``, ``jumps``, ``contours`` and ``field``;
         ``plotter.preview_info`` holds ``stats``, ``n_marks``, ``n_jumps``, the mark and jump
-        lengths (µm) and ``field_centers_um``.
+        lengths (µm), ``field_centers_um`` and ``caption`` (the text on the image, also written
+        into the PNG by :func:`write_plotter_png`).
     """
+    if color not in ("kind", "power"):
+        raise BioslicerError(f"the layer view colours marks by kind or power, not {color!r}")
     if toolpath is None:
         raise BioslicerError("the layer view needs a toolpath; slice the mesh first")
     if toolpath.n_layers == 0:
@@ -92,6 +104,27 @@ def layer_plotter(toolpath: Toolpath, layer: int, printer=None, contours=None, o
 
         printer = load_printer(printer)
     pv = _pyvista()
+    p = _new_plotter(off_screen, window_size, title)
+    pv.set_new_attribute(p, "preview_info", {})
+    redraw_layer(p, toolpath, k, printer=printer, contours=contours, max_segments=max_segments, title=title,
+                 max_line_pixels=max_line_pixels, color=color, source=source, time_s=time_s)
+    return p
+
+
+_LAYER_ACTORS = ("marks", "jumps", "contours", "field", "legend", "title", "info")
+
+
+def redraw_layer(p, toolpath: Toolpath, k: int, printer=None, contours=None, max_segments: int = 2_000_000,
+                 title: str | None = None, max_line_pixels: float | None = None, color: str = "kind",
+                 source: str | None = None, time_s: float | None = None) -> None:
+    """Draw layer ``k`` of ``toolpath`` into the layer plotter ``p`` (replacing what it showed);
+    arguments as for :func:`layer_plotter`. The layer window's slider calls this."""
+    for name in _LAYER_ACTORS:
+        p.remove_actor(name, render=False)
+    for name in list(getattr(p, "scalar_bars", {}) or {}):
+        p.remove_scalar_bar(name, render=False)
+    pv = _pyvista()
+    window_size = p.window_size
     one = toolpath.select_marks(np.flatnonzero(toolpath.mark_layer == k))
     cost = None
     if one.n_points and math.isfinite(_line_budget(window_size, max_line_pixels)):
@@ -102,12 +135,12 @@ def layer_plotter(toolpath: Toolpath, layer: int, printer=None, contours=None, o
                                  max_segments, cost, _line_budget(window_size, max_line_pixels),
                                  protect=one.mark_kind == Kind.CONTOUR)
     sub = one.select_marks(keep)
-    p = _new_plotter(off_screen, window_size, title)
     # the figures are the whole layer's, whatever is drawn
-    info = {"stats": stats, "n_marks": one.n_marks, "n_jumps": max(one.n_marks - 1, 0),
+    info = p.preview_info
+    info.clear()
+    info.update({"stats": stats, "n_marks": one.n_marks, "n_jumps": max(one.n_marks - 1, 0),
             "mark_length_um": float(mark_lengths_um(one).sum()), "jump_length_um": float(one.jump_lengths().sum()),
-            "field_centers_um": np.zeros((0, 2)), "layer": k}
-    pv.set_new_attribute(p, "preview_info", info)
+            "field_centers_um": np.zeros((0, 2)), "layer": k})
 
     xy_all = [np.column_stack([sub.x_um, sub.y_um])]
     # z levels keep the drawing order seen from above:
@@ -162,8 +195,17 @@ def layer_plotter(toolpath: Toolpath, layer: int, printer=None, contours=None, o
         poly = _lines_polydata(mpts, sub.mark_start)
         poly.cell_data["kind"] = sub.mark_kind
         lw = 2.0 if sub.n_segments <= 5000 else 1.0
-        p.add_mesh(poly, name="marks", scalars="kind", preference="cell", cmap=_kind_lut(pv),
-                   clim=[-0.5, len(Kind) - 0.5], line_width=lw, lighting=False, show_scalar_bar=False)
+        if color == "kind":
+            p.add_mesh(poly, name="marks", scalars="kind", preference="cell", cmap=_kind_lut(pv),
+                       clim=[-0.5, len(Kind) - 0.5], line_width=lw, lighting=False, show_scalar_bar=False)
+        else:
+            poly.point_data["power_mw"] = sub.power_mw.astype(np.float32)
+            lo_p, hi_p = float(sub.power_mw.min()), float(sub.power_mw.max())
+            if hi_p - lo_p < 1e-9:
+                lo_p, hi_p = lo_p - 0.5, hi_p + 0.5
+            actor = p.add_mesh(poly, name="marks", scalars="power_mw", preference="point", cmap="plasma",
+                               clim=[lo_p, hi_p], line_width=lw, lighting=False, show_scalar_bar=False)
+            p.add_scalar_bar(title="power (mW)", mapper=actor.mapper, **scalar_bar_args())
         extra = []
         if "jumps" in p.actors:
             extra.append(("jump", JUMP_COLOR))
@@ -171,7 +213,7 @@ def layer_plotter(toolpath: Toolpath, layer: int, printer=None, contours=None, o
             extra.append(("slice contour", SLICE_CONTOUR_COLOR))
         if "field" in p.actors:
             extra.append(("galvo field", FIELD_COLOR))
-        _kind_legend(p, np.unique(sub.mark_kind).tolist(), extra)
+        _kind_legend(p, np.unique(sub.mark_kind).tolist() if color == "kind" else [], extra)
 
     xy = np.vstack(xy_all) if sum(len(a) for a in xy_all) else np.zeros((1, 2))
     lo, hi = xy.min(axis=0), xy.max(axis=0)
@@ -187,10 +229,22 @@ def layer_plotter(toolpath: Toolpath, layer: int, printer=None, contours=None, o
     p.add_text(head, position="upper_edge", font_size=12, color=_rgb(TEXT_COLOR), name="title")
     text = (f"{info['n_marks']:,} marks, {info['mark_length_um']:,.1f} µm written; "
             f"{info['n_jumps']:,} jumps, {info['jump_length_um']:,.1f} µm")
+    if time_s is not None:
+        text += f"; estimated {format_duration(time_s)}"
+        info["time_s"] = float(time_s)
     if stats.decimated:
         text = stats.text() + "\n" + text
+    if source:
+        text = source + "\n" + text
     p.add_text(text, position="lower_left", font_size=9, color=_rgb(TEXT_COLOR), name="info")
-    return p
+    info["caption"] = head + "\n" + text
+
+
+def format_duration(seconds: float) -> str:
+    """``h:mm:ss`` for a duration in s (``0.4 s`` below a second)."""
+    from ..jobs import format_hms
+
+    return f"{seconds:.1f} s" if seconds < 1 else format_hms(seconds)
 
 
 def default_layer(toolpath: Toolpath) -> int:

@@ -16,8 +16,12 @@ from .style import DEFAULT_WINDOW
 
 
 # ----------------------------------------------------------------------------- PNG output
-def encode_png(img: np.ndarray) -> bytes:
-    """Encode an (H, W, 3|4) uint8 image as PNG bytes (no timestamps: deterministic)."""
+def encode_png(img: np.ndarray, text: dict | None = None) -> bytes:
+    """Encode an (H, W, 3|4) uint8 image as PNG bytes (no timestamps: deterministic).
+
+    ``text`` (keyword -> str) is stored as ``iTXt`` chunks (UTF-8), e.g. the caption under
+    ``Description``, so a program can read back what the picture says.
+    """
     img = np.ascontiguousarray(img, dtype=np.uint8)
     h, w, c = img.shape
     color_type = {3: 2, 4: 6}[c]
@@ -28,8 +32,29 @@ def encode_png(img: np.ndarray) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-            + chunk(b"IEND", b""))
+    texts = b"".join(chunk(b"iTXt", k.encode("latin-1") + b"\0\0\0\0\0" + v.encode("utf-8"))
+                     for k, v in sorted((text or {}).items()))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + texts
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
+def png_text(data: bytes) -> dict:
+    """The text chunks (``tEXt``/``iTXt`` without compression) of PNG bytes: keyword -> str."""
+    out, pos = {}, 8
+    while pos + 8 <= len(data):
+        n, tag = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if tag == b"tEXt":
+            k, _, v = body.partition(b"\0")
+            out[k.decode("latin-1")] = v.decode("latin-1")
+        elif tag == b"iTXt":
+            k, _, rest = body.partition(b"\0")
+            if rest[:1] == b"\0":                    # not compressed
+                _, _, rest = rest[2:].partition(b"\0")  # language tag
+                _, _, v = rest.partition(b"\0")          # translated keyword
+                out[k.decode("latin-1")] = v.decode("utf-8")
+        pos += 12 + n
+    return out
 
 
 def plotter_image(plotter) -> np.ndarray:
@@ -42,11 +67,16 @@ def plotter_image(plotter) -> np.ndarray:
 
 
 def write_plotter_png(path, plotter) -> Path:
-    """Render ``plotter`` offscreen, close it and write the PNG atomically; returns the path."""
+    """Render ``plotter`` offscreen, close it and write the PNG atomically; returns the path.
+
+    The caption of the scene (``plotter.preview_info["caption"]``), if any, goes into the PNG
+    as its ``Description`` text.
+    """
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise BioslicerError(f"preview image {path} must end in .png")
-    atomic_write_bytes(path, encode_png(plotter_image(plotter)))
+    caption = (getattr(plotter, "preview_info", None) or {}).get("caption")
+    atomic_write_bytes(path, encode_png(plotter_image(plotter), {"Description": caption} if caption else None))
     return path
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import BioslicerError
 from ..toolpath import Kind, Toolpath
-from .common import (_add_axes_um, _block_lut, _kind_legend, _kind_lut, _lines_polydata, _new_plotter, _pyvista)
+from .common import (_add_axes_um, scalar_bar_args, _block_lut, _kind_legend, _kind_lut, _lines_polydata, _new_plotter, _pyvista)
 from .decimate import _layer_mask, _line_budget, decimate_marks, mark_render_cost
 from .style import (BLOCK_PALETTE, COLOR_MODES, DEFAULT_WINDOW, FIELD_COLOR, MESH_COLOR, SOLID_COLOR, TEXT_COLOR,
                     _rgb)
@@ -163,8 +163,7 @@ def _add_lines(p, poly, color: str, line_width: float, name: str = "toolpath"):
         poly.cell_data["block_color"] = np.where(b < 0, 0, b % len(BLOCK_PALETTE) + 1).astype(np.int32)
         return p.add_mesh(poly, scalars="block_color", preference="cell", cmap=_block_lut(pv),
                           clim=[-0.5, len(BLOCK_PALETTE) + 0.5], **common)
-    sbar = dict(color=_rgb(TEXT_COLOR), title_font_size=14, label_font_size=12, n_labels=5,
-                fmt="%.4g", vertical=True, position_x=0.88, position_y=0.25, width=0.05, height=0.5)
+    sbar = scalar_bar_args()
     if color == "power":
         pw = poly.point_data["power_mw"]
         lo, hi = (float(pw.min()), float(pw.max())) if len(pw) else (0.0, 1.0)
@@ -255,7 +254,7 @@ def toolpath_plotter(toolpath: Toolpath | None = None, mesh=None, layers=None, c
                      voxels=None, show_blocks: bool = True, off_screen: bool = False,
                      max_segments: int = 2_000_000, title: str | None = None,
                      window_size=DEFAULT_WINDOW, slider: bool | None = None,
-                     max_line_pixels: float | None = None):
+                     max_line_pixels: float | None = None, source: str | None = None):
     """The 3-D preview scene: mesh, toolpath, blocks and (optionally) the sliced solid.
 
     Parameters
@@ -289,6 +288,8 @@ def toolpath_plotter(toolpath: Toolpath | None = None, mesh=None, layers=None, c
         Render budget: the drawn lines may cover about this many pixels (plus
         ``PIXELS_PER_SEGMENT`` per segment); default ``LINE_PIXELS_PER_WINDOW_PIXEL`` times the
         window's pixels, which keeps a software (llvmpipe) render to seconds; 0 = no limit.
+    source : str, optional
+        One line saying what the toolpath is (the program, or a job's thinned preview toolpath).
 
     Returns
     -------
@@ -368,6 +369,9 @@ def toolpath_plotter(toolpath: Toolpath | None = None, mesh=None, layers=None, c
         _fit_camera_3d(p, _add_axes_um(p, bounds, three_d=True))
     if title:
         p.add_text(title, position="upper_edge", font_size=12, color=_rgb(TEXT_COLOR), name="title")
+    if source:
+        lines_text.insert(0, source)
+    info["caption"] = "\n".join(([title] if title else []) + lines_text)
     if lines_text:
         # upper left, below the title line (text actors are anchored at their bottom-left corner)
         top = window_size[1] - (44 if title else 10)

@@ -40,11 +40,15 @@ class PreviewSource:
     kind: str = "mesh"
     folder: Path | None = None
     manifest: dict | None = None
+    program: Path | None = None
+    dialect: str | None = None
     _tmp: object = field(default=None, repr=False)
 
     @property
     def program_main(self) -> Path | None:
-        """The job's main program file, or None."""
+        """The main program file of a job or program source, or None."""
+        if self.program is not None:
+            return self.program
         if self.folder is None or not self.manifest:
             return None
         main = (self.manifest.get("program") or {}).get("main")
@@ -100,16 +104,33 @@ def _load_job_folder(folder: Path, units: str) -> PreviewSource:
     return PreviewSource(folder.resolve().name, tp, mesh, printer_from_manifest(manifest), "job", folder, manifest)
 
 
-def load_preview_source(path, units: str = "um") -> PreviewSource:
-    """Open what ``bioslicer preview`` is given: a job folder or ``.zip``, a toolpath ``.npz`` or a mesh.
+def _program_dialect(path: Path) -> str | None:
+    """The text dialect whose main-file extension ``path`` has, else None."""
+    from ..programs import DIALECTS
+    from ..programs.dialects import load_spec
+
+    name = path.name.lower()
+    for d in DIALECTS:
+        if d not in ("voxel", "waveform") and any(name.endswith(e) for e in load_spec(d).extensions):
+            return d
+    return None
+
+
+def load_preview_source(path, units: str = "um", printer=None) -> PreviewSource:
+    """Open what ``bioslicer preview`` is given: a job folder or ``.zip``, a program, a toolpath ``.npz``
+    or a mesh.
 
     Parameters
     ----------
     path : str or Path
         A job folder (``manifest.json``, the program, ``preview_toolpath.npz``, ``mesh.stl``),
-        a job ``.zip``, a toolpath ``.npz`` (``Toolpath.save``) or a mesh file.
+        a job ``.zip``, a program's main file (any program the readers understand: ``.gwl``,
+        ``.gcode``/``.nc``/``.ngc``, ``.pgm``/``.ab``), a toolpath ``.npz`` (``Toolpath.save``)
+        or a mesh file.
     units : str
         Length unit of a plain mesh file ('um', 'mm', 'nm').
+    printer : Printer or str, optional
+        The profile a program was written for (needed for a program; a job has its own).
 
     Returns
     -------
@@ -138,7 +159,15 @@ def load_preview_source(path, units: str = "um") -> PreviewSource:
         src.name = path.stem
         src._tmp = tmp
         return src
+    dialect = _program_dialect(path)
+    if dialect is not None:
+        if printer is None:
+            raise BioslicerError(f"{path.name} is a {dialect} program: say which printer it is for with --printer P")
+        from ..printers import load_printer
+
+        pr = load_printer(printer)
+        return PreviewSource(path.stem, None, None, pr, "program", program=path, dialect=dialect)
     if suffix not in _MESH_SUFFIXES:
-        raise BioslicerError(f"cannot preview {path.name}: give a job folder, a toolpath .npz or a mesh "
-                             f"({', '.join(_MESH_SUFFIXES)})")
+        raise BioslicerError(f"cannot preview {path.name}: give a job folder, a program, a toolpath .npz or a "
+                             f"mesh ({', '.join(_MESH_SUFFIXES)})")
     return PreviewSource(path.stem, None, load_mesh_file(path, units), None, "mesh")
