@@ -539,17 +539,22 @@ def read_program_layers(index: ProgramIndex, printer, layers) -> ProgramLayers:
     BioslicerError
         A layer outside ``0 .. n_layers-1``; the reader refusing the program.
     """
+    want = np.atleast_1d(np.asarray(layers, np.int64))
+    bad = want[(want < 0) | (want >= index.n_layers)]
+    if len(bad):
+        raise BioslicerError(f"layer {int(bad[0])} is outside the job: it has layers 0..{index.n_layers - 1}")
+    return read_program_ranges(index, printer, index.ranges_of(want))
+
+
+def read_program_ranges(index: ProgramIndex, printer, ranges) -> ProgramLayers:
+    """Parse the given index ranges (ascending: program order); see :func:`read_program_layers`."""
     from ..printers import load_printer
     from ..programs import DIALECTS, read_program
     from ..programs.dialects import Moves
 
     printer = load_printer(printer)
-    want = np.atleast_1d(np.asarray(layers, np.int64))
-    bad = want[(want < 0) | (want >= index.n_layers)]
-    if len(bad):
-        raise BioslicerError(f"layer {int(bad[0])} is outside the job: it has layers 0..{index.n_layers - 1}")
     d = DIALECTS[index.dialect]
-    rs = index.ranges_of(want)
+    rs = np.asarray(ranges, np.int64)
     root = index.main.parent
     parts, rom, exact, failed = [], [], 0, []
     with tempfile.TemporaryDirectory(prefix="bioslicer-layer-") as tmp:
