@@ -109,7 +109,7 @@ def preview(source, layers, layer, two_d, compare, movie, fps, color, solid, scr
         idx = views.source_index(src)
         cmp = compare_design(src, idx)
         report.update(view="compare", image=str(render_compare_png(compare, src, cmp, window_size=wsize)),
-                      compare=cmp.to_dict())
+                      compare=cmp.to_dict(), caption=cmp.text())
     elif layer is not None or two_d is not None:
         report["view"] = "layer"
         if from_program:
