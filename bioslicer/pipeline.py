@@ -219,7 +219,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         prev.save(jw.path / "preview_toolpath.npz")
         from .preview.program import write_job_program_index
 
+        t = time.perf_counter()
         program_index = write_job_program_index(jw.path, files.main, pr, files.dialect, lz)   # layer offsets
+        timings["program_index_s"] = time.perf_counter() - t
         (jw.path / "recipe.toml").write_text(rec.to_toml(), encoding="utf-8")
         _write_mesh_copy(solid, jw.path / "mesh.stl")
         if preview:

@@ -121,7 +121,7 @@ def redraw_layer(p, toolpath: Toolpath, k: int, printer=None, contours=None, max
     arguments as for :func:`layer_plotter`. The layer window's slider calls this."""
     for name in _LAYER_ACTORS:
         p.remove_actor(name, render=False)
-    for name in list(getattr(p, "scalar_bars", {}) or {}):
+    for name in list(p.scalar_bars.keys()):
         p.remove_scalar_bar(name, render=False)
     pv = _pyvista()
     window_size = p.window_size

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import BioslicerError
 from ..toolpath import Toolpath
 from .program import (ProgramIndex, layer_figures, moves_to_toolpath, program_index, read_program_layers)
+from .common import _pyvista
 from .style import DEFAULT_WINDOW, TEXT_COLOR, _rgb
 
 #: the overview of a program without a preview toolpath reads about this many layers
@@ -101,7 +102,8 @@ def program_overview_layers(idx: ProgramIndex, max_layers: int = OVERVIEW_LAYERS
 
 def attach_layer_slider(p, src, idx: ProgramIndex, layer: int, **kw) -> None:
     """Add a slider over every layer of the program to a 2-D layer window: moving it reads that
-    layer from the program and redraws the view; a text box shows its marks, length and time."""
+    layer from the program and redraws the view; a text box shows its marks, length and time.
+    ``p.show_layer(k)`` does what moving the slider to ``k`` does (returns the layer's figures)."""
     from .layer import layer_contours, redraw_layer
 
     def show(value):
@@ -115,9 +117,9 @@ def attach_layer_slider(p, src, idx: ProgramIndex, layer: int, **kw) -> None:
         p.preview_info.update(figs)
         return figs
 
-    p.preview_info["show_layer"] = show
     if idx.n_layers > 1:
         p.add_slider_widget(show, [0, idx.n_layers - 1], value=layer, title="layer (read from the program)",
                             pointa=(0.55, 0.08), pointb=(0.95, 0.08), fmt="%.0f", style="modern",
                             interaction_event="end", color=_rgb(TEXT_COLOR), title_color=_rgb(TEXT_COLOR),
                             title_height=0.02)
+    _pyvista().set_new_attribute(p, "show_layer", show)
