@@ -217,11 +217,15 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         prev.blocks = blocks
         prev.meta = {"preview": {"layer_step": layer_step, "mark_step": mark_step}}
         prev.save(jw.path / "preview_toolpath.npz")
-        from .preview.program import write_job_program_index
+        from .preview.compare import job_comparison
+        from .preview.program import INDEX_NAME, write_job_program_index
 
         t = time.perf_counter()
-        program_index = write_job_program_index(jw.path, files.main, pr, files.dialect, lz)   # layer offsets
+        pindex = write_job_program_index(jw.path, files.main, pr, files.dialect, lz)   # layer offsets
         timings["program_index_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        design_vs_print = job_comparison(solid, pindex, pr, rec.hatch_um, rec.slice_um, lz)
+        timings["compare_s"] = time.perf_counter() - t
         (jw.path / "recipe.toml").write_text(rec.to_toml(), encoding="utf-8")
         _write_mesh_copy(solid, jw.path / "mesh.stl")
         if preview:
@@ -262,7 +266,8 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             "plan": _plan_summary(rec, used),
             "preview": "preview.png" if preview else None,
             "preview_toolpath": "preview_toolpath.npz",
-            "program_index": program_index,
+            "program_index": INDEX_NAME if pindex is not None else None,
+            "compare": design_vs_print,
         }
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all

@@ -151,6 +151,15 @@ def test_layer_window_slider_reads_layers_on_demand(gwl_job):
     assert p.actors["marks"].mapper.GetInput().GetNumberOfCells() == want.n_marks
     assert "layer 1 as the printer runs it" in p.preview_info["caption"] and figs["time_s"] > 0
     p.close()
+    # the 3-D window: the slider walks through every layer of the job, read from the program
+    from bioslicer.preview import toolpath_plotter
+
+    p = toolpath_plotter(src.toolpath, off_screen=True, window_size=(320, 240), slider=False)
+    views.attach_program_slider_3d(p, src, idx, 0)
+    figs = p.show_layer(5)
+    assert figs["n_marks"] == views.program_layer_toolpath(src, idx, [5])[0].n_marks
+    assert p.actors["program_layer"].mapper.GetInput().GetNumberOfCells() == figs["n_marks"]
+    p.close()
 
 
 # ----------------------------------------------------------------------------- compare, movie
@@ -163,6 +172,10 @@ def test_compare_exact_part_is_within_one_percent(gwl_job, tmp_path, capsys):
     assert c["design_um3"] == pytest.approx(box, rel=1e-9)
     assert abs(c["difference_pct"]) < 1.0 and c["missing_um3"] < 0.01 * box
     assert "design" in png_text(out.read_bytes())["Description"]
+    # the same numbers are in the job report
+    m = read_manifest(gwl_job)
+    assert m["compare"].pop("voxel_um") == c.pop("voxel_um") and m["compare"] == pytest.approx(c)
+    assert f"{c['difference_pct']:+.2f} %" in (gwl_job / "report.txt").read_text(encoding="utf-8")
 
 
 def test_short_gif_has_one_frame_per_block_layer(gwl_job, tmp_path, capsys):

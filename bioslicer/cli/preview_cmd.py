@@ -102,12 +102,12 @@ def preview(source, layers, layer, two_d, compare, movie, fps, color, solid, scr
         res = render_movie(movie, src, idx, layers=sel, fps=fps, window_size=wsize, progress=terminal_bar())
         report.update(view="movie", image=str(res["path"]), frames=res["frames"], time_s=res["time_s"])
     elif compare is not None:
-        from ..preview.compare import compare_design, render_compare_png
+        from ..preview.compare import compare_source, render_compare_png
 
         if not from_program or src.mesh is None:
             raise BioslicerError(f"--compare needs a job with its mesh (mesh.stl), and {source} has none")
         idx = views.source_index(src)
-        cmp = compare_design(src, idx)
+        cmp = compare_source(src, idx, progress=terminal_bar())
         report.update(view="compare", image=str(render_compare_png(compare, src, cmp, window_size=wsize)),
                       compare=cmp.to_dict(), caption=cmp.text())
     elif layer is not None or two_d is not None:
@@ -167,7 +167,9 @@ def preview(source, layers, layer, two_d, compare, movie, fps, color, solid, scr
         kw = dict(toolpath=tp, mesh=src.mesh, layers=sel, color=color, voxels=voxels, max_segments=max_segments,
                   title=src.name, window_size=wsize, source=note)
         report["view"] = "3d"
-        p = pvw.toolpath_plotter(off_screen=not interactive, slider=interactive, **kw)
+        p = pvw.toolpath_plotter(off_screen=not interactive, slider=interactive and not from_program, **kw)
+        if interactive and from_program:
+            views.attach_program_slider_3d(p, src, views.source_index(src))
         st = p.preview_info["stats"]
         report["stats"] = st.to_dict() if st is not None else None
         report["caption"] = p.preview_info.get("caption")

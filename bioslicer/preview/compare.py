@@ -119,17 +119,55 @@ def _pool(a: np.ndarray, s: int) -> np.ndarray:
     return pad.reshape(pad.shape[0] // s, s, pad.shape[1] // s, s, pad.shape[2] // s, s).any(axis=(1, 3, 5))
 
 
-def compare_design(src, index: ProgramIndex, hatch_um: float | None = None, slice_um: float | None = None,
+def compare_source(src, index: ProgramIndex, progress=None) -> Comparison:
+    """:func:`compare_design` of a job source: its mesh, printer, recipe and layer heights."""
+    if src.mesh is None:
+        raise BioslicerError("comparing needs the design mesh; give a job folder with mesh.stl")
+    rec = (src.manifest or {}).get("recipe") or {}
+    if not (rec.get("hatch_um") and rec.get("slice_um")):
+        raise BioslicerError("comparing needs the hatch and slice distances; give a job (its recipe has them)")
+    lz = src.toolpath.layer_z_um if src.toolpath is not None else None
+    return compare_design(src.mesh, index, src.printer, float(rec["hatch_um"]), float(rec["slice_um"]), lz, progress)
+
+
+def grid_voxels(mesh, index: ProgramIndex, hatch_um: float) -> int:
+    """About how many voxels :func:`compare_design` samples (the design's x-y extent x the layers)."""
+    V = np.asarray(getattr(mesh, "vertices_um", None) if getattr(mesh, "vertices_um", None) is not None
+                   else mesh.vertices, np.float64)
+    ext = V.max(axis=0) - V.min(axis=0)
+    return int(math.ceil(ext[0] / hatch_um) * math.ceil(ext[1] / hatch_um) * index.n_layers)
+
+
+def job_comparison(mesh, index: ProgramIndex | None, printer, hatch_um: float, slice_um: float, layer_z_um,
+                   max_voxels: float = 2.5e8) -> dict | None:
+    """The design-vs-printed figures for the job report (``manifest["compare"]``).
+
+    Above ``max_voxels`` the comparison is not made at slice time (it would take minutes): the
+    entry says so and how to make it (``bioslicer preview JOB --compare``).
+    """
+    if index is None:
+        return None
+    n = grid_voxels(mesh, index, hatch_um)
+    if n > max_voxels:
+        return {"skipped": f"{n:.3g} voxels at hatch x slice; run `bioslicer preview JOB --compare`"}
+    return compare_design(mesh, index, printer, hatch_um, slice_um, layer_z_um).to_dict()
+
+
+def compare_design(mesh, index: ProgramIndex, printer, hatch_um: float, slice_um: float, layer_z_um=None,
                    progress=None) -> Comparison:
-    """Compare a job's design (its mesh) with the volume its program prints.
+    """Compare a design (its mesh) with the volume its program prints.
 
     Parameters
     ----------
-    src : PreviewSource
-        A job (mesh, printer, recipe in the manifest) or a program with a mesh.
+    mesh : Solid or trimesh.Trimesh
+        The design, µm (part coordinates).
     index : ProgramIndex
-    hatch_um, slice_um : float, optional
-        Voxel size; default the job recipe's ``hatch_um`` and ``slice_um``.
+    printer : Printer
+        The program's printer (its ``program.origin_um`` maps machine to part coordinates).
+    hatch_um, slice_um : float
+        Voxel size (the recipe's hatch and slice distances).
+    layer_z_um : (n_layers,) float, optional
+        The job's layer heights; default from the index.
     progress : callable, optional
         ``progress(done_layers, total_layers, label)``.
 
@@ -140,24 +178,20 @@ def compare_design(src, index: ProgramIndex, hatch_um: float | None = None, slic
     from ..programs.dialects import program_origin_um
     from ..slicing import voxelize
 
-    if src.mesh is None:
-        raise BioslicerError("comparing needs the design mesh; give a job folder with mesh.stl")
-    rec = (src.manifest or {}).get("recipe") or {}
-    h = float(hatch_um or rec.get("hatch_um") or 0)
-    dz = float(slice_um or rec.get("slice_um") or 0)
+    h, dz = float(hatch_um), float(slice_um)
     if not (h > 0 and dz > 0):
-        raise BioslicerError("comparing needs the hatch and slice distances; give a job (its recipe has them)")
-    pr = src.printer
+        raise BioslicerError(f"voxel sizes must be positive, got {hatch_um} x {slice_um} µm")
+    pr = printer
     org = program_origin_um(pr)
     lz = np.full(index.n_layers, np.nan)
     lz[index.layer] = index.level_z_um - org[2]
-    if src.toolpath is not None and len(src.toolpath.layer_z_um) == index.n_layers:
-        lz = np.asarray(src.toolpath.layer_z_um, np.float64)
+    if layer_z_um is not None and len(layer_z_um) == index.n_layers:
+        lz = np.asarray(layer_z_um, np.float64)
     ok = np.isfinite(lz)
     k_lo = int(np.flatnonzero(ok)[0])
     z0 = float(lz[k_lo]) - k_lo * dz - dz / 2            # voxel k has its centre at layer k
-    V = np.asarray(getattr(src.mesh, "vertices_um", None) if getattr(src.mesh, "vertices_um", None) is not None
-                   else src.mesh.vertices, np.float64)
+    V = np.asarray(getattr(mesh, "vertices_um", None) if getattr(mesh, "vertices_um", None) is not None
+                   else mesh.vertices, np.float64)
     lo, hi = V.min(axis=0), V.max(axis=0)
     # the printed volume may reach outside the design: take the marks' x-y extent from the index ranges
     first = index.first
@@ -177,7 +211,7 @@ def compare_design(src, index: ProgramIndex, hatch_um: float | None = None, slic
     for k0 in range(0, nz, batch):
         k1 = min(nz, k0 + batch)
         region = ((origin[0], origin[1], z0 + k0 * dz), (origin[0] + nx * h, origin[1] + ny * h, z0 + k1 * dz))
-        design = voxelize(src.mesh, h, dz, region_um=region, max_bytes=4 * BATCH_BYTES, fill_rule="nonzero").dense()
+        design = voxelize(mesh, h, dz, region_um=region, max_bytes=4 * BATCH_BYTES, fill_rule="nonzero").dense()
         printed = np.zeros_like(design)
         rs = index.ranges_of(np.arange(k0, k1))
         for a in range(0, len(rs), 256):

@@ -396,9 +396,10 @@ class _Tail:
             setattr(self, k, v)
 
 
-def write_job_program_index(job_folder, main, printer, dialect: str | None = None, layer_z_um=None) -> str | None:
-    """Index a job's program into ``job_folder/program_index.npz``; returns the name for the manifest
-    (None for waveform and voxel programs, which have no text layers).
+def write_job_program_index(job_folder, main, printer, dialect: str | None = None, layer_z_um=None
+                            ) -> ProgramIndex | None:
+    """Index a job's program into ``job_folder/program_index.npz`` (:data:`INDEX_NAME`, for the
+    manifest); returns the index (None for waveform and voxel programs: no text layers).
 
     The pipeline calls this once, after the program is written and validated.
     """
@@ -406,7 +407,7 @@ def write_job_program_index(job_folder, main, printer, dialect: str | None = Non
         return None
     idx = build_program_index(main, printer, dialect, layer_z_um)
     idx.save(Path(job_folder) / INDEX_NAME)
-    return INDEX_NAME
+    return idx
 
 
 def _cache_path(main: Path) -> Path:

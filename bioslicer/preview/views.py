@@ -123,3 +123,35 @@ def attach_layer_slider(p, src, idx: ProgramIndex, layer: int, **kw) -> None:
                             interaction_event="end", color=_rgb(TEXT_COLOR), title_color=_rgb(TEXT_COLOR),
                             title_height=0.02)
     _pyvista().set_new_attribute(p, "show_layer", show)
+
+
+def attach_program_slider_3d(p, src, idx: ProgramIndex, layer: int | None = None) -> None:
+    """Add a slider over every layer of the program to a 3-D window: moving it reads that layer
+    from the program and draws it highlighted over the overview, with a text box of its marks,
+    length and estimated time. ``p.show_layer(k)`` does what moving the slider to ``k`` does."""
+    from .common import _lines_polydata
+
+    def show(value):
+        k = int(round(value))
+        tp, pl = program_layer_toolpath(src, idx, [k])
+        figs = layer_figures(tp, src.printer)
+        p.remove_actor("program_layer", render=False)
+        if tp.n_marks:
+            poly = _lines_polydata(np.column_stack([tp.x_um, tp.y_um, tp.z_um]), tp.mark_start)
+            p.add_mesh(poly, name="program_layer", color=(1.0, 1.0, 1.0), line_width=2.0, lighting=False)
+        from .layer import format_duration
+
+        p.add_text(f"layer {k} from the program {idx.main.name}: {figs['n_marks']:,} marks, "
+                   f"{figs['mark_length_um']:,.1f} µm written, estimated {format_duration(figs['time_s'])}",
+                   position="lower_left", font_size=9, color=_rgb(TEXT_COLOR), name="layer_info")
+        return figs
+
+    k0 = default_program_layer(idx) if layer is None else int(layer)
+    if idx.n_layers > 1:
+        p.add_slider_widget(show, [0, idx.n_layers - 1], value=k0, title="layer (read from the program)",
+                            pointa=(0.55, 0.08), pointb=(0.95, 0.08), fmt="%.0f", style="modern",
+                            interaction_event="end", color=_rgb(TEXT_COLOR), title_color=_rgb(TEXT_COLOR),
+                            title_height=0.02)
+    else:
+        show(k0)
+    _pyvista().set_new_attribute(p, "show_layer", show)
