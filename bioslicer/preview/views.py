@@ -118,10 +118,7 @@ def attach_layer_slider(p, src, idx: ProgramIndex, layer: int, **kw) -> None:
         return figs
 
     if idx.n_layers > 1:
-        p.add_slider_widget(show, [0, idx.n_layers - 1], value=layer, title="layer (read from the program)",
-                            pointa=(0.55, 0.08), pointb=(0.95, 0.08), fmt="%.0f", style="modern",
-                            interaction_event="end", color=_rgb(TEXT_COLOR), title_color=_rgb(TEXT_COLOR),
-                            title_height=0.02)
+        _program_slider(p, show, idx.n_layers, layer)
     _pyvista().set_new_attribute(p, "show_layer", show)
 
 
@@ -148,10 +145,14 @@ def attach_program_slider_3d(p, src, idx: ProgramIndex, layer: int | None = None
 
     k0 = default_program_layer(idx) if layer is None else int(layer)
     if idx.n_layers > 1:
-        p.add_slider_widget(show, [0, idx.n_layers - 1], value=k0, title="layer (read from the program)",
-                            pointa=(0.55, 0.08), pointb=(0.95, 0.08), fmt="%.0f", style="modern",
-                            interaction_event="end", color=_rgb(TEXT_COLOR), title_color=_rgb(TEXT_COLOR),
-                            title_height=0.02)
+        _program_slider(p, show, idx.n_layers, k0)
     else:
         show(k0)
     _pyvista().set_new_attribute(p, "show_layer", show)
+
+
+def _program_slider(p, show, n_layers: int, value: int) -> None:
+    p.add_slider_widget(show, [0, n_layers - 1], value=value, title="layer (read from the program)",
+                        pointa=(0.55, 0.08), pointb=(0.95, 0.08), fmt="%.0f", style="modern",
+                        interaction_event="end", color=_rgb(TEXT_COLOR), title_color=_rgb(TEXT_COLOR),
+                        title_height=0.02)
