@@ -88,7 +88,9 @@ def preview(source, layers, layer, two_d, compare, movie, fps, color, solid, scr
     compare = _png_path(compare, "--compare")
     src = pvw.load_preview_source(source, units=units, printer=printer)
     pr = load_printer(printer) if printer else src.printer
-    from_program = src.kind in ("job", "program")
+    # waveform and voxel programs have no text layers: their jobs are shown from the preview toolpath
+    from_program = src.kind == "program" or (
+        src.kind == "job" and (src.manifest.get("program") or {}).get("dialect") not in ("waveform", "voxel"))
     interactive = pvw.has_display() and screenshot is None and two_d is None
     report = {"source": str(source), "kind": src.kind, "image": None, "view": None, "stats": None}
 

@@ -131,7 +131,7 @@ class ProgramIndex:
                 "first_fields": list(FIRST_FIELDS), "sum_fields": list(SUM_FIELDS), **self.meta}
         arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez_compressed(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
         return Path(path)
 
