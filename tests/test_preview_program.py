@@ -12,10 +12,10 @@ from bioslicer.cli import main
 from bioslicer.jobs import printer_from_manifest, read_manifest
 from bioslicer.preview import views
 from bioslicer.preview.png import png_text
-from bioslicer.preview.program import (INDEX_NAME, ProgramIndex, build_program_index, program_index,
+from bioslicer.preview.program import (INDEX_NAME, ProgramIndex, build_program_index, move_arrays, program_index,
                                        read_program_layers)
 from bioslicer.programs import read_program
-from bioslicer.programs.dialects import _MOVE_FIELDS, program_origin_um
+from bioslicer.programs.dialects import program_origin_um
 from bioslicer.toolpath import Toolpath
 
 from test_preview import make_box_job
@@ -71,7 +71,7 @@ def test_job_carries_its_index_and_it_matches_a_full_parse(gwl_job):
     # every layer through the index, in program order, is the full parse move for move
     got = read_program_layers(idx, pr, range(6))
     assert got.exact_ranges == idx.n_ranges and not got.full_parse
-    for k in _MOVE_FIELDS:
+    for k in move_arrays(full):
         if k != "file":
             np.testing.assert_allclose(getattr(got.moves, k), getattr(full, k), rtol=0, atol=1e-9, err_msg=k)
     # one layer: only its ranges, and exactly the moves of the full parse at its height

@@ -607,10 +607,17 @@ def read_program_ranges(index: ProgramIndex, printer, ranges) -> ProgramLayers:
     return ProgramLayers(moves, rom, rs, index.r_layer[rs], exact, full)
 
 
-def _select(mv, sel):
-    from ..programs.dialects import _MOVE_FIELDS, Moves
+def move_arrays(mv) -> list[str]:
+    """Names of the per-move arrays of a :class:`~bioslicer.programs.Moves`."""
+    import dataclasses
 
-    return Moves(**{k: getattr(mv, k)[sel] for k in _MOVE_FIELDS}, files=list(mv.files))
+    return [f.name for f in dataclasses.fields(mv) if isinstance(getattr(mv, f.name), np.ndarray)]
+
+
+def _select(mv, sel):
+    from ..programs.dialects import Moves
+
+    return Moves(**{k: getattr(mv, k)[sel] for k in move_arrays(mv)}, files=list(mv.files))
 
 
 # ----------------------------------------------------------------------------- toolpath
