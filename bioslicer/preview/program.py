@@ -225,17 +225,21 @@ class _RangeBuilder:
             self.first.append(None)
             self.sums.append(np.zeros(len(SUM_FIELDS)))
         # a move joins the range of the next laser-on move of its file and block, else the previous
-        # laser-on move's range when in the same file (jumps after a file's last mark)
-        i = np.arange(cut)
+        # laser-on move's range when in the same file (jumps after a file's last mark); moves are in
+        # program order, so ranges are runs (no sorting needed)
+        c = np.cumsum(on[:cut])
         rid = np.full(cut, -1, np.int64)
         if len(oi):
-            nxt = np.minimum(np.searchsorted(oi, i, side="left"), len(oi) - 1)
-            same = (oi[nxt] >= i) & (f[:cut] == kf[nxt]) & (b[:cut] == kb[nxt])
+            nxt = np.minimum(c - on[:cut], len(oi) - 1)      # index in oi of the next laser-on move
+            same = (oi[nxt] >= np.arange(cut)) & (f[:cut] == kf[nxt]) & (b[:cut] == kb[nxt])
             rid[same] = rid_on[nxt[same]]
-        prv = np.searchsorted(oi, i, side="right") - 1
-        prev_r = np.where(prv >= 0, rid_on[np.maximum(prv, 0)] if len(oi) else -1, base)
-        prev_f = np.where(prv >= 0, kf[np.maximum(prv, 0)] if len(oi) else -1,
-                          self.key[0] if self.key is not None else -1)
+        prv = c - 1                                            # index in oi of the previous one
+        if len(oi):
+            prev_r = np.where(prv >= 0, rid_on[np.maximum(prv, 0)], base)
+            prev_f = np.where(prv >= 0, kf[np.maximum(prv, 0)], self.key[0] if self.key is not None else -1)
+        else:
+            prev_r = np.full(cut, base)
+            prev_f = np.full(cut, self.key[0] if self.key is not None else -1)
         take = (rid < 0) & (prev_r >= 0) & (f[:cut] == prev_f)
         rid[take] = prev_r[take]
         if len(oi):
@@ -244,21 +248,21 @@ class _RangeBuilder:
         if len(sel) == 0:
             return
         r = rid[sel]
-        ur, first_pos = np.unique(r, return_index=True)
-        last_pos = len(r) - 1 - np.unique(r[::-1], return_index=True)[1]
-        for u, p0, p1 in zip(ur, first_pos, last_pos):
+        run0 = np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))
+        run1 = np.concatenate([run0[1:], [len(r)]]) - 1
+        ur = r[run0]
+        line = a["line"]
+        for u, p0, p1 in zip(ur.tolist(), sel[run0].tolist(), sel[run1].tolist()):
             if self.first[u] is None:
-                j = int(sel[p0])
-                self.first[u] = np.array([float(a[k][j]) for k in FIRST_FIELDS])
-                self.ranges[u][2] = int(a["line"][j])
-            self.ranges[u][3] = int(a["line"][sel[p1]])
-        w = {"n": np.ones(len(sel)), "laser_on": on[sel].astype(float), "jump": a["jump"][sel].astype(float)}
-        lo = int(ur[0])
-        for c, name in enumerate(SUM_FIELDS):
-            vals = w[name] if name in w else a[name][sel].astype(np.float64)
-            s = np.bincount(r - lo, weights=vals)
-            for u in ur:
-                self.sums[u][c] += s[u - lo]
+                self.first[u] = np.array([float(a[k][p0]) for k in FIRST_FIELDS])
+                self.ranges[u][2] = int(line[p0])
+            self.ranges[u][3] = int(line[p1])
+        w = {"n": np.ones(len(sel)), "laser_on": on[sel], "jump": a["jump"][sel]}
+        for col, name in enumerate(SUM_FIELDS):
+            vals = (w[name] if name in w else a[name][sel]).astype(np.float64)
+            sums = np.add.reduceat(vals, run0)
+            for u, v in zip(ur.tolist(), sums.tolist()):
+                self.sums[u][col] += v
         self.n_moves += len(sel)
 
 
