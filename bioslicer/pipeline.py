@@ -231,9 +231,10 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         if preview:
             t = time.perf_counter()
             from .preview import render_png
+            from .preview.views import thinning_note
 
             render_png(jw.path / "preview.png", toolpath=prev, mesh=solid,
-                       title=f"{mesh_path.name} on {pr.name}")
+                       title=f"{mesh_path.name} on {pr.name}", source=thinning_note(layer_step, mark_step))
             timings["preview_s"] = time.perf_counter() - t
         rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
         used_ids = [r.block for r in used]

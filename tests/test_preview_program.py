@@ -111,8 +111,9 @@ def test_layer_png_shows_the_programs_marks(gwl_job, tmp_path, capsys):
 def test_overview_says_it_is_thinned_and_layers_come_from_the_program(gwl_job, tmp_path, capsys):
     assert main(["preview", str(gwl_job), "--screenshot", str(tmp_path / "o.png"), *SIZE, "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert "thinned preview toolpath" in rep["caption"]
-    assert "thinned" in png_text((tmp_path / "o.png").read_bytes())["Description"]
+    assert "preview toolpath (every layer and mark of the plan)" in rep["caption"]     # too small to thin
+    assert "--layers A:B reads the program" in png_text((tmp_path / "o.png").read_bytes())["Description"]
+    assert views.thinning_note(13, 2).startswith("the job's thinned preview toolpath (1 in 13 layers, 1 in 2 fill")
     assert main(["preview", str(gwl_job), "--layers", "2:4", "--screenshot", str(tmp_path / "p.png"), *SIZE,
                  "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)

@@ -83,7 +83,7 @@ def write_plotter_png(path, plotter) -> Path:
 def render_png(path, toolpath: Toolpath | None = None, mesh=None, layers=None, color: str = "kind",
                voxels=None, show_blocks: bool = True, off_screen: bool = True,
                max_segments: int = 2_000_000, title: str | None = None, window_size=DEFAULT_WINDOW,
-               max_line_pixels: float | None = None) -> Path:
+               max_line_pixels: float | None = None, source: str | None = None) -> Path:
     """Render the 3-D preview (see :func:`toolpath_plotter`) offscreen to a PNG file.
 
     Parameters
@@ -98,6 +98,8 @@ def render_png(path, toolpath: Toolpath | None = None, mesh=None, layers=None, c
         Image size in pixels (default 1200 x 900).
     max_line_pixels : float, optional
         Render budget, see :func:`toolpath_plotter`.
+    source : str, optional
+        One line saying what the toolpath is (see :func:`toolpath_plotter`).
 
     Returns
     -------
@@ -106,7 +108,7 @@ def render_png(path, toolpath: Toolpath | None = None, mesh=None, layers=None, c
     """
     p = toolpath_plotter(toolpath=toolpath, mesh=mesh, layers=layers, color=color, voxels=voxels,
                          show_blocks=show_blocks, off_screen=True, max_segments=max_segments, title=title,
-                         window_size=window_size, slider=False, max_line_pixels=max_line_pixels)
+                         window_size=window_size, slider=False, max_line_pixels=max_line_pixels, source=source)
     return write_plotter_png(path, p)
 
 

@@ -38,13 +38,19 @@ def thinning_text(src) -> str:
     th = src.thinning
     if src.kind != "job" or not th:
         return ""
+    return thinning_note(th.get("layer_step", 1), th.get("mark_step", 1))
+
+
+def thinning_note(layer_step: int, mark_step: int) -> str:
+    """One line for a picture of a job's preview toolpath: thinned how, and where the program is."""
     parts = []
-    if th.get("layer_step", 1) > 1:
-        parts.append(f"1 in {th['layer_step']} layers")
-    if th.get("mark_step", 1) > 1:
-        parts.append(f"1 in {th['mark_step']} fill marks")
-    how = ", ".join(parts) if parts else "not thinned"
-    return f"the job's thinned preview toolpath ({how} of the plan); --layers A:B reads the program"
+    if layer_step > 1:
+        parts.append(f"1 in {layer_step} layers")
+    if mark_step > 1:
+        parts.append(f"1 in {mark_step} fill marks")
+    if not parts:
+        return "the job's preview toolpath (every layer and mark of the plan); --layers A:B reads the program"
+    return f"the job's thinned preview toolpath ({', '.join(parts)} of the plan); --layers A:B reads the program"
 
 
 def _program_text(idx: ProgramIndex, what: str, pl=None) -> str:
