@@ -53,8 +53,9 @@ def hatched_block(n_layers: int, n_lines: int, side_um: float = 1000.0, dz_um: f
     half = side_um / 2
     block = (xm >= half).astype(np.int32) + 2 * (ym >= half).astype(np.int32)
     block[kind == Kind.CONTOUR] = 0
-    tp = Toolpath(x.ravel(), y.ravel(), zz, power, mark_start, kind, layer, block,
-                  np.where(kind == Kind.CONTOUR, 5000.0, 20000.0), z)
+    tp = Toolpath(x_um=x.ravel(), y_um=y.ravel(), z_um=zz, power_mw=power, mark_start=mark_start, mark_kind=kind,
+                  mark_layer=layer, mark_block=block, mark_speed_um_s=np.where(kind == Kind.CONTOUR, 5000.0, 20000.0),
+                  layer_z_um=z)
     lo = np.array([[0, 0, 0], [half, 0, 0], [0, half, 0], [half, half, 0]], float)
     hi = lo + [half, half, n_layers * dz_um]
     tp.blocks = Blocks(lo + [half / 2, half / 2, 0], np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]]),

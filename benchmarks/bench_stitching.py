@@ -43,8 +43,10 @@ def _circles(c, r, z, n=64):
 def _contours_tp(polys, layer, layer_z, speed, power):
     k, n = polys.shape[:2]
     pts = polys.reshape(-1, 3)
-    return Toolpath(pts[:, 0], pts[:, 1], pts[:, 2], np.full(len(pts), power), np.arange(0, k * n + 1, n),
-                    np.full(k, Kind.CONTOUR), np.full(k, layer), np.full(k, -1), np.full(k, speed), layer_z)
+    return Toolpath(x_um=pts[:, 0], y_um=pts[:, 1], z_um=pts[:, 2], power_mw=np.full(len(pts), power),
+                    mark_start=np.arange(0, k * n + 1, n), mark_kind=np.full(k, Kind.CONTOUR),
+                    mark_layer=np.full(k, layer), mark_block=np.full(k, -1), mark_speed_um_s=np.full(k, speed),
+                    layer_z_um=layer_z)
 
 
 def _rows_minus_circles(ys, x0, x1, c, r):

@@ -10,7 +10,13 @@ memory of a run follows the block, not the part.
 Block b's marks are the marks of the whole part that fall in it: ``plan_toolpath`` makes only
 the layers of b's tier and only the scan rows crossing b's window (whole rows, so every mark is
 bit-identical to the same mark of the whole plan), ``stitch`` keeps only the pieces inside b, and
-``order_marks`` orders each (block, layer) run on its own.
+``order_marks`` orders each (block, layer) run on its own. A block can also start from an
+already planned, unstitched toolpath (``bioslicer estimate`` of a saved toolpath): then the
+marks the block needs are selected instead of planned, and the rest is the same.
+
+The whole-part helpers are loops over :func:`run_block`: :func:`run_blocks` here,
+``cluster.run_blocks_dask`` on a cluster, ``pipeline.slice_to_job`` and ``pipeline.plan_job``
+on top of them.
 """
 
 from __future__ import annotations
@@ -33,12 +39,13 @@ PREVIEW_LINES_PER_UM = 1.0
 class BlockPlan:
     """Everything a block task needs besides the solid (small, picklable)."""
 
-    recipe: dict
+    recipe: dict | None       # None when the blocks start from a planned toolpath
     printer: Printer
     grid: dict
-    writer: object            # programs.ProgramWriter
-    preview_layer_step: int
-    preview_mark_step: int
+    writer: object = None     # programs.ProgramWriter; None: write no program
+    preview_layer_step: int = 0     # 0: no preview toolpath
+    preview_mark_step: int = 1
+    keep_toolpath: bool = False     # hand back the block's stitched, ordered marks
 
     def recipe_obj(self):
         from .recipe import Recipe
@@ -72,35 +79,7 @@ class BlockResult:
     estimate: dict             # estimate_block(...)
     preview: Toolpath | None = None
     extra: dict = field(default_factory=dict)
-
-
-class CellOwner:
-    """``owner(x, y, z)``: True where block ``b``'s cell holds the point.
-
-    Cells are the nominal block squares, walls sheared like the stitching walls
-    (``wall + (z - z0) tan(shear)``), half-open, the outer walls of the grid open: the cells of
-    one tier tile the plane, so every point has exactly one owner.
-    """
-
-    def __init__(self, grid, b: int) -> None:
-        blocks = grid.blocks()
-        self.single = bool(grid.single) or len(blocks) == 1
-        ix, iy, _ = (int(v) for v in blocks.index[b])
-        lo, hi = blocks.lo_um[b], blocks.hi_um[b]
-        self.x0 = -np.inf if ix == 0 else float(lo[0])
-        self.x1 = np.inf if ix == grid.nx - 1 else float(hi[0])
-        self.y0 = -np.inf if iy == 0 else float(lo[1])
-        self.y1 = np.inf if iy == grid.ny - 1 else float(hi[1])
-        self.z0 = float(blocks.origin_um[b, 2])
-        self.tan = math.tan(math.radians(grid.shear_deg))
-
-    def __call__(self, x, y, z):
-        x = np.asarray(x, dtype=np.float64)
-        if self.single:
-            return np.ones(x.shape, dtype=bool)
-        shift = (np.asarray(z, dtype=np.float64) - self.z0) * self.tan
-        y = np.asarray(y, dtype=np.float64)
-        return (x >= self.x0 + shift) & (x < self.x1 + shift) & (y >= self.y0 + shift) & (y < self.y1 + shift)
+    toolpath: Toolpath | None = None   # with BlockPlan.keep_toolpath
 
 
 def plan_blocks(solid, recipe, printer: Printer):
@@ -148,12 +127,14 @@ def preview_marks(tp: Toolpath, layer_step: int, mark_step: int) -> Toolpath:
     return tp.select_marks(keep)
 
 
-def run_block(solid, plan: BlockPlan, b: int, progress=None) -> BlockResult:
-    """Plan, stitch, order, estimate and write block ``b``.
+def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
+    """Plan (or select), stitch, order, estimate and write block ``b``.
 
     Parameters
     ----------
-    solid : bioslicer.mesh.Solid
+    source : bioslicer.mesh.Solid or Toolpath
+        The part: a solid is planned with ``plan.recipe`` (only the block's layers and window);
+        an unstitched toolpath on the grid's layer table gives the marks the block needs.
     plan : BlockPlan
     b : int
         Row of the grid's Blocks table (execution rank).
@@ -161,26 +142,31 @@ def run_block(solid, plan: BlockPlan, b: int, progress=None) -> BlockResult:
     Returns
     -------
     BlockResult
+        ``part`` is None without a writer; ``preview`` None without preview steps.
     """
     from .estimate import estimate_block
     from .ordering import order_marks
     from .planning import plan_toolpath
-    from .progress import silent
     from .stitching import stitch
 
-    progress = progress or silent
-    rec = plan.recipe_obj()
     grid = plan.grid_obj()
     printer = plan.printer
-    layer_ids = grid.block_layers(b)
-    tp, rep = plan_toolpath(solid, rec, printer, layer_ids=layer_ids, window_um=grid.block_window_um(b),
-                            owner=CellOwner(grid, b))
+    if isinstance(source, Toolpath):
+        tp, rep = source, {}
+    else:
+        from .exposure import PowerClipError
+
+        try:
+            tp, rep = plan_toolpath(source, plan.recipe_obj(), printer, layer_ids=grid.block_layers(b),
+                                    window_um=grid.block_window_um(b), owner=grid.cell_owner(b), checked=True)
+        except PowerClipError as exc:
+            raise PowerClipError(f"block {b}: {exc}") from None
     need = grid.marks_for_block(tp, b)           # whole-layer contours reach every block of a tier
     if not need.all():
         tp = tp.select_marks(need)
     tp = stitch(tp, printer, grid=grid, blocks=[b])
     tp, _ = order_marks(tp, inplace=True)
-    part = plan.writer.write_block(b, tp)
+    part = plan.writer.write_block(b, tp) if plan.writer is not None else None
     est = estimate_block(tp, printer)
     n = tp.n_marks
     if n:
@@ -195,8 +181,16 @@ def run_block(solid, plan: BlockPlan, b: int, progress=None) -> BlockResult:
         lengths = np.zeros(0)
         by_kind = {k.name.lower(): 0 for k in Kind}
         first = last = lo = hi = None
-    prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)
-    prev.meta = {}
+    clip = rep.get("power_clip")
+    if clip is not None:   # count what this block writes (the plan's rows reach past its walls)
+        from .exposure import clipped_length_um
+
+        at_max = tp.power_mw >= printer.max_power_mw * (1 - 1e-12)
+        clip = dict(clip, points=int(at_max.sum()), length_um=clipped_length_um(tp, at_max))
+    prev = None
+    if plan.preview_layer_step:
+        prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)
+        prev.meta = {}
     return BlockResult(
         block=b, part=part, n_marks=n, n_points=tp.n_points, n_segments=tp.n_segments,
         mark_length_um=float(lengths.sum()), jump_length_um=float(tp.jump_lengths().sum()),
@@ -204,5 +198,61 @@ def run_block(solid, plan: BlockPlan, b: int, progress=None) -> BlockResult:
         dropped_segments=int(rep.get("dropped_segments", 0)), warnings=list(rep.get("warnings", [])),
         marks_by_kind=by_kind, estimate=est, preview=prev,
         extra={"power_min_mw": rep.get("power_min_mw"), "power_max_mw": rep.get("power_max_mw"),
-               "cap_first_layer": rep.get("cap_first_layer")},
+               "cap_first_layer": rep.get("cap_first_layer"), "power_clip": clip},
+        toolpath=tp if plan.keep_toolpath else None,
     )
+
+
+def run_toolpath(toolpath: Toolpath, printer, grid=None, keep_toolpath: bool = True, progress=None):
+    """Stitch, order and estimate an unstitched toolpath block by block, as a job does.
+
+    The grid is ``grid_for_toolpath(toolpath, printer)`` (default block size, overlap and shear)
+    unless given; each block then runs through :func:`run_block` (no program written).
+
+    Parameters
+    ----------
+    toolpath : Toolpath
+        Unstitched marks (µm), e.g. loaded from an ``.npz``.
+    printer : Printer or str
+    grid : StitchGrid, optional
+    keep_toolpath : bool
+        Also return the stitched, ordered toolpath of the whole part.
+    progress : callable, optional
+        ``progress(done, total, label)`` per block.
+
+    Returns
+    -------
+    (StitchGrid, dict[int, BlockResult], Toolpath or None)
+        The grid, the result of every block with marks' candidates (by execution rank) and,
+        with ``keep_toolpath``, the blocks' marks joined in execution order.
+    """
+    from .cluster import run_blocks_local
+    from .printers import load_printer
+    from .progress import silent
+    from .stitching import grid_for_toolpath
+
+    printer = load_printer(printer)
+    if grid is None:
+        grid = grid_for_toolpath(toolpath, printer)
+    plan = BlockPlan(None, printer, grid.to_dict(), keep_toolpath=keep_toolpath)
+    todo = [b for b in range(grid.n_blocks()) if grid.marks_for_block(toolpath, b).any()]
+    results = run_blocks_local(toolpath, plan, todo, progress or silent)
+    return grid, results, (joined_toolpath(grid, results) if keep_toolpath else None)
+
+
+def combined_estimate(blocks, results: dict, printer):
+    """The job's :class:`~bioslicer.estimate.Estimate` from the blocks' ``BlockResult.estimate``
+    (``combine_estimates`` over the whole Blocks table, empty rows None)."""
+    from .estimate import combine_estimates
+
+    per_block = [None] * len(blocks)
+    for b, r in results.items():
+        per_block[b] = r.estimate
+    return combine_estimates(blocks, per_block, printer)
+
+
+def joined_toolpath(grid, results: dict) -> Toolpath:
+    """The kept toolpaths of block results, joined in execution order, with the grid's Blocks."""
+    tp = Toolpath.concat([results[b].toolpath for b in sorted(results)], layer_z_um=grid.layer_z_um)
+    tp.blocks = grid.blocks()
+    return tp

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import BioslicerError
-from .kernel import stitch as _k
+from .kernel import measure as _k
 from .printers import Printer, load_printer
 from .toolpath import Blocks, Toolpath
 
@@ -83,7 +83,7 @@ def estimate_print_time(toolpath: Toolpath, printer) -> Estimate:
         raise BioslicerError("some marks have a scan speed <= 0 µm/s; set a positive speed for every kind")
     blk = tp.mark_block.astype(np.int64) if stitched else np.zeros(m, np.int64)
 
-    length = _k.mark_lengths(tp.x_um, tp.y_um, tp.z_um, tp.mark_start)
+    length = tp.mark_lengths()
     mark_t = length / tp.mark_speed_um_s if m else np.zeros(0)
     delay_t = np.full(m, pr.laser_on_delay_s + pr.laser_off_delay_s)
 

@@ -1,11 +1,15 @@
 """Exposure: laser power per point and scan speed per mark, applied to a toolpath.
 
-Power of a point = ``power_mw[kind]`` x depth factor x power-field factor, capped at the
-printer's maximum (with a warning that names the first layer where the cap bites). Speed of a
-mark = ``speed_um_s[kind]``. Everything is vectorised over the toolpath arrays.
+Power of a point = ``power_mw[kind]`` x depth factor x power-field factor. A request above the
+printer's maximum fails the slice (:class:`PowerClipError`, one line naming the largest request,
+its layer and depth) unless ``recipe.allow_power_clip``: then it is clipped and counted (points,
+mark length, largest request) for the job summary. Speed of a mark = ``speed_um_s[kind]``.
+Everything is vectorised over the toolpath arrays.
 
-Depth compensation (``recipe.depth_mode``), with ``depth = z - surface_z_um`` (the substrate /
-interface at the part bottom by default; negative depths count as 0):
+Depth compensation (``recipe.depth_mode``) counts depth from the side the light enters
+(``printer.light_from``): ``depth = z - surface_z_um`` from below (default surface: the part
+bottom), ``depth = surface_z_um - z`` from above (default surface: the part top); negative depths
+count as 0:
 
 - ``none``: factor 1
 - ``exponential``: ``exp(depth / attenuation_length_um)`` (compensates Beer-Lambert loss)
@@ -31,7 +35,11 @@ from .toolpath import Kind, Toolpath
 
 
 # ----------------------------------------------------------------------------- depth
-def depth_factor(z_um, recipe, surface_z_um: float = 0.0) -> np.ndarray:
+class PowerClipError(BioslicerError):
+    """A power request above the laser's maximum (the slice fails unless allow_power_clip)."""
+
+
+def depth_factor(z_um, recipe, surface_z_um: float = 0.0, from_above: bool = False) -> np.ndarray:
     """Depth compensation factor of the power at heights ``z_um``.
 
     Parameters
@@ -42,13 +50,16 @@ def depth_factor(z_um, recipe, surface_z_um: float = 0.0) -> np.ndarray:
         ``depth_mode``, ``attenuation_length_um``, ``depth_slope_per_um``, ``depth_table``.
     surface_z_um : float
         Height of the surface the light enters from / the interface (depth 0), µm.
+    from_above : bool
+        The light enters from above (upright optics): depth grows downwards from the surface.
 
     Returns
     -------
     (N,) float64
         Factor multiplying the nominal power (1 at depth 0 for exponential and linear).
     """
-    depth = np.maximum(np.asarray(z_um, dtype=np.float64) - surface_z_um, 0.0)
+    z = np.asarray(z_um, dtype=np.float64)
+    depth = np.maximum(surface_z_um - z if from_above else z - surface_z_um, 0.0)
     mode = recipe.depth_mode
     if mode == "none":
         return np.ones_like(depth)
@@ -244,13 +255,17 @@ def subdivide_marks(tp: Toolpath, point_distance_um: float, max_points: float = 
     nx, ny, nz = np.empty(n), np.empty(n), np.empty(n)
     _k.fill_subdivided(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, float(point_distance_um), starts, nx, ny, nz)
     power = np.repeat(tp.power_mw[tp.mark_start[:-1]], counts) if m else np.zeros(0)
-    return Toolpath(nx, ny, nz, power, starts, tp.mark_kind, tp.mark_layer, tp.mark_block, tp.mark_speed_um_s,
-                    tp.layer_z_um, tp.blocks, dict(tp.meta))
+    return tp.with_points({"x_um": nx, "y_um": ny, "z_um": nz, "power_mw": power}, starts,
+                          tp.take_marks(np.arange(m)))
 
 
 # ----------------------------------------------------------------------------- checks
 def check_exposure(recipe, printer) -> None:
-    """Refuse per-kind power above the printer's maximum and speeds outside its limits."""
+    """Refuse per-kind power above the printer's maximum, speeds outside its limits, and depth
+    compensation on a profile that does not say which side the light enters from."""
+    if recipe.depth_mode != "none" and getattr(printer, "light_from", "") not in ("below", "above"):
+        raise BioslicerError(f"printer profile {printer.source or printer.name}: depth compensation needs "
+                             "[objective] light_from = \"below\" or \"above\" (the side the light enters from)")
     for k in Kind.names():
         p = recipe.power_mw[k]
         if p > printer.max_power_mw:
@@ -262,8 +277,18 @@ def check_exposure(recipe, printer) -> None:
                                  f"{printer.min_speed_um_s:g}..{printer.max_speed_um_s:g} µm/s; change it")
 
 
+def clipped_length_um(tp: Toolpath, clipped: np.ndarray) -> float:
+    """Mark length written at clipped power: the segments whose end point is in ``clipped`` (N,), µm."""
+    if tp.n_points < 2:
+        return 0.0
+    d = np.sqrt(np.diff(tp.x_um) ** 2 + np.diff(tp.y_um) ** 2 + np.diff(tp.z_um) ** 2)
+    d[tp.mark_start[1:-1] - 1] = 0.0          # no segment from one mark to the next
+    return float(d[clipped[1:]].sum())
+
+
 # ----------------------------------------------------------------------------- apply
-def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um: float | None = None):
+def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um: float | None = None,
+                   checked: bool = False):
     """Set ``power_mw`` per point and ``mark_speed_um_s`` per mark.
 
     Parameters
@@ -278,30 +303,47 @@ def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um
         ``f(x_um, y_um, z_um) -> factor``; when given, marks are subdivided at
         ``recipe.point_distance_um`` first.
     surface_z_um : float, optional
-        Depth 0 height, µm; default ``recipe.surface_z_um``, else the lowest layer bottom.
+        Depth 0 height, µm; default ``recipe.surface_z_um``, else the lowest layer bottom (light
+        from below) or the highest layer top (light from above).
+    checked : bool
+        :func:`check_exposure` already ran for this recipe and printer (skip it).
 
     Returns
     -------
     (Toolpath, dict)
         The exposed toolpath and a report: ``power_min_mw``, ``power_max_mw``,
-        ``capped_points``, ``cap_first_layer``, ``subdivided``, ``warnings`` (list of str).
+        ``capped_points``, ``cap_first_layer``, ``clip`` (None, or the clipped points, their mark
+        length ``length_um``, the largest request ``max_request_mw`` and its ``layer``, ``z_um``
+        and ``depth_um``), ``subdivided``, ``warnings`` (list of str).
+
+    Raises
+    ------
+    PowerClipError
+        A request above the printer's maximum without ``recipe.allow_power_clip``.
     """
-    check_exposure(recipe, printer)
-    report = {"warnings": [], "subdivided": False, "capped_points": 0, "cap_first_layer": None}
+    if not checked:
+        check_exposure(recipe, printer)
+    report = {"warnings": [], "subdivided": False, "capped_points": 0, "cap_first_layer": None, "clip": None}
+    from_above = getattr(printer, "light_from", "") == "above"
     if power_field is not None:
         tp = subdivide_marks(tp, recipe.point_distance_um)
         report["subdivided"] = True
     if surface_z_um is None:
         surface_z_um = recipe.surface_z_um
     if surface_z_um is None:
-        surface_z_um = float(tp.layer_z_um[0] - 0.5 * recipe.slice_um) if tp.n_layers else 0.0
+        if not tp.n_layers:
+            surface_z_um = 0.0
+        elif from_above:
+            surface_z_um = float(tp.layer_z_um[-1] + 0.5 * recipe.slice_um)
+        else:
+            surface_z_um = float(tp.layer_z_um[0] - 0.5 * recipe.slice_um)
     report["surface_z_um"] = float(surface_z_um)
 
     kind_power = np.array([recipe.power_mw[k] for k in Kind.names()], dtype=np.float64)
     kind_speed = np.array([recipe.speed_um_s[k] for k in Kind.names()], dtype=np.float64)
     counts = np.diff(tp.mark_start)
     point_kind = np.repeat(tp.mark_kind, counts)
-    power = kind_power[point_kind] * depth_factor(tp.z_um, recipe, surface_z_um)
+    power = kind_power[point_kind] * depth_factor(tp.z_um, recipe, surface_z_um, from_above)
     if power_field is not None and tp.n_points:
         f = np.asarray(power_field(tp.x_um, tp.y_um, tp.z_um), dtype=np.float64).reshape(-1)
         if f.shape != (tp.n_points,):
@@ -312,15 +354,23 @@ def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um
         power = power * f
     over = power > printer.max_power_mw * (1 + 1e-12)
     if np.any(over):
-        first_point = int(np.argmax(over))
-        mark = int(np.searchsorted(tp.mark_start, first_point, side="right") - 1)
+        top = int(np.argmax(power))
+        mark = int(np.searchsorted(tp.mark_start, top, side="right") - 1)
         layer = int(tp.mark_layer[mark])
+        z = float(tp.z_um[top])
+        depth = max(surface_z_um - z if from_above else z - surface_z_um, 0.0)
+        req = float(power[top])
+        if not getattr(recipe, "allow_power_clip", False):
+            raise PowerClipError(
+                f"power request up to {req:.4g} mW is above the laser's maximum {printer.max_power_mw:g} mW "
+                f"(layer {layer}, z = {z:.3f} µm, depth {depth:.1f} µm); lower power_mw or the depth "
+                "compensation, or pass --allow-power-clip to clip it")
+        first_point = int(np.argmax(over))
         n_over = int(over.sum())
         report["capped_points"] = n_over
-        report["cap_first_layer"] = layer
-        report["warnings"].append(
-            f"power capped at the printer maximum {printer.max_power_mw:g} mW for {n_over} points, from layer "
-            f"{layer} (z = {tp.layer_z_um[layer]:.3f} µm) on; asked for up to {power.max():.4g} mW")
+        report["cap_first_layer"] = int(tp.mark_layer[int(np.searchsorted(tp.mark_start, first_point, "right") - 1)])
+        report["clip"] = {"points": n_over, "length_um": clipped_length_um(tp, over), "max_request_mw": req,
+                          "layer": layer, "z_um": z, "depth_um": float(depth)}
         power = np.minimum(power, printer.max_power_mw)
     tp.power_mw = np.ascontiguousarray(power)
     tp.mark_speed_um_s = np.ascontiguousarray(kind_speed[tp.mark_kind])

@@ -161,6 +161,19 @@ def _read_3mf(data: bytes):
     return np.concatenate(vs), np.concatenate(fs)
 
 
+def _check_3mf_inflate(data: bytes, name: str) -> None:
+    """Refuse a 3MF (a zip) whose parts inflate past :func:`bioslicer.fileio.zip_inflate_limit`
+    before any reader inflates it (BioslicerError); a file that is no zip is left to the readers."""
+    from .fileio import check_zip, zip_inflate_limit
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        return
+    with zf:
+        check_zip(zf, zip_inflate_limit(len(data)), what=f"3MF file {name}")
+
+
 def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
     """(vertices, faces, file bytes) of a mesh file, in file units, unprocessed."""
     if not path.is_file():
@@ -175,6 +188,7 @@ def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
     import trimesh
 
     if ext == "3mf":
+        _check_3mf_inflate(data, path.name)
         try:
             m = trimesh.load(io.BytesIO(data), file_type="3mf", force="mesh", process=False)
             v, f = np.asarray(m.vertices, dtype=np.float64), np.asarray(m.faces, dtype=np.int64)
@@ -579,13 +593,18 @@ def repair_arrays(vertices_um: np.ndarray, faces: np.ndarray, max_hole_edges: in
 
 
 # ============================================================================ public entry points
-def _plausibility(size_um: np.ndarray, printer, units: str) -> str | None:
-    """A one-line complaint when the part size does not fit the printer, else None."""
+def _plausibility(size_um: np.ndarray, printer, units: str, recipe=None) -> str | None:
+    """A one-line complaint when the part size does not fit the printer, else None.
+
+    The smallest printable feature is the recipe's hatch or slice distance (without a recipe,
+    the printer's defaults)."""
     from .printers import load_printer
 
     p = load_printer(printer)
     d = p.defaults or {}
-    voxel = min(float(d.get("hatch_um", 0.1)), float(d.get("slice_um", 0.1)))
+    hatch = d.get("hatch_um", 0.1) if recipe is None else recipe.hatch_um
+    slc = d.get("slice_um", 0.1) if recipe is None else recipe.slice_um
+    voxel = min(float(hatch), float(slc))
     sz = " x ".join(f"{x:.4g}" for x in size_um)
     big = float(np.max(size_um))
     if big < voxel:
@@ -678,7 +697,7 @@ def _solid_checked(v, f, rep, name, sha, units) -> Solid:
     return Solid(v, f.astype(np.int32), name, sha, units, rep)
 
 
-def load_mesh(path, units="um", repair=False, printer=None) -> Solid:
+def load_mesh(path, units="um", repair=False, printer=None, recipe=None) -> Solid:
     """Load a mesh file as a :class:`Solid` in µm, refusing anything that cannot define a solid.
 
     Parameters
@@ -691,6 +710,8 @@ def load_mesh(path, units="um", repair=False, printer=None) -> Solid:
         Merge vertices, drop collapsed/duplicate faces, fix winding and normals, fill small holes.
     printer : printer name, path or Printer, optional
         Refuse sizes implausible for it (smaller than a voxel, larger than its travel).
+    recipe : Recipe, optional
+        With ``printer``: the voxel is the recipe's hatch/slice distance, not the printer's default.
 
     Returns
     -------
@@ -707,7 +728,7 @@ def load_mesh(path, units="um", repair=False, printer=None) -> Solid:
     sha = hashlib.sha256(data).hexdigest()
     v, f, rep = _prepare(v, f, units, path.name, sha, repair)
     if printer is not None:
-        msg = _plausibility(np.asarray(rep["size_um"]), printer, units)
+        msg = _plausibility(np.asarray(rep["size_um"]), printer, units, recipe)
         if msg:
             raise BioslicerError(msg)
     rep["ok"] = True

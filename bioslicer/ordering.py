@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import stitch as _k
+from .kernel import measure as _measure
+from .kernel import order as _k
 from .progress import Progress, silent
-from .toolpath import Kind, Toolpath
+from .toolpath import POINT_FIELDS, Kind, Toolpath
 
 #: kinds whose 2-point marks are ordered serpentine
 SERPENTINE_KINDS = (Kind.HATCH, Kind.SKIN, Kind.SCAFFOLD)
@@ -42,7 +43,7 @@ def run_jump_length_um(toolpath: Toolpath, runs: np.ndarray | None = None) -> fl
     if runs is None:
         runs = run_bounds(toolpath)
     tp = toolpath
-    return float(np.sum(_k.run_jump_lengths(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, runs)))
+    return float(np.sum(_measure.run_jump_lengths(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, runs)))
 
 
 def order_marks(toolpath: Toolpath, progress: Progress = silent, inplace: bool = False) -> tuple[Toolpath, dict]:
@@ -77,29 +78,28 @@ def order_marks(toolpath: Toolpath, progress: Progress = silent, inplace: bool =
         out = tp if inplace else tp.select_marks(np.zeros(0, np.int64))
         return out, {
             "jump_um_before": 0.0, "jump_um_after": 0.0, "n_runs": 0, "n_marks": 0, "n_reversed": 0, "n_rotated": 0}
-    closed = _k.closed_marks(tp.x_um, tp.y_um, tp.z_um, tp.mark_start)
+    closed = _measure.closed_marks(tp.x_um, tp.y_um, tp.z_um, tp.mark_start)
     serp = np.zeros(max(int(k) for k in Kind) + 1, np.bool_)
     serp[[int(k) for k in SERPENTINE_KINDS]] = True
     order, flip, rot = _k.order_runs(runs, tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_kind, closed, serp)
     del closed
     progress(1, 2, "ordering")
     n_chunks = int(min(len(runs) - 1, 256))
+    marks = tp.take_marks(order)
     if inplace:
         out = tp
-        _k.apply_order(runs, tp.mark_start, order, flip, rot, tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_kind,
-                       tp.mark_speed_um_s, True, n_chunks, tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_start,
-                       tp.mark_kind, tp.mark_speed_um_s)
+        _k.apply_order(runs, tp.mark_start, order, flip, rot, tp.x_um, tp.y_um, tp.z_um, tp.power_mw, True, n_chunks,
+                       tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_start)
+        for name, arr in marks.items():
+            setattr(out, name, arr)
     else:
         n = tp.n_points
-        ox, oy, oz, op = (np.empty(n) for _ in range(4))
+        pts = {name: np.empty(n) for name in POINT_FIELDS}
         dst = np.empty(tp.n_marks + 1, np.int64)
         dst[-1] = n
-        okind = np.empty(tp.n_marks, np.uint8)
-        ospeed = np.empty(tp.n_marks)
-        _k.apply_order(runs, tp.mark_start, order, flip, rot, tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_kind,
-                       tp.mark_speed_um_s, False, n_chunks, ox, oy, oz, op, dst, okind, ospeed)
-        out = Toolpath(ox, oy, oz, op, dst, okind, tp.mark_layer.copy(), tp.mark_block.copy(), ospeed,
-                       tp.layer_z_um, tp.blocks, dict(tp.meta))
+        _k.apply_order(runs, tp.mark_start, order, flip, rot, tp.x_um, tp.y_um, tp.z_um, tp.power_mw, False, n_chunks,
+                       pts["x_um"], pts["y_um"], pts["z_um"], pts["power_mw"], dst)
+        out = tp.with_points(pts, dst, marks)
     after = run_jump_length_um(out, runs)
     report = {
         "jump_um_before": before,

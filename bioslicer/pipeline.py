@@ -1,14 +1,15 @@
 """The whole job: mesh file -> toolpath -> blocks -> program -> checked job folder.
 
-Each stage is one public function of its own module (``load_mesh``, ``plan_toolpath``, ``stitch``,
-``order_marks``, ``estimate_print_time``, ``write_program``, ``validate_program``, ``JobWriter``);
-this module only chains them, so the CLI, the job service and the cluster executor all run the
-same code.
+Each stage is one public function of its own module (``load_mesh``, ``plan_grid``, then per block
+``run_block``: ``plan_toolpath``, ``stitch``, ``order_marks``, ``estimate_block``,
+``ProgramWriter.write_block``; then ``combine_estimates``, ``ProgramWriter.finish`` (which
+validates), ``JobWriter``); this module only chains them, so the CLI, the job service and the
+cluster executor all run the same code.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,16 +35,29 @@ class JobResult:
 
 @dataclass
 class PlannedJob:
-    """A toolpath stitched, ordered and estimated, ready to be written."""
+    """A part planned, stitched, ordered and estimated block by block, as a job would write it."""
 
     solid: object
     printer: Printer
     recipe: object
-    toolpath: Toolpath
-    plan_report: dict
-    order_report: dict
+    grid: object               # StitchGrid
+    toolpath: Toolpath         # every block's marks in execution order, the grid's Blocks table
+    blocks: dict               # block index -> blockrun.BlockResult (blocks that may have marks)
     estimate: object
     timings_s: dict
+    placement: dict | None = None   # bioslicer.placement record (the solid and toolpath are placed)
+
+
+def job_provenance(mesh_name: str, solid, printer, recipe, placement: dict) -> dict:
+    """What a job's program header records (no clock time; the recipe as its SHA-256)."""
+    return {
+        "software": f"bioslicer {__version__}",
+        "mesh": mesh_name,
+        "mesh_sha256": solid.sha256,
+        "printer": printer.name,
+        "recipe_sha256": hashlib.sha256(recipe.to_toml().encode()).hexdigest() + " (recipe.toml)",
+        "placement": f"{placement['mode']}, offset_um " + " ".join(f"{v:.4f}" for v in placement["offset_um"]),
+    }
 
 
 def resolve_recipe(printer: Printer, recipe=None, overrides: dict | None = None):
@@ -65,7 +79,11 @@ def resolve_recipe(printer: Printer, recipe=None, overrides: dict | None = None)
 
 def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, units: str = "um",
              repair: bool = False, progress: Progress = silent) -> PlannedJob:
-    """Load (or take) a mesh and run every stage up to the ordered, estimated toolpath.
+    """Load (or take) a mesh and run every block of its job up to the ordered, estimated toolpath.
+
+    The same placement, grid and :func:`~bioslicer.blockrun.run_block` as :func:`slice_to_job`
+    (without writing a program), the blocks' marks then joined: the toolpath is exactly the one
+    a job writes (in placed coordinates: z = 0 is the substrate interface).
 
     Parameters
     ----------
@@ -75,39 +93,37 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
         Printer profile.
     recipe, overrides
         See :func:`resolve_recipe`.
+    progress : callable
+        ``progress(done, total, label)``; blocks done / total.
     """
-    from .estimate import estimate_print_time
+    from .blockrun import BlockPlan, combined_estimate, joined_toolpath, plan_blocks
+    from .cluster import run_blocks_local
+    from .exposure import check_exposure
     from .mesh import Solid, load_mesh
-    from .ordering import order_marks
-    from .planning import plan_toolpath
-    from .stitching import stitch
 
     timings = {}
     t0 = time.perf_counter()
     printer = load_printer(printer)
     rec = resolve_recipe(printer, recipe, overrides)
-    solid = mesh if isinstance(mesh, Solid) else load_mesh(mesh, units=units, repair=repair, printer=printer)
-    timings["load_s"] = time.perf_counter() - t0
+    check_exposure(rec, printer)
+    solid = mesh if isinstance(mesh, Solid) else load_mesh(mesh, units=units, repair=repair, printer=printer,
+                                                           recipe=rec)
+    from .placement import place
 
+    solid, prec, placement = place(solid, rec)
+    timings["load_s"] = time.perf_counter() - t0
     t = time.perf_counter()
-    tp, plan_report = plan_toolpath(solid, rec, printer, progress=progress)
-    timings["plan_s"] = time.perf_counter() - t
+    grid, _ = plan_blocks(solid, prec, printer)
+    plan = BlockPlan(prec.to_dict(), printer, grid.to_dict(), keep_toolpath=True)
+    results = run_blocks_local(solid, plan, cells_to_run(solid, prec, grid), progress)
+    timings["blocks_s"] = time.perf_counter() - t
+    tp = joined_toolpath(grid, results)
     if tp.n_marks == 0:
         raise BioslicerError(
             f"nothing to print: the recipe gives no marks inside {solid.name or 'the mesh'}; "
             "check the units (--units) and that slice_um/hatch_um are smaller than the part")
-
-    t = time.perf_counter()
-    tp = stitch(tp, printer, block_size_um=rec.block_size_um, overlap_um=rec.overlap_um,
-                shear_deg=rec.shear_deg, progress=progress)
-    timings["stitch_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    tp, order_report = order_marks(tp, progress=progress)
-    timings["order_s"] = time.perf_counter() - t
-
-    est = estimate_print_time(tp, printer)
-    return PlannedJob(solid, printer, rec, tp, plan_report, order_report, est, timings)
+    est = combined_estimate(tp.blocks, results, printer)
+    return PlannedJob(solid, printer, rec, grid, tp, results, est, timings, placement)
 
 
 def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, overrides=None,
@@ -152,9 +168,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     -------
     JobResult
     """
-    from .blockrun import BlockPlan, plan_blocks, preview_steps
-    from .estimate import combine_estimates
+    from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps
     from .jobs import JobWriter
+    from .jobs.manifest import build_manifest
     from .mesh import load_mesh
     from .programs import ProgramWriter
 
@@ -168,27 +184,25 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     rec = resolve_recipe(pr, recipe, overrides)
     from .exposure import check_exposure
 
-    check_exposure(rec, pr)
+    check_exposure(rec, pr)           # once per job: the blocks skip it
     t = time.perf_counter()
-    solid = load_mesh(mesh_path, units=units, repair=repair, printer=pr)
+    solid = load_mesh(mesh_path, units=units, repair=repair, printer=pr, recipe=rec)
+    from .placement import place
+
+    solid, prec, placement = place(solid, rec)   # prec: the recipe in placed coordinates
     timings["load_s"] = time.perf_counter() - t
-    grid, lz = plan_blocks(solid, rec, pr)
+    grid, lz = plan_blocks(solid, prec, pr)
     blocks = grid.blocks()
     name = _safe_stem(mesh_path.stem)
     region_bounds = np.array([[*grid.xy_lo_um, lz[0]], [*grid.xy_hi_um, lz[-1]]])
     layer_step, mark_step = preview_steps(region_bounds, len(lz), rec.hatch_um)
 
-    with JobWriter(out_dir, overwrite=overwrite) as jw:
-        provenance = {
-            "software": f"bioslicer {__version__}",
-            "mesh": mesh_path.name,
-            "mesh_sha256": solid.sha256,
-            "printer": pr.name,
-            "recipe": json.dumps(rec.to_dict(), sort_keys=True),
-        }
-        writer = ProgramWriter(pr, blocks, jw.path, name=name, dialect=dialect, provenance=provenance)
-        plan = BlockPlan(rec.to_dict(), pr, grid.to_dict(), writer, layer_step, mark_step)
-        todo = cells_to_run(solid, rec, grid)
+    with JobWriter(out_dir, overwrite=overwrite, keep=[mesh_path]) as jw:
+        provenance = job_provenance(mesh_path.name, solid, pr, rec, placement)
+        writer = ProgramWriter(pr, blocks, jw.path, name=name, dialect=dialect, provenance=provenance,
+                               find_interface=rec.find_interface)
+        plan = BlockPlan(prec.to_dict(), pr, grid.to_dict(), writer, layer_step, mark_step)
+        todo = cells_to_run(solid, prec, grid)
         t = time.perf_counter()
         if client is None:
             from .cluster import run_blocks_local
@@ -209,10 +223,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         files = writer.finish([r.part for r in used], progress=progress)
         timings["write_s"] = time.perf_counter() - t
         validation = files.report
-        per_block = [None] * len(blocks)
-        for r in ordered:
-            per_block[r.block] = r.estimate
-        est = combine_estimates(blocks, per_block, pr)
+        est = combined_estimate(blocks, results, pr)
         prev = Toolpath.concat([r.preview for r in used], layer_z_um=lz)
         prev.blocks = blocks
         prev.meta = {"preview": {"layer_step": layer_step, "mark_step": mark_step}}
@@ -241,35 +252,18 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         est_d = est.to_dict()
         est_d["per_block_s"] = [float(est.per_block_s[b]) for b in used_ids]
         est_d["blocks"] = used_ids
-        manifest = {
-            "format": "bioslicer-job/1",
-            "software": {"name": "bioslicer", "version": __version__},
-            "mesh": {
-                "file": mesh_path.name,
-                "sha256": solid.sha256,
-                "units": units,
-                "bounds_um": np.asarray(solid.bounds_um).tolist(),
-                "report": solid.report,
-            },
-            "printer": pr.to_dict(),
-            "recipe": rec.to_dict(),
-            "program": {
-                "dialect": files.dialect,
-                "main": rel(files.main),
-                "files": sorted(rel(f) for f in files.files),
-            },
-            "counts": _block_counts(ordered, used, len(lz), len(blocks)),
-            "bounds_um": [np.min([r.lo_um for r in used], axis=0).tolist(),
-                          np.max([r.hi_um for r in used], axis=0).tolist()],
-            "estimate": est_d,
-            "validation": validation.to_dict(),
-            "stitching": grid.to_dict(),
-            "plan": _plan_summary(rec, used),
-            "preview": "preview.png" if preview else None,
-            "preview_toolpath": "preview_toolpath.npz",
-            "program_index": INDEX_NAME if pindex is not None else None,
-            "compare": design_vs_print,
-        }
+        manifest = build_manifest(
+            mesh_file=mesh_path.name, mesh_sha256=solid.sha256, units=units, mesh_bounds_um=solid.bounds_um,
+            mesh_report=solid.report, printer=pr, recipe=rec.to_dict(), dialect=files.dialect,
+            main=rel(files.main), program_files=[rel(f) for f in files.files],
+            counts=_block_counts(ordered, used, len(lz), len(blocks)),
+            bounds_um=[np.min([r.lo_um for r in used], axis=0), np.max([r.hi_um for r in used], axis=0)],
+            estimate=est_d, validation=validation.to_dict(), preview="preview.png" if preview else None,
+            placement=dict(placement, find_interface=rec.find_interface,
+                           light_from=pr.light_from or None, immersion=pr.immersion or None),
+            stitching=grid.to_dict(), plan=_plan_summary(rec, used), power_clip=_power_clip(used, pr),
+            preview_toolpath="preview_toolpath.npz",
+            program_index=INDEX_NAME if pindex is not None else None, compare=design_vs_print)
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
@@ -379,6 +373,31 @@ def _plan_summary(rec, used) -> dict:
         "power_min_mw": min(pmin) if pmin else None,
         "power_max_mw": max(pmax) if pmax else None,
     }
+
+
+def _power_clip(used, printer) -> dict | None:
+    """Power clipping over the job (``allow_power_clip``), once: clipped points, their mark length
+    and share of all mark length, the largest request and where it was; None when nothing was clipped."""
+    clips = [(r.block, r.extra["power_clip"]) for r in used if r.extra.get("power_clip")]
+    if not clips:
+        return None
+    total = float(sum(r.mark_length_um for r in used))
+    b, top = max(clips, key=lambda c: c[1]["max_request_mw"])
+    length = float(sum(c["length_um"] for _, c in clips))
+    return {"points": int(sum(c["points"] for _, c in clips)), "length_um": length,
+            "share_of_mark_length": length / total if total > 0 else 0.0,
+            "max_request_mw": top["max_request_mw"], "max_power_mw": printer.max_power_mw,
+            "where": {"block": int(b), "layer": top["layer"], "z_um": top["z_um"], "depth_um": top["depth_um"]}}
+
+
+def power_clip_line(clip: dict | None) -> str | None:
+    """The one line a person reads about power clipping in a job (None: nothing clipped)."""
+    if not clip:
+        return None
+    w = clip["where"]
+    return (f"POWER CLIPPED at the laser maximum {clip['max_power_mw']:g} mW: {clip['points']:,} points, "
+            f"{100 * clip['share_of_mark_length']:.1f} % of the mark length; largest request "
+            f"{clip['max_request_mw']:.4g} mW (block {w['block']}, layer {w['layer']}, depth {w['depth_um']:.1f} µm)")
 
 
 def _safe_stem(stem: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import BioslicerError
-from .kernel import marks as _k
 from .exposure import apply_exposure, check_exposure, power_field_from_recipe
 from .progress import silent
 from .recipe import Recipe, _validate
@@ -15,7 +14,7 @@ from .toolpath import Kind, Toolpath
 
 
 def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=None, layer_ids=None,
-                  window_um=None, owner=None) -> tuple[Toolpath, dict]:
+                  window_um=None, owner=None, checked: bool = False) -> tuple[Toolpath, dict]:
     """Run the recipe's scan strategy and exposure on a solid.
 
     Parameters
@@ -42,6 +41,9 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
     owner : callable, optional
         ``owner(x, y, z) -> bool array`` of the block's cell: dropped short segments are counted
         only where it holds their midpoint (so block counts add up to the part's).
+    checked : bool
+        The recipe was already validated and checked against the printer
+        (:func:`~bioslicer.exposure.check_exposure`) once for the whole job: skip both here.
 
     Returns
     -------
@@ -52,8 +54,9 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
         ``length_um_by_kind``, ``mark_length_um``, ``dropped_segments``, ``warnings``,
         ``power_min_mw``, ``power_max_mw``, ``cap_first_layer`` (all deterministic).
     """
-    _validate(recipe)
-    check_exposure(recipe, printer)
+    if not checked:
+        _validate(recipe)
+        check_exposure(recipe, printer)
     if recipe.strategy not in STRATEGY_FUNCTIONS:
         raise BioslicerError(f"recipe key 'strategy' must be one of {', '.join(STRATEGY_FUNCTIONS)}")
     region = make_region(solid, recipe, window_um, owner)
@@ -61,17 +64,16 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
     tp, srep = STRATEGY_FUNCTIONS[recipe.strategy](region, lz, recipe, progress, layer_ids=layer_ids)
     field = power_field if power_field is not None else power_field_from_recipe(recipe, solid)
     surface = recipe.surface_z_um
-    if surface is None:
-        surface = float(region.bounds_um[0, 2])
-    tp, erep = apply_exposure(tp, recipe, printer, power_field=field, surface_z_um=surface)
+    if surface is None:   # depth 0 where the light enters: the part bottom, or its top for upright optics
+        surface = float(region.bounds_um[1 if getattr(printer, "light_from", "") == "above" else 0, 2])
+    tp, erep = apply_exposure(tp, recipe, printer, power_field=field, surface_z_um=surface, checked=True)
     tp.meta = dict(tp.meta)
     tp.meta["recipe"] = recipe.to_dict()
     tp.meta["strategy"] = recipe.strategy
     if region.is_mold:
         tp.meta["channel_block_um"] = region.bounds_um.tolist()
 
-    lengths = np.empty(tp.n_marks)
-    _k.mark_lengths(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, lengths)
+    lengths = tp.mark_lengths()
     n_kind = np.bincount(tp.mark_kind, minlength=len(Kind))
     l_kind = np.bincount(tp.mark_kind, weights=lengths, minlength=len(Kind))
     by_kind = {k.name.lower(): int(n_kind[int(k)]) for k in Kind}
@@ -93,6 +95,7 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
         "power_min_mw": erep["power_min_mw"],
         "power_max_mw": erep["power_max_mw"],
         "cap_first_layer": erep["cap_first_layer"],
+        "power_clip": erep["clip"],
         "surface_z_um": erep["surface_z_um"],
         "subdivided": erep["subdivided"],
     }

@@ -24,6 +24,9 @@ else:  # pragma: no cover
 
 DIALECTS = ("gwl", "gcode", "aerobasic", "waveform", "voxel")
 POWER_UNITS = ("mW", "percent", "V")
+IMMERSIONS = ("dill", "oil", "water", "air")
+LIGHT_SIDES = ("below", "above")
+CALIBRATIONS = ("linear", "sin2", "table")
 
 
 @dataclass(frozen=True)
@@ -64,23 +67,71 @@ class Printer:
     program: dict = field(default_factory=dict)    # dialect options (power command, DAQ rate, ...)
     defaults: dict = field(default_factory=dict)   # default process parameters (recipe keys)
     source: str = ""
+    # objective: immersion ('dill' | 'oil' | 'water' | 'air', '' unknown) and the side the light
+    # enters the sample from ('below' | 'above', '' unknown)
+    immersion: str = ""
+    light_from: str = ""
+    # power calibration: command value as a function of the power fraction (P / reference):
+    # 'linear'; 'sin2' (Pockels cell / polarizer: fraction = f0 + (1 - f0) sin^2(pi/2 c / c_full));
+    # 'table' (measured [[fraction, command], ...], both increasing)
+    calibration: str = "linear"
+    calibration_min_fraction: float = 0.0
+    calibration_table: list = field(default_factory=list)
 
     # --------------------------------------------------------------- conversions
-    def power_to_program(self, power_mw: float) -> float:
-        """Convert mW to the unit the program writes (mW, percent of reference, volts)."""
+    @property
+    def power_full_scale(self) -> float:
+        """Program value at the reference power: mW, 100 (percent) or max_volts (V)."""
         if self.power_unit == "mW":
-            return power_mw
+            return float(self.reference_power_mw)
         if self.power_unit == "percent":
-            return 100.0 * power_mw / self.reference_power_mw
-        return self.max_volts * power_mw / self.reference_power_mw
+            return 100.0
+        return float(self.max_volts)
 
-    def power_from_program(self, value: float) -> float:
-        """Inverse of :meth:`power_to_program`: program unit back to mW (``value * a / b``)."""
-        a, b = self.power_from_program_ratio()
-        return value * a / b
+    def power_to_program(self, power_mw):
+        """Convert mW (scalar or array) to the value the program writes, through the calibration."""
+        import numpy as np
+
+        f = np.asarray(power_mw, dtype=np.float64) / self.reference_power_mw
+        if self.calibration == "linear":
+            out = f * self.power_full_scale
+        elif self.calibration == "sin2":
+            f0 = self.calibration_min_fraction
+            t = np.clip((f - f0) / (1.0 - f0), 0.0, 1.0)
+            out = self.power_full_scale * (2.0 / np.pi) * np.arcsin(np.sqrt(t))
+        else:
+            tab = np.asarray(self.calibration_table, dtype=np.float64)
+            out = np.interp(f, tab[:, 0], tab[:, 1])
+        return float(out) if np.ndim(out) == 0 else out
+
+    def power_from_program(self, value):
+        """Inverse of :meth:`power_to_program`: program value (scalar or array) back to mW."""
+        import numpy as np
+
+        c = np.asarray(value, dtype=np.float64)
+        if self.calibration == "linear":
+            f = c / self.power_full_scale
+        elif self.calibration == "sin2":
+            f0 = self.calibration_min_fraction
+            u = c / self.power_full_scale
+            # past full scale the cell transmits less again; read it as above the maximum (it is
+            # outside the calibration), so the limit check catches it
+            f = np.where(u > 1.0, u, f0 + (1.0 - f0) * np.sin(0.5 * np.pi * np.clip(u, 0.0, 1.0)) ** 2)
+        else:
+            tab = np.asarray(self.calibration_table, dtype=np.float64)
+            f = np.where(c > tab[-1, 1], tab[-1, 0] * c / tab[-1, 1], np.interp(c, tab[:, 1], tab[:, 0]))
+        out = f * self.reference_power_mw
+        return float(out) if np.ndim(out) == 0 else out
 
     def power_from_program_ratio(self) -> tuple[float, float]:
-        """(a, b) with mW = program value * a / b, for kernels that convert as they read."""
+        """(a, b) with mW = program value * a / b, for kernels that convert as they read.
+
+        Only for a linear calibration; readers of a calibrated profile read program values
+        (``(1, 1)``) and convert with :meth:`power_from_program` (see
+        :func:`bioslicer.programs.dialects.reader_power`).
+        """
+        if self.calibration != "linear":
+            return 1.0, 1.0
         if self.power_unit == "mW":
             return 1.0, 1.0
         if self.power_unit == "percent":
@@ -128,7 +179,8 @@ _SCHEMA = {
     "name": (str, True, None, None),
     "description": (str, False, "", None),
     "dialect": (str, True, None, lambda v: v in DIALECTS),
-    "objective": (str, False, "", None),
+    "laser.calibration": (str, False, "linear", lambda v: v in CALIBRATIONS),
+    "laser.calibration_min_fraction": (float, False, 0.0, lambda v: 0 <= v < 1),
     "field.shape": (str, True, None, lambda v: v in ("square", "circle")),
     "field.size_um": (float, True, None, _pos),
     "z.range_um": (float, True, None, _pos),
@@ -155,6 +207,8 @@ _CHECK_TEXT = {
     "dialect": f"must be one of {', '.join(DIALECTS)}",
     "field.shape": "must be 'square' or 'circle'",
     "laser.power_unit": f"must be one of {', '.join(POWER_UNITS)}",
+    "laser.calibration": f"must be one of {', '.join(CALIBRATIONS)}",
+    "laser.calibration_min_fraction": "must be a fraction from 0 up to (not including) 1",
     "program.decimals": "must be a whole number from 0 to 9",
 }
 
@@ -203,16 +257,18 @@ def parse_printer(doc: dict, source: str = "<dict>") -> Printer:
         ref = vals["laser.max_power_mw"]
     if vals["scan.min_speed_um_s"] > vals["scan.max_speed_um_s"]:
         raise BioslicerError(f"printer profile {source}: key 'scan.min_speed_um_s' is above 'scan.max_speed_um_s'")
+    obj = _objective(doc, source)
+    table = _calibration_table(doc, source, vals["laser.calibration"])
     program = dict(doc.get("program", {}))
     program.pop("decimals", None)
     defaults = dict(doc.get("defaults", {}))
     if not isinstance(defaults, dict):
         raise BioslicerError(f"printer profile {source}: [defaults] must be a table")
-    return Printer(
+    p = Printer(
         name=vals["name"],
         description=vals["description"],
         dialect=vals["dialect"],
-        objective=vals["objective"],
+        objective=obj["name"],
         field_shape=vals["field.shape"],
         field_size_um=vals["field.size_um"],
         z_range_um=vals["z.range_um"],
@@ -237,7 +293,71 @@ def parse_printer(doc: dict, source: str = "<dict>") -> Printer:
         program=program,
         defaults=defaults,
         source=source,
+        immersion=obj["immersion"],
+        light_from=obj["light_from"],
+        calibration=vals["laser.calibration"],
+        calibration_min_fraction=vals["laser.calibration_min_fraction"],
+        calibration_table=table,
     )
+    _check_dialect_options(p)
+    return p
+
+
+def _objective(doc: dict, source: str) -> dict:
+    """``objective = "name"`` (no optics facts) or an ``[objective]`` table with ``name``,
+    ``immersion`` and ``light_from``."""
+    v = doc.get("objective", "")
+    if isinstance(v, str):
+        return {"name": v, "immersion": "", "light_from": ""}
+    if not isinstance(v, dict):
+        raise BioslicerError(f"printer profile {source}: 'objective' must be a name or a table [objective]")
+    unknown = sorted(set(v) - {"name", "immersion", "light_from"})
+    if unknown:
+        raise BioslicerError(f"printer profile {source}: unknown key 'objective.{unknown[0]}'; [objective] takes "
+                             "name, immersion and light_from")
+    out = {"name": str(v.get("name", "")), "immersion": v.get("immersion", ""), "light_from": v.get("light_from", "")}
+    if out["immersion"] not in IMMERSIONS + ("",):
+        raise BioslicerError(f"printer profile {source}: key 'objective.immersion' must be one of "
+                             f"{', '.join(IMMERSIONS)}, got {out['immersion']!r}")
+    if out["light_from"] not in LIGHT_SIDES + ("",):
+        raise BioslicerError(f"printer profile {source}: key 'objective.light_from' must be 'below' (through the "
+                             f"substrate) or 'above' (upright optics), got {out['light_from']!r}")
+    return out
+
+
+def _calibration_table(doc: dict, source: str, kind: str) -> list:
+    """The measured ``laser.calibration_table`` [[fraction, command], ...] (checked), or ()."""
+    tab = _get(doc, "laser.calibration_table")
+    if kind != "table":
+        if tab is not None:
+            raise BioslicerError(f"printer profile {source}: 'laser.calibration_table' needs calibration = \"table\"")
+        return []
+    ok = isinstance(tab, list) and len(tab) >= 2 and all(
+        isinstance(r, list) and len(r) == 2 and all(isinstance(a, (int, float)) and not isinstance(a, bool)
+                                                    for a in r) for r in tab)
+    if ok:
+        fr = [float(r[0]) for r in tab]
+        cm = [float(r[1]) for r in tab]
+        ok = all(b > a for a, b in zip(fr, fr[1:])) and all(b > a for a, b in zip(cm, cm[1:])) and fr[0] >= 0
+    if not ok:
+        raise BioslicerError(f"printer profile {source}: 'laser.calibration_table' must be [[fraction, command], ...] "
+                             "with at least 2 rows, fraction (power / reference_power_mw) and command both increasing")
+    return [[float(a), float(b)] for a, b in tab]
+
+
+def _check_dialect_options(printer: "Printer") -> None:
+    """Refuse [program] units and feed modes the dialect cannot express (named with the valid ones)."""
+    from .programs.dialects import load_spec
+
+    spec = load_spec(printer.dialect)
+    for key, table in (("unit", "units"), ("feed_per", "feed_per")):
+        allowed = spec.get(table)
+        if allowed is None or key not in printer.program:
+            continue
+        if printer.program[key] not in allowed:
+            raise BioslicerError(
+                f"printer profile {printer.source or printer.name}: 'program.{key}' = {printer.program[key]!r} "
+                f"cannot be written in the {spec.name} dialect; use {' or '.join(repr(a) for a in allowed)}")
 
 
 def printers_dir() -> Path:

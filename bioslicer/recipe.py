@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import BioslicerError
+from .strategies import STRATEGY_FUNCTIONS
 from .toolpath import Kind
 
 if sys.version_info >= (3, 11):
@@ -25,14 +26,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STRATEGIES = ("solid", "shell-scaffold", "woodpile", "gyroid", "channels")
+#: strategy names, from the strategy registry (``strategies.STRATEGY_FUNCTIONS``)
+STRATEGIES = tuple(STRATEGY_FUNCTIONS)
 _STRATEGY_ALIASES = {"scaffold": "shell-scaffold", "shell_scaffold": "shell-scaffold", "lattice": "woodpile",
                      "log-pile": "woodpile", "logpile": "woodpile", "mold": "channels"}
 DEPTH_MODES = ("none", "exponential", "linear", "table")
+FIND_INTERFACE = ("every-block", "once", "off")
+PLACEMENTS = ("substrate", "keep")
 
-_DEFAULT_POWER_MW = {"contour": 20.0, "hatch": 22.5, "scaffold": 22.5, "skin": 22.5, "lattice": 22.5}
-_DEFAULT_SPEED_UM_S = {"contour": 50000.0, "hatch": 100000.0, "scaffold": 100000.0, "skin": 100000.0,
-                       "lattice": 100000.0}
+# per-kind defaults for every kind of the Kind registry: contours slower and weaker than fills
+_DEFAULT_POWER_MW = {k: 20.0 if k == "contour" else 22.5 for k in Kind.names()}
+_DEFAULT_SPEED_UM_S = {k: 50000.0 if k == "contour" else 100000.0 for k in Kind.names()}
 
 
 @dataclass
@@ -76,7 +80,14 @@ class Recipe:
         at ``power_ramp_width_um`` inside (0 width: off).
     point_distance_um : point spacing along marks when a power field is used, µm.
     overlap_um, shear_deg, block_size_um : stitching (held for ``bioslicer.stitching``).
-    z_offset_um, find_interface : z offset of the part over the interface; find it first.
+    placement, allow_floating, z_offset_um : where the part is printed (``bioslicer.placement``):
+        'substrate' puts its lowest point on the interface (z = 0) and its x/y centre at the
+        stage's start position; 'keep' keeps the mesh coordinates (z = 0 is the interface) and
+        refuses a part that does not reach the interface unless ``allow_floating``;
+        ``z_offset_um`` (>= 0) lifts the whole print by that much.
+    find_interface : 'every-block' | 'once' | 'off': where the program finds the interface.
+    allow_power_clip : proceed when a power request exceeds the laser's maximum (clipped and
+        reported once per job); by default such a slice fails.
     """
 
     strategy: str = "solid"
@@ -124,8 +135,11 @@ class Recipe:
     overlap_um: float = 2.0
     shear_deg: float = 0.0
     block_size_um: float | None = None
+    placement: str = "substrate"
+    allow_floating: bool = False
     z_offset_um: float = 0.0
-    find_interface: bool = True
+    find_interface: str = "every-block"
+    allow_power_clip: bool = False
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self) -> None:
@@ -306,7 +320,9 @@ def _coerce(key: str, value, current, src: str):
         return rows
     if key in ("surface_z_um", "block_size_um", "power_ramp_voxel_um", "power_field_path") and value is None:
         return None
-    if isinstance(current, bool) or key in ("serpentine", "lattice_stagger", "find_interface"):
+    if key == "find_interface" and isinstance(value, bool):   # older recipes: true / false
+        return "every-block" if value else "off"
+    if isinstance(current, bool) or key in ("serpentine", "lattice_stagger", "allow_floating", "allow_power_clip"):
         if not isinstance(value, bool):
             raise BioslicerError(f"{src}: key {key!r} must be true or false, got {value!r}")
         return value
@@ -330,6 +346,11 @@ def _validate(r: Recipe) -> None:
 
     if r.strategy not in STRATEGIES:
         bad("strategy", f"must be one of {', '.join(STRATEGIES)}, got {r.strategy!r}")
+    if r.find_interface not in FIND_INTERFACE:
+        bad("find_interface", f"must be one of {', '.join(FIND_INTERFACE)}, got {r.find_interface!r}")
+    if r.placement not in PLACEMENTS:
+        bad("placement", f"must be 'substrate' (on the interface, centred at the start position) or 'keep' "
+                         f"(mesh coordinates), got {r.placement!r}")
     if r.depth_mode not in DEPTH_MODES:
         bad("depth_mode", f"must be one of {', '.join(DEPTH_MODES)}, got {r.depth_mode!r}")
     for key in ("slice_um", "hatch_um", "contour_spacing_um", "scaffold_pitch_um", "lattice_pitch_um",
@@ -338,7 +359,7 @@ def _validate(r: Recipe) -> None:
         if not getattr(r, key) > 0:
             bad(key, f"must be positive (µm), got {getattr(r, key)!r}")
     for key in ("contour_offset_um", "hatch_inset_um", "min_segment_um", "channel_margin_um", "overlap_um",
-                "power_ramp_width_um", "contour_count", "skin_layers"):
+                "power_ramp_width_um", "contour_count", "skin_layers", "z_offset_um"):
         if getattr(r, key) < 0:
             bad(key, f"must not be negative, got {getattr(r, key)!r}")
     for key in ("scaffold_every_n_layers", "scaffold_wall_lines", "lattice_strut_lines"):

@@ -19,7 +19,7 @@ Geometry (all µm)
 * **Fit.** The written region of a block over the tier height ``H`` spans
   ``a + overlap + H * |tan(shear)|`` in x and in y; it must fit the largest square in the field
   (``printer.block_side_um``). The stage sits at the centre of that region.
-* **Small parts.** A part whose points all fit the field around its x/y centre is one column of
+* **Small parts.** A part whose x/y box fits the field around its centre is one column of
   blocks centred on the part (no walls, no shear; the stage moves only between tiers).
 * **Order.** Blocks are executed bottom-up by tier; within a tier ``"serpentine"`` goes row by
   row in y, alternating the x direction, and continues the snake into the next tier (which runs
@@ -29,8 +29,12 @@ Geometry (all µm)
   / ``stage_y_um``; in z the fine axis is zeroed at the part bottom (as ``FindInterfaceAt``
   does), so the z stage moves by the tier offsets from the origin z and these must lie in
   ``printer.stage_z_um``.
-* **Precomputed grid.** :func:`plan_grid` fixes the blocks from the bounds of the part and the
-  layer table before any toolpath exists (:class:`StitchGrid`, JSON-able). ``stitch(tp,
+* **One grid.** :func:`plan_grid` fixes the blocks from the bounds of the part and the layer
+  table before any toolpath exists (:class:`StitchGrid`, JSON-able); it is the only planner
+  (``stitch`` without a grid calls it on the toolpath's bounds, :func:`grid_for_toolpath`). The
+  grid owns its geometry: the window of the marks a block needs
+  (:meth:`StitchGrid.block_window_um`, :meth:`StitchGrid.marks_for_block`) and the cell that owns
+  a point (:meth:`StitchGrid.cell_owner`). ``stitch(tp,
   grid=g, blocks=[b])`` then writes block ``b`` alone from any subset of the marks that holds
   those meeting ``g.block_window_um(b)`` on ``g.block_layers(b)``, bit-identical to block ``b``
   of ``stitch(tp, grid=g)``: each piece depends only on its source mark and the block's walls,
@@ -47,9 +51,10 @@ import numpy as np
 
 from .errors import BioslicerError
 from .kernel import stitch as _k
+from .kernel.measure import closed_marks
 from .printers import Printer, load_printer
 from .progress import Progress, silent
-from .toolpath import Blocks, Toolpath
+from .toolpath import POINT_FIELDS, Blocks, Toolpath
 
 BLOCK_ORDERS = ("serpentine", "lexical")
 _MIN_PIECE_UM = 1e-9
@@ -124,8 +129,7 @@ class StitchGrid:
     tier_lo_um, tier_z0_um : (nz,) float64
         Lowest layer height of each tier and its fine-axis zero (lowered by ``dz_down_um``), µm.
     layer_tier : (L,) int64
-        Tier of every layer of ``layer_z_um`` (-1: a layer no mark uses, when the grid was
-        planned from a toolpath).
+        Tier of every layer of ``layer_z_um``.
     single : bool
         One column of blocks centred on the part: no walls, no shear, no overlap.
     layer_z_um : (L,) float64
@@ -276,6 +280,11 @@ class StitchGrid:
         t0, t1 = min(0.0, T), max(0.0, T)
         return (ulo + t0 - tol, vlo + t0 - tol), (uhi + t1 + tol, vhi + t1 + tol)
 
+    def cell_owner(self, b: int) -> "CellOwner":
+        """``owner(x, y, z) -> bool array``: where block ``b``'s cell holds the point (see
+        :class:`CellOwner`); the cells of a tier tile the plane, so every point has one owner."""
+        return CellOwner(self, b)
+
     def marks_for_block(self, toolpath: Toolpath, b: int) -> np.ndarray:
         """(M,) bool: marks on :meth:`block_layers` whose x/y bounding box meets
         :meth:`block_window_um` -- a sufficient input to ``stitch(..., grid=self, blocks=[b])``."""
@@ -321,6 +330,36 @@ class StitchGrid:
         return grid
 
 
+class CellOwner:
+    """``owner(x, y, z)``: True where block ``b``'s cell holds the point.
+
+    Cells are the nominal block squares, walls sheared like the stitching walls
+    (``wall + (z - z0) tan(shear)``), half-open, the outer walls of the grid open: the cells of
+    one tier tile the plane, so every point has exactly one owner. Made by
+    :meth:`StitchGrid.cell_owner`.
+    """
+
+    def __init__(self, grid: StitchGrid, b: int) -> None:
+        ix, iy, iz = grid._cell(b)
+        blocks = grid._blocks_of(np.array([(iz * grid.ny + iy) * grid.nx + ix]))
+        self.single = bool(grid.single) or grid.n_blocks() == 1
+        lo, hi = blocks.lo_um[0], blocks.hi_um[0]
+        self.x0 = -np.inf if ix == 0 else float(lo[0])
+        self.x1 = np.inf if ix == grid.nx - 1 else float(hi[0])
+        self.y0 = -np.inf if iy == 0 else float(lo[1])
+        self.y1 = np.inf if iy == grid.ny - 1 else float(hi[1])
+        self.z0 = float(blocks.origin_um[0, 2])
+        self.tan = math.tan(math.radians(grid.shear_deg))
+
+    def __call__(self, x, y, z):
+        x = np.asarray(x, dtype=np.float64)
+        if self.single:
+            return np.ones(x.shape, dtype=bool)
+        shift = (np.asarray(z, dtype=np.float64) - self.z0) * self.tan
+        y = np.asarray(y, dtype=np.float64)
+        return (x >= self.x0 + shift) & (x < self.x1 + shift) & (y >= self.y0 + shift) & (y < self.y1 + shift)
+
+
 GRID_FORMAT = "bioslicer-stitch-grid/1"
 _GRID_OPTIONAL = ("dz_up_um", "dz_down_um", "field_shape", "field_size_um")
 
@@ -339,28 +378,18 @@ def _check_args(order, overlap_um, shear_deg, block_size_um) -> str:
     return order
 
 
-def _fits_field(printer: Printer, xlo, xhi, ylo, yhi, points=None) -> bool:
-    """All points (or, without ``points``, the whole x/y box) inside the field around the box centre."""
+def _fits_field(printer: Printer, xlo, xhi, ylo, yhi) -> bool:
+    """The whole x/y box inside the field around its centre."""
     cx, cy = (xlo + xhi) / 2, (ylo + yhi) / 2
     corners = printer.in_field(np.array([xlo - cx, xhi - cx, xlo - cx, xhi - cx]),
                                np.array([ylo - cy, ylo - cy, yhi - cy, yhi - cy]), tol_um=0.0)
-    if np.all(corners) or points is None:
-        return bool(np.all(corners))
-    half = printer.field_size_um / 2
-    if max(xhi - xlo, yhi - ylo) / 2 > half * (1 + 1e-9) + 1e-9:
-        return False          # the extreme points in x or y are outside whatever the shape
-    x, y = points
-    return bool(np.all(printer.in_field(x - cx, y - cy, tol_um=0.0)))
+    return bool(np.all(corners))
 
 
-def _plan(printer: Printer, layer_z: np.ndarray, used: np.ndarray, dz_up: float, dz_down: float,
-          xy_lo, xy_hi, block_size_um, overlap_um: float, shear_deg: float, order: str, block_height_um,
-          points=None, uv_extent=None) -> StitchGrid:
-    """The grid (no stage check). ``points``: (x, y) for the exact single-column test;
-    ``uv_extent(tan, layer_tier, tier_z0)``: exact sheared extents (default: from the box)."""
-    used_layers = np.flatnonzero(used)
-    lz_used = layer_z[used_layers]
-    z_bottom = float(lz_used.min())
+def _plan(printer: Printer, layer_z: np.ndarray, dz_up: float, dz_down: float, xy_lo, xy_hi, block_size_um,
+          overlap_um: float, shear_deg: float, order: str, block_height_um) -> StitchGrid:
+    """The grid of :func:`plan_grid` (no stage check)."""
+    z_bottom = float(layer_z.min())
     h_max = printer.z_range_um - dz_up - dz_down
     if h_max <= 0:
         raise BioslicerError(
@@ -373,13 +402,12 @@ def _plan(printer: Printer, layer_z: np.ndarray, used: np.ndarray, dz_up: float,
             raise BioslicerError(
                 f"block height {block_height_um:g} µm does not fit the fine z range; use 0 < height <= {h_max:g} µm")
         h = float(block_height_um)
-    layer_tier = np.full(len(layer_z), -1, np.int64)
-    layer_tier[used_layers] = np.floor((lz_used - z_bottom) / h + 1e-12).astype(np.int64)
+    layer_tier = np.floor((layer_z - z_bottom) / h + 1e-12).astype(np.int64)
     nz = int(layer_tier.max()) + 1
     tier_lo = z_bottom + h * np.arange(nz)
     tier_z0 = tier_lo - dz_down
     # height over which walls shear (largest local z of any layer)
-    H = float(np.max(lz_used - tier_lo[layer_tier[used_layers]])) + dz_up + dz_down
+    H = float(np.max(layer_z - tier_lo[layer_tier])) + dz_up + dz_down
 
     tan_s = math.tan(math.radians(shear_deg))
     side = printer.block_side_um
@@ -387,7 +415,7 @@ def _plan(printer: Printer, layer_z: np.ndarray, used: np.ndarray, dz_up: float,
     xhi, yhi = (float(v) for v in xy_hi)
     cx, cy = (xlo + xhi) / 2, (ylo + yhi) / 2
     if block_size_um is None:
-        single = _fits_field(printer, xlo, xhi, ylo, yhi, points)
+        single = _fits_field(printer, xlo, xhi, ylo, yhi)
         a = default_block_size_um(printer, overlap_um, shear_deg, H)
         if not single and a <= 0:
             raise BioslicerError(
@@ -406,12 +434,9 @@ def _plan(printer: Printer, layer_z: np.ndarray, used: np.ndarray, dz_up: float,
         nx = ny = 1
         gx0, gy0 = cx - a / 2, cy - a / 2
     else:
-        if uv_extent is None:          # every point has t = (z - z0) tan in [0, H tan]
-            T = H * tan_s
-            ulo, uhi = xlo - max(0.0, T), xhi - min(0.0, T)
-            vlo, vhi = ylo - max(0.0, T), yhi - min(0.0, T)
-        else:
-            ulo, uhi, vlo, vhi = uv_extent(tan_s, layer_tier, tier_z0)
+        T = H * tan_s                  # every point has t = (z - z0) tan in [0, H tan]
+        ulo, uhi = xlo - max(0.0, T), xhi - min(0.0, T)
+        vlo, vhi = ylo - max(0.0, T), yhi - min(0.0, T)
         nx = max(1, int(math.ceil((uhi - ulo) / a - 1e-12)))
         ny = max(1, int(math.ceil((vhi - vlo) / a - 1e-12)))
         gx0 = (ulo + uhi) / 2 - nx * a / 2
@@ -429,12 +454,12 @@ def plan_grid(bounds_um, layer_z_um, printer, block_size_um: float | None = None
               dz_up_um: float = 0.0, dz_down_um: float = 0.0) -> StitchGrid:
     """Plan the stitching grid from the bounds of what will be printed, before any toolpath.
 
-    The rules are those of :func:`stitch`: one column of blocks when the x/y box fits the field
-    around its centre (or, with ``block_size_um``, fits one block), tiers of the fine z range
-    over the layer heights, the fit rule with overlap and shear, and the stage range check. As
-    only the box is known, the single-column test uses its corners and the sheared extent its
-    x/y range widened by the shear offset over the tier height (a grid planned from a
-    toolpath's own points by :func:`stitch` may be a little smaller).
+    The one place a grid is planned (``stitch`` without a grid plans it here too, from the
+    toolpath's bounds: :func:`grid_for_toolpath`): one column of blocks when the x/y box fits
+    the field around its centre (or, with ``block_size_um``, fits one block), tiers of the fine
+    z range over the layer heights from the lowest, the fit rule with overlap and shear, and
+    the stage range check of every block. The sheared extent is the x/y range widened by the
+    shear offset over the tier height.
 
     Parameters
     ----------
@@ -465,8 +490,8 @@ def plan_grid(bounds_um, layer_z_um, printer, block_size_um: float | None = None
     for name, v in (("dz_up_um", dz_up_um), ("dz_down_um", dz_down_um)):
         if not (math.isfinite(v) and v >= 0):
             raise BioslicerError(f"{name} must be >= 0 µm, got {v}")
-    grid = _plan(printer, lz, np.ones(len(lz), bool), float(dz_up_um), float(dz_down_um), b[0, :2], b[1, :2],
-                 block_size_um, overlap_um, shear_deg, order, block_height_um)
+    grid = _plan(printer, lz, float(dz_up_um), float(dz_down_um), b[0, :2], b[1, :2], block_size_um, overlap_um,
+                 shear_deg, order, block_height_um)
     _check_stage(grid.blocks().origin_um, printer)
     return grid
 
@@ -475,6 +500,32 @@ def _mark_extents(tp: Toolpath) -> np.ndarray:
     """(6,): rise above / dip below the layer height (µm, may be < 0), xmin, xmax, ymin, ymax."""
     e = _k.mark_extents(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_layer, tp.layer_z_um, _CHUNK_MARKS)
     return np.array([e[:, 0].max(), e[:, 1].max(), e[:, 2].min(), e[:, 3].max(), e[:, 4].min(), e[:, 5].max()])
+
+
+def grid_for_toolpath(toolpath: Toolpath, printer, block_size_um: float | None = None, overlap_um: float = 2.0,
+                      shear_deg: float = 0.0, order: str = "serpentine",
+                      block_height_um: float | None = None) -> StitchGrid:
+    """:func:`plan_grid` from a toolpath's own x/y bounds, layer table and height excursions.
+
+    Parameters
+    ----------
+    toolpath : Toolpath
+        Unstitched marks (at least one), µm.
+    printer, block_size_um, overlap_um, shear_deg, order, block_height_um
+        As for :func:`plan_grid`.
+
+    Returns
+    -------
+    StitchGrid
+    """
+    printer = load_printer(printer)
+    if toolpath.n_marks == 0:
+        raise BioslicerError("the toolpath has no marks: nothing to plan a stitching grid for")
+    ext = _mark_extents(toolpath)
+    bounds = [[ext[2], ext[4]], [ext[3], ext[5]]]
+    return plan_grid(bounds, toolpath.layer_z_um, printer, block_size_um=block_size_um, overlap_um=overlap_um,
+                     shear_deg=shear_deg, order=order, block_height_um=block_height_um,
+                     dz_up_um=max(0.0, float(ext[0])), dz_down_um=max(0.0, float(ext[1])))
 
 
 def _uv_extent(tp: Toolpath, tan_s: float, layer_tier: np.ndarray, tier_z0: np.ndarray):
@@ -554,9 +605,10 @@ def stitch(toolpath: Toolpath, printer, block_size_um: float | None = None, over
         Tier height, µm (default and maximum: the printer's fine z range minus how far marks
         leave their layer height).
     grid : StitchGrid, optional
-        A grid from :func:`plan_grid`: used instead of one planned from the toolpath (the five
-        geometry arguments above are then ignored). The result keeps the grid's whole block
-        table, empty blocks included: ``mark_block`` is the execution rank in the grid.
+        A grid from :func:`plan_grid` (the five geometry arguments above are then ignored);
+        default: ``grid_for_toolpath(toolpath, printer, ...)`` with those arguments. The result
+        keeps the grid's whole block table, empty blocks included: ``mark_block`` is the
+        execution rank in the grid.
     blocks : sequence of int, optional
         With ``grid``: keep only the pieces falling in these blocks (execution ranks). The
         toolpath may then be any subset of the marks (same order) that holds every mark of
@@ -568,75 +620,59 @@ def stitch(toolpath: Toolpath, printer, block_size_um: float | None = None, over
     -------
     Toolpath
         A new toolpath: marks clipped to blocks, ``mark_block`` set, ``blocks`` a
-        :class:`~bioslicer.toolpath.Blocks` in execution order (without ``grid``: empty blocks
-        dropped), marks sorted by block, then layer, then their original order.
+        :class:`~bioslicer.toolpath.Blocks` of the whole grid in execution order, marks sorted by
+        block, then layer, then their original order, each piece with the per-mark fields of its
+        source mark.
         ``meta["stitching"]`` records the grid.
     """
     printer = load_printer(printer)
-    planned_here = grid is None
-    if planned_here:
-        if blocks is not None:
-            raise BioslicerError("stitch(blocks=...) needs a grid; plan one with plan_grid() and pass grid=")
-        order = _check_args(order, overlap_um, shear_deg, block_size_um)
-    else:
-        if isinstance(grid, dict):
-            grid = StitchGrid.from_dict(grid)
-        if grid.printer_name != printer.name:
-            raise BioslicerError(f"the grid was planned for {grid.printer_name}, not {printer.name}; "
-                                 "plan it again for this printer")
     if toolpath.blocks is not None or (toolpath.n_marks and toolpath.mark_block.max() >= 0):
         raise BioslicerError("toolpath is already stitched; stitch the unstitched toolpath from slicing")
+    if grid is None:
+        if blocks is not None:
+            raise BioslicerError("stitch(blocks=...) needs a grid; plan one with plan_grid() and pass grid=")
+        grid = grid_for_toolpath(toolpath, printer, block_size_um, overlap_um, shear_deg, order, block_height_um)
+    elif isinstance(grid, dict):
+        grid = StitchGrid.from_dict(grid)
+    if grid.printer_name != printer.name:
+        raise BioslicerError(f"the grid was planned for {grid.printer_name}, not {printer.name}; "
+                             "plan it again for this printer")
     tp = toolpath
-    if not planned_here:
-        if not np.array_equal(tp.layer_z_um, grid.layer_z_um):
-            raise BioslicerError("the toolpath's layer heights differ from the grid's; plan the grid with the "
-                                 "toolpath's layer table")
-        sel = _selection(grid, blocks)
+    if not np.array_equal(tp.layer_z_um, grid.layer_z_um):
+        raise BioslicerError("the toolpath's layer heights differ from the grid's; plan the grid with the "
+                             "toolpath's layer table")
+    sel = _selection(grid, blocks)
     if tp.n_marks == 0:
         out = Toolpath.empty(tp.layer_z_um)
-        if planned_here:
-            out.blocks = Blocks(np.zeros((0, 3)), np.zeros((0, 3), np.int32), np.zeros((0, 3)), np.zeros((0, 3)),
-                                field_shape=printer.field_shape, field_size_um=printer.field_size_um,
-                                overlap_um=float(overlap_um), shear_deg=float(shear_deg))
-        else:
-            out.blocks = grid.blocks()
+        out.blocks = grid.blocks()
         out.meta = dict(tp.meta)
-        if not planned_here:
-            out.meta["stitching"] = _grid_meta(grid, grid.n_blocks(), blocks, sel)
+        out.meta["stitching"] = _grid_meta(grid, blocks, sel)
         return out
     progress(0, 4, "stitching")
-
     ext = _mark_extents(tp)
     used = np.bincount(tp.mark_layer, minlength=tp.n_layers) > 0
-    if planned_here:
-        grid = _plan(printer, tp.layer_z_um, used, max(0.0, float(ext[0])), max(0.0, float(ext[1])),
-                     ext[[2, 4]], ext[[3, 5]], block_size_um, overlap_um, shear_deg, order, block_height_um,
-                     points=(tp.x_um, tp.y_um),
-                     uv_extent=lambda tan_s, lt, tz0: _uv_extent(tp, tan_s, lt, tz0))
-        sel = np.arange(grid.n_blocks(), dtype=np.int64)
-    else:
-        _check_fits(tp, grid, ext, used)
+    _check_fits(tp, grid, ext, used)
     progress(1, 4, "stitching")
-    out = _clip(tp, grid, sel, planned_here, printer, progress)
-    out.meta["stitching"] = _grid_meta(grid, len(out.blocks), None if planned_here else blocks, sel)
+    out = _clip(tp, grid, sel, progress)
+    out.meta["stitching"] = _grid_meta(grid, blocks, sel)
     progress(4, 4, "stitching")
     return out
 
 
-def _grid_meta(grid: StitchGrid, n_blocks: int, blocks, sel) -> dict:
+def _grid_meta(grid: StitchGrid, blocks, sel) -> dict:
     d = {
         "block_size_um": float(grid.block_size_um), "block_height_um": float(grid.block_height_um),
         "overlap_um": float(grid.overlap_um), "shear_deg": float(grid.shear_deg), "order": grid.order,
-        "grid": [grid.nx, grid.ny, grid.nz], "single_column": bool(grid.single), "n_blocks": int(n_blocks),
+        "grid": [grid.nx, grid.ny, grid.nz], "single_column": bool(grid.single), "n_blocks": int(grid.n_blocks()),
     }
     if blocks is not None:
         d["blocks_selected"] = [int(v) for v in sel]
     return d
 
 
-def _clip(tp: Toolpath, grid: StitchGrid, sel: np.ndarray, drop_empty: bool, printer: Printer,
-          progress: Progress) -> Toolpath:
-    """Clip every mark to the selected blocks (execution ranks ``sel``), written in block order."""
+def _clip(tp: Toolpath, grid: StitchGrid, sel: np.ndarray, progress: Progress) -> Toolpath:
+    """Clip every mark to the selected blocks (execution ranks ``sel``), written in block order;
+    every piece takes the per-mark fields of its source mark."""
     nx, ny = grid.nx, grid.ny
     a, hov, tan_k = grid.block_size_um, grid.half_overlap_um, grid.tan_shear
     layer_tier, tier_z0 = grid.layer_tier, grid.tier_z0_um
@@ -661,7 +697,7 @@ def _clip(tp: Toolpath, grid: StitchGrid, sel: np.ndarray, drop_empty: bool, pri
                               a, nx, ny, hov)
     cell_start, entries = _k.cell_entries(mord, tp.mark_layer, layer_tier, cells, cell_sel, nx, ny, n_cells)
     del cells, mord
-    closed = _k.closed_marks(x, y, z, ms)
+    closed = closed_marks(x, y, z, ms)
 
     # tasks: runs of at most _TASK_ENTRIES entries of one cell, in output order
     ne = cell_start[cs + 1] - cell_start[cs]
@@ -677,34 +713,21 @@ def _clip(tp: Toolpath, grid: StitchGrid, sel: np.ndarray, drop_empty: bool, pri
     t_pieces, t_points = _k.stitch_count(*common)
     progress(2, 4, "stitching")
 
-    if drop_empty:
-        cell_pieces = np.zeros(len(cs), np.int64)
-        np.add.at(cell_pieces, owner, t_pieces)
-        kept = cell_pieces > 0
-        block_id = np.cumsum(kept) - 1
-        blocks = grid._blocks_of(cs[kept])
-        _check_stage(blocks.origin_um, printer)
-    else:
-        block_id = sel
-        blocks = grid.blocks()
-    task_block = block_id[owner].astype(np.int32)
     task_kbase = np.zeros(len(owner) + 1, np.int64)
     np.cumsum(t_pieces, out=task_kbase[1:])
     task_pbase = np.zeros(len(owner) + 1, np.int64)
     np.cumsum(t_points, out=task_pbase[1:])
     K, N = int(task_kbase[-1]), int(task_pbase[-1])
-    ox, oy, oz, op = (np.empty(N) for _ in range(4))
+    pts = {name: np.empty(N) for name in POINT_FIELDS}
     piece_start = np.empty(K + 1, np.int64)
     piece_start[K] = N
-    out_kind = np.empty(K, np.uint8)
-    out_layer = np.empty(K, np.int32)
-    out_block = np.empty(K, np.int32)
-    out_speed = np.empty(K)
-    _k.stitch_fill(*common, task_block, task_kbase, task_pbase, tp.mark_kind, tp.mark_layer, tp.mark_speed_um_s,
-                   ox, oy, oz, op, piece_start, out_kind, out_layer, out_block, out_speed)
+    source = np.empty(K, np.int64)
+    _k.stitch_fill(*common, task_kbase, task_pbase, pts["x_um"], pts["y_um"], pts["z_um"], pts["power_mw"],
+                   piece_start, source)
     progress(3, 4, "stitching")
-    return Toolpath(ox, oy, oz, op, piece_start, out_kind, out_layer, out_block, out_speed, tp.layer_z_um, blocks,
-                    dict(tp.meta))
+    marks = tp.take_marks(source)
+    marks["mark_block"] = np.repeat(sel[owner], t_pieces).astype(np.int32)
+    return tp.with_points(pts, piece_start, marks, blocks=grid.blocks())
 
 
 def _check_stage(origin_um: np.ndarray, printer: Printer) -> None:

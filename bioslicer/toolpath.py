@@ -62,20 +62,27 @@ class Kind(IntEnum):
             ) from None
 
 
-_POINT_FIELDS = ("x_um", "y_um", "z_um", "power_mw")
-_MARK_FIELDS = ("mark_kind", "mark_layer", "mark_block", "mark_speed_um_s")
-_DTYPES = {
+#: Per-point fields (N,) and their dtypes: moved point by point (stitching interpolates them at a cut).
+POINT_FIELDS = {
     "x_um": np.float64,
     "y_um": np.float64,
     "z_um": np.float64,
     "power_mw": np.float64,
-    "mark_start": np.int64,
-    "mark_kind": np.uint8,
-    "mark_layer": np.int32,
-    "mark_block": np.int32,
-    "mark_speed_um_s": np.float64,
-    "layer_z_um": np.float64,
 }
+#: Per-mark fields (M,): dtype and the value a producer that does not set the field gives every
+#: mark (None: the producer must set it). Every step that moves marks (selection, joining,
+#: stitching, ordering, save/load) moves all of them through :meth:`Toolpath.take_marks`, so a new
+#: per-mark field is one entry here, one dataclass field below, and the code that sets it.
+MARK_FIELDS = {
+    "mark_kind": (np.uint8, None),
+    "mark_layer": (np.int32, None),
+    "mark_block": (np.int32, -1),
+    "mark_speed_um_s": (np.float64, 0.0),
+}
+_POINT_FIELDS = tuple(POINT_FIELDS)
+_MARK_FIELDS = tuple(MARK_FIELDS)
+_DTYPES = {**POINT_FIELDS, "mark_start": np.int64, **{k: v[0] for k, v in MARK_FIELDS.items()},
+           "layer_z_um": np.float64}
 
 
 @dataclass
@@ -132,9 +139,14 @@ class Blocks:
         }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Toolpath:
-    """Marks as a struct of arrays; see the module docstring for the layout."""
+    """Marks as a struct of arrays; see the module docstring for the layout.
+
+    Built by keyword only (``Toolpath(x_um=..., ..., mark_start=..., mark_kind=..., ...)``);
+    per-mark fields with a default in :data:`MARK_FIELDS` may be left out (None) and are filled
+    for every mark.
+    """
 
     x_um: np.ndarray
     y_um: np.ndarray
@@ -143,22 +155,30 @@ class Toolpath:
     mark_start: np.ndarray
     mark_kind: np.ndarray
     mark_layer: np.ndarray
-    mark_block: np.ndarray
-    mark_speed_um_s: np.ndarray
+    mark_block: np.ndarray | None = None
+    mark_speed_um_s: np.ndarray | None = None
     layer_z_um: np.ndarray
     blocks: Blocks | None = None
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        m = len(self.mark_start) - 1
+        for name, (dtype, default) in MARK_FIELDS.items():
+            if getattr(self, name) is None:
+                if default is None:
+                    raise TypeError(f"Toolpath needs {name}")
+                setattr(self, name, np.full(max(m, 0), default, dtype=dtype))
         for name, dtype in _DTYPES.items():
             setattr(self, name, np.ascontiguousarray(getattr(self, name), dtype=dtype))
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def empty(cls, layer_z_um=()) -> "Toolpath":
+        """No marks, the given layer table."""
         z = np.zeros(0)
-        return cls(z, z, z, z, np.zeros(1, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int32),
-                   np.zeros(0, np.int32), z, np.asarray(layer_z_um, dtype=np.float64))
+        return cls(**dict.fromkeys(POINT_FIELDS, z), mark_start=np.zeros(1, np.int64),
+                   **{k: np.zeros(0, v[0]) for k, v in MARK_FIELDS.items()},
+                   layer_z_um=np.asarray(layer_z_um, dtype=np.float64))
 
     @classmethod
     def from_segments(cls, p0, p1, kind, layer, speed_um_s, power_mw, layer_z_um, block=None) -> "Toolpath":
@@ -174,6 +194,8 @@ class Toolpath:
             Scan speed (µm/s) and constant power (mW) of each mark.
         layer_z_um : (L,) float
             Nominal layer heights, µm.
+        block : (M,) int or scalar, optional
+            Block of each mark (default -1, unstitched).
         """
         p0 = np.asarray(p0, dtype=np.float64).reshape(-1, 3)
         p1 = np.asarray(p1, dtype=np.float64).reshape(-1, 3)
@@ -182,14 +204,12 @@ class Toolpath:
         pts[0::2] = p0
         pts[1::2] = p1
         power = np.repeat(np.broadcast_to(np.asarray(power_mw, dtype=np.float64), (m,)), 2)
+        each = lambda v: np.broadcast_to(np.asarray(v), (m,)).copy()  # noqa: E731
         return cls(
-            pts[:, 0].copy(), pts[:, 1].copy(), pts[:, 2].copy(), power,
-            np.arange(0, 2 * m + 1, 2, dtype=np.int64),
-            np.broadcast_to(np.asarray(kind), (m,)).copy(),
-            np.broadcast_to(np.asarray(layer), (m,)).copy(),
-            np.broadcast_to(np.asarray(-1 if block is None else block), (m,)).copy(),
-            np.broadcast_to(np.asarray(speed_um_s, dtype=np.float64), (m,)).copy(),
-            layer_z_um,
+            x_um=pts[:, 0].copy(), y_um=pts[:, 1].copy(), z_um=pts[:, 2].copy(), power_mw=power,
+            mark_start=np.arange(0, 2 * m + 1, 2, dtype=np.int64), mark_kind=each(kind), mark_layer=each(layer),
+            mark_block=None if block is None else each(block),
+            mark_speed_um_s=each(np.asarray(speed_um_s, dtype=np.float64)), layer_z_um=layer_z_um,
         )
 
     @classmethod
@@ -204,11 +224,51 @@ class Toolpath:
         for p in parts:
             starts.append(p.mark_start[1:] + off)
             off += p.n_points
-        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-        meta = dict(parts[0].meta)
-        return cls(cat("x_um"), cat("y_um"), cat("z_um"), cat("power_mw"), np.concatenate(starts),
-                   cat("mark_kind"), cat("mark_layer"), cat("mark_block"), cat("mark_speed_um_s"),
-                   lz, parts[0].blocks, meta)
+        cat = {name: np.concatenate([getattr(p, name) for p in parts]) for name in (*POINT_FIELDS, *MARK_FIELDS)}
+        return cls(**cat, mark_start=np.concatenate(starts), layer_z_um=lz, blocks=parts[0].blocks,
+                   meta=dict(parts[0].meta))
+
+    def take_marks(self, idx) -> dict:
+        """Every per-mark field of :data:`MARK_FIELDS` at source marks ``idx``.
+
+        The one place marks are moved: selection, stitching (``idx`` = the source mark of every
+        piece) and ordering (``idx`` = the order) build their result from it, so a field added
+        to the registry travels through every step.
+
+        Parameters
+        ----------
+        idx : (K,) int
+            Source mark of each output mark (repeats allowed).
+
+        Returns
+        -------
+        dict
+            Field name -> (K,) array, ready for ``Toolpath(**fields, ...)``.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        return {name: getattr(self, name)[idx] for name in MARK_FIELDS}
+
+    def with_points(self, points: dict, mark_start, marks: dict, blocks="same") -> "Toolpath":
+        """A toolpath with new points and marks, the same layer table, blocks and metadata.
+
+        Parameters
+        ----------
+        points : dict
+            Every field of :data:`POINT_FIELDS` -> (N,) array.
+        mark_start : (K+1,) int64
+        marks : dict
+            Every field of :data:`MARK_FIELDS` -> (K,) array (usually :meth:`take_marks`).
+        blocks : Blocks or None
+            Default: this toolpath's.
+        """
+        return Toolpath(**points, mark_start=mark_start, **marks, layer_z_um=self.layer_z_um,
+                        blocks=self.blocks if isinstance(blocks, str) else blocks, meta=dict(self.meta))
+
+    def mark_range(self, m0: int, m1: int) -> "Toolpath":
+        """Marks ``m0:m1`` as a toolpath of views (no copy of the point arrays), same metadata."""
+        p0, p1 = int(self.mark_start[m0]), int(self.mark_start[m1])
+        return self.with_points({k: getattr(self, k)[p0:p1] for k in POINT_FIELDS},
+                                self.mark_start[m0:m1 + 1] - p0, {k: getattr(self, k)[m0:m1] for k in MARK_FIELDS})
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -249,12 +309,10 @@ class Toolpath:
         return np.linalg.norm(np.diff(p, axis=0), axis=1) if len(p) > 1 else np.zeros(0)
 
     def mark_lengths(self) -> np.ndarray:
-        """(M,) polyline length of each mark, µm."""
-        if self.n_marks == 0:
-            return np.zeros(0)
-        step = self.segment_lengths()
-        csum = np.concatenate([[0.0], np.cumsum(step)])
-        return csum[self.mark_start[1:] - 1] - csum[self.mark_start[:-1]]
+        """(M,) polyline length of each mark, µm (one Numba pass, no (N, 3) temporaries)."""
+        from .kernel.measure import mark_lengths
+
+        return mark_lengths(self.x_um, self.y_um, self.z_um, self.mark_start)
 
     def jump_lengths(self) -> np.ndarray:
         """(M-1,) length of the jump from the end of mark m to the start of mark m+1, µm."""
@@ -289,9 +347,7 @@ class Toolpath:
             pidx = base + np.arange(starts[-1], dtype=np.int64)
         else:
             pidx = np.zeros(0, np.int64)
-        return Toolpath(self.x_um[pidx], self.y_um[pidx], self.z_um[pidx], self.power_mw[pidx], starts,
-                        self.mark_kind[idx], self.mark_layer[idx], self.mark_block[idx],
-                        self.mark_speed_um_s[idx], self.layer_z_um, self.blocks, dict(self.meta))
+        return self.with_points({k: getattr(self, k)[pidx] for k in POINT_FIELDS}, starts, self.take_marks(idx))
 
     def iter_blocks(self) -> Iterator[tuple[int, "Toolpath"]]:
         """Yield (block index, sub-toolpath) for each run of marks of one block, in order."""
@@ -365,7 +421,10 @@ class Toolpath:
             bm = meta.pop("blocks", {})
             blocks = Blocks(data.pop("block_origin_um"), data.pop("block_index"), data.pop("block_lo_um"),
                             data.pop("block_hi_um"), **bm)
-        tp = cls(**{k: data[k] for k in _DTYPES}, blocks=blocks, meta=meta)
+        missing = [k for k in _DTYPES if k not in data and MARK_FIELDS.get(k, (0, None))[1] is None]
+        if missing:
+            raise BioslicerError(f"toolpath {path} lacks {', '.join(missing)}; expected an .npz written by bioslicer")
+        tp = cls(**{k: data[k] for k in _DTYPES if k in data}, blocks=blocks, meta=meta)
         tp.check()
         return tp
 

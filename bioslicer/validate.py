@@ -4,7 +4,9 @@ Checks, per move: every number finite; galvo/fine x, y inside the field; fine z 
 ``0 .. z_range_um``; stage inside its travel; laser power within ``0 .. max_power_mw`` where the
 laser is on; mark speed within ``min_speed_um_s .. max_speed_um_s`` and jump speed within
 ``jump_speed_um_s``; laser off on every jump; acceleration of blanked waveform samples within
-``galvo_acceleration_um_s2``. Lines the reader cannot understand are violations too. The
+``galvo_acceleration_um_s2``; the focus never below the substrate interface (machine z below
+the program's z origin: part z = 0 is the interface, where ``FindInterfaceAt`` or the operator
+put it). Lines the reader cannot understand are violations too. The
 report keeps the first ``max_violations`` in program order with file and line (for waveforms
 the line is the sample index, for voxel volumes the flat voxel index).
 """
@@ -72,13 +74,20 @@ def _fmt(v: float) -> str:
 
 
 # check bits, in the order check_moves reports them
-_FINITE, _FIELD, _ZR, _SX, _SY, _SZ, _PHI, _PNEG, _JUMP, _VHI, _VLO, _VJ, _ACC = range(13)
+_FINITE, _FIELD, _ZR, _SX, _SY, _SZ, _PHI, _PNEG, _JUMP, _VHI, _VLO, _VJ, _ACC, _BELOW = range(14)
+N_CHECKS = 14
 
 
 # limits array slots (see :func:`limits`)
-_L_CIRCLE, _L_HALF, _L_ZLO, _L_ZHI, _L_SLO, _L_SHI, _L_PMAX, _L_VMAX, _L_VMIN, _L_VJUMP, _L_AMAX = (
-    0, 1, 2, 3, 4, 7, 10, 11, 12, 13, 14)
-N_LIMITS = 15
+_L_CIRCLE, _L_HALF, _L_ZLO, _L_ZHI, _L_SLO, _L_SHI, _L_PMAX, _L_VMAX, _L_VMIN, _L_VJUMP, _L_AMAX, _L_IFACE = (
+    0, 1, 2, 3, 4, 7, 10, 11, 12, 13, 14, 15)
+N_LIMITS = 16
+
+
+def interface_z_um(printer) -> float:
+    """Machine z of the substrate interface: the z of the profile's ``program.origin_um`` (else 0)."""
+    o = printer.program.get("origin_um") if isinstance(printer.program, dict) else None
+    return float(o[2]) if o is not None and len(o) > 2 else 0.0
 
 
 def limits(printer, check_min_speed: bool = True, check_speed: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -101,6 +110,7 @@ def limits(printer, check_min_speed: bool = True, check_speed: bool = True) -> t
     lim[_L_VMIN] = printer.min_speed_um_s * (1 - REL_TOL)
     lim[_L_VJUMP] = printer.jump_speed_um_s * (1 + REL_TOL)
     lim[_L_AMAX] = printer.galvo_acceleration_um_s2 * 1.01 + 1e-3
+    lim[_L_IFACE] = interface_z_um(printer) - tol
     flags = np.array([check_speed, check_min_speed, printer.galvo_acceleration_um_s2 > 0], np.bool_)
     return lim, flags
 
@@ -138,6 +148,8 @@ def move_bits(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, acc, on, jump, lim, flags
             b |= 1 << _PHI
         if on and pw < 0:
             b |= 1 << _PNEG
+        if z < lim[_L_IFACE]:
+            b |= 1 << _BELOW
     if jump and on:
         b |= 1 << _JUMP
     if flags[0] and fin:
@@ -156,14 +168,14 @@ def move_bits(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, acc, on, jump, lim, flags
 @njit(cache=True, error_model="numpy")
 def _check_kernel(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, acc, on, jump, lim, flags, bits, counts):
     """:func:`move_bits` of every move into ``bits``; ``counts`` per check (one serial pass: memory-bound)."""
-    for k in range(13):
+    for k in range(N_CHECKS):
         counts[k] = 0
     for i in range(x.shape[0]):
         b = move_bits(x[i], y[i], z[i], lx[i], ly[i], lz[i], sx[i], sy[i], sz[i], pw[i], sp[i], acc[i], on[i],
                       jump[i], lim, flags)
         bits[i] = b
         if b:
-            for k in range(13):
+            for k in range(N_CHECKS):
                 if b & (1 << k):
                     counts[k] += 1
 
@@ -182,7 +194,7 @@ def check_moves(moves, printer, max_violations: int = 20, check_min_speed: bool 
     found = []
     n = len(moves)
     bits = np.empty(n, np.int64)
-    counts = np.zeros(13, np.int64)
+    counts = np.zeros(N_CHECKS, np.int64)
     f = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
     lim, flags = limits(printer, check_min_speed, check_speed)
     _check_kernel(f(moves.x), f(moves.y), f(moves.z), f(moves.lx), f(moves.ly), f(moves.lz), f(moves.sx),
@@ -221,6 +233,9 @@ def check_moves(moves, printer, max_violations: int = 20, check_min_speed: bool 
                         f"{_fmt(printer.min_speed_um_s)} um/s")
     add(_VJ, lambda i: f"jump speed {_fmt(moves.speed_um_s[i])} um/s is above the maximum "
                        f"{_fmt(printer.jump_speed_um_s)} um/s")
+    iface = interface_z_um(printer)
+    add(_BELOW, lambda i: f"focus z {_fmt(moves.z[i] - iface)} um is below the substrate interface (z = 0); "
+                          "the part must sit on or above it")
     acc = moves.accel_um_s2
     add(_ACC, lambda i: f"acceleration {acc[i]:.4g} um/s^2 is above the galvo limit "
                         f"{printer.galvo_acceleration_um_s2:.4g} um/s^2")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bioslicer.errors import BioslicerError
-from bioslicer.exposure import VolumeField, apply_exposure, depth_factor, subdivide_marks
+from bioslicer.exposure import PowerClipError, VolumeField, apply_exposure, depth_factor, subdivide_marks
 from bioslicer.printers import load_printer
 from bioslicer.recipe import Recipe
 from bioslicer.toolpath import Kind, Toolpath
@@ -21,7 +21,9 @@ def _tp(n_layers=5, dz=10.0):
     for k, z in enumerate(lz):
         h = Toolpath.from_segments([[0, 0, z]], [[10, 0, z]], int(Kind.HATCH), k, 0.0, 0.0, lz)
         sq = np.array([[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]], float)
-        c = Toolpath(sq[:, 0], sq[:, 1], np.full(5, z), np.zeros(5), [0, 5], [int(Kind.CONTOUR)], [k], [-1], [0.0], lz)
+        c = Toolpath(x_um=sq[:, 0], y_um=sq[:, 1], z_um=np.full(5, z), power_mw=np.zeros(5), mark_start=[0, 5],
+                     mark_kind=[int(Kind.CONTOUR)], mark_layer=[k], mark_block=[-1], mark_speed_um_s=[0.0],
+                     layer_z_um=lz)
         parts += [c, h]
     return Toolpath.concat(parts, layer_z_um=lz)
 
@@ -36,16 +38,38 @@ def test_power_and_speed_per_kind():
     assert rep["warnings"] == [] and not rep["subdivided"] and tp.n_points == 5 * 7
 
 
-def test_exponential_depth_compensation_and_cap_layer():
+def test_exponential_depth_compensation_and_power_clip_policy():
     r = Recipe().updated(power_mw={"hatch": 20.0}, depth_mode="exponential", attenuation_length_um=20.0)
+    # 20 e^(50/20) = 243.6 mW asked of a 50 mW laser: the slice fails by default, one line naming
+    # the largest request, its layer and depth, and how to proceed (issue 16: honest dose)
+    with pytest.raises(PowerClipError, match=r"up to 243\.6 mW .*maximum 50 mW \(layer 5, z = 50\.000 µm, "
+                                             r"depth 50\.0 µm\).*--allow-power-clip"):
+        apply_exposure(_tp(6), r, P, surface_z_um=0.0)
+    r = r.updated(allow_power_clip=True)
     tp, rep = apply_exposure(_tp(6), r, P, surface_z_um=0.0)  # layers at z = 0, 10, ..., 50
     hatch_first = tp.mark_start[:-1][tp.mark_kind == Kind.HATCH]
     got = tp.power_mw[hatch_first]
     want = np.minimum(20.0 * np.exp(np.arange(6) * 10.0 / 20.0), 50.0)
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    # 20 e^(20/20) = 54.4 > 50: the cap bites from layer 2 on
+    # 20 e^(20/20) = 54.4 > 50: the clip bites from layer 2 on; reported once, not as a warning
     assert rep["cap_first_layer"] == 2 and rep["power_max_mw"] == 50.0
-    assert len(rep["warnings"]) == 1 and "layer 2 " in rep["warnings"][0] and "z = 20.000" in rep["warnings"][0]
+    assert rep["warnings"] == []
+    clip = rep["clip"]
+    assert clip["max_request_mw"] == pytest.approx(20.0 * np.exp(2.5)) and clip["layer"] == 5
+    assert clip["points"] == int((tp.z_um >= 20.0).sum())
+
+
+def test_depth_counts_from_the_side_the_light_enters():
+    from dataclasses import replace
+
+    r = Recipe().updated(power_mw={"hatch": 10.0, "contour": 10.0}, depth_mode="linear", depth_slope_per_um=0.01)
+    up = replace(P, light_from="above")
+    tp, rep = apply_exposure(_tp(6), r, up)      # default surface: the top of the highest layer
+    hatch_first = tp.mark_start[:-1][tp.mark_kind == Kind.HATCH]
+    top = rep["surface_z_um"]
+    np.testing.assert_allclose(tp.power_mw[hatch_first], 10.0 * (1 + 0.01 * (top - np.arange(6) * 10.0)))
+    tp, rep = apply_exposure(_tp(6), r, P)       # from below: grows with height
+    assert tp.power_mw[hatch_first][0] < tp.power_mw[hatch_first][-1]
 
 
 def test_linear_and_table_depth():
@@ -114,3 +138,56 @@ def test_ramp_field_rises_from_surface():
     f = ramp_field(m, width_um=4.0, min_factor=0.5, voxel_um=0.5)
     got = f(np.array([10.0, 10.0, 10.0, 2.0]), np.array([10.0, 10.0, 10.0, 10.0]), np.array([10.0, 2.0, 0.25, 10.0]))
     np.testing.assert_allclose(got, [1.0, 0.75, 0.5 + 0.5 * 0.25 / 4, 0.75], atol=0.04)
+
+
+def test_exposure_is_checked_once_per_job(tmp_path, monkeypatch):
+    """The job checks the recipe against the printer once, not again in every block."""
+    from pathlib import Path
+
+    import bioslicer.exposure as ex
+    import bioslicer.planning as planning
+    from bioslicer.pipeline import slice_to_job
+
+    calls = []
+    real = ex.check_exposure
+
+    def counting(recipe, printer):
+        calls.append(printer.name)
+        return real(recipe, printer)
+
+    monkeypatch.setattr(ex, "check_exposure", counting)
+    monkeypatch.setattr(planning, "check_exposure", counting)
+    mesh = Path(__file__).resolve().parents[1] / "meshes" / "calibration.stl"
+    res = slice_to_job(mesh, tmp_path / "job", printer="nanoscribe-gt2-63x", preview=False,
+                       overrides={"slice_um": 6.0, "hatch_um": 3.0})
+    assert res.manifest["counts"]["blocks"] >= 2
+    assert calls == ["nanoscribe-gt2-63x"]
+
+
+def test_voxel_size_and_plausibility_follow_the_recipe(tmp_path):
+    """The voxel writer and the mesh size check take the recipe's hatch/slice, not the profile's."""
+    import json
+
+    import trimesh
+
+    from bioslicer.mesh import load_mesh
+    from bioslicer.programs import write_program
+    from bioslicer.stitching import stitch
+
+    pr = load_printer("lab-daq-galvo")
+    p0 = np.array([[0.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
+    tp = Toolpath.from_segments(p0, p0 + [20.0, 0, 0], Kind.HATCH, 0, 5000.0, 10.0, [0.0])
+    st = stitch(tp, pr)
+    out = write_program(st, pr, tmp_path / "default", name="v", dialect="voxel")
+    d = pr.defaults
+    assert json.loads(out.main.read_text())["voxel_um"] == [d["hatch_um"], d["hatch_um"], d["slice_um"]]
+    st.meta["recipe"] = Recipe.from_printer(pr).updated(hatch_um=0.75, slice_um=1.25).to_dict()
+    out = write_program(st, pr, tmp_path / "recipe", name="v", dialect="voxel")
+    assert json.loads(out.main.read_text())["voxel_um"] == [0.75, 0.75, 1.25]
+    # a part smaller than the profile's default voxel, but not than the recipe's
+    box = tmp_path / "tiny.stl"
+    trimesh.creation.box(extents=[0.15, 0.15, 0.15]).export(box)
+    with pytest.raises(BioslicerError, match="voxel"):
+        load_mesh(box, printer=pr)
+    fine = Recipe.from_printer(pr).updated(hatch_um=0.05, slice_um=0.05)
+    assert load_mesh(box, printer=pr, recipe=fine).bounds_um is not None

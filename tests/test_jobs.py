@@ -60,10 +60,20 @@ def fake_validate(path, printer, dialect=None):
     return rep
 
 
+def fake_facts(main, printer, dialect):
+    """Stand-in for jobs.verify.program_facts on a toy program: the facts of the job's toolpath.npz."""
+    tp = Toolpath.load(Path(main).parent / "toolpath.npz")
+    b = tp.bounds()
+    return {"marks": tp.n_marks, "segments": tp.n_segments, "points": tp.n_points,
+            "mark_length_um": float(tp.mark_lengths().sum()), "extent_um": (b[1] - b[0]).tolist(),
+            "power_min_mw": float(tp.power_mw.min()), "power_max_mw": float(tp.power_mw.max())}
+
+
 @pytest.fixture(autouse=True)
 def _fake_validator(monkeypatch, request):
     if not request.node.name.startswith("test_real_"):
-        monkeypatch.setattr(jobs, "_validate_program", fake_validate)
+        monkeypatch.setattr(jobs.verify, "_validate_program", fake_validate)
+        monkeypatch.setattr(jobs.verify, "program_facts", fake_facts)
 
 
 def _manifest(tp: Toolpath, printer, main="part.gwl", extra_program=()):
@@ -187,14 +197,14 @@ def test_interruption_leaves_nothing(tmp_path):
 
 
 def test_disk_full_while_writing_the_manifest_leaves_nothing(tmp_path, monkeypatch):
-    real = jobs._write_bytes_fsync
+    real = jobs.writer._write_bytes_fsync
 
     def full(path, data):
         if Path(path).name == "manifest.json":
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data)
 
-    monkeypatch.setattr(jobs, "_write_bytes_fsync", full)
+    monkeypatch.setattr(jobs.writer, "_write_bytes_fsync", full)
     with pytest.raises(BioslicerError, match="cannot write job .*No space left on device"):
         make_job(tmp_path / "part_job", zip=True)
     assert os.listdir(tmp_path) == []
@@ -212,7 +222,7 @@ def test_disk_full_in_pipeline_writer_or_zip_leaves_nothing(tmp_path, monkeypatc
         Path(zip_path).write_bytes(b"PK half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(jobs, "write_job_zip", full_zip)
+    monkeypatch.setattr(jobs.writer, "write_job_zip", full_zip)
     with pytest.raises(BioslicerError, match="No space left"):
         make_job(tmp_path / "part_job", zip=True)
     assert os.listdir(tmp_path) == []
@@ -371,7 +381,7 @@ def test_submit_read_only_spool(tmp_path, monkeypatch):
     def denied(path, *a, **k):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(jobs.os, "mkdir", denied)
+    monkeypatch.setattr(jobs.submit.os, "mkdir", denied)
     with pytest.raises(BioslicerError, match=r"cannot write to spool folder .*spool: Permission denied; ask for write access"):
         submit_job(out, spool)
     assert os.listdir(spool) == []
@@ -381,7 +391,7 @@ def test_submit_disk_full_in_spool_leaves_no_half_copy(tmp_path, monkeypatch):
     out = make_job(tmp_path / "part_job")
     spool = tmp_path / "spool"
     spool.mkdir()
-    real = jobs._copy_file_fsync
+    real = jobs.submit._copy_file_fsync
     calls = []
 
     def full(src, dst):
@@ -391,7 +401,7 @@ def test_submit_disk_full_in_spool_leaves_no_half_copy(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(src, dst)
 
-    monkeypatch.setattr(jobs, "_copy_file_fsync", full)
+    monkeypatch.setattr(jobs.submit, "_copy_file_fsync", full)
     with pytest.raises(BioslicerError, match="spool folder .* is full"):
         submit_job(out, spool)
     assert os.listdir(spool) == []

@@ -20,8 +20,10 @@ def _islands(n=12, pitch=40.0, half=8.0, hatch=1.0, layers=2, seed=3):
             conts.append(np.column_stack([sq, np.full(5, z)]))
         pts = np.concatenate(conts)
         m = len(conts)
-        parts.append(Toolpath(pts[:, 0], pts[:, 1], pts[:, 2], np.full(len(pts), 4.0), np.arange(0, 5 * m + 1, 5),
-                              np.full(m, Kind.CONTOUR), np.full(m, li), np.full(m, -1), np.full(m, 500.0), layer_z))
+        parts.append(Toolpath(x_um=pts[:, 0], y_um=pts[:, 1], z_um=pts[:, 2], power_mw=np.full(len(pts), 4.0),
+                              mark_start=np.arange(0, 5 * m + 1, 5), mark_kind=np.full(m, Kind.CONTOUR),
+                              mark_layer=np.full(m, li), mark_block=np.full(m, -1), mark_speed_um_s=np.full(m, 500.0),
+                              layer_z_um=layer_z))
         ys = np.arange(-half + hatch / 2, half, hatch)
         p0 = np.array([[cx - half, cy + y, z] for cx, cy in cs for y in ys])
         p1 = p0 + [2 * half, 0, 0]
@@ -77,7 +79,8 @@ def test_closed_contour_rotated_to_nearest_vertex():
     # an open mark ending next to vertex 2 of a square contour
     line = Toolpath.from_segments([[-50, 0, 0]], [[10.5, 10.5, 0]], Kind.CONTOUR, 0, 100.0, 1.0, [0.0])
     sq = np.array([[0, 0, 0], [10, 0, 0], [10, 10, 0], [0, 10, 0], [0, 0, 0]], float)
-    c = Toolpath(sq[:, 0], sq[:, 1], sq[:, 2], np.arange(5.0), [0, 5], [Kind.CONTOUR], [0], [-1], [100.0], [0.0])
+    c = Toolpath(x_um=sq[:, 0], y_um=sq[:, 1], z_um=sq[:, 2], power_mw=np.arange(5.0), mark_start=[0, 5],
+                 mark_kind=[Kind.CONTOUR], mark_layer=[0], mark_block=[-1], mark_speed_um_s=[100.0], layer_z_um=[0.0])
     out, rep = order_marks(Toolpath.concat([line, c]))
     q = out.mark_points(1)
     np.testing.assert_array_equal(q, sq[[2, 3, 0, 1, 2]])

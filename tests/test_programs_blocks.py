@@ -32,8 +32,10 @@ def block_marks(b, x0, speed):
     s = np.linspace(0, 1, 250)
     lng = np.column_stack([x0 - 30 + 60 * s, 25 + 3 * np.sin(20 * s), np.full(250, 1.5)])
     pts = np.concatenate([ring, lng])
-    poly = Toolpath(pts[:, 0], pts[:, 1], pts[:, 2], np.r_[np.linspace(12.0, 20.0, 9), np.full(250, 15.0)],
-                    [0, 9, 259], [0, 1], [2, 2], [b, b], [speed / 2, speed], [0.5, 1.0, 1.5])
+    poly = Toolpath(x_um=pts[:, 0], y_um=pts[:, 1], z_um=pts[:, 2],
+                    power_mw=np.r_[np.linspace(12.0, 20.0, 9), np.full(250, 15.0)], mark_start=[0, 9, 259],
+                    mark_kind=[0, 1], mark_layer=[2, 2], mark_block=[b, b], mark_speed_um_s=[speed / 2, speed],
+                    layer_z_um=[0.5, 1.0, 1.5])
     return Toolpath.concat([hatch, poly])
 
 
@@ -111,7 +113,9 @@ def test_gwl_skips_empty_blocks_and_each_block_sets_its_state(tmp_path):
     main = pf.main.read_text().splitlines()
     inc = [ln for ln in main if ln.startswith("include")]
     assert inc == [f"include part_blocks\\part_block_{b:04d}.gwl" for b in USED]
-    assert sum(ln.startswith("StageGotoX") for ln in main) == 3 and "StageGotoX 100.000" not in main
+    # relative stage moves from the start position: blocks at x = 0, 200, 300 (row 1 skipped)
+    assert [ln for ln in main if ln.startswith("MoveStageX")] == ["MoveStageX 0.000", "MoveStageX 200.000",
+                                                                  "MoveStageX 100.000"]
     # block 3 sits 1 µm higher: one AddZDrivePosition before its include
     assert main.index("AddZDrivePosition 1.000") < main.index(inc[2])
     for b in USED:

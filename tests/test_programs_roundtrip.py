@@ -30,9 +30,10 @@ def two_block_toolpath(speed=2000.0):
         # long polyline over the Write limit (points_per_write = 200), layer 2
         s = np.linspace(0, 1, 450)
         lng = np.column_stack([x0 - 30 + 60 * s, 25 + 3 * np.sin(20 * s), np.full(450, 1.5)])
-        poly = Toolpath(np.concatenate([ring[:, 0], lng[:, 0]]), np.concatenate([ring[:, 1], lng[:, 1]]),
-                        np.concatenate([ring[:, 2], lng[:, 2]]), np.concatenate([pw, np.full(450, 15.0)]),
-                        [0, 9, 459], [0, 1], [2, 2], [b, b], [speed / 2, speed], [0.5, 1.0, 1.5])
+        poly = Toolpath(x_um=np.concatenate([ring[:, 0], lng[:, 0]]), y_um=np.concatenate([ring[:, 1], lng[:, 1]]),
+                        z_um=np.concatenate([ring[:, 2], lng[:, 2]]), power_mw=np.concatenate([pw, np.full(450, 15.0)]),
+                        mark_start=[0, 9, 459], mark_kind=[0, 1], mark_layer=[2, 2], mark_block=[b, b],
+                        mark_speed_um_s=[speed / 2, speed], layer_z_um=[0.5, 1.0, 1.5])
         parts.append(poly)
     tp = Toolpath.concat(parts)
     org = np.array([[0.0, 0.0, 0.0], [100.0, 0.0, 0.0]])
@@ -109,7 +110,11 @@ def test_gwl_structure(tmp_path):
     assert pf.main.name == "part_job.gwl"
     assert "include part_blocks\\part_block_0000.gwl" in main and "include part_blocks\\part_block_0001.gwl" in main
     assert main.index("GalvoScanMode") < main.index("include part_blocks\\part_block_0000.gwl")
-    assert "StageGotoX 100.000" in main and "FindInterfaceAt 0.500" in main
+    # relative stage moves from the start position; the interface found at both bottom-tier blocks
+    assert "MoveStageX 100.000" in main and not any(ln.startswith("StageGoto") for ln in main)
+    assert main.count("FindInterfaceAt 0.500") == 2
+    assert main.index("MoveStageX 100.000") < main.index("FindInterfaceAt 0.500", main.index("MoveStageX 100.000") - 1) \
+        < main.index("include part_blocks\\part_block_0001.gwl")
     blk = (tmp_path / "part_blocks" / "part_block_0000.gwl").read_text().splitlines()
     # LaserPower only where it changes: 6 hatch powers + the long polyline's 15 mW
     assert sum(ln.startswith("LaserPower") for ln in blk) == 7

@@ -105,7 +105,7 @@ class Server:
     """A service in its own process group on 127.0.0.1."""
 
     def __init__(self, data_dir: Path, *, fake: bool = True, token: str | None = None, max_upload_mb: float = 200.0,
-                 workers: int = 1, gate: Path | None = None, cli: bool = False) -> None:
+                 workers: int = 1, gate: Path | None = None, cli: bool = False, log_level: str = "warning") -> None:
         self.data_dir, self.token = Path(data_dir), token
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -117,14 +117,14 @@ class Server:
             env["BIOSLICER_TEST_GATE"] = str(gate)
         if cli:
             args = [sys.executable, "-m", "bioslicer", "serve", "--port", str(self.port), "--data", str(data_dir),
-                    "--workers", str(workers), "--max-upload-mb", str(max_upload_mb), "--log-level", "warning"]
+                    "--workers", str(workers), "--max-upload-mb", str(max_upload_mb), "--log-level", log_level]
             if token:
                 args += ["--token", token]
         else:
             code = ("from bioslicer.service.app import run_server; "
                     f"run_server({str(data_dir)!r}, port={self.port}, token={token!r}, workers={workers}, "
                     f"max_upload_mb={max_upload_mb!r}, slice_fn={'fake_slicer:fake_slice' if fake else None!r}, "
-                    "log_level='warning', cancel_grace_s=1.5)")
+                    f"log_level={log_level!r}, cancel_grace_s=1.5)")
             args = [sys.executable, "-c", code]
         self.log = open(self.data_dir.parent / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -293,6 +293,7 @@ def test_parameters_are_checked_like_the_cli(fake_server):
     assert not any((s.data_dir / "incoming").iterdir())
     d = s.http.get("/api/printers/nanoscribe-gt2-25x/defaults").json()
     assert d["params"]["hatch_um"] == 0.2 and d["params"]["slice_um"] == 0.5 and "solid" in d["choices"]["strategy"]
+    assert d["choices"]["find_interface"] == ["every-block", "once", "off"] and "keep" in d["choices"]["placement"]
     assert s.http.get("/api/printers/nope/defaults").status_code == 404
     assert s.http.get("/api/jobs/../../etc/passwd").status_code == 404
     assert s.http.get("/api/jobs/zzzzzzzzzzzz").json()["detail"].startswith("no job 'zzzzzzzzzzzz'")
@@ -405,11 +406,16 @@ def test_restart_requeues_the_job_in_flight(start, tmp_path):
     s.wait(job["id"], statuses=("slicing",))
     s.kill()  # the service dies with the job half sliced; its worker is orphaned
     data = s.data_dir
-    (data / "incoming" / "upload-half.part").write_bytes(b"solid half")  # an upload cut off mid-stream
+    from bioslicer.service.store import Layout
+
+    half = Layout(data).make_temp_dir(data / "incoming" / "upload-half")  # an upload cut off mid-stream
+    (half / "data.part").write_bytes(b"solid half")
     (data / "uploads" / "0123456789ab").mkdir()  # stored, but the process died before the table row
     (data / "uploads" / "0123456789ab" / "input.stl").write_bytes(b"solid orphan")
     s2 = start(gate=gate)
     assert not any((data / "incoming").iterdir()) and not (data / "uploads" / "0123456789ab").exists()
+    kept = list((data / "orphans").glob("*/uploads/0123456789ab/input.stl"))  # moved aside, not deleted
+    assert len(kept) == 1 and kept[0].read_bytes() == b"solid orphan"
     assert (data / "uploads" / job["id"] / "input.stl").is_file()
     again = s2.http.get(f"/api/jobs/{job['id']}").json()
     assert again["status"] in ("queued", "slicing")

@@ -142,6 +142,16 @@ def test_page_uploads_sample_mesh_and_shows_preview(tmp_path):
         job = server.http.get(f"/api/jobs/{job_id}").json()
         assert job["owner"] == "browser test" and job["file"] == "calibration.stl"
         assert job["params"] == {"slice_um": 2, "hatch_um": 2}  # only the changed fields are sent
+        # a hostile file name (HTML and a right-to-left override) is shown as plain, escaped text
+        from test_service import box_stl
+
+        evil = server.upload('<img src=x onerror="window.__pwned=1">\u202egpj.stl', box_stl()).json()
+        label = browser.wait_for(f"""(() => {{ const tr = document.querySelector('tr[data-job="{evil['id']}"]');
+            return tr ? tr.textContent : null; }})()""", 30)
+        assert evil["file"] in label and "\u202e" not in label and "<img" not in label
+        assert browser.js("typeof window.__pwned") == "undefined"
+        assert browser.js("document.querySelectorAll('img[src=\"x\"]').length") == 0
+        server.http.post(f"/api/jobs/{evil['id']}/cancel")
         shot = base64.b64decode(browser.call("Page.captureScreenshot", {"format": "png"})["data"])
         assert shot[:8] == b"\x89PNG\r\n\x1a\n"
         (tmp_path / "service.png").write_bytes(shot)

@@ -27,8 +27,9 @@ def _disk_part(layer_z, radius=280.0, centre=(300.0, 250.0), hatch=7.0, angle_de
     th[-1] = 0.0
     for li, z in enumerate(layer_z):
         c = np.column_stack([cx + radius * np.cos(th), cy + radius * np.sin(th), np.full(101, z)])
-        parts.append(Toolpath(c[:, 0], c[:, 1], c[:, 2], np.full(101, 5.0), [0, 101], [Kind.CONTOUR], [li], [-1],
-                              [2000.0], layer_z))
+        parts.append(Toolpath(x_um=c[:, 0], y_um=c[:, 1], z_um=c[:, 2], power_mw=np.full(101, 5.0), mark_start=[0, 101],
+                              mark_kind=[Kind.CONTOUR], mark_layer=[li], mark_block=[-1], mark_speed_um_s=[2000.0],
+                              layer_z_um=layer_z))
         mid = np.array([cx, cy]) + offs[:, None] * n
         p0 = np.column_stack([mid - half[:, None] * d, np.full(len(offs), z)])
         p1 = np.column_stack([mid + half[:, None] * d, np.full(len(offs), z)])
@@ -330,3 +331,44 @@ def test_estimate_skips_empty_blocks_and_combines_per_block_parts():
         combine_estimates(g.blocks(), parts[:-1], DAQZ)
     with pytest.raises(BioslicerError, match="exactly one block"):
         estimate_block(full, DAQZ)
+
+
+# ----------------------------------------------------------------------------- one grid path
+from bioslicer.blockrun import combined_estimate, run_toolpath  # noqa: E402
+from bioslicer.stitching import grid_for_toolpath  # noqa: E402
+
+
+def test_stitch_without_grid_is_plan_grid_of_the_toolpath_bounds():
+    tp = _disk_part(np.arange(5) * 30.0, radius=260.0, centre=(0.0, 0.0), hatch=9.0, angle_deg=23.0)
+    geo = dict(overlap_um=3.0, shear_deg=7.0, block_height_um=60.0)
+    g = grid_for_toolpath(tp, DAQZ, **geo)
+    b = tp.bounds()
+    assert g.to_dict() == plan_grid(b, tp.layer_z_um, DAQZ, **geo).to_dict()
+    a = stitch(tp, DAQZ, **geo)
+    _assert_same(a, stitch(tp, DAQZ, grid=g))
+    assert len(a.blocks) == g.n_blocks()                     # the grid's whole table, empty blocks kept
+    np.testing.assert_array_equal(a.blocks.origin_um, g.blocks().origin_um)
+    # block by block through run_block (as a job) = the whole part stitched, then ordered
+    g2, results, joined = run_toolpath(tp, DAQZ, grid=g)
+    assert g2 is g and set(np.unique(a.mark_block).tolist()) <= set(results)
+    assert all(r.n_marks == np.count_nonzero(a.mark_block == b) for b, r in results.items())
+    _assert_same(joined, order_marks(a)[0])
+    est = estimate_print_time(joined, DAQZ)
+    assert combined_estimate(g.blocks(), results, DAQZ).total_s == pytest.approx(est.total_s, rel=1e-9)
+
+
+def test_cell_owner_tiles_every_tier():
+    tp, g = _grid_job()
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-600, 900, 4000)
+    y = rng.uniform(-600, 600, 4000)
+    for iz in range(g.nz):
+        blocks = [b for b in range(g.n_blocks()) if g.blocks().index[b, 2] == iz]
+        z = np.full(len(x), g.tier_lo_um[iz] + 40.0)
+        owners = np.sum([g.cell_owner(b)(x, y, z) for b in blocks], axis=0)
+        np.testing.assert_array_equal(owners, 1)
+        # a point a block owns is inside its window
+        b = blocks[len(blocks) // 2]
+        own = g.cell_owner(b)(x, y, z)
+        (x0, y0), (x1, y1) = g.block_window_um(b)
+        assert own.any() and np.all((x[own] >= x0) & (x[own] <= x1) & (y[own] >= y0) & (y[own] <= y1))

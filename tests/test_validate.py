@@ -2,6 +2,7 @@
 
 import io
 import json
+import math
 import zipfile
 
 import numpy as np
@@ -104,16 +105,17 @@ def test_gcode_round_trip_values(tmp_path):
 
 
 def test_aerobasic_jump_with_laser_on(tmp_path):
-    text = ("' hand-written\nPRIMARY\nABSOLUTE\nRAPID X1 Y1 Z0\nRAPID A0 B0 Z0.001\n$AO[0].X = 2\n"
+    text = ("' hand-written\nMETRIC\nSECONDS\nABSOLUTE\nRAPID X1 Y1 Z0\nRAPID A0 B0 Z0.001\n$AO[0].A = 2\n"
             "GALVO LASEROVERRIDE A ON\nLINEAR A0.1 B0 Z0.001 F10\nRAPID A0 B0.01 Z0.001\n"
             "LINEAR A0.1 B0.01 Z0.001 F10\nGALVO LASEROVERRIDE A OFF\n")
     rep = validate_program(_write(tmp_path, "a.pgm", text), "femtika-aerotech-galvo")
     assert rep.n_violations == 1
     line, msg = _first(rep)
-    assert line == 9 and "jump with the laser on" in msg
+    assert line == 10 and "jump with the laser on" in msg
     mv = read_program(tmp_path / "a.pgm", "femtika-aerotech-galvo")
     np.testing.assert_allclose(mv.x[:2], [1000.0, 1100.0])  # stage 1 mm + galvo 0.1 mm
-    np.testing.assert_allclose(mv.power_mw[1], 60.0)        # 2 V of 10 V at 300 mW
+    # 2 V of 10 V through the profile's sin² attenuator (1 % extinction) at 300 mW
+    np.testing.assert_allclose(mv.power_mw[1], 300.0 * (0.01 + 0.99 * math.sin(0.1 * math.pi) ** 2))
 
 
 def _npz(path, **arrays):

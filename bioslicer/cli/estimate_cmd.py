@@ -11,7 +11,6 @@ from ..errors import BioslicerError
 from ..estimate import estimate_print_time, format_duration
 from ..printers import load_printer
 from ..progress import terminal_bar
-from ..stitching import stitch
 from ..toolpath import Toolpath
 from .common import echo_json, json_option, printer_option
 
@@ -24,8 +23,9 @@ def estimate(toolpath: Path, printer: str, as_json: bool) -> None:
     """Estimate the print time of a toolpath (.npz saved by bioslicer).
 
     An unstitched toolpath is first split into blocks with the default block size, overlap and
-    shear for the printer. Time = marks at their speed, laser on/off delays, jumps, layer
-    changes and stage moves between blocks, from the printer profile.
+    shear for the printer and ordered, block by block as `bioslicer slice` does. Time = marks at
+    their speed, laser on/off delays, jumps, layer changes and stage moves between blocks, from
+    the printer profile.
 
     \b
     Examples:
@@ -40,8 +40,12 @@ def estimate(toolpath: Path, printer: str, as_json: bool) -> None:
     if stitched_here:
         if tp.blocks is not None:
             raise BioslicerError(f"{toolpath} has blocks but some marks belong to none; re-run stitching")
-        tp = stitch(tp, pr, progress=terminal_bar())
-    est = estimate_print_time(tp, pr)
+        from ..blockrun import combined_estimate, run_toolpath
+
+        grid, results, _ = run_toolpath(tp, pr, keep_toolpath=False, progress=terminal_bar())
+        est = combined_estimate(grid.blocks(), results, pr)
+    else:
+        est = estimate_print_time(tp, pr)
     if as_json:
         d = est.to_dict()
         d.update(printer=pr.name, toolpath=str(toolpath), stitched_here=bool(stitched_here))

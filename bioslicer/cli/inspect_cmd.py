@@ -27,7 +27,9 @@ def inspect_(mesh: str, units: str, repair: bool, printer: str, out: str | None,
 
     Counts, bounds and size in µm, volume, bodies, watertightness, winding, holes (with their
     location), degenerate and duplicate faces, inside-out bodies, cavities and bodies that
-    overlap each other (they print as their union). Exits 0 even for a broken mesh; problems
+    overlap each other (they print as their union); once placed on the substrate for the
+    printer: parts that float (do not reach the interface) and stitching blocks that start in
+    mid-air (nothing printed under their lowest layer). Exits 0 even for a broken mesh; problems
     are listed. Slicing commands run the same checks and refuse meshes that cannot define a solid.
 
     \b
@@ -49,6 +51,14 @@ def inspect_(mesh: str, units: str, repair: bool, printer: str, out: str | None,
         v, f, _ = _prepare(v, f, units, Path(mesh).name, hashlib.sha256(data).hexdigest(), repair)
         save_mesh(Solid(v, f), out)
         report["written"] = str(out)
+    if report["ok"]:
+        from ..pipeline import resolve_recipe
+        from ..placement import airborne_report
+        from ..printers import load_printer
+
+        pr = load_printer(printer)
+        report["airborne"] = airborne_report(load_mesh(mesh, units=units, repair=repair, printer=pr),
+                                             resolve_recipe(pr), pr)
     if as_json:
         echo_json(report)
         if check and not report["ok"]:
@@ -74,6 +84,19 @@ def inspect_(mesh: str, units: str, repair: bool, printer: str, out: str | None,
         click.echo(f"repair      {done or 'nothing to change'}")
     if "written" in r:
         click.echo(f"written     {r['written']}")
+    if "airborne" in r:
+        a = r["airborne"]
+        low = a["mesh_lowest_z_um"]
+        click.echo(f"placement   lowest point z = {low:.6g} µm"
+                   + (" (floats above the interface with --keep-position)" if low > 1e-3 else "")
+                   + (" (below the interface: --keep-position refuses it)" if low < -1e-3 else ""))
+        click.echo(f"mid-air     {len(a['floating_parts'])} floating part(s), {len(a['midair_blocks'])} of "
+                   f"{a['blocks']} block(s) start in mid-air on {printer} (voxels {a['voxel_um'][0]:.3g} µm)")
+        for fp in a["floating_parts"][:10]:
+            click.echo(f"  floating part from z = {fp['lowest_z_um']:.4g} µm, box {_fmt3(fp['lo_um'])} .. "
+                       f"{_fmt3(fp['hi_um'])} µm")
+        for mb in a["midair_blocks"][:10]:
+            click.echo(f"  block {mb['block']} {tuple(mb['index'])} starts in mid-air at z = {mb['z_um']:.4g} µm")
     if r["problems"]:
         click.echo("problems:")
         for p in r["problems"]:

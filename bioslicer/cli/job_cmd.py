@@ -49,8 +49,10 @@ def info(job_path: Path, as_json: bool) -> None:
 @_job_arg
 @click.option("--printer", "-p", "printer", default=None,
               help="Validate against this profile (bundled name or .toml) instead of the job's embedded one.")
+@click.option("--trust-embedded-printer", is_flag=True,
+              help="Accept a printer profile embedded in the job that differs from the installed one of its name.")
 @json_option
-def verify(job_path: Path, printer: str | None, as_json: bool) -> None:
+def verify(job_path: Path, printer: str | None, trust_embedded_printer: bool, as_json: bool) -> None:
     """Re-check every file hash of JOB and re-validate its program against a printer.
 
     Exits 1 with `error: ...` naming the first problem when anything is wrong.
@@ -62,7 +64,7 @@ def verify(job_path: Path, printer: str | None, as_json: bool) -> None:
     """
     from ..jobs import verify_job
 
-    rep = verify_job(job_path, printer=printer)
+    rep = verify_job(job_path, printer=printer, trust_embedded_printer=trust_embedded_printer)
     if as_json:
         echo_json(rep.to_dict())
     else:
@@ -81,8 +83,10 @@ def verify(job_path: Path, printer: str | None, as_json: bool) -> None:
 @_job_arg
 @click.option("--to", "spool", required=True, type=click.Path(path_type=Path),
               help="The printer's spool (queue) folder, e.g. a mounted network share.")
+@click.option("--trust-embedded-printer", is_flag=True,
+              help="Accept a printer profile embedded in the job that differs from the installed one of its name.")
 @json_option
-def submit(job_path: Path, spool: Path, as_json: bool) -> None:
+def submit(job_path: Path, spool: Path, trust_embedded_printer: bool, as_json: bool) -> None:
     """Verify JOB and put it into a printer's spool folder atomically.
 
     The copy is written under a hidden temporary name, fsynced, re-checked and renamed; a job
@@ -95,7 +99,7 @@ def submit(job_path: Path, spool: Path, as_json: bool) -> None:
     """
     from ..jobs import submit_job
 
-    res = submit_job(job_path, spool)
+    res = submit_job(job_path, spool, trust_embedded_printer=trust_embedded_printer)
     if as_json:
         echo_json(res.to_dict())
     elif res.submitted:

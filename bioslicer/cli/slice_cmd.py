@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..progress import terminal_bar
+from ..recipe import STRATEGIES
 from .common import echo_json, json_option, printer_option, units_option
 
 
@@ -28,7 +29,7 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
               help="Job folder to write [default: <mesh stem>_job beside the current folder].")
 @click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe TOML with slicing parameters (options below override it).")
-@click.option("--strategy", type=click.Choice(["solid", "shell-scaffold", "woodpile", "gyroid", "channels"]),
+@click.option("--strategy", type=click.Choice(STRATEGIES),
               default=None, help="Scan strategy [default: from the recipe, else solid].")
 @click.option("--slice-um", type=float, default=None, help="Slice (layer) distance, µm.")
 @click.option("--hatch-um", type=float, default=None, help="Hatch distance, µm.")
@@ -36,6 +37,14 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
 @click.option("--contours", type=int, default=None, help="Number of contours around each layer.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Any recipe field (see `bioslicer recipe show`); repeatable.")
+@click.option("--keep-position", is_flag=True,
+              help="Keep the mesh coordinates (z = 0 is the substrate interface) instead of placing the part on "
+                   "the substrate, centred at the stage's start position.")
+@click.option("--allow-floating", is_flag=True,
+              help="With --keep-position: accept a part that does not reach the interface (printing onto an "
+                   "existing structure).")
+@click.option("--allow-power-clip", is_flag=True,
+              help="Proceed when a power request exceeds the laser's maximum (clipped; the job reports it).")
 @click.option("--dialect", default=None, help="Program dialect [default: the printer's].")
 @units_option
 @click.option("--repair", is_flag=True, help="Repair the mesh (merge, drop degenerate faces, fix winding, fill small holes).")
@@ -51,7 +60,7 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
               help="Start a dask-jobqueue cluster (Slurm/PBS/SGE) from a TOML/YAML file.")
 @json_option
 def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets,
-           dialect, units, repair, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
+           keep_position, allow_floating, allow_power_clip, dialect, units, repair, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
     """Slice MESH into a job folder for a printer.
 
     The job holds the program in the printer's dialect, manifest.json (hashes, parameters, counts,
@@ -62,6 +71,7 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
       bioslicer slice meshes/channel_block.stl --printer nanoscribe-gt2-25x -o out/channel_job
       bioslicer slice vessel.stl --units mm --strategy shell-scaffold --set skin_layers=4
       bioslicer slice part.stl --recipe my_recipe.toml --hatch-um 0.3 --zip
+      bioslicer slice onto_base.stl --keep-position --allow-floating --set find_interface=once
       bioslicer slice meshes/channel_block.stl --workers 2 -o out/job
       bioslicer slice big_tree.stl --scheduler tcp://head-node:8786 -o /shared/jobs/tree
     """
@@ -69,6 +79,10 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
 
     out_dir = out_dir or Path(f"{mesh.stem}_job")
     ov = _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets)
+    for flag, key, val in ((keep_position, "placement", "keep"), (allow_floating, "allow_floating", True),
+                           (allow_power_clip, "allow_power_clip", True)):
+        if flag:
+            ov[key] = val
     kwargs = dict(printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair, zip=as_zip,
                   overwrite=overwrite, preview=not no_preview, progress=terminal_bar(), dialect=dialect)
     if workers is None and scheduler is None and cluster_config is None:
@@ -88,7 +102,12 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
         return
     c = m["counts"]
     est = m["estimate"]["total_s"]
+    from ..pipeline import power_clip_line
+
     click.echo(f"job written: {res.path}" + (f" (+ {res.zip_path})" if res.zip_path else ""))
+    clip = power_clip_line(m.get("power_clip"))
+    if clip:
+        click.echo(f"  warning  {clip}")
     click.echo(f"  program  {m['program']['main']} ({m['program']['dialect']}, {len(m['program']['files'])} files)")
     click.echo(f"  toolpath {c['layers']} layers, {c['blocks']} blocks, {c['segments']:,} segments, "
                f"{c['mark_length_um'] / 1000:.1f} mm marked")

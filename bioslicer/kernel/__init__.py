@@ -5,6 +5,12 @@
 * :mod:`.contours` - chaining plane/triangle segments into closed rings by mesh edge id.
 * :mod:`.voxels` - rasterising spans into boolean or bit-packed voxel grids.
 * :mod:`.boolean` - union / intersection / difference of span sets on one row grid.
+* :mod:`.marks` - spans to hatch marks, joining marks, subdivision, volume sampling, gyroid sheets.
+* :mod:`.stitch` - clipping marks to the sheared cells of a block grid (pieces and their source mark).
+* :mod:`.order` - scan order inside every (block, layer) run (the order, reversals, rotations).
+* :mod:`.measure` - mark lengths (the one kernel), closed contours, jumps, transition times.
 
-The Python drivers in :mod:`bioslicer.slicing` validate inputs, size the outputs and call these.
+The Python drivers (:mod:`bioslicer.slicing`, :mod:`bioslicer.stitching`, :mod:`bioslicer.ordering`,
+:mod:`bioslicer.estimate`) validate inputs, size the outputs and call these; per-mark fields are
+moved by the callers with ``Toolpath.take_marks``, never by a kernel.
 """

@@ -113,19 +113,6 @@ def scatter_marks(src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, d
             d += 1
 
 
-@njit(cache=True, parallel=True)
-def mark_lengths(x, y, z, mark_start, out):
-    """Polyline length of every mark, µm, into ``out`` (M,)."""
-    for m in prange(len(mark_start) - 1):
-        t = 0.0
-        for p in range(mark_start[m], mark_start[m + 1] - 1):
-            dx = x[p + 1] - x[p]
-            dy = y[p + 1] - y[p]
-            dz = z[p + 1] - z[p]
-            t += math.sqrt(dx * dx + dy * dy + dz * dz)
-        out[m] = t
-
-
 # ----------------------------------------------------------------------------- subdivision
 @njit(cache=True)
 def count_subdivided(x, y, z, mark_start, point_distance_um, out_count):

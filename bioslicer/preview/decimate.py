@@ -126,13 +126,8 @@ def _count(n: int) -> str:
 
 
 def mark_lengths_um(toolpath: Toolpath) -> np.ndarray:
-    """(M,) polyline length of each mark, µm (one Numba pass, no (N, 3) temporaries)."""
-    from ..kernel.marks import mark_lengths
-
-    out = np.zeros(toolpath.n_marks)
-    if toolpath.n_marks:
-        mark_lengths(toolpath.x_um, toolpath.y_um, toolpath.z_um, toolpath.mark_start, out)
-    return out
+    """(M,) polyline length of each mark, µm (:meth:`Toolpath.mark_lengths`)."""
+    return toolpath.mark_lengths()
 
 
 def decimate_marks(mark_layer: np.ndarray, mark_segments: np.ndarray, layer_mask: np.ndarray,

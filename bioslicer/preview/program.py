@@ -645,8 +645,7 @@ def moves_to_toolpath(pl: ProgramLayers, index: ProgramIndex, printer) -> Toolpa
     lz[index.layer] = index.level_z_um - origin[2]
     lz = _fill_nan(lz)
     if n == 0:
-        return Toolpath.from_segments(np.zeros((0, 3)), np.zeros((0, 3)), Kind.HATCH, np.zeros(0, np.int64), 1.0,
-                                      0.0, lz)
+        return Toolpath.empty(lz)
     on = mv.laser_on.astype(bool)
     rom = pl.range_of_move
     same = np.concatenate([[False], rom[1:] == rom[:-1]])
@@ -675,10 +674,11 @@ def moves_to_toolpath(pl: ProgramLayers, index: ProgramIndex, printer) -> Toolpa
     half = float(printer.field_size_um) / 2
     blocks = Blocks(st_u, np.zeros((len(st_u), 3), np.int32), st_u - [half, half, 0], st_u + [half, half, 0],
                     printer.field_shape, float(printer.field_size_um))
-    tp = Toolpath(mv.x[pidx] - origin[0], mv.y[pidx] - origin[1], mv.z[pidx] - origin[2], pw, ms,
-                  np.full(len(starts), int(Kind.HATCH), np.uint8), pl.layer[rom[starts]].astype(np.int32),
-                  blk.astype(np.int32).ravel(), np.maximum(mv.speed_um_s[starts], 1e-9), lz, blocks,
-                  {"from_program": True})
+    tp = Toolpath(x_um=mv.x[pidx] - origin[0], y_um=mv.y[pidx] - origin[1], z_um=mv.z[pidx] - origin[2],
+                  power_mw=pw, mark_start=ms, mark_kind=np.full(len(starts), int(Kind.HATCH), np.uint8),
+                  mark_layer=pl.layer[rom[starts]].astype(np.int32), mark_block=blk.astype(np.int32).ravel(),
+                  mark_speed_um_s=np.maximum(mv.speed_um_s[starts], 1e-9), layer_z_um=lz, blocks=blocks,
+                  meta={"from_program": True})
     tp.check()
     return tp
 

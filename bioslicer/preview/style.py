@@ -5,14 +5,6 @@ from __future__ import annotations
 from ..toolpath import Kind
 
 # ----------------------------------------------------------------------------- style
-#: RGB colour (0-255) of each mark kind, used in the 3-D and 2-D views.
-KIND_COLORS = {
-    Kind.CONTOUR: (230, 75, 60),     # red
-    Kind.HATCH: (60, 150, 240),      # blue
-    Kind.SCAFFOLD: (80, 200, 110),   # green
-    Kind.SKIN: (245, 170, 40),       # orange
-    Kind.LATTICE: (175, 110, 230),   # purple
-}
 #: Colour of jumps (laser off) in the 2-D layer view.
 JUMP_COLOR = (150, 150, 160)
 #: Colour of the slice contours (the solid's outline) in the 2-D layer view.
@@ -29,6 +21,10 @@ TEXT_COLOR = (235, 235, 240)
 BLOCK_PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
                  (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (127, 127, 127))
 UNSTITCHED_COLOR = (110, 110, 120)
+#: RGB colour (0-255) of each mark kind, used in the 3-D and 2-D views: the kinds of the Kind
+#: registry in order take red, blue, green, orange, purple, then the block palette.
+KIND_COLORS = dict(zip(Kind, ((230, 75, 60), (60, 150, 240), (80, 200, 110), (245, 170, 40), (175, 110, 230),
+                              *BLOCK_PALETTE)))
 
 COLOR_MODES = ("kind", "power", "layer", "block")
 DEFAULT_WINDOW = (1200, 900)

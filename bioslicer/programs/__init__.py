@@ -33,12 +33,13 @@ import numpy as np
 from ..errors import BioslicerError
 from ..printers import load_printer
 from ..progress import silent
+from ..recipe import FIND_INTERFACE
 from ..validate import ValidationReport, Violation, validate_program
 from . import aerobasic, gcode, gwl, voxel, waveform
 from ._format import sha256_file
 from .dialects import DialectSpec, Moves, block_runs, load_spec
 
-__all__ = ["DIALECTS", "BlockPart", "Dialect", "Moves", "ProgramFiles", "ProgramWriter", "ValidationReport",
+__all__ = ["DIALECTS", "FIND_INTERFACE", "BlockPart", "Dialect", "Moves", "ProgramFiles", "ProgramWriter", "ValidationReport",
            "Violation", "guess_dialect", "read_program", "validate_program", "write_program"]
 
 
@@ -210,7 +211,12 @@ class ProgramWriter:
     dialect : str, optional
         Defaults to the printer's dialect.
     provenance : dict, optional
-        Written into the header (keep it free of clock times).
+        Written into the header (keep it free of clock times; a value longer than a header line
+        may be is written as its SHA-256).
+    find_interface : str
+        Where the program finds the substrate interface, in dialects that can
+        (:data:`FIND_INTERFACE`): 'every-block' (default; each bottom-tier block, after the stage
+        has moved there), 'once' (before the first block) or 'off'.
 
     Attributes
     ----------
@@ -228,7 +234,7 @@ class ProgramWriter:
     """
 
     def __init__(self, printer, blocks, out_dir, name: str = "part", dialect: str | None = None,
-                 provenance: dict | None = None) -> None:
+                 provenance: dict | None = None, find_interface: str = "every-block") -> None:
         self.printer = load_printer(printer)
         self.dialect = _dialect(dialect, self.printer).name
         _check_name(name)
@@ -238,6 +244,9 @@ class ProgramWriter:
         self.out_dir = Path(out_dir).absolute()
         self.name = name
         self.provenance = dict(provenance or {})
+        if find_interface not in FIND_INTERFACE:
+            raise BioslicerError(f"find_interface must be one of {', '.join(FIND_INTERFACE)}, got {find_interface!r}")
+        self.find_interface = find_interface
         self.durable = True
         self.direct = None      # one-file dialects in one process: a gcode.DirectMain (blocks straight in)
         d = DIALECTS[self.dialect]
@@ -408,18 +417,8 @@ class ProgramWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _block_toolpath(toolpath, m0: int, m1: int):
-    """Marks [m0, m1) of ``toolpath`` as a Toolpath of views (no copy of the point arrays)."""
-    from ..toolpath import Toolpath
-
-    p0, p1 = int(toolpath.mark_start[m0]), int(toolpath.mark_start[m1])
-    return Toolpath(toolpath.x_um[p0:p1], toolpath.y_um[p0:p1], toolpath.z_um[p0:p1], toolpath.power_mw[p0:p1],
-                    toolpath.mark_start[m0:m1 + 1] - p0, toolpath.mark_kind[m0:m1], toolpath.mark_layer[m0:m1],
-                    toolpath.mark_block[m0:m1], toolpath.mark_speed_um_s[m0:m1], toolpath.layer_z_um,
-                    toolpath.blocks, {})
-
-
-def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, validate) -> ProgramFiles:
+def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, validate,
+               find_interface: str = "every-block") -> ProgramFiles:
     printer = load_printer(printer)
     d = _dialect(dialect, printer)
     _check_name(name)
@@ -427,7 +426,8 @@ def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, 
     runs = block_runs(toolpath)
     if d.one_block and len(runs) > 1:
         raise BioslicerError(voxel.ONE_BLOCK)
-    w = ProgramWriter(printer, toolpath.blocks, out_dir, name=name, dialect=d.name, provenance=provenance)
+    w = ProgramWriter(printer, toolpath.blocks, out_dir, name=name, dialect=d.name, provenance=provenance,
+                      find_interface=find_interface)
     w.durable = False      # one process: the parts are the ones just written, a failure removes them
     if getattr(d.module, "ONE_FILE", False):  # no fragments: the blocks go straight into the main file
         w.direct = gcode.DirectMain({"n_marks": int(toolpath.n_marks), "n_points": int(toolpath.n_points),
@@ -436,7 +436,7 @@ def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, 
     parts = []
     try:
         for done, (b, m0, m1) in enumerate(runs):
-            parts.append(w.write_block(b, _block_toolpath(toolpath, m0, m1)))
+            parts.append(w.write_block(b, toolpath.mark_range(m0, m1)))
             progress(done + 1, len(runs), d.label)
     except BaseException:
         w.abort()
@@ -449,7 +449,8 @@ def _write_unvalidated(dialect, toolpath, printer, spec, out_dir, name, provenan
 
 
 def write_program(toolpath, printer, out_dir, name: str = "part", dialect: str | None = None,
-                  provenance: dict | None = None, progress=silent) -> ProgramFiles:
+                  provenance: dict | None = None, progress=silent, find_interface: str = "every-block"
+                  ) -> ProgramFiles:
     """Write a stitched toolpath as a machine program, validated before it appears.
 
     The toolpath is cut into its blocks and written through :class:`ProgramWriter`
@@ -472,6 +473,8 @@ def write_program(toolpath, printer, out_dir, name: str = "part", dialect: str |
         of clock times so the same inputs give the same bytes.
     progress : callable
         ``progress(done, total, label)`` per block.
+    find_interface : str
+        'every-block', 'once' or 'off' (see :class:`ProgramWriter`).
 
     Returns
     -------
@@ -483,7 +486,7 @@ def write_program(toolpath, printer, out_dir, name: str = "part", dialect: str |
         Bad name, unknown dialect, a profile lacking a key the dialect needs, an unstitched
         toolpath, non-finite values, or a validation failure (then nothing is left behind).
     """
-    return _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, True)
+    return _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, True, find_interface)
 
 
 def read_program(path, printer, dialect: str | None = None) -> Moves:

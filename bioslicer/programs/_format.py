@@ -99,9 +99,11 @@ class TemplateSet:
         Name -> template text.
     decimals : dict[str, int]
         Slot name -> digits after the point (slots not listed get 0).
+    eol : str
+        Line ending, ``"\\n"`` or ``"\\r\\n"`` (the renderer writes the ``\\n``).
     """
 
-    def __init__(self, templates: dict, decimals: dict) -> None:
+    def __init__(self, templates: dict, decimals: dict, eol: str = "\n") -> None:
         self.names = list(templates)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.templates = {n: Template.parse(t) for n, t in templates.items()}
@@ -121,6 +123,10 @@ class TemplateSet:
                 if k < len(t.slots):
                     ops.append((1, k, int(decimals.get(t.slots[k], 0))))
                     size += 22
+            for b in eol[:-1].encode():            # "\r" of a CRLF ending; put_line adds the "\n"
+                ops.append((0, len(lit), len(lit) + 1))
+                lit.append(b)
+                size += 1
             starts.append(len(ops))
             bound.append(size)
         self.ops = np.array(ops, dtype=np.int64).reshape(-1, 3)

@@ -4,7 +4,9 @@ Per block: the stage moves (``RAPID X.. Y.. Z..`` on the profile's stage axes, l
 mark: a galvo jump (``RAPID A.. B.. Z..``), the profile's analog-output power command (only
 where the power changes), ``GALVO LASEROVERRIDE <axis> ON``, ``LINEAR A.. B.. Z.. F..`` to the
 following points, ``GALVO LASEROVERRIDE <axis> OFF``. Galvo axes are block-local; Z is the
-absolute z stage (it moves the focus inside the block). Units from the profile (mm, feed per s).
+absolute z stage (it moves the focus inside the block). Header: ``METRIC``/``ENGLISH`` (profile
+unit mm / inch), ``SECONDS``/``MINUTES`` (feed per s / min), ``ABSOLUTE``, and without a profile
+stage origin ``POSOFFSET SET`` (the start position becomes part (0, 0, 0)).
 """
 
 from __future__ import annotations
@@ -49,9 +51,12 @@ def _head(w, counts: dict) -> str:
     fmt = _format(printer, spec)
     cm = spec.comment[0]
     head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "aerobasic")]
-    head += [fmt.cmd["units_mm"].format() if fmt.unit == "mm" else f"{cm} units um",
-             fmt.cmd["absolute"].format(), fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
-    return "\n".join(head) + "\n"
+    fp = printer.program.get("feed_per", spec.get("default_feed_per", "s"))
+    head += [fmt.cmd["units_" + fmt.unit].format(), fmt.cmd["time_" + fp].format(), fmt.cmd["absolute"].format()]
+    if "origin_um" not in printer.program:
+        head += [f"{cm} part origin = where the stages stand at the start", fmt.cmd["set_origin"].format()]
+    head += [fmt.cmd["velocity_on"].format(), fmt.cmd["laser_off"].format()]
+    return fmt.eol.join(head) + fmt.eol
 
 
 def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
@@ -66,9 +71,9 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     stage = o + origin
 
     def emit(fh):
-        fh.write(f"{spec.comment[0]} block {b}, {toolpath.n_marks} marks\n")
+        fh.write(f"{spec.comment[0]} block {b}, {toolpath.n_marks} marks{fmt.eol}")
         fh.write(fmt.cmd["stage_move"].format(x=F.fmt(stage[0] / s, d), y=F.fmt(stage[1] / s, d),
-                                              z=F.fmt(stage[2] / s, d)) + "\n")
+                                              z=F.fmt(stage[2] / s, d)) + fmt.eol)
         emit_marks(fmt, printer, toolpath, 0, toolpath.n_marks, np.array([-o[0], -o[1], origin[2]]), fh)
 
     return write_fragment(w, b, staging, emit, lambda: _head(w, w.direct.counts))
@@ -77,7 +82,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
 def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     """Write ``<name>.pgm``: header, the blocks' text in order, end. Returns [main]."""
     fmt = _format(w.printer, w.spec)
-    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + "\n")
+    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + fmt.eol)
 
 
 def iter_moves(path, printer, spec, check=None):

@@ -7,6 +7,7 @@ chunk sizes, file names) plus a module in :mod:`bioslicer.programs` with ``write
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 
@@ -246,8 +247,53 @@ def provenance_lines(counts: dict, printer, provenance: dict | None, dialect: st
     ]
     for k in sorted(provenance or {}):
         v = str(provenance[k]).replace("\n", " ").replace("\r", " ")
-        lines.append(f"{k}: {v}")
+        line = f"{k}: {v}"
+        if len(line) > MAX_HEADER_CHARS - 4:   # room for the comment mark; the full text is in the job
+            line = f"{k} sha256: {hashlib.sha256(v.encode()).hexdigest()}"
+        lines.append(line)
     return lines
+
+
+#: longest header comment line a writer emits (LinuxCNC takes 255 characters per line)
+MAX_HEADER_CHARS = 200
+
+
+LINE_ENDINGS = {"lf": "\n", "crlf": "\r\n"}
+
+
+def line_ending(printer, spec) -> str:
+    """The line ending of a program: the profile's ``program.line_ending`` ('lf' | 'crlf'), else
+    the dialect's ``line_ending`` (what the vendor's own example programs use), else LF."""
+    name = printer.program.get("line_ending", spec.get("line_ending", "lf"))
+    if name not in LINE_ENDINGS:
+        raise BioslicerError(f"printer profile {printer.source or printer.name}: 'program.line_ending' must be "
+                             f"'lf' or 'crlf', got {name!r}")
+    return LINE_ENDINGS[name]
+
+
+def reader_power(printer, check):
+    """How a reader kernel converts power: ``(pa, pb, check, to_mw)``.
+
+    A linear calibration converts in the kernel (mW = value * pa / pb) and ``to_mw`` is None.
+    A calibrated profile (sin², table) reads program values (pa = pb = 1), checks them against
+    the power limit converted to the program unit (the calibration is monotone), and
+    ``to_mw(moves)`` converts the kept moves to mW afterwards.
+    """
+    if printer.calibration == "linear":
+        return (*printer.power_from_program_ratio(), check, None)
+    if check is not None:
+        from ..validate import _L_PMAX
+
+        lim, flags = check
+        lim = lim.copy()
+        lim[_L_PMAX] = printer.power_to_program(printer.max_power_mw) * (lim[_L_PMAX] / printer.max_power_mw)
+        check = (lim, flags)
+
+    def to_mw(mv):
+        mv.power_mw = np.ascontiguousarray(printer.power_from_program(mv.power_mw), dtype=np.float64)
+        return mv
+
+    return 1.0, 1.0, check, to_mw
 
 
 def power_limit_program(printer) -> float:

@@ -24,7 +24,8 @@ from ..errors import BioslicerError
 from . import _format as F
 from ._format import put_line, put_line_hot, qround
 from ..validate import N_LIMITS, move_bits
-from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
+from .dialects import (line_ending, moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines,
+                       reader_power)
 
 # ----------------------------------------------------------------------------- writing (shared)
 _J, _M, _P, _ON, _OFF = range(5)
@@ -82,7 +83,8 @@ class StepFormat:
         self.cmd = {k: F.Template.parse(v) for k, v in t.items()}
         dec = {"x": self.coord_decimals, "y": self.coord_decimals, "z": self.coord_decimals,
                "f": self.feed_decimals, self.power_slot: self.power_decimals}
-        self.ts = F.TemplateSet(t, dec)
+        self.eol = line_ending(printer, spec)
+        self.ts = F.TemplateSet(t, dec, self.eol)
 
     def buffer(self) -> F.ChunkBuffer:
         """A reusable render buffer sized for this format's lines."""
@@ -348,7 +350,7 @@ class StepReader:
         self.ftag = _tag(tag_of.get("f", ""))
         self.stag = np.array([_tag(s) for s in stage_letters], np.int64)
         self.comment = spec.comment
-        self.pa, self.pb = printer.power_from_program_ratio()
+        self.pa, self.pb, check, self.to_mw = reader_power(printer, check)
         self.amode = np.asarray(amode, np.int64)
         self.origin = np.asarray(origin_um, np.float64)
         self.check = check is not None
@@ -373,6 +375,8 @@ class StepReader:
                                out["sx"], out["sy"], out["sz"], out["power_mw"], out["speed_um_s"], out["laser_on"],
                                out["jump"], out["block"], out["line"], out["power_line"], el, ek, total)
             mv = moves_from_arrays(n, 0, files, **out)
+            if self.to_mw is not None:
+                self.to_mw(mv)
             mv.n_total = int(total[0])
             mv.problems = [(0, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
             yield mv
@@ -383,7 +387,14 @@ ONE_FILE = True   # one main file: write_program writes the blocks straight into
 
 
 def _format(printer, spec) -> StepFormat:
-    return StepFormat(printer, spec)
+    fmt = StepFormat(printer, spec)
+    limit = spec.get("max_line_chars")
+    if limit:
+        longest = int(max(fmt.ts.bound)) - 1
+        if longest > int(limit):
+            raise BioslicerError(f"printer profile {printer.name}: a {spec.name} line could reach {longest} characters "
+                                 f"(the controller takes {limit}); shorten program.power_command or lower decimals")
+    return fmt
 
 
 def prepare(printer, spec) -> None:
@@ -477,13 +488,18 @@ def _head(w, counts: dict) -> str:
     cm = spec.comment[0]
     uc = spec.get("unit_commands", {}).get(fmt.unit)
     head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "gcode")]
-    head.append(f"{cm} origin_um {origin[0]:g} {origin[1]:g} {origin[2]:g}; unit {fmt.unit}; "
-                f"feed per {printer.program.get('feed_per')}")
+    has_origin = "origin_um" in printer.program
+    head.append(f"{cm} origin_um {origin[0]:g} {origin[1]:g} {origin[2]:g}" if has_origin else
+                f"{cm} part origin = where the machine stands at the start (G92)")
+    head.append(f"{cm} unit {fmt.unit}; feed per {printer.program.get('feed_per', 'min')}")
     if uc:
         head.append(uc)
+    head.append(fmt.cmd["feed_mode"].format())
     head.append(fmt.cmd["absolute"].format())
+    if not has_origin:
+        head.append(fmt.cmd["set_origin"].format())
     head.append(fmt.cmd["laser_off"].format())
-    return "\n".join(head) + "\n"
+    return fmt.eol.join(head) + fmt.eol
 
 
 def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
@@ -491,7 +507,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     fmt = _format(w.printer, w.spec)
 
     def emit(fh):
-        fh.write(f"{w.spec.comment[0]} block {b}, {toolpath.n_marks} marks\n")
+        fh.write(f"{w.spec.comment[0]} block {b}, {toolpath.n_marks} marks{fmt.eol}")
         emit_marks(fmt, w.printer, toolpath, 0, toolpath.n_marks, program_origin_um(w.printer), fh)
 
     return write_fragment(w, b, staging, emit, lambda: _head(w, w.direct.counts))
@@ -500,7 +516,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
 def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     """Write ``<name>.gcode``: header, the blocks' text in order, end. Returns [main]."""
     fmt = _format(w.printer, w.spec)
-    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + "\n")
+    return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + fmt.eol)
 
 
 def iter_moves(path, printer, spec, check=None):

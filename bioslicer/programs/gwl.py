@@ -1,9 +1,11 @@
 """Nanoscribe GWL: a main ``<name>_job.gwl`` that positions the stage and includes one file per block.
 
-Main file: ``%`` provenance header, scan mode, ``ConnectPointsOff``/``On``, ``PowerScaling``,
-``FindInterfaceAt``, then per block ``StageGotoX``/``StageGotoY`` (absolute stage, µm),
-``AddZDrivePosition`` when the block's z origin changes (parts taller than the piezo range) and
-``include <name>_blocks\\<name>_block_NNNN.gwl``.
+Main file: ``%`` provenance header, the machine state (:func:`header_state`: ``InvertZAxis``,
+scan mode, ``ContinuousMode``, galvo acceleration, piezo settling, stage velocity, offsets,
+``PowerScaling``), then per block the stage move (``MoveStageX/Y`` relative to the start
+position, or ``StageGotoX/Y`` with a profile stage origin), ``FindInterfaceAt`` (per the
+recipe's ``find_interface``), ``AddZDrivePosition`` when the block's z origin changes (parts
+taller than the piezo range) and ``include <name>_blocks\\<name>_block_NNNN.gwl``.
 
 Main file lines depend only on the Blocks table and which blocks have marks (blocks without
 marks get no stage move and no include; file names keep the block's table index).
@@ -29,21 +31,23 @@ from ..errors import BioslicerError
 from . import _format as F
 from ._format import put_line, put_line_hot, qround
 from ..validate import N_LIMITS, move_bits
-from .dialects import moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines
+from .dialects import (line_ending, moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines,
+                       reader_power)
 
 _ROLES_OUT = ("point", "point_power", "write", "laser_power", "scan_speed", "power_values_on",
               "power_values_off", "z_offset")
 _ROLES_IN = ("write", "laser_power", "scan_speed", "power_scaling", "power_values_on", "power_values_off",
              "z_offset", "add_z_offset", "x_offset", "y_offset", "stage_x", "stage_y", "add_z_drive",
              "find_interface", "include", "galvo_mode", "piezo_mode", "connect_off", "connect_on",
-             "continuous_mode")
+             "continuous_mode", "move_stage_x", "move_stage_y", "invert_z", "galvo_acceleration",
+             "stage_velocity", "piezo_settling")
 
 
 def _templates(spec, printer) -> F.TemplateSet:
     d = printer.decimals
     return F.TemplateSet(spec.commands, {"x": d, "y": d, "z": d, "p": spec.decimals.get("power", 3),
                                          "v": spec.decimals.get("speed", 1),
-                                         "s": spec.decimals.get("scaling", 3)})
+                                         "s": spec.decimals.get("scaling", 3)}, line_ending(printer, spec))
 
 
 @njit(cache=True, error_model="numpy")
@@ -191,6 +195,39 @@ def prepare(printer, spec) -> None:
         raise BioslicerError(f"printer profile {printer.name}: 'program.points_per_write' must be at least 2")
     if printer.program["scan_mode"] not in ("galvo", "piezo"):
         raise BioslicerError(f"printer profile {printer.name}: 'program.scan_mode' must be 'galvo' or 'piezo'")
+    if not printer.immersion:
+        raise BioslicerError(f"printer profile {printer.source or printer.name}: the gwl dialect needs "
+                             "[objective] immersion = \"dill\", \"oil\", \"water\" or \"air\" (it sets InvertZAxis)")
+    for key in ("galvo_acceleration", "piezo_settling_time_ms"):
+        v = printer.program[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise BioslicerError(f"printer profile {printer.name}: 'program.{key}' must be a number >= 0")
+
+
+def header_state(printer, spec) -> list[str]:
+    """The machine-state lines at the top of every GWL job: nothing is left to the previous job.
+
+    Axis direction from the objective's immersion (``InvertZAxis 1`` for dip-in), scan mode,
+    ``ContinuousMode``, ``ConnectPoints`` (piezo mode only: it changes how the piezo scans),
+    galvo acceleration, piezo settling time, stage velocity, zero x/y/z offsets, power scaling 1.
+    """
+    cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
+    dec = printer.decimals
+    prog = printer.program
+    piezo = prog["scan_mode"] == "piezo"
+    out = [cmd["invert_z"].format(n="1" if printer.immersion == "dill" else "0"),
+           cmd["piezo_mode" if piezo else "galvo_mode"].format(),
+           cmd["continuous_mode"].format()]
+    if piezo:
+        out.append(cmd["connect_on" if prog.get("connect_points", False) else "connect_off"].format())
+    out += [cmd["galvo_acceleration"].format(a=F.fmt(float(prog["galvo_acceleration"]), 2)),
+            cmd["piezo_settling"].format(t=F.fmt(float(prog["piezo_settling_time_ms"]), 1)),
+            cmd["stage_velocity"].format(v=F.fmt(printer.stage_speed_um_s, 1)),
+            cmd["x_offset"].format(x=F.fmt(0.0, dec)),
+            cmd["y_offset"].format(y=F.fmt(0.0, dec)),
+            cmd["z_offset"].format(z=F.fmt(0.0, dec)),
+            cmd["power_scaling"].format(s=F.fmt(1.0, spec.decimals.get("scaling", 3)))]
+    return out
 
 
 def _block_file(spec, name: str, b: int) -> tuple[str, str]:
@@ -220,46 +257,68 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     st = o + program_origin_um(printer)
     folder, fname = _block_file(spec, w.name, b)
     with F.AtomicFile(staging / folder / fname, hashed=w.durable, fsync=w.durable) as fb:
-        fb.write(f"{spec.comment} block {b}: stage x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
-                 f"z {F.fmt(st[2], dec)} um, {toolpath.n_marks} marks\n")
+        fb.write(f"{spec.comment} block {b}: origin x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
+                 f"z {F.fmt(st[2], dec)} um, {toolpath.n_marks} marks{line_ending(printer, spec)}")
         _write_block(fb, toolpath, printer, ts, T, buf, 0, toolpath.n_marks, o, dec, pdec, vdec,
                      int(printer.program["points_per_write"]))
     return [fb.written], {}
 
 
 def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
-    """Write ``<name>_job.gwl`` under ``staging``: header, then per block with marks the stage
-    moves and the include of its file. Returns [main, block files...] (staging paths)."""
+    """Write ``<name>_job.gwl`` under ``staging``: header (provenance and the whole machine state),
+    then per block with marks the stage move, the interface finding, the z drive and the
+    include of its file. Returns [main, block files...] (staging paths).
+
+    The stage moves relative to where the operator placed it (``MoveStageX/Y``, part (0, 0) at
+    the start position) unless the profile gives a stage origin (``program.origin_um``: then
+    ``StageGotoX/Y`` to absolute positions). ``FindInterfaceAt`` follows ``w.find_interface``:
+    'every-block' after the stage reaches each bottom-tier block, 'once' at the first block,
+    'off' never; blocks above inherit the last interface found.
+    """
     printer, spec = w.printer, w.spec
     cm = spec.comment
     cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
     dec = printer.decimals
+    absolute = "origin_um" in printer.program
     origin = program_origin_um(printer)
     sep = spec.get("path_separator", "\\")
+    mode = w.find_interface
+    eol = line_ending(printer, spec)
+    fz = F.fmt(float(printer.program.get("find_interface_at_um", 0.0)), dec)
     main = staging / f"{w.name}{spec.get('main_suffix', '_job.gwl')}"
     files = [main]
     with F.AtomicFile(main, hashed=False, fsync=w.durable) as fm:
         head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "gwl")]
-        head.append(cmd["galvo_mode" if printer.program["scan_mode"] == "galvo" else "piezo_mode"].format())
-        head.append(cmd["connect_on" if printer.program.get("connect_points", False) else "connect_off"].format())
-        head.append(cmd["power_scaling"].format(s=F.fmt(1.0, spec.decimals.get("scaling", 3))))
-        if "find_interface_at_um" in printer.program:
-            head.append(cmd["find_interface"].format(z=F.fmt(float(printer.program["find_interface_at_um"]), dec)))
-        fm.write("\n".join(head) + "\n")
+        head.append(f"{cm} stage {'absolute (program.origin_um)' if absolute else 'relative to the start position'}"
+                    f"; interface finding {mode}")
+        head += header_state(printer, spec)
+        fm.write(eol.join(head) + eol)
         zdrive_q = 0
+        stage_q = np.zeros(2, np.int64)
+        first = True
         for part in parts:
             b = part.block
             st = w.blocks.origin_um[b] + origin
             folder, fname = _block_file(spec, w.name, b)
-            lines = [f"{cm} block {b} index {tuple(int(v) for v in w.blocks.index[b])}, {part.n_marks} marks",
-                     cmd["stage_x"].format(x=F.fmt(st[0], dec)),
-                     cmd["stage_y"].format(y=F.fmt(st[1], dec))]
+            lines = [f"{cm} block {b} index {tuple(int(v) for v in w.blocks.index[b])}, {part.n_marks} marks"]
+            q = np.array([int(F.quantize(st[0], dec)), int(F.quantize(st[1], dec))], np.int64)
+            if absolute:
+                lines += [cmd["stage_x"].format(x=F.fmt(st[0], dec)), cmd["stage_y"].format(y=F.fmt(st[1], dec))]
+            else:
+                d = q - stage_q
+                lines += [cmd["move_stage_x"].format(x=F.fmt(d[0] / 10 ** dec, dec)),
+                          cmd["move_stage_y"].format(y=F.fmt(d[1] / 10 ** dec, dec))]
+            stage_q = q
+            if (mode == "every-block" and int(w.blocks.index[b][2]) == 0) or (mode == "once" and first):
+                lines.append(cmd["find_interface"].format(z=fz))
+                zdrive_q = 0
+            first = False
             zq = int(F.quantize(st[2], dec))
             if zq != zdrive_q:
                 lines.append(cmd["add_z_drive"].format(z=F.fmt((zq - zdrive_q) / 10 ** dec, dec)))
                 zdrive_q = zq
             lines.append(cmd["include"].format(path=f"{folder}{sep}{fname}"))
-            fm.write("\n".join(lines) + "\n")
+            fm.write(eol.join(lines) + eol)
             files.append(staging / folder / fname)
     return files
 
@@ -353,7 +412,8 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
         elif c == K[5]:
             st[_PV] = 0
         elif c > 0 and (c == K[1] or c == K[2] or c == K[3] or c == K[6] or c == K[7] or c == K[8]
-                        or c == K[9] or c == K[10] or c == K[11] or c == K[12] or c == K[13]):
+                        or c == K[9] or c == K[10] or c == K[11] or c == K[12] or c == K[13] or c == K[20]
+                        or c == K[21]):
             if nvals[r] < 1:
                 if ne < err_line.shape[0]:
                     err_line[ne] = lines[r]
@@ -385,6 +445,10 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
                     st[_SZ] += v
                 elif c == K[13]:
                     st[_SZ] = 0.0
+                elif c == K[20]:
+                    st[_SX] += v
+                elif c == K[21]:
+                    st[_SY] += v
         r += 1
     st[_NL] = nl
     total[0] += tot
@@ -410,7 +474,7 @@ class _Reader:
         self.st = np.zeros(13)
         self.st[_PS] = 1.0
         self.st[_PL] = -1
-        self.pa, self.pb = printer.power_from_program_ratio()
+        self.pa, self.pb, check, self.to_mw = reader_power(printer, check)
         self.check = check is not None
         self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
 
@@ -437,6 +501,8 @@ class _Reader:
                                        out["power_mw"], out["speed_um_s"], out["laser_on"], out["jump"],
                                        out["block"], out["line"], out["power_line"], el, ek, total)
                 mv = moves_from_arrays(n, fidx, self.files, **out)
+                if self.to_mw is not None:
+                    self.to_mw(mv)
                 mv.n_total = int(total[0])
                 mv.problems = [(fidx, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
                 yield mv

@@ -44,11 +44,12 @@ def _raster(P, frac, ms, lo, vox, vol):
                         vol[iz, iy, ix] = v
 
 
-def voxel_size_um(printer) -> np.ndarray:
-    """(x, y, z) voxel edges: ``program.voxel_um`` or [hatch_um, hatch_um, slice_um] from the defaults."""
+def voxel_size_um(printer, recipe=None) -> np.ndarray:
+    """(x, y, z) voxel edges: ``program.voxel_um`` or [hatch_um, hatch_um, slice_um] of the recipe
+    (a dict, as in ``toolpath.meta["recipe"]``), else of the printer's defaults."""
     v = printer.program.get("voxel_um")
     if v is None:
-        d = printer.defaults
+        d = recipe if recipe is not None else printer.defaults
         v = [d.get("hatch_um", 0.5), d.get("hatch_um", 0.5), d.get("slice_um", 1.0)]
     try:
         v = np.asarray(v, dtype=np.float64).reshape(3)
@@ -75,7 +76,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     Returns ([Written], info) with what the JSON sidecar needs (shape, voxel (0, 0, 0) position).
     """
     printer, spec = w.printer, w.spec
-    vox = voxel_size_um(printer)
+    vox = voxel_size_um(printer, toolpath.meta.get("recipe"))     # the recipe the marks were planned with
     origin = program_origin_um(printer)
     bounds = toolpath.bounds()
     lo = np.round(bounds[0] / vox) * vox
@@ -96,7 +97,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
             _raster(P, frac, toolpath.mark_start[a:c + 1] - p0, lo, vox, arr)
         vol.flush()
         del arr, vol
-    info = {"shape": list(shape), "origin_um": [float(v) for v in lo + origin],
+    info = {"shape": list(shape), "voxel_um": [float(v) for v in vox], "origin_um": [float(v) for v in lo + origin],
             "stage_um": [float(v) for v in w.blocks.origin_um[b] + origin]}
     return [ap.written], info
 
@@ -115,7 +116,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
         "dtype": spec.get("dtype", "float32"),
         "value": "laser power as a fraction of max_power_mw",
         "max_power_mw": printer.max_power_mw,
-        "voxel_um": [float(v) for v in voxel_size_um(printer)],
+        "voxel_um": part.info["voxel_um"],
         "origin_um": part.info["origin_um"],
         "stage_um": part.info["stage_um"],
         "block": int(part.block),

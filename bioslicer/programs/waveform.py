@@ -175,7 +175,8 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     o = w.blocks.origin_um[b]
     ms = toolpath.mark_start
     P = np.column_stack([toolpath.x_um - o[0], toolpath.y_um - o[1], toolpath.z_um - o[2]])
-    pv = toolpath.power_mw / mw_per_volt
+    pv = toolpath.power_mw / mw_per_volt if printer.calibration == "linear" else printer.power_to_program(
+        toolpath.power_mw)
     sp = toolpath.mark_speed_um_s
     if np.any(~(sp > 0)):
         raise BioslicerError("a mark has a speed of zero or less; set positive scan speeds")
@@ -209,6 +210,9 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     for ch, key, scale, unit in spec.get("channels"):
         wr.writerow([ch, key, "V", repr(float(per[scale])), unit, repr(rate)])
     text = sio.getvalue() + "".join(f"# {t}\n" for t in provenance_lines(counts, printer, w.provenance, "waveform"))
+    if printer.calibration != "linear":
+        text += (f"# laser_v calibration {printer.calibration} (mw_per_volt above is the full-scale ratio only): "
+                 f"min_fraction {printer.calibration_min_fraction:g}, table {list(printer.calibration_table)}\n")
     text += "".join(f"# file {p.name}\n" for p in files)
     with F.AtomicFile(main, hashed=False, fsync=w.durable) as fm:
         fm.write(text)
@@ -254,14 +258,15 @@ def iter_moves(path, printer, spec):
         lx = d["x_v"].astype(np.float64) * scale["x_v"]
         ly = d["y_v"].astype(np.float64) * scale["y_v"]
         lz = d["z_v"].astype(np.float64) * scale["z_v"]
-        pw = d["laser_v"].astype(np.float64) * scale["laser_v"]
+        lv = d["laser_v"].astype(np.float64)
+        pw = lv * scale["laser_v"] if printer.calibration == "linear" else printer.power_from_program(lv)
         st = np.asarray(d["stage_um"], np.float64).reshape(3)
         n = len(lx)
         P = np.column_stack([lx, ly, lz])
         step = np.zeros(n)
         if n > 1:
             step[1:] = np.linalg.norm(np.diff(P, axis=0), axis=1)
-        on = pw > 0
+        on = lv > 0
         acc = np.full(n, np.nan)
         if n > 2:
             a = np.linalg.norm(P[2:] - 2 * P[1:-1] + P[:-2], axis=1) * rate * rate

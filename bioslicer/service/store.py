@@ -13,12 +13,17 @@ cancelled directly. Times are Unix seconds (``*_s``) in the table and ISO 8601 U
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import BioslicerError
+
+#: marker file of the service's temporary folders (the only ones start-up removes)
+TEMP_MARK = ".bioslicer-temp"
 STATUSES = ("queued", "slicing", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
 
@@ -86,14 +91,23 @@ class JobStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
-        cols = {r[1] for r in self._x("PRAGMA table_info(jobs)").fetchall()}
-        if "summary" not in cols:  # a table made by an earlier version
-            self._x("ALTER TABLE jobs ADD COLUMN summary TEXT")
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout=30000")
+            ok = self._db.execute("PRAGMA quick_check").fetchone()
+            if ok is None or ok[0] != "ok":
+                raise sqlite3.DatabaseError(ok[0] if ok else "quick_check gave no answer")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            cols = {r[1] for r in self._x("PRAGMA table_info(jobs)").fetchall()}
+            if "summary" not in cols:  # a table made by an earlier version
+                self._x("ALTER TABLE jobs ADD COLUMN summary TEXT")
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise BioslicerError(f"the job table {self.path} is damaged ({exc}); restore it from a backup, or move "
+                                 "it aside to start with an empty table (finished jobs are then re-adopted from "
+                                 "their manifests); nothing was changed") from None
 
     def close(self) -> None:
         self._db.close()
@@ -119,6 +133,15 @@ class JobStore:
         except BaseException:
             self._x("ROLLBACK")
             raise
+        return self.get(job_id)
+
+    def adopt(self, job_id: str, *, label: str, kind: str, input_name: str, input_bytes: int, printer: str,
+              units: str, summary: dict, note: str, finished_s: float) -> dict:
+        """Enter a finished job found on disk without a row (its table was lost) as 'done'."""
+        self.add(job_id, owner="restored", label=label, kind=kind, input_name=input_name, input_bytes=input_bytes,
+                 printer=printer, units=units, status="done")
+        self._x("UPDATE jobs SET summary = ?, note = ?, stage = 'done', created_s = ?, finished_s = ?"
+                " WHERE id = ?", (json.dumps(summary, sort_keys=True), note, finished_s, finished_s, job_id))
         return self.get(job_id)
 
     def get(self, job_id: str) -> dict | None:
@@ -286,8 +309,11 @@ class Layout:
 
     ``DIR/jobs.sqlite3`` the table; ``DIR/uploads/<id>/input.<ext>`` the stored upload;
     ``DIR/jobs/<id>/`` the finished job folder and ``DIR/jobs/<id>.zip`` its bundle;
-    ``DIR/incoming/`` uploads being received; ``DIR/work/<id>.<claim>/`` a job being sliced.
+    ``DIR/incoming/upload-*/`` uploads being received; ``DIR/work/<id>.<claim>/`` a job being sliced;
+    ``DIR/orphans/<time>/`` what start-up found without a row and could not re-adopt.
     Every name on disk is generated (job ids, fixed names); a user's file name is only a label.
+    The service's temporary folders (in ``incoming/`` and ``work/``) hold the marker file
+    :data:`TEMP_MARK`, written before any work starts: start-up removes only those.
     """
 
     def __init__(self, data_dir) -> None:
@@ -297,6 +323,7 @@ class Layout:
         self.incoming = self.root / "incoming"
         self.jobs = self.root / "jobs"
         self.work = self.root / "work"
+        self.orphans = self.root / "orphans"
 
     def make(self) -> "Layout":
         for d in (self.root, self.uploads, self.incoming, self.jobs, self.work):
@@ -311,6 +338,15 @@ class Layout:
 
     def job_zip(self, job_id: str) -> Path:
         return self.jobs / f"{_checked(job_id)}.zip"
+
+    def make_temp_dir(self, path: Path) -> Path:
+        """Create the temporary folder ``path`` (inside ``incoming/`` or ``work/``) holding the
+        service's marker, so that start-up may remove it; refused if ``path`` exists."""
+        new = path.with_name(f".{path.name}.new-{secrets.token_hex(4)}")
+        new.mkdir(parents=True)
+        (new / TEMP_MARK).write_text("bioslicer service temporary work; removed at start-up\n")
+        os.rename(new, path)  # the folder appears with its marker, never without
+        return path
 
     def work_dir(self, job_id: str, claim: str) -> Path:
         """Scratch folder of one attempt (one claim), so that a worker left over from a previous

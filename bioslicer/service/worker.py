@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import sys
@@ -22,10 +23,12 @@ import threading
 import time
 import traceback
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
 from ..errors import BioslicerError
+from ..fileio import MAX_ZIP_ENTRIES, check_zip, copy_zip_entry, zip_inflate_limit
 from .store import JobStore, Layout
 
 DEFAULT_SLICE_FN = "bioslicer.pipeline:slice_to_job"
@@ -76,51 +79,43 @@ def disk_name(label: str, ext: str, limit: int = 80) -> str:
     return (stem or "part") + ext.lower()
 
 
-def extract_bundle(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int = 100_000) -> Path:
+def extract_bundle(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int = MAX_ZIP_ENTRIES) -> Path:
     """Unpack a job bundle safely into ``dest`` and return the job folder inside it.
 
-    Refuses absolute names, ``..`` parts, links, too many members and more than
-    ``max_total_bytes`` uncompressed. When every member sits in one top-level folder, that
-    folder is the job; otherwise ``dest`` itself is.
+    Refuses absolute names, ``..`` parts, links, more than ``max_members`` entries and more than
+    ``max_total_bytes`` inflated (declared, and counted while inflating). Error lines name no
+    server path. When every member sits in one top-level folder, that folder is the job;
+    otherwise ``dest`` itself is.
     """
     try:
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError):
         raise BioslicerError("the uploaded .zip is not a readable zip archive; upload the job bundle "
                              "made by `bioslicer slice --zip`") from None
+    what = "the uploaded bundle"
     with zf:
-        infos = zf.infolist()
-        if len(infos) > max_members:
-            raise BioslicerError(f"the bundle has {len(infos)} entries (limit {max_members}); it is not a job bundle")
-        total = 0
-        names = []
-        for info in infos:
-            name = info.filename.replace("\\", "/")
-            parts = [p for p in name.split("/") if p not in ("", ".")]
-            if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
-                raise BioslicerError(f"the bundle entry {info.filename!r} points outside the bundle; refusing it")
-            mode = (info.external_attr >> 16) & 0o170000
-            if mode == 0o120000:
-                raise BioslicerError(f"the bundle entry {info.filename!r} is a link; job bundles hold plain files")
-            total += info.file_size
-            if total > max_total_bytes:
-                raise BioslicerError(f"the bundle unpacks to more than {max_total_bytes // 1_000_000} MB; "
-                                     "it is too large for this service")
-            names.append((info, parts))
+        infos = check_zip(zf, max_total_bytes, max_members, what=what, plain_files=True)
+        names = [(info, [p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")])
+                 for info in infos]
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
+        budget = [max_total_bytes]
         for info, parts in names:
             if not parts:
                 continue
             target = root.joinpath(*parts)
             if root not in target.resolve().parents and target.resolve() != root:
-                raise BioslicerError(f"the bundle entry {info.filename!r} points outside the bundle; refusing it")
+                raise BioslicerError(f"{what} has an entry {info.filename[:100]!r} pointing outside it; refusing it")
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+            try:
+                with open(target, "wb") as out:
+                    copy_zip_entry(zf, info, out, budget, what=what)
+            except (zipfile.BadZipFile, zlib.error, EOFError):
+                raise BioslicerError(f"{what} is damaged (entry {info.filename[:100]!r} does not inflate); "
+                                     "upload it again") from None
     tops = {parts[0] for _, parts in names if parts}
     if len(tops) == 1 and (root / next(iter(tops))).is_dir() and not (root / "manifest.json").exists():
         return root / next(iter(tops))
@@ -142,6 +137,8 @@ def _verify_bundle(folder: Path) -> None:
 
 def job_summary(manifest: dict) -> dict:
     """The few figures the job list shows, from a job manifest (missing ones are None)."""
+    from ..pipeline import power_clip_line
+
     def get(*keys):
         cur = manifest
         for k in keys:
@@ -152,7 +149,8 @@ def job_summary(manifest: dict) -> dict:
 
     return {"layers": get("counts", "layers"), "blocks": get("counts", "blocks"),
             "segments": get("counts", "segments"), "print_time_s": get("estimate", "total_s"),
-            "dialect": get("program", "dialect"), "program": get("program", "main")}
+            "dialect": get("program", "dialect"), "program": get("program", "main"),
+            "power_clip": power_clip_line(manifest.get("power_clip"))}
 
 
 def run_job(store: JobStore, layout: Layout, job: dict, slice_fn: Callable, progress, client=None,
@@ -166,7 +164,7 @@ def run_job(store: JobStore, layout: Layout, job: dict, slice_fn: Callable, prog
     jid = job["id"]
     work = layout.work_dir(jid, job["claim"])
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    layout.make_temp_dir(work)
     input_path = layout.upload_dir(jid) / job["input_name"]
     if not input_path.is_file():
         raise BioslicerError("the uploaded file of this job is missing from the service's data folder; upload it again")
@@ -174,7 +172,8 @@ def run_job(store: JobStore, layout: Layout, job: dict, slice_fn: Callable, prog
     zip_out = work / f"{jid}.zip"
     if job["kind"] == "bundle":
         progress(0, 1, "verifying")
-        folder = extract_bundle(input_path, work / "unpacked", max_bundle_bytes)
+        limit = min(max_bundle_bytes, zip_inflate_limit(input_path.stat().st_size))
+        folder = extract_bundle(input_path, work / "unpacked", limit)
         _verify_bundle(folder)
         from ..jobs import read_manifest
 
@@ -240,9 +239,16 @@ class _Progress:
             raise JobStopped("cancelled")
 
 
-def _error_line(exc: BaseException) -> str:
+def _error_line(exc: BaseException, layout: Layout | None = None) -> str:
+    """The first line of an error, for the job's user: paths inside the data folder are shown by
+    their last part only (the server's folders are none of the user's business)."""
     msg = str(exc).strip().splitlines()
-    return msg[0] if msg else type(exc).__name__
+    line = msg[0] if msg else type(exc).__name__
+    if layout is not None:
+        for root in sorted({str(layout.root), os.path.realpath(layout.root)}, key=len, reverse=True):
+            line = re.sub(re.escape(root) + r"(/[^\s'\":;,()]*)?", lambda m: Path(m.group(0)).name
+                          if m.group(1) else "the data folder", line)
+    return line
 
 
 def process_one(store: JobStore, layout: Layout, job: dict, slice_fn: Callable, parent=None, client=None,
@@ -260,13 +266,13 @@ def process_one(store: JobStore, layout: Layout, job: dict, slice_fn: Callable, 
         return stop.reason
     except BioslicerError as exc:
         shutil.rmtree(layout.work_dir(jid, claim), ignore_errors=True)
-        store.finish(jid, claim, "failed", _error_line(exc))
+        store.finish(jid, claim, "failed", _error_line(exc, layout))
         return "failed"
     except Exception as exc:  # a bug: keep the traceback in the service log, a line for the user
         traceback.print_exc(file=sys.stderr)
         shutil.rmtree(layout.work_dir(jid, claim), ignore_errors=True)
         store.finish(jid, claim, "failed",
-                     f"internal error ({type(exc).__name__}: {_error_line(exc)}); this is a bug, "
+                     f"internal error ({type(exc).__name__}: {_error_line(exc, layout)}); this is a bug, "
                      "please report it with the input file")
         return "failed"
     if not store.finish(jid, claim, "done", summary=summary):

@@ -14,7 +14,7 @@ import shapely
 
 from ..errors import BioslicerError
 from ..kernel import marks as _k
-from ..toolpath import Kind, Toolpath
+from ..toolpath import MARK_FIELDS, Kind, Toolpath
 
 
 class Region:
@@ -255,8 +255,9 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
     _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, row_rev, np.ascontiguousarray(c, dtype=np.float64),
                           np.ascontiguousarray(s, dtype=np.float64), zl, float(min_segment_um), off, x, y, z)
     layer = np.repeat(layer_index.astype(np.int32), counts)
-    tp = Toolpath(x, y, z, np.zeros(2 * m), np.arange(0, 2 * m + 1, 2, dtype=np.int64),
-                  np.full(m, int(kind), np.uint8), layer, np.full(m, -1, np.int32), np.zeros(m), lz)
+    tp = Toolpath(x_um=x, y_um=y, z_um=z, power_mw=np.zeros(2 * m),
+                  mark_start=np.arange(0, 2 * m + 1, 2, dtype=np.int64),
+                  mark_kind=np.full(m, int(kind), np.uint8), mark_layer=layer, layer_z_um=lz)
     dropped = total - m
     if owner is not None and dropped:
         short = (u1 - u0) < min_segment_um
@@ -278,8 +279,9 @@ def segments_to_toolpath(x0, y0, x1, y1, layer, kind: Kind, layer_z_um) -> Toolp
     y[0::2] = y0
     y[1::2] = y1
     z = np.repeat(lz[layer], 2) if m else np.zeros(0)
-    return Toolpath(x, y, z, np.zeros(2 * m), np.arange(0, 2 * m + 1, 2, dtype=np.int64),
-                    np.full(m, int(kind), np.uint8), layer, np.full(m, -1, np.int32), np.zeros(m), lz)
+    return Toolpath(x_um=x, y_um=y, z_um=z, power_mw=np.zeros(2 * m),
+                    mark_start=np.arange(0, 2 * m + 1, 2, dtype=np.int64),
+                    mark_kind=np.full(m, int(kind), np.uint8), mark_layer=layer, layer_z_um=lz)
 
 
 def rings_to_toolpath(polys: list, layer_index, layer_z_um, kind: Kind = Kind.CONTOUR) -> Toolpath:
@@ -315,8 +317,8 @@ def rings_to_toolpath(polys: list, layer_index, layer_z_um, kind: Kind = Kind.CO
     np.cumsum(counts, out=starts[1:])
     layer = np.asarray(layer_index, dtype=np.int32)[part_geom[ring_part]]
     z = np.repeat(lz[layer], counts)
-    return Toolpath(xy[:, 0].copy(), xy[:, 1].copy(), z, np.zeros(len(z)), starts,
-                    np.full(m, int(kind), np.uint8), layer, np.full(m, -1, np.int32), np.zeros(m), lz)
+    return Toolpath(x_um=xy[:, 0].copy(), y_um=xy[:, 1].copy(), z_um=z, power_mw=np.zeros(len(z)), mark_start=starts,
+                    mark_kind=np.full(m, int(kind), np.uint8), mark_layer=layer, layer_z_um=lz)
 
 
 def contour_toolpath(region: Region, layer_z_um, recipe, layer_ids=None) -> Toolpath:
@@ -459,20 +461,19 @@ def order_marks(parts: list, layer_z_um) -> Toolpath:
         lay = p.mark_layer
         dest_all.append(layer_start[lay] + before[i, lay] + (np.arange(p.n_marks, dtype=np.int64) - first[lay]))
     counts = np.empty(m_total, np.int64)
-    kind = np.empty(m_total, np.uint8)
-    layer = np.empty(m_total, np.int32)
+    marks = {name: np.empty(m_total, dtype) for name, (dtype, _) in MARK_FIELDS.items()}
     for p, dest in zip(parts, dest_all):
         counts[dest] = np.diff(p.mark_start)
-        kind[dest] = p.mark_kind
-        layer[dest] = p.mark_layer
+        for name, arr in marks.items():
+            arr[dest] = getattr(p, name)
     start = np.zeros(m_total + 1, np.int64)
     np.cumsum(counts, out=start[1:])
     n = int(start[-1])
     x, y, z = np.empty(n), np.empty(n), np.empty(n)
     for p, dest in zip(parts, dest_all):
         _k.scatter_marks(p.x_um, p.y_um, p.z_um, p.mark_start, dest, start, x, y, z)
-    return Toolpath(x, y, z, np.zeros(n), start, kind, layer, np.full(m_total, -1, np.int32), np.zeros(m_total), lz,
-                    None, dict(parts[0].meta))
+    return Toolpath(x_um=x, y_um=y, z_um=z, power_mw=np.zeros(n), mark_start=start, **marks, layer_z_um=lz,
+                    meta=dict(parts[0].meta))
 
 
 def check_layers(region: Region, recipe):

@@ -1,8 +1,9 @@
 """Regenerate the preview gallery (docs/gallery/*.png) from the sample meshes in meshes/.
 
 Each construct is sliced with the printer and recipe named below (coarser than production
-settings where noted, so the script runs in a few minutes) through ``pipeline.plan_job`` and
-rendered with ``bioslicer.preview``. Run from the repository root:
+settings where noted, so the script runs in a few minutes) through ``pipeline.plan_job`` (the
+job's blocks run by ``blockrun.run_block`` and joined: the toolpath a job writes) and rendered
+with ``bioslicer.preview``. Run from the repository root:
 
     .venv/bin/python docs/gallery/make_gallery.py
 """
