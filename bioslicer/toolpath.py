@@ -37,6 +37,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import BioslicerError
+from .fileio import umask as _umask
 
 
 class Kind(IntEnum):
@@ -447,10 +448,3 @@ def atomic_write_bytes(path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-def _umask() -> int:
-    """The process umask (mkstemp creates files 0600 whatever it is)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

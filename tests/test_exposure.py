@@ -68,7 +68,7 @@ def test_depth_counts_from_the_side_the_light_enters():
     hatch_first = tp.mark_start[:-1][tp.mark_kind == Kind.HATCH]
     top = rep["surface_z_um"]
     np.testing.assert_allclose(tp.power_mw[hatch_first], 10.0 * (1 + 0.01 * (top - np.arange(6) * 10.0)))
-    tp, rep = apply_exposure(_tp(6), r, P)       # from below: grows with height
+    tp, rep = apply_exposure(_tp(6), r, replace(P, light_from="below"))   # from below: grows with height
     assert tp.power_mw[hatch_first][0] < tp.power_mw[hatch_first][-1]
 
 

@@ -330,6 +330,9 @@ def build_program_index(main, printer, dialect: str | None = None, layer_z_um=No
     rb = _RangeBuilder()
     files: list = []
     for mv in d.iter_moves(main, printer, d.spec):
+        if mv is None:          # the fast reader handed the program to the general reader: start again
+            rb, files = _RangeBuilder(), []
+            continue
         files = list(mv.files)
         if mv.problems:
             fi, line, msg = mv.problems[0]
@@ -484,7 +487,9 @@ def _parse_bytes(d, printer, data: bytes, suffix: str, tmpdir: str):
     p.write_bytes(data)
     from ..programs.dialects import Moves
 
-    parts = list(d.iter_moves(p, printer, d.spec))
+    parts = []
+    for mv in d.iter_moves(p, printer, d.spec):
+        parts = [] if mv is None else parts + [mv]      # None: read again by the general reader
     return Moves.concat(parts, [str(p)])
 
 
@@ -575,9 +580,9 @@ def read_program_ranges(index: ProgramIndex, printer, ranges) -> ProgramLayers:
                 fh.seek(s)
                 body = fh.read(e - s)
             mv = _parse_bytes(d, printer, head + body, path.suffix, tmp)
-            if mv.problems:
-                failed.append(j)
-                continue
+            # a range cut out of its file may draw notes (a list closed by the next range's first
+            # line); the checksum decides whether its moves are the program's
+            mv.problems = []
             mv = _fix_range(mv, index.first[r], int(index.r_line0[r]), head.count(b"\n"))
             if not _sums_match(_sums(mv), index.sums[r]):
                 failed.append(j)
