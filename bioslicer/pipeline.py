@@ -245,15 +245,25 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         prev.blocks = blocks
         prev.meta = {"preview": {"layer_step": layer_step, "mark_step": mark_step}}
         prev.save(jw.path / "preview_toolpath.npz")
+        from .preview.compare import job_comparison
+        from .preview.program import INDEX_NAME, write_job_program_index
+
+        t = time.perf_counter()
+        pindex = write_job_program_index(jw.path, files.main, pr, files.dialect, lz)   # layer offsets
+        timings["program_index_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        design_vs_print = job_comparison(solid, pindex, pr, rec.hatch_um, rec.slice_um, lz)
+        timings["compare_s"] = time.perf_counter() - t
         (jw.path / "recipe.toml").write_text(rec.to_toml(), encoding="utf-8")
         _write_mesh_copy(solid, jw.path)
         if preview:
             t = time.perf_counter()
             from .preview import render_png
+            from .preview.views import thinning_note
 
             render_png(jw.path / "preview.png", toolpath=prev,
                        mesh=solid.tube_polydata() if hasattr(solid, "tube_polydata") else solid,
-                       title=f"{mesh_path.name} on {pr.name}")
+                       title=f"{mesh_path.name} on {pr.name}", source=thinning_note(layer_step, mark_step))
             timings["preview_s"] = time.perf_counter() - t
         rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
         used_ids = [r.block for r in used]
@@ -270,7 +280,8 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             placement=dict(placement, find_interface=rec.find_interface,
                            light_from=pr.light_from or None, immersion=pr.immersion or None),
             stitching=grid.to_dict(), plan=_plan_summary(rec, used), power_clip=_power_clip(used, pr),
-            preview_toolpath="preview_toolpath.npz", perfusion=perfusion)
+            preview_toolpath="preview_toolpath.npz", perfusion=perfusion,
+            program_index=INDEX_NAME if pindex is not None else None, compare=design_vs_print)
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
