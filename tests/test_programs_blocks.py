@@ -165,7 +165,24 @@ def test_write_block_refuses_marks_of_another_block(tmp_path):
         w.write_block(0, tp)
     with pytest.raises(BioslicerError, match="not in the block table"):
         w.write_block(9, tp.select_marks(tp.mark_block == 0))
+    # nothing written: only the writer's (empty) staging folder exists until it finishes or aborts
+    assert [p.name for p in tmp_path.rglob("*")] == [".part.staging"]
+    w.abort()
     assert not any(tmp_path.iterdir())
+
+
+def test_block_written_after_the_program_finished_fails_and_leaves_nothing(tmp_path):
+    """A block still running when the program was finished (a Dask task of a worker thought dead)
+    must not bring the staging folder back into the finished job."""
+    pr, tp = _case("gwl")
+    w = ProgramWriter(pr, tp.blocks, tmp_path, name="part")
+    parts = [w.write_block(b, tp.select_marks(tp.mark_block == b)) for b in np.unique(tp.mark_block)]
+    files = w.finish(parts)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(FileNotFoundError):
+        w.write_block(int(tp.mark_block[0]), tp.select_marks(tp.mark_block == tp.mark_block[0]))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert files.main.is_file()
 
 
 @pytest.mark.parametrize("name", ["box50", "7", "a-1_b2", "part7"])

@@ -130,11 +130,19 @@ def compare_source(src, index: ProgramIndex, progress=None) -> Comparison:
     return compare_design(src.mesh, index, src.printer, float(rec["hatch_um"]), float(rec["slice_um"]), lz, progress)
 
 
+def _design_bounds(mesh) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) µm of a design: a Solid or a centerline Tree (``bounds_um``) or a trimesh mesh."""
+    b = getattr(mesh, "bounds_um", None)
+    if b is None:
+        b = getattr(mesh, "bounds", None)
+    b = np.asarray(b, np.float64)
+    return b[0], b[1]
+
+
 def grid_voxels(mesh, index: ProgramIndex, hatch_um: float) -> int:
     """About how many voxels :func:`compare_design` samples (the design's x-y extent x the layers)."""
-    V = np.asarray(getattr(mesh, "vertices_um", None) if getattr(mesh, "vertices_um", None) is not None
-                   else mesh.vertices, np.float64)
-    ext = V.max(axis=0) - V.min(axis=0)
+    lo, hi = _design_bounds(mesh)
+    ext = hi - lo
     return int(math.ceil(ext[0] / hatch_um) * math.ceil(ext[1] / hatch_um) * index.n_layers)
 
 
@@ -190,9 +198,7 @@ def compare_design(mesh, index: ProgramIndex, printer, hatch_um: float, slice_um
     ok = np.isfinite(lz)
     k_lo = int(np.flatnonzero(ok)[0])
     z0 = float(lz[k_lo]) - k_lo * dz - dz / 2            # voxel k has its centre at layer k
-    V = np.asarray(getattr(mesh, "vertices_um", None) if getattr(mesh, "vertices_um", None) is not None
-                   else mesh.vertices, np.float64)
-    lo, hi = V.min(axis=0), V.max(axis=0)
+    lo, hi = _design_bounds(mesh)
     # the printed volume may reach outside the design: take the marks' x-y extent from the index ranges
     first = index.first
     xy_lo = np.minimum(lo[:2], first[:, :2].min(axis=0) - org[:2] - 2 * h)

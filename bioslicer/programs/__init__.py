@@ -250,6 +250,9 @@ class ProgramWriter:
         # bring the folder back
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
+        # the staging folder too: a block writes only into it and never makes it, so a block still
+        # running after the program was finished (or the job removed) fails instead of leaving files
+        self.staging.mkdir(exist_ok=True)
         self.provenance = dict(provenance or {})
         if find_interface not in FIND_INTERFACE:
             raise BioslicerError(f"find_interface must be one of {', '.join(FIND_INTERFACE)}, got {find_interface!r}")
@@ -303,7 +306,9 @@ class ProgramWriter:
                                  "program writer's; plan the blocks once and pass the same table")
         _check_finite(tp)
         d = DIALECTS[self.dialect]
-        self.staging.mkdir(parents=True, exist_ok=True)
+        if not self.staging.is_dir():
+            raise FileNotFoundError(2, "program finished or job folder removed while a block was still running",
+                                    str(self.staging))
         written, info = d.module.write_block(self, b, tp, self.staging)
         info = dict(info)
         info["n_points"] = int(tp.n_points)

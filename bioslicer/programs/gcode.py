@@ -512,7 +512,7 @@ def write_fragment(w, b: int, staging: Path, emit, head) -> tuple[list, dict]:
     if w.direct is not None:
         emit(w.direct.file(main_path(w, staging), head()))
         return [], {}
-    with AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable, root=w.out_dir) as fh:
+    with AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable, root=staging) as fh:
         emit(fh)
     return [fh.written], {}
 

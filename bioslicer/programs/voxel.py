@@ -86,7 +86,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
                              f"(over {MAX_VOXELS}); use larger voxels (program.voxel_um) or a smaller part")
     npy = staging / f"{w.name}{spec.get('array_suffix', '_power.npy')}"
     shape = (int(shape_xyz[2]), int(shape_xyz[1]), int(shape_xyz[0]))
-    ap = AtomicPath(npy, hashed=w.durable, fsync=w.durable, root=w.out_dir)
+    ap = AtomicPath(npy, hashed=w.durable, fsync=w.durable, root=staging)
     with ap as tmp:
         vol = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(spec.get("dtype", "float32")), shape=shape)
         arr = np.asarray(vol)

@@ -187,7 +187,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     laser = np.empty(n)
     _samples(*args, True, out, laser)
     path = staging / f"{w.name}{spec.get('block_suffix', '_block_{index:04d}.npz').format(index=b)}"
-    ap = AtomicPath(path, hashed=w.durable, fsync=w.durable, root=w.out_dir)
+    ap = AtomicPath(path, hashed=w.durable, fsync=w.durable, root=staging)
     with ap as tmp:
         _deterministic_npz(tmp, {
             "x_v": out[:, 0] / upv[0], "y_v": out[:, 1] / upv[1], "z_v": out[:, 2] / upv[2], "laser_v": laser,
