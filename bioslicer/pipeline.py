@@ -172,6 +172,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     from .jobs import JobWriter
     from .jobs.manifest import build_manifest
     from .mesh import load_mesh
+    from .paramsets import merge_sets
     from .programs import ProgramWriter
 
     mesh_path = Path(mesh_path)
@@ -252,6 +253,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             placement=dict(placement, find_interface=rec.find_interface,
                            light_from=pr.light_from or None, immersion=pr.immersion or None),
             stitching=grid.to_dict(), plan=_plan_summary(rec, used), power_clip=_power_clip(used, pr),
+            parameter_sets=merge_sets(r.extra.get("sets") for r in used),
             preview_toolpath="preview_toolpath.npz")
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all

@@ -79,6 +79,9 @@ class Recipe:
         built-in ramp: the power factor rises from ``power_ramp_min_factor`` at the surface to 1
         at ``power_ramp_width_um`` inside (0 width: off).
     point_distance_um : point spacing along marks when a power field is used, µm.
+    power_levels : when depth compensation or a power field modulates the power, it is rounded
+        to this many levels between 0 and the laser's maximum, so marks fall into a bounded
+        number of parameter sets (``bioslicer.paramsets``); at least 2.
     overlap_um, shear_deg, block_size_um : stitching (held for ``bioslicer.stitching``).
     placement, allow_floating, z_offset_um : where the part is printed (``bioslicer.placement``):
         'substrate' puts its lowest point on the interface (z = 0) and its x/y centre at the
@@ -131,6 +134,7 @@ class Recipe:
     power_ramp_min_factor: float = 0.7
     power_ramp_voxel_um: float | None = None
     point_distance_um: float = 0.5
+    power_levels: int = 256
     # stitching (used by bioslicer.stitching)
     overlap_um: float = 2.0
     shear_deg: float = 0.0
@@ -327,7 +331,7 @@ def _coerce(key: str, value, current, src: str):
             raise BioslicerError(f"{src}: key {key!r} must be true or false, got {value!r}")
         return value
     if isinstance(current, int) and key in ("contour_count", "skin_layers", "scaffold_every_n_layers",
-                                            "scaffold_wall_lines", "lattice_strut_lines"):
+                                            "scaffold_wall_lines", "lattice_strut_lines", "power_levels"):
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise BioslicerError(f"{src}: key {key!r} must be a whole number, got {value!r}")
         return int(value)
@@ -365,6 +369,8 @@ def _validate(r: Recipe) -> None:
     for key in ("scaffold_every_n_layers", "scaffold_wall_lines", "lattice_strut_lines"):
         if getattr(r, key) < 1:
             bad(key, f"must be at least 1, got {getattr(r, key)!r}")
+    if r.power_levels < 2:
+        bad("power_levels", f"must be at least 2, got {r.power_levels!r}")
     if not 0 < r.power_ramp_min_factor <= 1:
         bad("power_ramp_min_factor", f"must be in (0, 1], got {r.power_ramp_min_factor!r}")
     if not -60 < r.shear_deg < 60:
