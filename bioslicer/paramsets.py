@@ -57,9 +57,10 @@ def quantize_power(power_mw: np.ndarray, recipe, printer) -> tuple[np.ndarray, n
     (power_mw, level) : (N,) float64, (N,) int32
         The rounded power (mW) and its level 0 .. power_levels-1.
     """
-    step = power_step_mw(recipe, printer)
-    level = np.clip(np.rint(np.asarray(power_mw, dtype=np.float64) / step), 0, recipe.power_levels - 1)
-    return level * step, level.astype(np.int32)
+    n = int(recipe.power_levels) - 1
+    top = float(printer.max_power_mw)
+    level = np.clip(np.rint(np.asarray(power_mw, dtype=np.float64) * (n / top)), 0, n)
+    return level * top / n, level.astype(np.int32)     # the top level is exactly the maximum
 
 
 def mark_set_ids(mark_kind: np.ndarray, first_level: np.ndarray | None, recipe) -> np.ndarray:
@@ -79,7 +80,7 @@ def describe_set(set_id: int, recipe, printer, mod: str | None) -> dict:
         kind, level = divmod(set_id - n, int(recipe.power_levels))
     name = Kind(kind).name.lower()
     nominal = float(recipe.power_mw[name])
-    power = nominal if level is None else level * power_step_mw(recipe, printer)
+    power = nominal if level is None else level * float(printer.max_power_mw) / (int(recipe.power_levels) - 1)
     source = {"kind": name, "recipe_key": f"power_mw.{name}", "speed_key": f"speed_um_s.{name}",
               "nominal_power_mw": nominal}
     if level is not None:

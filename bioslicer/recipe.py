@@ -89,6 +89,9 @@ class Recipe:
         refuses a part that does not reach the interface unless ``allow_floating``;
         ``z_offset_um`` (>= 0) lifts the whole print by that much.
     find_interface : 'every-block' | 'once' | 'off': where the program finds the interface.
+    scale : [sx, sy, sz] shrink/swell compensation: the part is scaled by these factors about
+        the mesh origin before placement and slicing (e.g. [1.25, 1.25, 1.25] for a hydrogel
+        that shrinks to 80 %); None or all ones: unscaled.
     allow_power_clip : proceed when a power request exceeds the laser's maximum (clipped and
         reported once per job); by default such a slice fails.
     """
@@ -144,6 +147,7 @@ class Recipe:
     z_offset_um: float = 0.0
     find_interface: str = "every-block"
     allow_power_clip: bool = False
+    scale: list | None = None
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self) -> None:
@@ -284,7 +288,7 @@ def _toml_value(v) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-_FLOAT_LIST3 = ("channel_block_size_um", "power_field_voxel_um", "power_field_origin_um")
+_FLOAT_LIST3 = ("channel_block_size_um", "power_field_voxel_um", "power_field_origin_um", "scale")
 
 
 def _num(key, v, src):
@@ -310,8 +314,11 @@ def _coerce(key: str, value, current, src: str):
     if key in _FLOAT_LIST3:
         if value is None:
             return None
+        if key == "scale" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value] * 3       # one factor for all three axes
         if not (isinstance(value, (list, tuple)) and len(value) == 3):
-            raise BioslicerError(f"{src}: key {key!r} must be [x, y, z] in µm, got {value!r}")
+            raise BioslicerError(f"{src}: key {key!r} must be [x, y, z]{'' if key == 'scale' else ' in µm'}, "
+                                 f"got {value!r}")
         return [_num(key, a, src) for a in value]
     if key == "depth_table":
         if not isinstance(value, (list, tuple)):
@@ -369,6 +376,8 @@ def _validate(r: Recipe) -> None:
     for key in ("scaffold_every_n_layers", "scaffold_wall_lines", "lattice_strut_lines"):
         if getattr(r, key) < 1:
             bad(key, f"must be at least 1, got {getattr(r, key)!r}")
+    if r.scale is not None and not all(0.1 <= f <= 10.0 for f in r.scale):
+        bad("scale", f"factors must be between 0.1 and 10 (1 = unscaled), got {r.scale!r}")
     if r.power_levels < 2:
         bad("power_levels", f"must be at least 2, got {r.power_levels!r}")
     if not 0 < r.power_ramp_min_factor <= 1:

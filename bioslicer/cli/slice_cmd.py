@@ -22,6 +22,19 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
     return ov
 
 
+def parse_scale(text: str) -> list:
+    """``--scale``: one factor or three comma-separated factors -> [sx, sy, sz]."""
+    from ..errors import BioslicerError
+
+    try:
+        f = [float(a) for a in text.split(",")]
+    except ValueError:
+        f = []
+    if len(f) not in (1, 3):
+        raise BioslicerError(f"--scale {text!r} must be one factor or three, e.g. 1.25 or 1.2,1.2,1.1")
+    return f * 3 if len(f) == 1 else f
+
+
 @click.command("slice")
 @click.argument("mesh", type=click.Path(dir_okay=False, path_type=Path))
 @printer_option
@@ -45,6 +58,9 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
                    "existing structure).")
 @click.option("--allow-power-clip", is_flag=True,
               help="Proceed when a power request exceeds the laser's maximum (clipped; the job reports it).")
+@click.option("--scale", "scale", default=None, metavar="S|SX,SY,SZ",
+              help="Scale the part before slicing (shrink/swell compensation), e.g. 1.25 or 1.2,1.2,1.1 "
+                   "(recipe key scale).")
 @click.option("--dialect", default=None, help="Program dialect [default: the printer's].")
 @units_option
 @click.option("--repair", is_flag=True, help="Repair the mesh (merge, drop degenerate faces, fix winding, fill small holes).")
@@ -60,7 +76,7 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
               help="Start a dask-jobqueue cluster (Slurm/PBS/SGE) from a TOML/YAML file.")
 @json_option
 def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets,
-           keep_position, allow_floating, allow_power_clip, dialect, units, repair, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
+           keep_position, allow_floating, allow_power_clip, scale, dialect, units, repair, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
     """Slice MESH into a job folder for a printer.
 
     The job holds the program in the printer's dialect, manifest.json (hashes, parameters, counts,
@@ -72,6 +88,7 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
       bioslicer slice vessel.stl --units mm --strategy shell-scaffold --set skin_layers=4
       bioslicer slice part.stl --recipe my_recipe.toml --hatch-um 0.3 --zip
       bioslicer slice onto_base.stl --keep-position --allow-floating --set find_interface=once
+      bioslicer slice hydrogel_part.stl --scale 1.25,1.25,1.18
       bioslicer slice meshes/channel_block.stl --workers 2 -o out/job
       bioslicer slice big_tree.stl --scheduler tcp://head-node:8786 -o /shared/jobs/tree
     """
@@ -83,6 +100,8 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
                            (allow_power_clip, "allow_power_clip", True)):
         if flag:
             ov[key] = val
+    if scale is not None:
+        ov["scale"] = parse_scale(scale)
     kwargs = dict(printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair, zip=as_zip,
                   overwrite=overwrite, preview=not no_preview, progress=terminal_bar(), dialect=dialect)
     if workers is None and scheduler is None and cluster_config is None:

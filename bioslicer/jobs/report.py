@@ -99,6 +99,9 @@ def job_summary(manifest: dict) -> str:
         row("Placement", f"{'on the substrate, centred at the start position' if pl.get('mode') == 'substrate' else 'mesh coordinates kept'}"
             f"{', FLOATING above the interface' if pl.get('floating') else ''}; interface finding "
             f"{pl.get('find_interface', '?')}")
+        if pl.get("scale"):
+            row("Scale", "part scaled × " + " × ".join(f"{f:g}" for f in pl["scale"])
+                + " (x × y × z, shrink/swell compensation, before slicing)")
     b = manifest.get("bounds_um")
     if isinstance(b, list) and len(b) == 2:
         lo, hi = b
