@@ -75,6 +75,8 @@ CHANGES = {
     "z_offset_um": (5.0, {}),
     "find_interface": ("once", BLOCKS),
     "allow_power_clip": (True, CLIP),
+    "power_levels": (4, DEPTH_EXP),
+    "scale": ([1.5, 1.5, 1.2], {}),
 }
 
 
