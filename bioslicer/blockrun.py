@@ -166,7 +166,7 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
     if not need.all():
         tp = tp.select_marks(need)
     tp = stitch(tp, printer, grid=grid, blocks=[b])
-    tp, _ = order_marks(tp, inplace=True)
+    tp, _ = order_marks(tp, inplace=True, recipe=rec)
     part = plan.writer.write_block(b, tp) if plan.writer is not None else None
     est = estimate_block(tp, printer)
     n = tp.n_marks

@@ -89,6 +89,10 @@ class Recipe:
         refuses a part that does not reach the interface unless ``allow_floating``;
         ``z_offset_um`` (>= 0) lifts the whole print by that much.
     find_interface : 'every-block' | 'once' | 'off': where the program finds the interface.
+    order, kind_order : scan order (``bioslicer.ordering``): ``order`` per kind, one of auto
+        (serpentine fill rows, nearest neighbour otherwise), serpentine, nearest, as-sliced,
+        inside-out, outside-in; ``kind_order`` lists the kinds written first within a layer
+        (e.g. ["contour", "hatch"]; empty: order of appearance).
     scale : [sx, sy, sz] shrink/swell compensation: the part is scaled by these factors about
         the mesh origin before placement and slicing (e.g. [1.25, 1.25, 1.25] for a hydrogel
         that shrinks to 80 %); None or all ones: unscaled.
@@ -148,6 +152,8 @@ class Recipe:
     find_interface: str = "every-block"
     allow_power_clip: bool = False
     scale: list | None = None
+    order: dict = field(default_factory=lambda: {k: "auto" for k in Kind.names()})
+    kind_order: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self) -> None:
@@ -187,6 +193,7 @@ class Recipe:
         d = asdict(self)
         d["power_mw"] = {k: float(d["power_mw"][k]) for k in sorted(d["power_mw"])}
         d["speed_um_s"] = {k: float(d["speed_um_s"][k]) for k in sorted(d["speed_um_s"])}
+        d["order"] = {k: d["order"][k] for k in sorted(d["order"])}
         return d
 
     def to_toml(self) -> str:
@@ -291,6 +298,12 @@ def _toml_value(v) -> str:
 _FLOAT_LIST3 = ("channel_block_size_um", "power_field_voxel_um", "power_field_origin_um", "scale")
 
 
+def _order_modes():
+    from .ordering import ORDER_MODES
+
+    return ORDER_MODES
+
+
 def _num(key, v, src):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise BioslicerError(f"{src}: key {key!r} must be a number, got {v!r}")
@@ -311,6 +324,27 @@ def _coerce(key: str, value, current, src: str):
                 raise BioslicerError(f"{src}: key '{key}.{k}' is not a mark kind; use {', '.join(Kind.names())}")
             merged[k] = _num(f"{key}.{k}", v, src)
         return merged
+    if key == "order":
+        if not isinstance(value, dict):
+            raise BioslicerError(f"{src}: key 'order' must be a table of kinds ({', '.join(Kind.names())}), "
+                                 "e.g. order.hatch = \"nearest\"")
+        merged = dict(current)
+        for k, v in value.items():
+            if k not in Kind.names():
+                raise BioslicerError(f"{src}: key 'order.{k}' is not a mark kind; use {', '.join(Kind.names())}")
+            if v not in _order_modes():
+                raise BioslicerError(f"{src}: key 'order.{k}' = {v!r} is not a scan order; use one of "
+                                     f"{', '.join(_order_modes())}")
+            merged[k] = v
+        return merged
+    if key == "kind_order":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or any(v not in Kind.names() for v in value) \
+                or len(set(value)) != len(value):
+            raise BioslicerError(f"{src}: key 'kind_order' must list distinct mark kinds ({', '.join(Kind.names())}), "
+                                 f"e.g. [\"contour\", \"hatch\"], got {value!r}")
+        return list(value)
     if key in _FLOAT_LIST3:
         if value is None:
             return None
@@ -378,6 +412,9 @@ def _validate(r: Recipe) -> None:
             bad(key, f"must be at least 1, got {getattr(r, key)!r}")
     if r.scale is not None and not all(0.1 <= f <= 10.0 for f in r.scale):
         bad("scale", f"factors must be between 0.1 and 10 (1 = unscaled), got {r.scale!r}")
+    for k, v in r.order.items():
+        if k not in Kind.names() or v not in _order_modes():
+            bad(f"order.{k}", f"must be a mark kind and one of {', '.join(_order_modes())}, got {v!r}")
     if r.power_levels < 2:
         bad("power_levels", f"must be at least 2, got {r.power_levels!r}")
     if not 0 < r.power_ramp_min_factor <= 1:

@@ -77,6 +77,8 @@ CHANGES = {
     "allow_power_clip": (True, CLIP),
     "power_levels": (4, DEPTH_EXP),
     "scale": ([1.5, 1.5, 1.2], {}),
+    "order": ({"hatch": "inside-out"}, {}),
+    "kind_order": (["hatch", "contour"], {}),
 }
 
 
