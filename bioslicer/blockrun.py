@@ -46,6 +46,7 @@ class BlockPlan:
     preview_layer_step: int = 0     # 0: no preview toolpath
     preview_mark_step: int = 1
     keep_toolpath: bool = False     # hand back the block's stitched, ordered marks
+    set_source: int = 0             # parameter-set source (array cell + 1; paramsets.SOURCE_STRIDE)
 
     def recipe_obj(self):
         from .recipe import Recipe
@@ -162,6 +163,10 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
                                     window_um=grid.block_window_um(b), owner=grid.cell_owner(b), checked=True)
         except PowerClipError as exc:
             raise PowerClipError(f"block {b}: {exc}") from None
+        if plan.set_source:
+            from .paramsets import SOURCE_STRIDE
+
+            tp.mark_set += np.int32(plan.set_source * SOURCE_STRIDE)
     need = grid.marks_for_block(tp, b)           # whole-layer contours reach every block of a tier
     if not need.all():
         tp = tp.select_marks(need)

@@ -17,6 +17,9 @@ same mark the same id without talking to the others:
   step the power along a mark through neighbouring levels; those points are written point by
   point as before).
 
+Jobs of several recipes (dose arrays) add ``source * SOURCE_STRIDE`` to the ids of source
+``source`` (an array cell), so ids stay unique across the job (``BlockPlan.set_source``).
+
 Program writers emit a power or speed command only where the written value changes, so a
 parameter change appears in a program only where the set changes (never more often; two sets
 with equal values need none).
@@ -27,6 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from .toolpath import Kind
+
+#: ids of source k (array cell k) are k * SOURCE_STRIDE + the id within its recipe
+SOURCE_STRIDE = 2**20
 
 
 def modulation(recipe, has_field: bool) -> str | None:
@@ -73,6 +79,7 @@ def mark_set_ids(mark_kind: np.ndarray, first_level: np.ndarray | None, recipe) 
 
 def describe_set(set_id: int, recipe, printer, mod: str | None) -> dict:
     """The parameter set ``set_id``: power, speed, delays and where they came from."""
+    source, set_id = divmod(int(set_id), SOURCE_STRIDE)
     n = len(Kind)
     if set_id < n:
         kind, level = set_id, None
@@ -81,14 +88,17 @@ def describe_set(set_id: int, recipe, printer, mod: str | None) -> dict:
     name = Kind(kind).name.lower()
     nominal = float(recipe.power_mw[name])
     power = nominal if level is None else level * float(printer.max_power_mw) / (int(recipe.power_levels) - 1)
-    source = {"kind": name, "recipe_key": f"power_mw.{name}", "speed_key": f"speed_um_s.{name}",
+    source_d = {"kind": name, "recipe_key": f"power_mw.{name}", "speed_key": f"speed_um_s.{name}",
               "nominal_power_mw": nominal}
     if level is not None:
-        source.update(modulation=mod, level=int(level), power_levels=int(recipe.power_levels),
+        source_d.update(modulation=mod, level=int(level), power_levels=int(recipe.power_levels),
                       factor=(power / nominal) if nominal > 0 else None)
-    return {"id": int(set_id), "power_mw": float(power), "speed_um_s": float(recipe.speed_um_s[name]),
+    if source:
+        source_d["source_index"] = source
+    return {"id": int(source * SOURCE_STRIDE + set_id), "power_mw": float(power),
+            "speed_um_s": float(recipe.speed_um_s[name]),
             "laser_on_delay_s": float(printer.laser_on_delay_s), "laser_off_delay_s": float(printer.laser_off_delay_s),
-            "source": source}
+            "source": source_d}
 
 
 def block_sets(tp, recipe, printer, mod: str | None) -> dict:
@@ -136,13 +146,16 @@ def merge_sets(tables) -> list[dict]:
 
 def sets_text(sets: list[dict]) -> str:
     """One line per parameter set (``bioslicer job info --sets``)."""
-    lines = [f"{'set':>5}  {'power mW':>9}  {'speed µm/s':>11}  {'marks':>9}  {'length µm':>11}  source"]
+    lines = [f"{'set':>8}  {'power mW':>9}  {'speed µm/s':>11}  {'marks':>9}  {'length µm':>11}  source"]
     for d in sets or []:
         src = d.get("source") or {}
         where = src.get("recipe_key", src.get("kind", "?"))
         if src.get("modulation"):
             where += f" × {src['modulation']} (level {src['level']} of {src['power_levels']}, " \
                      f"z {d['z_um'][0]:.2f}..{d['z_um'][1]:.2f} µm)"
-        lines.append(f"{d['id']:>5}  {d.get('power_mw', float('nan')):>9.4g}  {d.get('speed_um_s', float('nan')):>11.6g}  "
+        if "array_cell" in src:
+            ac = src["array_cell"]
+            where += f", array cell {ac['cell']} (row {ac['row']}, column {ac['column']})"
+        lines.append(f"{d['id']:>8}  {d.get('power_mw', float('nan')):>9.4g}  {d.get('speed_um_s', float('nan')):>11.6g}  "
                      f"{d.get('marks', 0):>9,}  {d.get('length_um', 0.0):>11.1f}  {where}")
     return "\n".join(lines) + "\n"

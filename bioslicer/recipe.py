@@ -415,8 +415,8 @@ def _validate(r: Recipe) -> None:
     for k, v in r.order.items():
         if k not in Kind.names() or v not in _order_modes():
             bad(f"order.{k}", f"must be a mark kind and one of {', '.join(_order_modes())}, got {v!r}")
-    if r.power_levels < 2:
-        bad("power_levels", f"must be at least 2, got {r.power_levels!r}")
+    if not 2 <= r.power_levels <= 65536:
+        bad("power_levels", f"must be between 2 and 65536, got {r.power_levels!r}")
     if not 0 < r.power_ramp_min_factor <= 1:
         bad("power_ramp_min_factor", f"must be in (0, 1], got {r.power_ramp_min_factor!r}")
     if not -60 < r.shear_deg < 60:

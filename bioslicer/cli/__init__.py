@@ -22,6 +22,7 @@ from ..errors import BioslicerError
 _COMMANDS = [
     ("inspect_cmd", "inspect_"),
     ("slice_cmd", "slice_"),
+    ("array_cmd", "array"),
     ("printers_cmd", "printers"),
     ("programs_cmd", "validate"),
     ("programs_cmd", "export"),
