@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,19 +245,6 @@ def array_preview_png(path, toolpath: Toolpath, cells, keys, title: str, size=(1
     atomic_write_bytes(path, buf.getvalue())
 
 
-class _RowWriter:
-    """The job's ProgramWriter seen by one cell: the cell's block b is row ``first + b`` of the job."""
-
-    def __init__(self, writer, first: int) -> None:
-        self.writer = writer
-        self.first = first
-
-    def write_block(self, b, tp):
-        tp.mark_block = np.full(tp.n_marks, self.first + int(b), np.int32)
-        tp.blocks = self.writer.blocks
-        return self.writer.write_block(self.first + int(b), tp)
-
-
 def array_to_job(solid, out_dir, printer, base, varies, pitch_um: float = 150.0, labels: bool = True,
                  overwrite: bool = False, preview: bool = True, dialect: str | None = None):
     """Write a dose-array job (see the module docstring); returns a ``pipeline.JobResult``.
@@ -278,135 +264,44 @@ def array_to_job(solid, out_dir, printer, base, varies, pitch_um: float = 150.0,
     labels : bool
         Print ``row-column`` beside each cell.
     """
-    import hashlib
-
-    from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps, run_block
-    from .jobs import JobWriter
-    from .jobs.manifest import build_manifest
-    from .paramsets import SOURCE_STRIDE, block_sets, merge_sets
-    from .pipeline import JobResult, _block_counts, _plan_summary, _power_clip, _safe_stem, cells_to_run
     from .placement import place
-    from .programs import ProgramWriter
-    from .stitching import plan_grid
-    from .toolpath import Blocks
+    from .plate import JobPart, parts_to_job
 
-    t0 = time.perf_counter()
-    out_dir = Path(out_dir)
     placed0, _, _ = place(solid, base)
     fp = placed0.bounds_um[1, :2] - placed0.bounds_um[0, :2]
     cells = plan_cells(base, printer, varies, float(pitch_um), fp)
-    # every cell's grid (and label grid), joined into the job's one Blocks table
-    plans = []
-    rows = []
-    for cell in cells:
-        s, prec, _ = place(solid, cell.recipe)
-        off = np.array([cell.offset_um[0], cell.offset_um[1], 0.0])
-        if prec.power_field_path is not None:
-            prec = prec.updated(_source="array", power_field_origin_um=(np.asarray(
-                prec.power_field_origin_um or [0.0, 0.0, 0.0]) + off).tolist())
-        s = s.translated(off)
-        grid, lz = plan_blocks(s, prec, printer)
-        plans.append(("cell", cell, s, prec, grid, lz, len(rows)))
-        rows.extend(range(grid.n_blocks()))
-        if labels:
-            b = s.bounds_um
-            text = cell.label
-            lzl = lz[:LABEL_LAYERS]
-            x0 = float(b[0, 0])
-            y0 = float(b[0, 1] - LABEL_GAP_UM - LABEL_HEIGHT_UM)
-            ltp = label_toolpath(text, x0, y0, lzl, cell.recipe, printer)
-            lb = ltp.bounds()
-            lgrid = plan_grid(lb, lzl, printer, overlap_um=0.0)
-            plans.append(("label", cell, ltp, None, lgrid, lzl, len(rows)))
-            rows.extend(range(lgrid.n_blocks()))
-    grids = [p[4].blocks() for p in plans]
-    origin = np.concatenate([g.origin_um for g in grids])
-    index = np.concatenate([np.column_stack([np.full(len(g), i), np.zeros(len(g)), g.index[:, 2]])
-                            for i, g in enumerate(grids)]).astype(np.int32)
-    blocks = Blocks(origin, index, np.concatenate([g.lo_um for g in grids]), np.concatenate([g.hi_um for g in grids]),
-                    grids[0].field_shape, grids[0].field_size_um, grids[0].overlap_um, grids[0].shear_deg)
-    name = _safe_stem(Path(solid.name or "array").stem) + "_array"
-    stl = solid.to_trimesh().export(file_type="stl")
-    sha = solid.sha256 or hashlib.sha256(stl).hexdigest()
-    lz0 = plans[0][5]
-    layer_step, mark_step = preview_steps(placed0.bounds_um, len(lz0), base.hatch_um)
-    results = {}
-    cell_rows = {c.index: [] for c in cells}
-    label_sets = []
-    with JobWriter(out_dir, overwrite=overwrite) as jw:
-        from .pipeline import job_provenance
+    keys = [k for k, _ in varies]
+    parts = [JobPart(solid, c.recipe, c.offset_um, c.label if labels else None,
+                     {"cell": c.index, "row": c.row + 1, "column": c.col + 1, "offset_um": list(c.offset_um),
+                      "values": c.values, "label": c.label if labels else None}, "array_cell") for c in cells]
 
-        prov = job_provenance(solid.name or name, solid, printer, base, {"mode": "array", "offset_um": [0, 0, 0]})
-        prov["mesh_sha256"] = sha
-        writer = ProgramWriter(printer, blocks, jw.path, name=name, dialect=dialect, provenance=prov,
-                               find_interface=base.find_interface)
-        for kind, cell, src, prec, grid, lz, first in plans:
-            rw = _RowWriter(writer, first)
-            if kind == "cell":
-                plan = BlockPlan(prec.to_dict(), printer, grid.to_dict(), rw, layer_step, mark_step,
-                                 set_source=cell.index + 1)
-                todo = cells_to_run(src, prec, grid)
-            else:
-                src.mark_set += np.int32((cell.index + 1) * SOURCE_STRIDE)
-                label_sets.append(block_sets(src, cell.recipe, printer, None))
-                plan = BlockPlan(None, printer, grid.to_dict(), rw, 1, 1)
-                todo = [b for b in range(grid.n_blocks()) if grid.marks_for_block(src, b).any()]
-            for b in todo:
-                r = run_block(src, plan, b)
-                r.block = first + b
-                results[first + b] = r
-                cell_rows[cell.index].append(first + b)
-        used = [results[b] for b in sorted(results) if results[b].n_marks]
-        if not used:
-            raise BioslicerError("nothing to print: the recipe gives no marks inside the part")
-        files = writer.finish([r.part for r in used])
-        est = combined_estimate(blocks, results, printer)
-        prev = Toolpath.concat([r.preview for r in used if r.preview is not None], layer_z_um=lz0)
-        prev.blocks = blocks
-        prev.save(jw.path / "preview_toolpath.npz")
-        (jw.path / "recipe.toml").write_text(base.to_toml(), encoding="utf-8")
-        from .toolpath import atomic_write_bytes
-
-        atomic_write_bytes(jw.path / "mesh.stl", stl)
-        if preview:
-            array_preview_png(jw.path / "preview.png", prev, cells, [k for k, _ in varies],
-                              f"dose array of {solid.name or 'part'}: {len(cells)} cells on {printer.name}")
-        # array.csv and per-cell facts
-        keys = [k for k, _ in varies]
-        cell_recs = []
+    def finish(folder, per_part_s, sets):
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["cell", "row", "column", "offset_x_um", "offset_y_um", *keys, "estimate_s", "label"])
-        for c in cells:
-            t = float(sum(est.per_block_s[b] for b in cell_rows[c.index]))
+        for c, t in zip(cells, per_part_s):
             w.writerow([c.index, c.row + 1, c.col + 1, f"{c.offset_um[0]:.3f}", f"{c.offset_um[1]:.3f}",
                         *[c.values.get(k, "") for k in keys], f"{t:.3f}", c.label if labels else ""])
-            cell_recs.append({"cell": c.index, "row": c.row + 1, "column": c.col + 1,
-                              "offset_um": list(c.offset_um), "values": c.values, "estimate_s": t,
-                              "label": c.label if labels else None, "blocks": cell_rows[c.index]})
-        (jw.path / "array.csv").write_text(buf.getvalue(), encoding="utf-8")
-        sets = merge_sets([r.extra.get("sets") for r in used] + label_sets)
-        for d in sets:
-            cell = cells[d["id"] // SOURCE_STRIDE - 1]
-            d["source"]["array_cell"] = {"cell": cell.index, "row": cell.row + 1, "column": cell.col + 1}
-        rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
-        used_ids = [r.block for r in used]
-        est_d = est.to_dict()
-        est_d["per_block_s"] = [float(est.per_block_s[b]) for b in used_ids]
-        est_d["blocks"] = used_ids
-        manifest = build_manifest(
-            mesh_file=solid.name or "part", mesh_sha256=sha, units=solid.units, mesh_bounds_um=solid.bounds_um,
-            mesh_report=solid.report, printer=printer, recipe=base.to_dict(), dialect=files.dialect,
-            main=rel(files.main), program_files=[rel(f) for f in files.files],
-            counts=_block_counts(list(results.values()), used, len(lz0), len(blocks)),
-            bounds_um=[np.min([r.lo_um for r in used], axis=0), np.max([r.hi_um for r in used], axis=0)],
-            estimate=est_d, validation=files.report.to_dict(), preview="preview.png" if preview else None,
-            placement={"mode": "array", "find_interface": base.find_interface, "pitch_um": float(pitch_um),
-                       "scale": base.scale},
-            plan=_plan_summary(base, used), power_clip=_power_clip(used, printer), parameter_sets=sets,
-            array={"varies": [{"key": k, "values": v} for k, v in varies], "pitch_um": float(pitch_um),
-                   "rows": max(c.row for c in cells) + 1, "columns": max(c.col for c in cells) + 1,
-                   "labels": bool(labels), "csv": "array.csv", "cells": cell_recs},
-            preview_toolpath="preview_toolpath.npz")
-        path = jw.commit(manifest)
-    return JobResult(path, None, manifest, {"total_s": time.perf_counter() - t0})
+        (folder / "array.csv").write_text(buf.getvalue(), encoding="utf-8")
+        return {"array": {"varies": [{"key": k, "values": v} for k, v in varies], "pitch_um": float(pitch_um),
+                          "rows": max(c.row for c in cells) + 1, "columns": max(c.col for c in cells) + 1,
+                          "labels": bool(labels), "csv": "array.csv",
+                          "cells": [dict(p.record, estimate_s=t) for p, t in zip(parts, per_part_s)]}}
+
+    def draw(path, prev):
+        array_preview_png(path, prev, cells, keys,
+                          f"dose array of {solid.name or 'part'}: {len(cells)} cells on {printer.name}")
+
+    return parts_to_job(parts, out_dir, printer, base, name=_stem(solid) + "_array", mesh_stl=_stl(solid),
+                        mesh_name=solid.name or "part", mesh_sha256=solid.sha256, mode="array",
+                        overwrite=overwrite, preview=draw if preview else None, dialect=dialect, finish=finish)
+
+
+def _stem(solid) -> str:
+    from .pipeline import _safe_stem
+
+    return _safe_stem(Path(solid.name or "part").stem)
+
+
+def _stl(solid) -> bytes:
+    return solid.to_trimesh().export(file_type="stl")

@@ -77,7 +77,7 @@ def parse_scale(text: str) -> list:
 @json_option
 def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets,
            keep_position, allow_floating, allow_power_clip, scale, dialect, units, repair, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
-    """Slice MESH into a job folder for a printer.
+    """Slice MESH (or a plate.toml listing several parts) into a job folder for a printer.
 
     The job holds the program in the printer's dialect, manifest.json (hashes, parameters, counts,
     estimate, validation), report.txt and preview.png. Nothing is left behind on an error.
@@ -89,6 +89,7 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
       bioslicer slice part.stl --recipe my_recipe.toml --hatch-um 0.3 --zip
       bioslicer slice onto_base.stl --keep-position --allow-floating --set find_interface=once
       bioslicer slice hydrogel_part.stl --scale 1.25,1.25,1.18
+      bioslicer slice plate.toml -o out/plate_job
       bioslicer slice meshes/channel_block.stl --workers 2 -o out/job
       bioslicer slice big_tree.stl --scheduler tcp://head-node:8786 -o /shared/jobs/tree
     """
@@ -104,7 +105,15 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
         ov["scale"] = parse_scale(scale)
     kwargs = dict(printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair, zip=as_zip,
                   overwrite=overwrite, preview=not no_preview, progress=terminal_bar(), dialect=dialect)
-    if workers is None and scheduler is None and cluster_config is None:
+    if mesh.suffix.lower() == ".toml":       # a plate: several parts, each with its own recipe
+        from ..plate import plate_to_job
+        from ..printers import load_printer
+
+        if workers is not None or scheduler is not None or cluster_config is not None:
+            raise click.UsageError("a plate file is sliced in this process; drop --workers/--scheduler")
+        res = plate_to_job(mesh, out_dir, load_printer(printer), recipe=recipe, overrides=ov, overwrite=overwrite,
+                           preview=not no_preview, dialect=dialect)
+    elif workers is None and scheduler is None and cluster_config is None:
         res = slice_to_job(mesh, out_dir, **kwargs)
     else:
         from ..cluster import dask_client
