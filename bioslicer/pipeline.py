@@ -414,3 +414,80 @@ def _jsonable(obj):
         return obj.item()
     return obj
 
+
+
+#: layers planned per block tier by :func:`estimate_mesh` (evenly spread; the rest is scaled)
+ESTIMATE_LAYERS_PER_TIER = 12
+
+
+def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, units: str = "um",
+                  layers_per_tier: int = ESTIMATE_LAYERS_PER_TIER, progress: Progress = silent) -> dict:
+    """Print time, mark count and program size of a mesh's job without writing the program.
+
+    The job's placement and stitching grid are planned as :func:`slice_to_job` does; then only
+    ``layers_per_tier`` evenly spread layers of each block tier are planned, stitched, ordered and
+    written (to a temporary folder, removed), block by block through
+    :func:`~bioslicer.blockrun.run_block`, and each block's marking, jump, delay and layer-change
+    time, counts and program bytes are scaled by its tier's layers / planned layers. Stage moves
+    between blocks come from the whole grid as in the job.
+
+    Returns
+    -------
+    dict
+        ``estimate`` (``Estimate.to_dict()``), ``marks``, ``points``, ``program_bytes``,
+        ``layers``, ``layers_planned``, ``blocks``, ``printer``, ``elapsed_s``.
+    """
+    import tempfile
+
+    from .blockrun import BlockPlan, plan_blocks
+    from .cluster import run_blocks_local
+    from .estimate import combine_estimates
+    from .exposure import check_exposure
+    from .mesh import Solid, load_mesh
+    from .placement import place
+    from .planning import plan_toolpath
+    from .programs import ProgramWriter
+
+    t0 = time.perf_counter()
+    pr = load_printer(printer)
+    rec = resolve_recipe(pr, recipe, overrides)
+    check_exposure(rec, pr)
+    solid = mesh if isinstance(mesh, Solid) else load_mesh(mesh, units=units, printer=pr, recipe=rec)
+    solid, prec, _ = place(solid, rec)
+    grid, lz = plan_blocks(solid, prec, pr)
+    blocks = grid.blocks()
+    todo = cells_to_run(solid, prec, grid)
+    tiers = {}
+    for b in todo:
+        tiers.setdefault(int(blocks.index[b][2]), grid.block_layers(b))
+    sample, ratio_tier = [], {}
+    for iz, layers in tiers.items():
+        layers = np.asarray(layers)
+        k = max(1, int(np.ceil(len(layers) / max(1, layers_per_tier))))
+        pick = layers[k // 2::k] if len(layers) > k // 2 else layers[:1]
+        sample.extend(pick.tolist())
+        ratio_tier[iz] = len(layers) / max(len(pick), 1)
+    tp, _ = plan_toolpath(solid, prec, pr, layer_ids=np.unique(sample), checked=True)
+    with tempfile.TemporaryDirectory(prefix=".bioslicer-estimate-") as tmp:
+        writer = ProgramWriter(pr, blocks, tmp, name="estimate", find_interface=rec.find_interface)
+        plan = BlockPlan(None, pr, grid.to_dict(), writer, set_source=0)
+        results = run_blocks_local(tp, plan, [b for b in todo if grid.marks_for_block(tp, b).any()], progress)
+    per_block = [None] * len(blocks)
+    marks = points = nbytes = 0.0
+    for b, r in results.items():
+        if r.estimate is None:
+            continue
+        f = ratio_tier[int(blocks.index[b][2])]
+        e = dict(r.estimate)
+        for key in ("mark_s", "jump_s", "laser_delay_s", "layer_change_s", "marks", "jumps", "layer_changes",
+                    "mark_length_um", "jump_length_um"):
+            e[key] = e[key] * f
+        per_block[b] = e
+        marks += r.n_marks * f
+        points += r.n_points * f
+        nbytes += (r.part.n_bytes if r.part is not None else 0) * f
+    est = combine_estimates(blocks, per_block, pr)
+    return {"estimate": est.to_dict(), "marks": int(round(marks)), "points": int(round(points)),
+            "program_bytes": int(round(nbytes)), "layers": int(len(lz)), "layers_planned": int(len(np.unique(sample))),
+            "blocks": int(sum(1 for e in per_block if e is not None)), "printer": pr.name,
+            "elapsed_s": time.perf_counter() - t0}
