@@ -491,3 +491,54 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
             "program_bytes": int(round(nbytes)), "layers": int(len(lz)), "layers_planned": int(len(np.unique(sample))),
             "blocks": int(sum(1 for e in per_block if e is not None)), "printer": pr.name,
             "elapsed_s": time.perf_counter() - t0}
+
+
+def export_job(job, out_dir, printer, dialect: str | None = None, overwrite: bool = False,
+               preview: bool = True) -> JobResult:
+    """Write an existing job again for another printer or dialect.
+
+    The job's part as it was sliced (``mesh.stl``: placed, scaled) is sliced again with the job's
+    recipe, keeping its position (``placement = "keep"``: same offset on the substrate), for
+    ``printer``: the recipe is checked against the new printer (power, speeds: refused in one
+    line naming the key), the grid follows its field and the program is validated against it.
+
+    Parameters
+    ----------
+    job : path
+        A job folder written by ``bioslicer slice``.
+    out_dir : path
+        The new job folder.
+    printer : str, path or Printer
+    dialect : str, optional
+
+    Returns
+    -------
+    JobResult
+    """
+    from .jobs import read_manifest
+    from .recipe import Recipe
+
+    job = Path(job)
+    m = read_manifest(job)
+    pl = m.get("placement") or {}
+    if pl.get("mode") in ("array", "plate"):
+        raise BioslicerError(f"job {job} is a {pl['mode']} job; write it again with `bioslicer "
+                             f"{'array' if pl['mode'] == 'array' else 'slice PLATE.toml'} --printer ...`")
+    mesh = job / "mesh.stl"
+    if not job.is_dir() or not mesh.is_file():
+        raise BioslicerError(f"job {job} has no mesh.stl (a job folder written by `bioslicer slice` has one); "
+                             "unpack a zipped job first")
+    rec = Recipe.from_dict(m["recipe"], source=f"job {job.name} recipe")
+    off = np.asarray(pl.get("offset_um") or [0.0, 0.0, 0.0], dtype=np.float64)
+    f = np.asarray(rec.scale or [1.0, 1.0, 1.0], dtype=np.float64)
+    changes = {"placement": "keep", "allow_floating": True, "z_offset_um": 0.0, "scale": None}
+    if rec.surface_z_um is not None:
+        changes["surface_z_um"] = float(rec.surface_z_um * f[2] + off[2])
+    if rec.power_field_origin_um is not None:
+        changes["power_field_origin_um"] = (np.asarray(rec.power_field_origin_um) * f + off).tolist()
+    elif rec.power_field_path is not None:
+        changes["power_field_origin_um"] = off.tolist()
+    if rec.power_field_voxel_um is not None:
+        changes["power_field_voxel_um"] = (np.asarray(rec.power_field_voxel_um) * f).tolist()
+    return slice_to_job(mesh, out_dir, printer=printer, recipe=rec.updated(_source="export", **changes),
+                        overwrite=overwrite, preview=preview, dialect=dialect)
