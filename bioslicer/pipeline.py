@@ -239,17 +239,14 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
                        title=f"{mesh_path.name} on {pr.name}")
             timings["preview_s"] = time.perf_counter() - t
         rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
-        used_ids = [r.block for r in used]
-        est_d = est.to_dict()
-        est_d["per_block_s"] = [float(est.per_block_s[b]) for b in used_ids]
-        est_d["blocks"] = used_ids
         manifest = build_manifest(
             mesh_file=mesh_path.name, mesh_sha256=solid.sha256, units=units, mesh_bounds_um=solid.bounds_um,
             mesh_report=solid.report, printer=pr, recipe=rec.to_dict(), dialect=files.dialect,
             main=rel(files.main), program_files=[rel(f) for f in files.files],
             counts=_block_counts(ordered, used, len(lz), len(blocks)),
             bounds_um=[np.min([r.lo_um for r in used], axis=0), np.max([r.hi_um for r in used], axis=0)],
-            estimate=est_d, validation=validation.to_dict(), preview="preview.png" if preview else None,
+            estimate=estimate_record(est, used), validation=validation.to_dict(),
+            preview="preview.png" if preview else None,
             placement=dict(placement, find_interface=rec.find_interface,
                            light_from=pr.light_from or None, immersion=pr.immersion or None),
             stitching=grid.to_dict(), plan=_plan_summary(rec, used), power_clip=_power_clip(used, pr),
@@ -259,6 +256,16 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
     return JobResult(path, zip_path, manifest, timings)
+
+
+def estimate_record(est, used) -> dict:
+    """The manifest's ``estimate``: the job's Estimate with ``per_block_s`` and ``blocks`` of the
+    blocks with marks (``used``: their BlockResults, in execution order)."""
+    ids = [r.block for r in used]
+    d = est.to_dict()
+    d["per_block_s"] = [float(est.per_block_s[b]) for b in ids]
+    d["blocks"] = ids
+    return d
 
 
 def cells_to_run(solid, recipe, grid) -> list[int]:

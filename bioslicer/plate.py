@@ -24,7 +24,6 @@ manifest records each part and its parameter sets (``paramsets.SOURCE_STRIDE``).
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BioslicerError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: distance between the footprints of ``auto`` parts, µm
 AUTO_GAP_UM = 20.0
@@ -118,7 +112,8 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
     from .jobs import JobWriter
     from .jobs.manifest import build_manifest
     from .paramsets import SOURCE_STRIDE, block_sets, merge_sets
-    from .pipeline import JobResult, _block_counts, _plan_summary, _power_clip, cells_to_run, job_provenance
+    from .pipeline import (JobResult, _block_counts, _plan_summary, _power_clip, cells_to_run, estimate_record,
+                           job_provenance)
     from .programs import ProgramWriter
     from .stitching import plan_grid
     from .toolpath import Blocks, Toolpath, atomic_write_bytes
@@ -191,18 +186,14 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
             d["source"][p.kind] = {k: v for k, v in p.record.items() if k in ("cell", "row", "column", "part", "name")}
         extra = finish(jw.path, per_part_s, sets) if finish is not None else {}
         rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
-        used_ids = [r.block for r in used]
-        est_d = est.to_dict()
-        est_d["per_block_s"] = [float(est.per_block_s[b]) for b in used_ids]
-        est_d["blocks"] = used_ids
         manifest = build_manifest(
             mesh_file=mesh_name, mesh_sha256=sha, units="um", mesh_bounds_um=parts[0].solid.bounds_um,
             mesh_report=parts[0].solid.report, printer=printer, recipe=base.to_dict(), dialect=files.dialect,
             main=rel(files.main), program_files=[rel(f) for f in files.files],
             counts=_block_counts(list(results.values()), used, len(lz0), len(blocks)),
             bounds_um=[np.min([r.lo_um for r in used], axis=0), np.max([r.hi_um for r in used], axis=0)],
-            estimate=est_d, validation=files.report.to_dict(), preview="preview.png" if preview else None,
-            placement={"mode": mode, "find_interface": base.find_interface, "scale": None},
+            estimate=estimate_record(est, used), validation=files.report.to_dict(),
+            preview="preview.png" if preview else None, placement={"mode": mode, "find_interface": base.find_interface, "scale": None},
             plan=_plan_summary(base, used), power_clip=_power_clip(used, printer), parameter_sets=sets,
             preview_toolpath="preview_toolpath.npz", **extra)
         path = jw.commit(manifest)
@@ -233,15 +224,10 @@ def load_plate(path, printer, recipe=None, overrides=None) -> tuple[list[JobPart
     from .mesh import load_mesh
     from .pipeline import resolve_recipe
     from .placement import printed_bounds_um
-    from .recipe import load_recipe
+    from .recipe import load_recipe, read_toml
 
     path = Path(path)
-    if not path.is_file():
-        raise BioslicerError(f"plate file {path} not found")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BioslicerError(f"plate file {path.name} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    doc = read_toml(path, "plate file")
     unknown = set(doc) - {"printer", "recipe", "part", "gap_um"}
     if unknown:
         raise BioslicerError(f"plate file {path.name}: unknown key {sorted(unknown)[0]!r}; use printer, recipe, "

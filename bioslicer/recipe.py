@@ -238,13 +238,19 @@ def load_recipe(path, printer=None) -> Recipe:
     Recipe
     """
     p = Path(path)
-    if not p.is_file():
-        raise BioslicerError(f"recipe file {p} not found; give an existing .toml file")
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BioslicerError(f"recipe file {p.name} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    doc = read_toml(p, "recipe file")
     return Recipe.from_dict(doc, base=Recipe.from_printer(printer), source=f"recipe file {p.name}")
+
+
+def read_toml(path, what: str) -> dict:
+    """A TOML file as a dict; BioslicerError naming ``what`` when it is missing or not TOML."""
+    p = Path(path)
+    if not p.is_file():
+        raise BioslicerError(f"{what} {p} not found; give an existing .toml file")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BioslicerError(f"{what} {p.name} is not valid TOML: {str(exc).splitlines()[0]}") from None
 
 
 def recipe_overrides_from_cli(pairs) -> dict:
