@@ -6,6 +6,8 @@ a grid of blocks and times, per dialect, in a fresh child process each:
 * ``write``: the dialect writer alone (rendering + file I/O, no parse-back);
 * ``validate``: :func:`validate_program` of what it wrote (parse-back + checks);
 * ``export``: :func:`write_program` (write + validate + rename), what a user waits for;
+* ``corpus``: :func:`validate_program` of every program in ``tests/data/programs/`` (hand-written
+  in the spellings of third-party tools; most go through the general reader), files and moves/s;
 
 with JIT compile excluded (warm-up on a tiny toolpath first, median of ``--repeat`` runs) and
 included (a child with an empty Numba cache, first call). Peak memory is the child's peak RSS
@@ -152,6 +154,23 @@ def peers(n_points: int, repeat: int) -> dict:
     return out
 
 
+def corpus(repeat: int) -> dict:
+    """Validate every corpus program (tests/data/programs) ``repeat`` times after a warm-up: files, moves, moves/s."""
+    from bioslicer.programs import validate_program
+
+    root = Path(__file__).resolve().parent.parent / "tests" / "data" / "programs"
+    prof = {".gwl": "corpus-gwl", ".ngc": "corpus-gcode", ".gcode": "corpus-gcode", ".nc": "corpus-gcode",
+            ".pgm": "corpus-aerobasic"}
+    files = sorted(p for p in root.glob("*") if p.suffix in prof)
+
+    def once():
+        return sum(validate_program(f, root / f"{prof[f.suffix]}.toml").n_moves for f in files)
+
+    moves = once()
+    t = [_timed(once)[1] for _ in range(repeat)]
+    return {"files": len(files), "moves": moves, "wall_s": float(np.median(t))}
+
+
 def _run_child(args: list[str], env=None) -> dict:
     p = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False)
     if p.returncode != 0:
@@ -167,9 +186,13 @@ def main() -> None:
     ap.add_argument("--no-cold", action="store_true", help="skip the compile-included run")
     ap.add_argument("--child", choices=list(PRINTERS), help=argparse.SUPPRESS)
     ap.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--corpus-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.segments, args.repeat, args.cold)))
+        return
+    if args.corpus_child:
+        print(json.dumps(corpus(args.repeat)))
         return
     pe = peers(200_000, args.repeat)
     print(f"peers (x y z, 3 decimals, 200k lines, median of {args.repeat}): "
@@ -192,6 +215,9 @@ def main() -> None:
 
         print(f"{d:10s} {mb:7.1f} | {col('write')} | {col('validate')} | {col('export')} | {cold:6.1f} MB/s | "
               f"{r['peak_mb']:5.0f}MB | {mb / r['export']['wall_s'] / slow_peer:5.1f}")
+    c = _run_child(["--corpus-child", "--repeat", str(args.repeat)])
+    print(f"corpus     {c['files']} files, {c['moves']} moves: {c['wall_s'] * 1e3:.1f} ms, "
+          f"{c['moves'] / c['wall_s']:,.0f} moves/s (validate_program, median of {args.repeat})")
     print("MB/s wall clock, median / best of the repeats, with MB/s of CPU time (median) in brackets;"
           " 'export cold' includes JIT compile; peak = RSS added over the toolpath in memory")
 

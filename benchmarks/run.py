@@ -10,6 +10,8 @@ Run from the repository root::
 Stages (each runs in its own child process, so their peak memory does not mix):
 
 ``load``      ``bioslicer.mesh.load_mesh`` vs ``trimesh.load``
+``intake``    a big binary STL (icosphere chain, 2.6 M faces; 0.66 M with ``--quick``): ``read_stl`` (read +
+              exact weld) vs ``trimesh.load`` with merging, and ``inspect_mesh`` end to end
 ``kernel``    ``slice_spans`` over the whole part (rows turned 30° per layer), first and second call;
               vs ``section_multiplane`` + shapely row clipping (sampled layers, extrapolated) and
               ``voxelize`` vs trimesh ``voxelized().fill()`` on the same cube of the part, same pitch
@@ -50,7 +52,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-STAGES = ("load", "kernel", "toolpath", "order", "export", "preview", "job")
+STAGES = ("load", "intake", "kernel", "toolpath", "order", "export", "preview", "job")
 CONSTRUCTS = ("channel_block", "vessel_tree", "gyroid", "woodpile", "calibration")
 REFERENCE = "channel_block"
 FORMAT = "bioslicer-bench/1"
@@ -257,6 +259,45 @@ def stage_load(S: Settings, workdir: Path) -> dict:
         _log(f"load {name}: {m2.s:.3f} s (trimesh {t_peer:.3f} s)")
     return {"rows": rows}
 
+
+def stage_intake(S: Settings, workdir: Path) -> dict:
+    import trimesh
+
+    from bench_intake import make_mesh
+    from bioslicer.mesh import inspect_mesh
+    from bioslicer.meshio import read_stl
+
+    sub = 6 if S.mode == "quick" else 7
+    path = workdir / f"icosphere_chain_sub{sub}.stl"
+    nf = make_mesh(path, 8, sub)   # not timed; the scratch folder is removed afterwards
+    size = path.stat().st_size
+    data = path.read_bytes()
+    with Meter() as m1:
+        read_stl(data)
+    with Meter() as m2:
+        v, f = read_stl(data)
+    del data
+    t_raw = _best_of(lambda: trimesh.load(str(path), force="mesh", process=False), repeat=1, min_total_s=0.0)
+    with Meter() as mp:
+        tm = trimesh.load(str(path), force="mesh", process=True)
+    same = len(tm.vertices) == len(v)
+    del tm
+    settings = f"icosphere chain, {nf:,} faces, {_mb(size):.0f} MB binary STL"
+    rows = [_row("intake read", "icosphere_chain", settings, m2.s, m1.s,
+                 f"{nf / m2.s / 1e6:.1f} M faces/s, {_mb(size) / m2.s:.0f} MB/s", max(m1.peak_mb, m2.peak_mb),
+                 "trimesh.load (merged)", mp.s, mp.s / m2.s,
+                 f"read + exact weld; trimesh.load without merging {t_raw:.2f} s; trimesh peak {mp.peak_mb:.0f} MB; "
+                 f"same vertex count: {'yes' if same else 'NO'}", faces=nf, vertices=len(v), file_bytes=size,
+                 peer_peak_mb=mp.peak_mb, trimesh_unmerged_s=t_raw)]
+    with Meter() as mi:
+        rep = inspect_mesh(path)
+    rows.append(_row("intake inspect", "icosphere_chain", settings, mi.s, None, f"{nf / mi.s / 1e6:.2f} M faces/s",
+                     mi.peak_mb, "", None, None, f"{rep['bodies']} bodies, {len(rep['overlapping_pairs'])} overlapping "
+                     "pairs; goal (issue 20, 2.6 M faces): <= 3 s, <= 1 GB; per-phase breakdown: "
+                     "benchmarks/bench_intake.py", faces=nf))
+    _log(f"intake: read {m2.s:.2f} s (trimesh merged {mp.s:.2f} s), inspect {mi.s:.2f} s")
+    path.unlink()
+    return {"rows": rows}
 
 def stage_kernel(S: Settings, workdir: Path) -> dict:
     import numpy as np
@@ -551,6 +592,31 @@ def _program_digest(job_path: Path, files) -> str:
     return h.hexdigest()
 
 
+def _layer_preview_row(res, S: Settings) -> dict:
+    """Issue 24: time to show one layer of the job's program (`bioslicer preview JOB --layer K --2d`)."""
+    try:
+        from bioslicer.preview import load_preview_source, views, write_plotter_png
+
+        with Meter() as m:
+            src = load_preview_source(res.path)
+            idx = views.source_index(src)
+            k = views.default_program_layer(idx)
+            p = views.program_layer_plotter(src, idx, k, window_size=(1200, 900))
+            write_plotter_png(res.path.parent / "bench_program_layer.png", p)
+        info = p.preview_info
+        n_bytes = int(idx.file_bytes.sum())
+        _log(f"preview layer {k}: {m.s:.2f} s")
+        return _row("preview layer", REFERENCE, f"one layer ({k}) of the {idx.dialect} program through "
+                    "program_index.npz, 2-D PNG 1200 x 900", m.s, None,
+                    f"{info['n_marks']:,} marks of a {_mb(n_bytes):.0f} MB program", m.peak_mb, "", None, None,
+                    f"index built with the job in {res.timings_s.get('program_index_s', float('nan')):.1f} s",
+                    layer=k, program_bytes=n_bytes, n_marks=info["n_marks"],
+                    ranges=int(len(info["program_layers"].ranges)))
+    except Exception as exc:  # noqa: BLE001 - a stage being restructured: record and move on
+        return _row("preview layer", REFERENCE, "one layer of the job's program", None, None, "", None, "", None,
+                    None, f"failed: {_one_line(exc)}", error=_one_line(exc))
+
+
 def stage_job(S: Settings, workdir: Path) -> dict:
     import shutil
 
@@ -579,6 +645,7 @@ def stage_job(S: Settings, workdir: Path) -> dict:
                          f"{_mb(n_bytes):.0f} MB of program; timings {json.dumps(res.timings_s, sort_keys=True)}",
                          timings_s=res.timings_s, program_bytes=n_bytes, segments=seg, jit_s=jit_s))
         _log(f"job local: {m.s:.2f} s")
+        rows.append(_layer_preview_row(res, S))
         shutil.rmtree(res.path, ignore_errors=True)
     except Exception as exc:  # noqa: BLE001 - a stage being restructured: record and move on
         rows.append(_row("job", REFERENCE, f"slice_to_job, solid {S.label}", None, None, "", None, "", None, None,
@@ -618,7 +685,7 @@ def _one_line(exc) -> str:
     return f"{type(exc).__name__}: {msg[0] if msg else ''}"[:300]
 
 
-STAGE_FUNCS = {"load": stage_load, "kernel": stage_kernel, "toolpath": stage_toolpath, "order": stage_order,
+STAGE_FUNCS = {"load": stage_load, "intake": stage_intake, "kernel": stage_kernel, "toolpath": stage_toolpath, "order": stage_order,
                "export": stage_export, "preview": stage_preview, "job": stage_job}
 
 

@@ -17,3 +17,9 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"bioslicer data folder {name!r} not found (broken installation?)")
+
+
+def dialect_names() -> tuple[str, ...]:
+    """The program dialects: one per dialect definition ``gcode/<name>.toml``, the one registry
+    the printer profile check, the CLI choices and the service take their names from."""
+    return tuple(sorted(p.stem for p in data_dir("gcode").glob("*.toml")))

@@ -20,6 +20,8 @@ import math
 import os
 import secrets
 import sys
+import time
+import warnings
 from pathlib import Path
 
 from .errors import BioslicerError
@@ -32,6 +34,8 @@ else:  # pragma: no cover
 
 #: seconds to wait for a scheduler before giving up
 CONNECT_TIMEOUT_S = 10.0
+#: seconds to wait, after a failure, for blocks still running on workers to end
+CANCEL_WAIT_S = 300.0
 #: times a block whose task was lost (not failed) with a dying worker is submitted again
 LOST_RETRIES = 3
 JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
@@ -93,13 +97,17 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, cluste
         if workers is not None:
             if workers < 1:
                 raise BioslicerError(f"--workers must be at least 1, got {workers}")
+            # worker logs off below CRITICAL: a failing block is reported once, in one line, by
+            # run_blocks_dask (the workers' "Compute Failed" tracebacks would come first otherwise)
             cores = os.cpu_count() or 1
             threads = max(1, cores // workers)
             old = os.environ.get("NUMBA_NUM_THREADS")
             os.environ["NUMBA_NUM_THREADS"] = str(threads)   # inherited by the spawned workers
             try:
-                cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                   dashboard_address=None, silence_logs=logging.ERROR)
+                with warnings.catch_warnings():   # "Port 8787 is already in use": its metrics page moves, fine
+                    warnings.filterwarnings("ignore", message="Port .* is already in use")
+                    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None, silence_logs=logging.CRITICAL)
             finally:
                 if old is None:
                     os.environ.pop("NUMBA_NUM_THREADS", None)
@@ -230,6 +238,7 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
             progress(len(out), total, "blocks")
     except BaseException:
         client.cancel(list(futures), force=True)
+        _wait_cancelled(client, token)
         raise
     finally:
         with contextlib.suppress(Exception):
@@ -237,7 +246,33 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
     return out
 
 
+def _tasks_running(token: str, dask_worker=None) -> list[str]:
+    """Keys of this run's tasks a worker is still executing (a cancelled task runs to its end)."""
+    return [str(k) for k, ts in dask_worker.state.tasks.items()
+            if token in str(k) and ts.state in ("executing", "long-running", "cancelled", "resumed")]
+
+
+def _wait_cancelled(client, token: str, timeout_s: float = CANCEL_WAIT_S) -> None:
+    """Wait until no worker runs a block of this run any more, so the caller may remove the
+    job's temporary folder without a block writing into it afterwards (Dask cannot interrupt
+    a running task: cancelling only forgets its result)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            busy = client.run(_tasks_running, token)
+        except Exception:  # workers gone or unreachable: nothing more to wait for here
+            return
+        if not any(busy.values()):
+            return
+        time.sleep(0.1)
+
+
 def _one_line(exc) -> str:
+    from .errors import environment_error
+
+    env = environment_error(exc)           # disk full, file size limit, out of memory on a worker
+    if env is not None:
+        return env.replace("; nothing was written", "")
     text = str(exc).strip().splitlines()
     what = text[0] if text else ""
     name = type(exc).__name__

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BioslicerError
+from .meshio import merge_exact, read_stl
 
 UNITS_TO_UM = {"um": 1.0, "mm": 1000.0, "nm": 0.001}
 FORMATS = ("stl", "obj", "ply", "off", "3mf", "glb")
@@ -48,6 +49,10 @@ class Solid:
         Units of the source file ('um', 'mm' or 'nm').
     report : dict
         The inspect report (see :func:`inspect_mesh`).
+    fill_rule : 'positive' | 'nonzero'
+        Where the slicer puts material: winding number > 0 (default: overlapping shells unite,
+        inward shells are cavities), or != 0 (set by ``--repair`` for a self-intersecting
+        shell whose parts are inside-out).
     """
 
     vertices_um: np.ndarray
@@ -56,6 +61,7 @@ class Solid:
     sha256: str = ""
     units: str = "um"
     report: dict = field(default_factory=dict)
+    fill_rule: str = "positive"
 
     def __post_init__(self) -> None:
         self.vertices_um = np.ascontiguousarray(self.vertices_um, dtype=np.float64).reshape(-1, 3)
@@ -91,7 +97,7 @@ class Solid:
     def translated(self, offset_um) -> "Solid":
         """A copy moved by ``offset_um`` (3,), µm."""
         return Solid(self.vertices_um + np.asarray(offset_um, dtype=np.float64), self.faces.copy(), self.name,
-                     self.sha256, self.units, dict(self.report))
+                     self.sha256, self.units, dict(self.report), self.fill_rule)
 
 
 # ============================================================================ reading
@@ -190,9 +196,17 @@ def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
     data = path.read_bytes()
     if not data:
         raise BioslicerError(f"mesh file {path.name} is empty; export the mesh again")
-    import trimesh
+    # non-finite coordinates make trimesh's normals warn; they are refused below in one line
+    with np.errstate(all="ignore"):
+        return _parse(path, ext, data)
 
-    if ext == "3mf":
+
+def _parse(path: Path, ext: str, data: bytes) -> tuple[np.ndarray, np.ndarray, bytes]:
+    if ext == "stl":  # numpy reader, exact duplicates welded (issue 20: no Python work per facet)
+        v, f = read_stl(data, path.name)
+    elif ext == "3mf":
+        import trimesh
+
         _check_3mf_inflate(data, path.name)
         try:
             m = trimesh.load(io.BytesIO(data), file_type="3mf", force="mesh", process=False)
@@ -206,6 +220,8 @@ def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
                 raise BioslicerError(f"cannot read {path.name} as 3MF: {str(exc).splitlines()[0]}; "
                                      "export it again") from None
     else:
+        import trimesh
+
         try:
             m = trimesh.load(io.BytesIO(data), file_type=ext, force="mesh", process=False)
         except BioslicerError:
@@ -240,34 +256,35 @@ def merge_vertices_exact(vertices: np.ndarray, faces: np.ndarray):
     -------
     vertices : (n', 3) float64, in first-use order; faces : (m, 3) int64 re-indexed.
     """
-    v = np.ascontiguousarray(vertices, dtype=np.float64) + 0.0  # -0.0 -> 0.0
-    used = np.zeros(len(v), bool)
-    used[faces.ravel()] = True
-    key = v.view(np.dtype((np.void, 24))).ravel()
-    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
-    inv = inv.ravel()
-    # deterministic order: unique vertices by first appearance in the face list
-    remap_u = np.full(len(first), -1, np.int64)
-    fu = inv[faces.ravel()]
-    order_seen = fu[np.sort(np.unique(fu, return_index=True)[1])]
-    remap_u[order_seen] = np.arange(len(order_seen))
-    new_v = v[first[order_seen]]
-    new_f = remap_u[fu].reshape(-1, 3)
-    return new_v, new_f
+    return merge_exact(vertices, faces)
 
 
 def _face_signed_volumes(v, f):
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    return np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0
+    """(m,) signed volume of each face's tetrahedron with the origin, µm³ (Numba, one pass)."""
+    from .kernel.meshops import face_signed_volumes
+
+    f = np.ascontiguousarray(f, dtype=np.int64).reshape(-1, 3)
+    if len(f) and (f.min() < 0 or f.max() >= len(v)):
+        raise IndexError("faces point at missing vertices")
+    return face_signed_volumes(np.ascontiguousarray(v, dtype=np.float64), f)
 
 
 def _edges(f: np.ndarray, n: int):
-    """Directed edges of faces and their undirected grouping."""
-    d = np.stack([f, np.roll(f, -1, axis=1)], axis=2).reshape(-1, 2).astype(np.int64)
-    lo = d.min(axis=1)
-    hi = d.max(axis=1)
-    ukey = lo * n + hi
-    dkey = d[:, 0] * n + d[:, 1]
+    """Directed edges of faces and their undirected grouping.
+
+    Returns
+    -------
+    d : (3 m, 2) int64 directed edges (a->b, b->c, c->a of each face); ukey, dkey : (3 m,) int64
+        ``min * n + max`` and ``from * n + to`` of each edge.
+    """
+    d = np.empty((len(f), 3, 2), np.int64)
+    d[:, :, 0] = f
+    d[:, :2, 1] = f[:, 1:]
+    d[:, 2, 1] = f[:, 0]
+    d = d.reshape(-1, 2)
+    a, b = d[:, 0], d[:, 1]
+    ukey = np.minimum(a, b) * n + np.maximum(a, b)
+    dkey = a * n + b
     return d, ukey, dkey
 
 
@@ -288,6 +305,174 @@ def _bodies(f: np.ndarray, n: int):
     remap = np.full(nb, -1, np.int64)
     remap[order] = np.arange(len(order))
     return len(order), remap[face_lab]
+
+
+def _oriented_duplicates(f: np.ndarray, n: int):
+    """(representative face of each face, is-representative mask): faces with the same three
+    vertices in the same cyclic order are one face used several times."""
+    m = len(f)
+    if m == 0:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    k = np.argmin(f, axis=1)
+    rows = np.arange(m)
+    g = np.stack([f[rows, k], f[rows, (k + 1) % 3], f[rows, (k + 2) % 3]], axis=1).astype(np.int64)
+    o = np.lexsort((g[:, 2], g[:, 1], g[:, 0]))
+    gs = g[o]
+    new = np.ones(m, bool)
+    new[1:] = np.any(gs[1:] != gs[:-1], axis=1)
+    first = o[np.flatnonzero(new)][np.cumsum(new) - 1]     # first face (in sorted order) of each group
+    rep = np.empty(m, np.int64)
+    rep[o] = first
+    return rep, rep == rows
+
+
+def _shells(v: np.ndarray, f: np.ndarray, n: int):
+    """Split faces into closed shells by manifold connectivity (vectorised).
+
+    Two faces are in one shell when they meet at an edge used by exactly those two faces in
+    opposite directions; at an edge used by more faces (shells that touch along it, or share
+    whole faces) each face pairs with the next face around the edge on the side of its
+    material (the side its normal points away from), so touching shells stay apart even where
+    they share vertices, edges or faces. Faces repeated with the same orientation (a shell
+    exported twice) are one face here: the copy belongs to the same shell.
+
+    Returns
+    -------
+    n_shells : int
+    label : (m,) int64 shell of each face (stable: shells numbered by their first face)
+    is_rep : (m,) bool, False for the repeated copies of a face
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    m = len(f)
+    if m == 0:
+        return 0, np.zeros(0, np.int64), np.zeros(0, bool)
+    rep, is_rep = _oriented_duplicates(f, n)
+    uf = np.flatnonzero(is_rep)
+    fu = f[uf].astype(np.int64)
+    a = fu.reshape(-1)                                   # edge uses: (a -> b) with third vertex c
+    b = np.roll(fu, -1, axis=1).reshape(-1)
+    c = np.roll(fu, -2, axis=1).reshape(-1)
+    face = np.repeat(np.arange(len(uf)), 3)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    sign = np.where(a < b, 1, -1)
+    key = lo * n + hi
+    o = np.lexsort((face, key))
+    ks = key[o]
+    start = np.ones(len(o), bool)
+    start[1:] = ks[1:] != ks[:-1]
+    gid = np.cumsum(start) - 1
+    gstart = np.flatnonzero(start)
+    cnt = np.diff(np.append(gstart, len(o)))[gid]
+    pairs = []
+    # plain manifold edges: two uses in opposite directions
+    two = (cnt == 2) & start
+    i0 = np.flatnonzero(two)
+    ok = sign[o[i0]] != sign[o[i0 + 1]]
+    pairs.append(np.stack([face[o[i0[ok]]], face[o[i0[ok] + 1]]], axis=1))
+    # edges with more uses: exported shells keep their faces together, so first pair the uses
+    # in file order (1st with 2nd, 3rd with 4th ...) where each pair runs both ways; edges where
+    # that fails pair by angle: each use running b -> a with the next one around the edge
+    many = np.flatnonzero(cnt > 2)
+    if len(many):
+        rank = np.arange(len(o)) - gstart[gid]                # position of the use in its edge (file order)
+        ev = many[((rank[many] % 2) == 0) & (rank[many] + 1 < cnt[many])]
+        same = sign[o[ev]] == sign[o[ev + 1]]
+        bad_edge = np.zeros(len(gstart), bool)
+        bad_edge[gid[ev[same]]] = True
+        bad_edge[gid[many[(cnt[many] % 2) == 1]]] = True     # an odd number of uses: no pairing by order
+        good = ev[~bad_edge[gid[ev]]]
+        pairs.append(np.stack([face[o[good]], face[o[good + 1]]], axis=1))
+        many = many[bad_edge[gid[many]]]
+    if len(many):
+        u = o[many]
+        g = gid[many]
+        va, vb, vc = v[lo[u]], v[hi[u]], v[c[u]]
+        d = vb - va
+        d /= np.linalg.norm(d, axis=1)[:, None]
+        w = vc - va
+        w -= np.einsum("ij,ij->i", w, d)[:, None] * d
+        gfirst = np.searchsorted(g, g, side="left")      # first use of the same edge: reference direction
+        ref = w[gfirst]
+        ref = ref / np.maximum(np.linalg.norm(ref, axis=1), 1e-300)[:, None]
+        perp = np.cross(d, ref)
+        theta = np.arctan2(np.einsum("ij,ij->i", w, perp), np.einsum("ij,ij->i", w, ref))
+        oo = np.lexsort((-sign[u], theta, g))
+        u, g = u[oo], g[oo]
+        first_of_group = np.ones(len(u), bool)
+        first_of_group[1:] = g[1:] != g[:-1]
+        gfirst = np.flatnonzero(first_of_group)[np.cumsum(first_of_group) - 1]
+        glast = np.append(np.flatnonzero(first_of_group)[1:], len(u)) - 1
+        glast = glast[np.cumsum(first_of_group) - 1]
+        nxt = np.where(np.arange(len(u)) == glast, gfirst, np.arange(len(u)) + 1)
+        minus = sign[u] < 0
+        okm = minus & (sign[u[nxt]] > 0)
+        pairs.append(np.stack([face[u[okm]], face[u[nxt[okm]]]], axis=1))
+    e = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+    nu = len(uf)
+    g = coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])), shape=(nu, nu))
+    _, lab_u = connected_components(g, directed=False)
+    lab = np.empty(m, np.int64)
+    lab[uf] = lab_u
+    lab = lab[rep]
+    uniq, firstpos = np.unique(lab, return_index=True)
+    order = uniq[np.argsort(firstpos)]
+    remap = np.full(int(lab.max()) + 1, -1, np.int64)
+    remap[order] = np.arange(len(order))
+    return len(order), remap[lab], is_rep
+
+
+def _edge_balance(f: np.ndarray, n: int, edges=None):
+    """(uses, balance) per undirected edge: how many faces use it, and uses low->high minus
+    high->low. A closed, consistently oriented set of shells (touching or not) uses every edge
+    as often in one direction as in the other (balance 0): the winding number is defined."""
+    d, ukey, _ = _edges(f, n) if edges is None else edges
+    _, inv, cnt = np.unique(ukey, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    sign = np.where(d[:, 0] < d[:, 1], 1, -1)
+    return cnt, np.bincount(inv, sign, minlength=len(cnt)).astype(np.int64), inv
+
+
+def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: int = 48, n_rows: int = 96):
+    """Where the winding number is below zero outside every solid shell (inside-out material that
+    is no cavity: a shell through itself), sampled on a coarse grid of scan rows.
+
+    Parameters
+    ----------
+    v, f : the mesh (µm)
+    solid_faces : (m,) bool, optional
+        Faces of the shells with positive volume; negative winding inside them is overlapping
+        cavities (allowed). None: all faces.
+
+    Returns
+    -------
+    (volume µm³, a point of it µm or None)
+    """
+    from types import SimpleNamespace
+
+    from .slicing import slice_spans, span_boolean
+
+    if len(f) == 0:
+        return 0.0, None
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    dz = (hi[2] - lo[2]) / n_layers
+    dy = (hi[1] - lo[1]) / n_rows
+    if not (dz > 0 and dy > 0):
+        return 0.0, None
+    z = lo[2] + dz * (np.arange(n_layers) + 0.5)
+    off = lo[1] + dy / 2
+    sl = lambda ff, rule: slice_spans(SimpleNamespace(vertices_um=v, faces=ff), z, dy,   # noqa: E731
+                                      row_offset_um=off, fill_rule=rule)
+    neg = span_boolean(sl(f, "nonzero"), sl(f, "positive"), "difference")
+    if neg.n_spans and solid_faces is not None and np.any(solid_faces):
+        neg = span_boolean(neg, sl(f[solid_faces], "positive"), "difference")
+    if neg.n_spans == 0:
+        return 0.0, None
+    x0, y0, x1, y1 = neg.span_xy()
+    i = int(np.argmax(neg.span_lengths_um()))
+    point = [float((x0[i] + x1[i]) / 2), float((y0[i] + y1[i]) / 2), float(neg.span_z()[i])]
+    return float(neg.volume_um3(dz)), point
 
 
 def _winding_number(points, v, f):
@@ -387,6 +572,13 @@ def _count_duplicate_faces(f: np.ndarray, n: int) -> int:
     """Faces using the same three vertices as an earlier face (any order)."""
     if len(f) < 2:
         return 0
+    if n < 1 << 21:  # one int64 key per face: sorted vertex triple in base n
+        a, b, c = (f[:, i].astype(np.int64) for i in range(3))
+        lo = np.minimum(np.minimum(a, b), c)
+        hi = np.maximum(np.maximum(a, b), c)
+        key = (lo * n + (a + b + c - lo - hi)) * n + hi
+        key.sort()
+        return int(np.count_nonzero(key[1:] == key[:-1]))
     sf = np.sort(f, axis=1)
     k1 = sf[:, 0] * n + sf[:, 1]
     o = np.lexsort((sf[:, 2], k1))
@@ -417,26 +609,34 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
     hi = v.max(axis=0) if n else np.zeros(3)
     diag = float(np.linalg.norm(hi - lo)) or 1.0
     d, ukey, dkey = _edges(f, max(n, 1))
-    _, inv_u, cnt_u = np.unique(ukey, return_inverse=True, return_counts=True)
-    inv_u = inv_u.ravel()
+    cnt_u, balance, inv_u = _edge_balance(f, max(n, 1), (d, ukey, dkey))
     boundary_edges = int(np.sum(cnt_u == 1))
     nonmanifold_edges = int(np.sum(cnt_u > 2))
-    sd = np.sort(dkey)
-    misoriented = int(np.count_nonzero(np.diff(sd) == 0)) if len(sd) else 0
+    misoriented = int(np.count_nonzero((cnt_u >= 2) & (balance != 0)))
     # degenerate: repeated index or zero area (relative to the part size)
     rep = (f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 2] == f[:, 0])
     cr = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]) if m else np.zeros((0, 3))
     area2 = np.linalg.norm(cr, axis=1)
     degenerate = rep | (area2 <= 1e-14 * diag * diag)
     duplicate = _count_duplicate_faces(f, max(n, 1))
-    nb, body = _bodies(f, max(n, 1))
+    nb, body, is_rep = _shells(v, f, max(n, 1))
     fvol = _face_signed_volumes(v, f) if m else np.zeros(0)
-    vols = np.bincount(body, fvol, minlength=nb) if nb else np.zeros(0)
+    vols = np.bincount(body[is_rep], fvol[is_rep], minlength=nb) if nb else np.zeros(0)
+    dup_shells = _repeated_shells(f, max(n, 1), body, nb)
     # closed bodies: no boundary edge in the body
     edge_open = (cnt_u[inv_u] == 1).reshape(-1, 3).any(axis=1) if m else np.zeros(0, bool)
     open_body = np.bincount(body, edge_open.astype(np.int64), minlength=nb) > 0 if nb else np.zeros(0, bool)
     closed_body = ~open_body
-    neg = np.flatnonzero((vols < 0) & closed_body)
+    # a shell through itself whose halves cancel has volume ~0: not inside-out (see self_intersecting)
+    scale = np.zeros(nb)
+    if nb:
+        blo = np.full((nb, 3), np.inf)
+        bhi = np.full((nb, 3), -np.inf)
+        a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+        np.minimum.at(blo, body, np.minimum(np.minimum(a, b), c))
+        np.maximum.at(bhi, body, np.maximum(np.maximum(a, b), c))
+        scale = np.prod(bhi - blo, axis=1)
+    neg = np.flatnonzero((vols < -1e-6 * scale) & closed_body)
     cavities, inverted = [], []
     if len(neg):
         for b in neg[:200]:
@@ -447,7 +647,12 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
             (cavities if w > 0.5 else inverted).append(int(b))
     overlaps, checked, total_pairs = ([], 0, 0)
     if check_overlaps and nb > 1:
-        overlaps, checked, total_pairs = _overlaps(v, f, body, nb, vols, closed_body)
+        overlaps, checked, total_pairs = _overlaps(v, f[is_rep], body[is_rep], nb, vols, closed_body)
+    neg_vol, neg_at = 0.0, None
+    if m and boundary_edges == 0 and misoriented == 0:
+        neg_vol, neg_at = _negative_winding(v, f, (vols > 0)[body])
+        if neg_vol <= 1e-6 * max(abs(float(vols.sum())), float(np.prod(np.maximum(hi - lo, 1e-12)))) or inverted:
+            neg_vol, neg_at = 0.0, None       # inside-out bodies are reported as such
     loops = []
     if boundary_edges:
         _, loops = _boundary_loops(d, ukey, v)
@@ -474,6 +679,10 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
         "inverted_bodies": len(inverted),
         "inverted_body_ids": inverted,
         "cavities": len(cavities),
+        "duplicate_shells": int(dup_shells),
+        "self_intersecting": neg_vol > 0,
+        "negative_winding_um3": float(neg_vol),
+        "negative_winding_at_um": neg_at,
         "overlapping_pairs": [[i, j, vol] for i, j, vol in overlaps],
         "overlap_pairs_checked": int(checked),
         "overlap_pairs_candidate": int(total_pairs),
@@ -489,14 +698,36 @@ def _problems(r: dict) -> list[str]:
     if r["nonmanifold_edges"]:
         p.append(f"{r['nonmanifold_edges']} non-manifold edges (shared by more than two faces)")
     if not r["winding_consistent"]:
-        p.append(f"winding inconsistent: {r['misoriented_edges']} edges used twice in the same direction")
+        p.append(f"winding inconsistent: {r['misoriented_edges']} edges whose faces do not pair up in opposite "
+                 "directions")
     if r["inverted_bodies"]:
         p.append(f"{r['inverted_bodies']} inside-out bodies (negative volume, not inside another body)")
+    if r.get("self_intersecting"):
+        p.append(_self_intersection(r))
+    if r.get("duplicate_shells"):
+        p.append(f"{r['duplicate_shells']} shell(s) repeated face for face (printed once)")
     if r["degenerate_faces"]:
         p.append(f"{r['degenerate_faces']} degenerate (zero-area) faces")
     if r["duplicate_faces"]:
         p.append(f"{r['duplicate_faces']} duplicate faces")
     return p
+
+
+def _self_intersection(r: dict) -> str:
+    at = r.get("negative_winding_at_um") or [0.0, 0.0, 0.0]
+    return (f"self-intersecting surface: parts of it are inside-out (winding number below zero in about "
+            f"{r['negative_winding_um3']:.4g} µm³ around ({', '.join(f'{x:.4g}' for x in at)}) µm)")
+
+
+def _repeated_shells(f: np.ndarray, n: int, body: np.ndarray, nb: int) -> int:
+    """Extra copies of shells exported more than once (every face of the shell repeated)."""
+    if nb == 0:
+        return 0
+    rep, _ = _oriented_duplicates(f, n)
+    mult = np.bincount(rep, minlength=len(f))[rep]          # copies of each face's oriented triple
+    low = np.full(nb, np.iinfo(np.int64).max)
+    np.minimum.at(low, body, mult)
+    return int(np.sum(low - 1))
 
 
 def _hole_where(r: dict) -> str:
@@ -540,16 +771,12 @@ def repair_arrays(vertices_um: np.ndarray, faces: np.ndarray, max_hole_edges: in
     rep = (f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 2] == f[:, 0])
     f = f[~rep]
     actions["dropped_collapsed_faces"] = int(rep.sum())
-    sf = np.sort(f, axis=1)
-    _, first = np.unique(sf, axis=0, return_index=True)
-    keep = np.zeros(len(f), bool)
-    keep[first] = True
-    actions["dropped_duplicate_faces"] = int(len(f) - keep.sum())
-    f = f[keep]
+    f, dropped = _drop_coincident_faces(f)
+    actions["dropped_duplicate_faces"] = dropped
     # 3. winding consistent within each connected surface
     n = len(v)
-    _, _, dkey = _edges(f, max(n, 1))
-    if len(dkey) != len(np.unique(dkey)):
+    cnt_u, balance, _ = _edge_balance(f, max(n, 1))
+    if np.any((cnt_u >= 2) & (balance != 0)):
         import trimesh
 
         tm = trimesh.Trimesh(v, f, process=False)
@@ -582,7 +809,7 @@ def repair_arrays(vertices_um: np.ndarray, faces: np.ndarray, max_hole_edges: in
         f = np.concatenate(new_f)
     actions["filled_holes"] = filled
     # 5. inside-out bodies that are not inside another body: flip
-    nb, body = _bodies(f, max(len(v), 1))
+    nb, body, _ = _shells(v, f, max(len(v), 1))
     vols = np.bincount(body, _face_signed_volumes(v, f), minlength=nb)
     flipped = 0
     for b in np.flatnonzero(vols < 0)[:1000]:
@@ -594,7 +821,37 @@ def repair_arrays(vertices_um: np.ndarray, faces: np.ndarray, max_hole_edges: in
             f[sel] = f[sel][:, ::-1]
             flipped += 1
     actions["flipped_bodies"] = flipped
+    # 6. a self-intersecting shell with inside-out parts: print every region of nonzero winding
+    cnt_u, balance, _ = _edge_balance(f, max(len(v), 1))
+    if len(f) and np.all(cnt_u > 1) and not np.any(balance):
+        nb, body, _ = _shells(v, f, max(len(v), 1))
+        vols = np.bincount(body, _face_signed_volumes(v, f), minlength=nb)
+        neg, _ = _negative_winding(v, f, (vols > 0)[body])
+        if neg > 1e-6 * float(np.prod(np.maximum(v.max(axis=0) - v.min(axis=0), 1e-12))):
+            actions["fill_rule"] = "nonzero"
     return v, f, actions
+
+
+def _drop_coincident_faces(f: np.ndarray):
+    """Faces on the same three vertices: keep one per group, oriented like the majority, or none
+    when as many run one way as the other (two shells touching face to face: an inner wall).
+    The winding number of the mesh does not change except that repeated copies count once.
+    Returns (faces, number dropped)."""
+    if len(f) < 2:
+        return f, 0
+    sf = np.sort(f, axis=1)
+    # +1 for an even permutation of the sorted triple (same cyclic order), -1 for an odd one
+    k = np.argmin(f, axis=1)
+    nxt = f[np.arange(len(f)), (k + 1) % 3]
+    par = np.where(nxt == sf[:, 1], 1, -1)
+    _, first, inv = np.unique(sf, axis=0, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    net = np.bincount(inv, par, minlength=len(first)).astype(np.int64)
+    keep = np.sort(first[net != 0])                 # first face of each kept group, in file order
+    out = f[keep].copy()
+    flip = np.sign(net[inv[keep]]) != par[keep]     # the first face runs against the majority
+    out[flip] = out[flip][:, ::-1]
+    return out, int(len(f) - len(out))
 
 
 # ============================================================================ public entry points
@@ -637,6 +894,7 @@ def _prepare(v, f, units, name, sha, repair):
     rep.update({"file": name, "sha256": sha, "units": units})
     if actions is not None:
         rep["repair"] = actions
+        rep["fill_rule"] = actions.get("fill_rule", "positive")
     return v, f, rep
 
 
@@ -661,7 +919,9 @@ def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None) -
     if isinstance(path_or_mesh, (str, os.PathLike)):
         path = Path(path_or_mesh)
         v, f, data = _read_file(path)
-        v, f, rep = _prepare(v, f, units, path.name, hashlib.sha256(data).hexdigest(), repair)
+        sha = hashlib.sha256(data).hexdigest()
+        del data  # the file bytes (131 MB for 2.6 M faces) are not needed during the analysis
+        v, f, rep = _prepare(v, f, units, path.name, sha, repair)
     else:
         src = path_or_mesh
         vv = getattr(src, "vertices_um", None)
@@ -687,11 +947,15 @@ def _blocking(rep: dict) -> str | None:
         return (f"{name} is open and cannot define a solid: {rep['holes']} hole(s), {rep['boundary_edges']} boundary "
                 f"edges{_hole_where(rep)}; close them in a mesh editor or retry with --repair")
     if not rep["winding_consistent"]:
-        return (f"{name} has inconsistently oriented faces ({rep['misoriented_edges']} edges used twice in the "
-                "same direction); retry with --repair")
+        hint = ("; retry with --repair" if not rep.get("repair") else
+                "; --repair could not fix them: re-export the mesh with closed, outward-oriented shells")
+        return (f"{name} has inconsistently oriented faces ({rep['misoriented_edges']} edges whose faces do not "
+                f"pair up in opposite directions){hint}")
     if rep["inverted_bodies"]:
         return (f"{name} has {rep['inverted_bodies']} inside-out bodies (negative volume, not a cavity of another "
                 "body); retry with --repair")
+    if rep.get("self_intersecting") and rep.get("fill_rule", "positive") == "positive":
+        return f"{name} has a {_self_intersection(rep)}; retry with --repair to print every region of nonzero winding"
     return None
 
 
@@ -699,7 +963,7 @@ def _solid_checked(v, f, rep, name, sha, units) -> Solid:
     why = _blocking(rep)
     if why:
         raise BioslicerError(why)
-    return Solid(v, f.astype(np.int32), name, sha, units, rep)
+    return Solid(v, f.astype(np.int32), name, sha, units, rep, rep.get("fill_rule", "positive"))
 
 
 def load_mesh(path, units="um", repair=False, printer=None, recipe=None) -> Solid:
@@ -731,6 +995,7 @@ def load_mesh(path, units="um", repair=False, printer=None, recipe=None) -> Soli
     path = Path(path)
     v, f, data = _read_file(path)
     sha = hashlib.sha256(data).hexdigest()
+    del data
     v, f, rep = _prepare(v, f, units, path.name, sha, repair)
     if printer is not None:
         msg = _plausibility(np.asarray(rep["size_um"]), printer, units, recipe)

@@ -97,17 +97,18 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
         ``progress(done, total, label)``; blocks done / total.
     """
     from .blockrun import BlockPlan, combined_estimate, joined_toolpath, plan_blocks
+    from .centerline import Tree, load_geometry
     from .cluster import run_blocks_local
     from .exposure import check_exposure
-    from .mesh import Solid, load_mesh
+    from .mesh import Solid
 
     timings = {}
     t0 = time.perf_counter()
     printer = load_printer(printer)
     rec = resolve_recipe(printer, recipe, overrides)
     check_exposure(rec, printer)
-    solid = mesh if isinstance(mesh, Solid) else load_mesh(mesh, units=units, repair=repair, printer=printer,
-                                                           recipe=rec)
+    solid = mesh if isinstance(mesh, (Solid, Tree)) else load_geometry(mesh, units=units, repair=repair,
+                                                                         printer=printer, recipe=rec)
     from .placement import place
 
     solid, prec, placement = place(solid, rec)
@@ -128,8 +129,9 @@ def plan_job(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, un
 
 def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, overrides=None,
                  units: str = "um", repair: bool = False, zip: bool = False, overwrite: bool = False,
-                 preview: bool = True, progress: Progress = silent, client=None, dialect: str | None = None
-                 ) -> JobResult:
+                 preview: bool = True, progress: Progress = silent, client=None, dialect: str | None = None,
+                 radius_array: str | None = None, allow_sealed: bool = False, allow_narrow: bool = False,
+                 force: bool = False) -> JobResult:
     """Slice a mesh file into a finished, validated job folder, block by block.
 
     The stitching grid is planned first; then every block is planned, stitched, ordered and
@@ -163,16 +165,25 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         workers see).
     dialect : str, optional
         Program dialect (default: the printer's).
+    radius_array : str, optional
+        Radius point array of a VTK centerline file (see :func:`bioslicer.centerline.load_tree`).
+    allow_sealed, allow_narrow : bool
+        Slice ``vessel-wall`` / ``channels`` jobs with enclosed voids or too narrow lumens anyway
+        (see :func:`bioslicer.perfusion.check_perfusion`).
+    force : bool
+        Let parameters through that :mod:`bioslicer.budget` finds implausible for the printer
+        (never those that would not fit this machine's memory or disk).
 
     Returns
     -------
     JobResult
     """
     from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps
+    from .centerline import load_geometry
     from .jobs import JobWriter
     from .jobs.manifest import build_manifest
-    from .mesh import load_mesh
     from .paramsets import merge_sets
+    from .perfusion import check_perfusion
     from .programs import ProgramWriter
 
     mesh_path = Path(mesh_path)
@@ -187,11 +198,17 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
 
     check_exposure(rec, pr)           # once per job: the blocks skip it
     t = time.perf_counter()
-    solid = load_mesh(mesh_path, units=units, repair=repair, printer=pr, recipe=rec)
+    solid = load_geometry(mesh_path, units=units, repair=repair, printer=pr, radius_array=radius_array, recipe=rec)
     from .placement import place
 
     solid, prec, placement = place(solid, rec)   # prec: the recipe in placed coordinates
     timings["load_s"] = time.perf_counter() - t
+    from .budget import check_job
+
+    check_job(solid, prec, pr, force=force, out_dir=out_dir)     # before anything sized by the job
+    t = time.perf_counter()
+    perfusion = check_perfusion(solid, prec, allow_sealed=allow_sealed, allow_narrow=allow_narrow)
+    timings["perfusion_s"] = time.perf_counter() - t
     grid, lz = plan_blocks(solid, prec, pr)
     blocks = grid.blocks()
     name = _safe_stem(mesh_path.stem)
@@ -229,14 +246,25 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         prev.blocks = blocks
         prev.meta = {"preview": {"layer_step": layer_step, "mark_step": mark_step}}
         prev.save(jw.path / "preview_toolpath.npz")
+        from .preview.compare import job_comparison
+        from .preview.program import INDEX_NAME, write_job_program_index
+
+        t = time.perf_counter()
+        pindex = write_job_program_index(jw.path, files.main, pr, files.dialect, lz)   # layer offsets
+        timings["program_index_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        design_vs_print = job_comparison(solid, pindex, pr, rec.hatch_um, rec.slice_um, lz)
+        timings["compare_s"] = time.perf_counter() - t
         (jw.path / "recipe.toml").write_text(rec.to_toml(), encoding="utf-8")
-        _write_mesh_copy(solid, jw.path / "mesh.stl")
+        _write_mesh_copy(solid, jw.path)
         if preview:
             t = time.perf_counter()
             from .preview import render_png
+            from .preview.views import thinning_note
 
-            render_png(jw.path / "preview.png", toolpath=prev, mesh=solid,
-                       title=f"{mesh_path.name} on {pr.name}")
+            render_png(jw.path / "preview.png", toolpath=prev,
+                       mesh=solid.tube_polydata() if hasattr(solid, "tube_polydata") else solid,
+                       title=f"{mesh_path.name} on {pr.name}", source=thinning_note(layer_step, mark_step))
             timings["preview_s"] = time.perf_counter() - t
         rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
         manifest = build_manifest(
@@ -251,7 +279,8 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
                            light_from=pr.light_from or None, immersion=pr.immersion or None),
             stitching=grid.to_dict(), plan=_plan_summary(rec, used), power_clip=_power_clip(used, pr),
             parameter_sets=merge_sets(r.extra.get("sets") for r in used),
-            preview_toolpath="preview_toolpath.npz")
+            preview_toolpath="preview_toolpath.npz", perfusion=perfusion,
+            program_index=INDEX_NAME if pindex is not None else None, compare=design_vs_print)
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
@@ -281,9 +310,14 @@ def cells_to_run(solid, recipe, grid) -> list[int]:
         return list(range(n))
     idx = grid.blocks().index
     win = np.array([np.ravel(grid.block_window_um(b)) for b in range(n)]).reshape(n, 4)   # x0, y0, x1, y1
-    tri = solid.vertices_um[solid.faces]
-    lo = tri.min(axis=1)
-    hi = tri.max(axis=1)
+    if hasattr(solid, "segment_boxes"):   # a centerline tree: the boxes of its segments
+        lo, hi = solid.segment_boxes()
+        if recipe.strategy == "vessel-wall":
+            lo, hi = lo - recipe.wall_um, hi + recipe.wall_um
+    else:
+        tri = solid.vertices_um[solid.faces]
+        lo = tri.min(axis=1)
+        hi = tri.max(axis=1)
     lz = grid.layer_z_um
     keep = np.zeros(n, dtype=bool)
     for iz in np.unique(idx[:, 2]):
@@ -403,11 +437,15 @@ def _safe_stem(stem: str) -> str:
     return keep[:64] or "part"
 
 
-def _write_mesh_copy(solid, path: Path) -> None:
-    """The part as sliced (µm, after repair), for previews and re-slicing."""
+def _write_mesh_copy(solid, folder: Path) -> None:
+    """The part as sliced (µm, after repair), for previews and re-slicing: ``mesh.stl``, or for a
+    centerline tree ``centerline.json`` (its nodes and segments, a graph ``load_tree`` reads)."""
     from .toolpath import atomic_write_bytes
 
-    atomic_write_bytes(path, solid.to_trimesh().export(file_type="stl"))
+    if hasattr(solid, "to_graph_json"):
+        atomic_write_bytes(folder / "centerline.json", solid.to_graph_json().encode("utf-8"))
+        return
+    atomic_write_bytes(folder / "mesh.stl", solid.to_trimesh().export(file_type="stl"))
 
 
 def _jsonable(obj):
@@ -429,7 +467,8 @@ ESTIMATE_LAYERS_PER_TIER = 12
 
 def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, units: str = "um",
                   layers_per_tier: int = ESTIMATE_LAYERS_PER_TIER, progress: Progress = silent) -> dict:
-    """Print time, mark count and program size of a mesh's job without writing the program.
+    """Print time, mark count and program size of a mesh's (or centerline tree's) job without
+    writing the program. ``mesh``: a path (mesh or centerline file), a Solid or a Tree.
 
     The job's placement and stitching grid are planned as :func:`slice_to_job` does; then only
     ``layers_per_tier`` evenly spread layers of each block tier are planned, stitched, ordered and
@@ -450,7 +489,6 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
     from .cluster import run_blocks_local
     from .estimate import combine_estimates
     from .exposure import check_exposure
-    from .mesh import Solid, load_mesh
     from .placement import place
     from .planning import plan_toolpath
     from .programs import ProgramWriter
@@ -459,8 +497,11 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
     pr = load_printer(printer)
     rec = resolve_recipe(pr, recipe, overrides)
     check_exposure(rec, pr)
-    solid = mesh if isinstance(mesh, Solid) else load_mesh(mesh, units=units, printer=pr, recipe=rec)
-    solid, prec, _ = place(solid, rec)
+    if isinstance(mesh, (str, Path)):
+        from .centerline import load_geometry
+
+        mesh = load_geometry(mesh, units=units, printer=pr, recipe=rec)
+    solid, prec, _ = place(mesh, rec)
     grid, lz = plan_blocks(solid, prec, pr)
     blocks = grid.blocks()
     todo = cells_to_run(solid, prec, grid)

@@ -111,7 +111,17 @@ def _scaled(solid, recipe):
         changes["power_field_origin_um"] = (np.asarray(recipe.power_field_origin_um) * f).tolist()
     if recipe.power_field_voxel_um is not None:
         changes["power_field_voxel_um"] = (np.asarray(recipe.power_field_voxel_um) * f).tolist()
-    return solid.scaled(f), recipe.updated(_source="scale", **changes), [float(a) for a in f]
+    if hasattr(solid, "scaled"):
+        scaled = solid.scaled(f)
+    else:   # a centerline tree (bioslicer.centerline.Tree): points and radii, one factor
+        from dataclasses import replace
+
+        if not f[0] == f[1] == f[2]:
+            raise BioslicerError(f"recipe key 'scale' {recipe.scale!r}: a centerline tree scales by one factor "
+                                 "(scale = [s, s, s]); its vessels stay round")
+        scaled = replace(solid, points_um=solid.points_um * f, radius_um=solid.radius_um * f[0],
+                         edges=solid.edges.copy(), clip=solid.clip.copy(), report=dict(solid.report))
+    return scaled, recipe.updated(_source="scale", **changes), [float(a) for a in f]
 
 
 def airborne_report(solid, recipe, printer, max_voxels: float = 4e6) -> dict:

@@ -5,7 +5,7 @@ A plate file lists parts::
     printer = "nanoscribe-gt2-25x"      # optional (--printer wins)
     recipe = "base.toml"                # optional: what every part starts from
     [[part]]
-    mesh = "tube.stl"                   # relative to the plate file
+    mesh = "tube.stl"                   # a mesh or a centerline tree (.swc, .vtp, ...), relative to the plate file
     position = [0.0, 0.0]               # centre of its footprint on the substrate, µm; or "auto"
     rotation_deg = 90.0                 # about z, optional
     recipe = "soft.toml"                # optional, over the plate's recipe
@@ -203,6 +203,8 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
 # ----------------------------------------------------------------------------- plate files
 def _rotated(solid, deg: float):
     """The solid rotated by ``deg`` about z through its bounding-box centre."""
+    from dataclasses import replace
+
     from .mesh import Solid
 
     if not deg:
@@ -210,6 +212,9 @@ def _rotated(solid, deg: float):
     a = np.radians(deg)
     c = solid.bounds_um.mean(axis=0)
     r = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    if not hasattr(solid, "vertices_um"):      # a centerline tree: its points turn, radii stay
+        return replace(solid, points_um=(solid.points_um - c) @ r.T + c, radius_um=solid.radius_um.copy(),
+                       edges=solid.edges.copy(), clip=solid.clip.copy(), report=dict(solid.report))
     v = (solid.vertices_um - c) @ r.T + c
     return Solid(v, solid.faces.copy(), solid.name, solid.sha256, solid.units, dict(solid.report))
 
@@ -221,7 +226,7 @@ def load_plate(path, printer, recipe=None, overrides=None) -> tuple[list[JobPart
     rotation, and overlapping footprints.
     """
     from .exposure import check_exposure
-    from .mesh import load_mesh
+    from .centerline import load_geometry
     from .pipeline import resolve_recipe
     from .placement import printed_bounds_um
     from .recipe import load_recipe, read_toml
@@ -273,10 +278,10 @@ def load_plate(path, printer, recipe=None, overrides=None) -> tuple[list[JobPart
         if not (pos == "auto" or (isinstance(pos, list) and len(pos) == 2
                                   and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos))):
             raise BioslicerError(f"{where}: position must be [x_um, y_um] or \"auto\", got {pos!r}")
-        solid = _rotated(load_mesh(mesh, units=e.get("units", "um"), printer=printer, recipe=rec), float(rot))
+        solid = _rotated(load_geometry(mesh, units=e.get("units", "um"), printer=printer, recipe=rec), float(rot))
         name = str(e.get("name", mesh.stem))
         parts.append(JobPart(solid, rec, None if pos == "auto" else (float(pos[0]), float(pos[1])), None,
-                             {"part": i, "name": name, "mesh": e["mesh"], "mesh_sha256": solid.sha256,
+                             {"part": i, "name": name, "mesh": e["mesh"], "mesh_sha256": getattr(solid, "sha256", ""),
                               "rotation_deg": float(rot), "position": pos, "recipe": rec.to_dict()}))
     # footprints (after scale and rotation), auto positions, overlap
     sizes = []

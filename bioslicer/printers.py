@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ._data import data_dir
+from ._data import data_dir, dialect_names
 from .errors import BioslicerError
 
 if sys.version_info >= (3, 11):
@@ -22,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DIALECTS = ("gwl", "gcode", "aerobasic", "waveform", "voxel")
+DIALECTS = dialect_names()   # from the dialect definitions gcode/*.toml
 POWER_UNITS = ("mW", "percent", "V")
 IMMERSIONS = ("dill", "oil", "water", "air")
 LIGHT_SIDES = ("below", "above")

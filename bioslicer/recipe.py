@@ -29,7 +29,8 @@ else:  # pragma: no cover
 #: strategy names, from the strategy registry (``strategies.STRATEGY_FUNCTIONS``)
 STRATEGIES = tuple(STRATEGY_FUNCTIONS)
 _STRATEGY_ALIASES = {"scaffold": "shell-scaffold", "shell_scaffold": "shell-scaffold", "lattice": "woodpile",
-                     "log-pile": "woodpile", "logpile": "woodpile", "mold": "channels"}
+                     "log-pile": "woodpile", "logpile": "woodpile", "mold": "channels",
+                     "vessel_wall": "vessel-wall", "wall": "vessel-wall"}
 DEPTH_MODES = ("none", "exponential", "linear", "table")
 FIND_INTERFACE = ("every-block", "once", "off")
 PLACEMENTS = ("substrate", "keep")
@@ -67,6 +68,10 @@ class Recipe:
     channel_block_size_um, channel_margin_um :
         channels (mold) mode: the block printed around the lumen mesh, either a fixed size
         (x, y, z) centred on the mesh or the mesh bounds plus a margin.
+    wall_um, closed_ends : vessel-wall mode (centerline input): a wall ``wall_um`` thick outside
+        the lumen; terminals cut open unless ``closed_ends``.
+    voxel_lateral_um, voxel_axial_um : the printed voxel; lumens narrower than 3 lateral (or 2
+        axial) voxels close when printed and are refused.
     power_mw, speed_um_s : dicts keyed by :class:`~bioslicer.toolpath.Kind` names.
     depth_mode, attenuation_length_um, depth_slope_per_um, depth_table, surface_z_um :
         depth compensation of power; depth is ``z - surface_z_um`` (default: the part bottom).
@@ -126,6 +131,11 @@ class Recipe:
     # channels
     channel_block_size_um: list | None = None
     channel_margin_um: float = 10.0
+    # vessel walls (centerline input) and the voxel lumens are checked against
+    wall_um: float = 5.0
+    closed_ends: bool = False
+    voxel_lateral_um: float = 0.3
+    voxel_axial_um: float = 1.0
     # exposure
     power_mw: dict = field(default_factory=lambda: dict(_DEFAULT_POWER_MW))
     speed_um_s: dict = field(default_factory=lambda: dict(_DEFAULT_SPEED_UM_S))
@@ -373,7 +383,8 @@ def _coerce(key: str, value, current, src: str):
         return None
     if key == "find_interface" and isinstance(value, bool):   # older recipes: true / false
         return "every-block" if value else "off"
-    if isinstance(current, bool) or key in ("serpentine", "lattice_stagger", "allow_floating", "allow_power_clip"):
+    if isinstance(current, bool) or key in ("serpentine", "lattice_stagger", "allow_floating", "allow_power_clip",
+                                            "closed_ends"):
         if not isinstance(value, bool):
             raise BioslicerError(f"{src}: key {key!r} must be true or false, got {value!r}")
         return value
@@ -391,9 +402,51 @@ def _coerce(key: str, value, current, src: str):
     return _num(key, value, src)
 
 
+#: every length in a recipe is at most this, µm (1 m: no two-photon print comes near it)
+MAX_LENGTH_UM = 1e6
+#: upper bounds of the counts (contours and lines are drawn one by one; layers of skin and the
+#: scaffold period are limited by the layers a part can have)
+MAX_COUNTS = {"contour_count": 1000, "scaffold_wall_lines": 1000, "lattice_strut_lines": 1000,
+              "skin_layers": 1_000_000, "scaffold_every_n_layers": 1_000_000}
+_LENGTH_KEYS = ("slice_um", "hatch_um", "contour_spacing_um", "contour_offset_um", "hatch_inset_um", "min_segment_um",
+                "scaffold_pitch_um", "lattice_pitch_um", "lattice_strut_height_um", "gyroid_cell_um",
+                "gyroid_thickness_um", "channel_margin_um", "attenuation_length_um", "surface_z_um",
+                "power_ramp_width_um", "power_ramp_voxel_um", "point_distance_um", "overlap_um", "block_size_um",
+                "z_offset_um")
+
+
+def _check_bounds(r: Recipe, bad) -> None:
+    """Every count and size of the recipe within a bound (huge values are refused here, before
+    anything is allocated by them)."""
+    for key, top in MAX_COUNTS.items():
+        if getattr(r, key) > top:
+            bad(key, f"must be at most {top:,}, got {getattr(r, key)!r}")
+    for key in _LENGTH_KEYS:
+        v = getattr(r, key)
+        if v is not None and abs(v) > MAX_LENGTH_UM:
+            bad(key, f"must be at most {MAX_LENGTH_UM:g} µm in size, got {v!r}")
+    for key in _FLOAT_LIST3:
+        v = getattr(r, key)
+        if v is not None and max(abs(a) for a in v) > MAX_LENGTH_UM:
+            bad(key, f"must be at most {MAX_LENGTH_UM:g} µm in size, got {v!r}")
+    for key in ("hatch_angle_deg", "hatch_angle_step_deg"):
+        if abs(getattr(r, key)) > 3600:
+            bad(key, f"must be between -3600 and 3600 degrees, got {getattr(r, key)!r}")
+    if abs(r.depth_slope_per_um) > 1:
+        bad("depth_slope_per_um", f"must be between -1 and 1 per µm, got {r.depth_slope_per_um!r}")
+    if len(r.depth_table) > 10000:
+        bad("depth_table", f"must have at most 10000 rows, got {len(r.depth_table)}")
+    for key, top in (("power_mw", 1e6), ("speed_um_s", 1e9)):
+        for k, v in getattr(r, key).items():
+            if v > top:
+                bad(f"{key}.{k}", f"must be at most {top:g}, got {v!r}")
+
+
 def _validate(r: Recipe) -> None:
     def bad(key, why):
         raise BioslicerError(f"recipe key {key!r} {why}")
+
+    _check_bounds(r, bad)
 
     if r.strategy not in STRATEGIES:
         bad("strategy", f"must be one of {', '.join(STRATEGIES)}, got {r.strategy!r}")
@@ -406,7 +459,7 @@ def _validate(r: Recipe) -> None:
         bad("depth_mode", f"must be one of {', '.join(DEPTH_MODES)}, got {r.depth_mode!r}")
     for key in ("slice_um", "hatch_um", "contour_spacing_um", "scaffold_pitch_um", "lattice_pitch_um",
                 "lattice_strut_height_um", "gyroid_cell_um", "gyroid_thickness_um", "attenuation_length_um",
-                "point_distance_um"):
+                "point_distance_um", "wall_um", "voxel_lateral_um", "voxel_axial_um"):
         if not getattr(r, key) > 0:
             bad(key, f"must be positive (µm), got {getattr(r, key)!r}")
     for key in ("contour_offset_um", "hatch_inset_um", "min_segment_um", "channel_margin_um", "overlap_um",

@@ -19,6 +19,7 @@ VTK through pyvista.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,27 @@ GYROID_DFRACTION_DT = 0.6441
 # ---------------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------------
+
+def _libm(fn, x):
+    """``fn`` (a :mod:`math` function) element by element.
+
+    numpy picks SIMD loops for ``cbrt``, ``power``, ``sin``... by the CPU it runs on, and
+    their last bits differ between machines; the C library's results do not, so the sample
+    meshes are the same bytes everywhere. Only for small arrays (a few hundred values).
+    """
+    a = np.asarray(x, dtype=np.float64)
+    return np.array([fn(float(t)) for t in a.ravel()], dtype=np.float64).reshape(a.shape)
+
+
+def _dot_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot product of (..., 3) arrays in a fixed order (no BLAS, no SIMD reduction)."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    """``a`` (..., 3) divided by its row lengths, bit-reproducible (see :func:`_dot_rows`)."""
+    return a / np.sqrt(_dot_rows(a, a))[..., None]
+
 
 def _positive(name: str, value: float, flag: str) -> float:
     value = float(value)
@@ -110,15 +132,14 @@ def _tubes(start_um: np.ndarray, end_um: np.ndarray, radius_um: np.ndarray, sect
     e = np.asarray(end_um, np.float64)
     r = np.asarray(radius_um, np.float64)
     n_seg, n = len(s), int(sections)
-    d = e - s
-    d /= np.linalg.norm(d, axis=1)[:, None]
+    d = _unit_rows(e - s)
     # a frame (u, v) perpendicular to each axis, chosen without branches on the data
     helper = np.where(np.abs(d[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
-    u = np.cross(d, helper)
-    u /= np.linalg.norm(u, axis=1)[:, None]
+    u = _unit_rows(np.cross(d, helper))
     v = np.cross(d, u)
     ang = 2.0 * np.pi * np.arange(n) / n
-    ring = (np.cos(ang)[None, :, None] * u[:, None, :] + np.sin(ang)[None, :, None] * v[:, None, :]) * r[:, None, None]
+    ring = (_libm(math.cos, ang)[None, :, None] * u[:, None, :]
+            + _libm(math.sin, ang)[None, :, None] * v[:, None, :]) * r[:, None, None]
     # per tube: n bottom ring, n top ring, bottom centre, top centre
     verts = np.concatenate([s[:, None] + ring, e[:, None] + ring, s[:, None], e[:, None]], axis=1)
     i = np.arange(n)
@@ -178,8 +199,8 @@ class TreeSegments:
 
 def _rotate(vec: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
     """Rodrigues rotation of ``vec`` about the unit ``axis`` by ``angle`` radians."""
-    c, s = np.cos(angle), np.sin(angle)
-    return vec * c + np.cross(axis, vec) * s + axis * np.dot(axis, vec) * (1 - c)
+    c, s = math.cos(angle), math.sin(angle)
+    return vec * c + np.cross(axis, vec) * s + axis * _dot_rows(axis, vec) * (1 - c)
 
 
 def _exit_distance(p: np.ndarray, d: np.ndarray, box: np.ndarray) -> tuple[float, int]:
@@ -267,7 +288,7 @@ def vessel_tree_segments(levels: int = 4, root_radius_um: float = 60.0, root_len
     half = np.deg2rad(angle)
     # inner generations 1..levels-2 take at most 60 % of the depth left after the root, so
     # deep trees shrink to fit and the leaves keep room to run out to the faces
-    inner = l0 * np.sum(2.0 ** (-np.arange(1, max(levels - 1, 1)) / 3.0))
+    inner = l0 * math.fsum(2.0 ** (-k / 3.0) for k in range(1, max(levels - 1, 1)))
     scale = min(1.0, 0.6 * (box[0] - l0) / inner) if inner > 0 else 1.0
     for i in range(n):  # at most 255 segments: a tree, not a job-sized loop
         if i > 0:
@@ -289,17 +310,16 @@ def vessel_tree_segments(levels: int = 4, root_radius_um: float = 60.0, root_len
                 "use fewer --levels, a shorter --root-length-um or a smaller --branching-angle-deg")
         # split: flow fractions -> Murray radii -> angles
         f = rng.uniform(0.3, 0.7)
-        r1, r2 = radius[i] * np.cbrt(f), radius[i] * np.cbrt(1.0 - f)
+        r1, r2 = radius[i] * math.cbrt(f), radius[i] * math.cbrt(1.0 - f)
         th1 = 2 * half * r2 ** 2 / (r1 ** 2 + r2 ** 2)
         th2 = 2 * half * r1 ** 2 / (r1 ** 2 + r2 ** 2)
         w = normals[i]
         for c, r_c, th, sign in ((2 * i + 1, r1, th1, 1.0), (2 * i + 2, r2, th2, -1.0)):
             radius[c] = r_c
-            dirs[c] = np.cos(th) * dirs[i] + sign * np.sin(th) * w
-            dirs[c] /= np.linalg.norm(dirs[c])
+            dirs[c] = _unit_rows(math.cos(th) * dirs[i] + sign * math.sin(th) * w)
             # next branching plane: 90° (± 20°) about the child's axis from this one
             nxt = np.cross(dirs[c], w)
-            nxt /= np.linalg.norm(nxt)
+            nxt = _unit_rows(nxt)
             normals[c] = _rotate(nxt, dirs[c], np.deg2rad(rng.uniform(-20.0, 20.0)))
     return TreeSegments(start, end, radius, parent, level)
 
@@ -334,15 +354,14 @@ def vessel_tree(levels: int = 4, root_radius_um: float = 60.0, root_length_um: f
         raise BioslicerError(f"sections must be 6..256 (got {sections}); fix --sections")
     seg = vessel_tree_segments(levels, root_radius_um, root_length_um, branching_angle_deg, seed, box_um)
     box = _size3(box_um, "--size-um")
-    d = seg.end_um - seg.start_um
-    d /= np.linalg.norm(d, axis=1)[:, None]
+    d = _unit_rows(seg.end_um - seg.start_um)
     start = seg.start_um.copy()
     end = seg.end_um.copy()
     r = seg.radius_um
     # joints: back each child into its parent
     child = seg.parent >= 0
     p = seg.parent[child]
-    cos_th = np.clip(np.einsum("ij,ij->i", d[child], d[p]), -1.0, 1.0)
+    cos_th = np.clip(_dot_rows(d[child], d[p]), -1.0, 1.0)
     start[child] -= d[child] * (r[p] * np.sqrt(1.0 - cos_th ** 2) + 0.05 * r[child])[:, None]
     # inlet: the root starts one radius outside the face x = 0
     start[0] -= d[0] * r[0]
@@ -350,9 +369,38 @@ def vessel_tree(levels: int = 4, root_radius_um: float = 60.0, root_length_um: f
     leaf = seg.is_leaf
     on_face = np.minimum(np.abs(seg.end_um[leaf]), np.abs(seg.end_um[leaf] - box))
     axis = np.argmin(on_face, axis=1)
-    cos_phi = np.maximum(np.abs(d[leaf][np.arange(leaf.sum()), axis]), np.cos(np.deg2rad(80.0)))
+    cos_phi = np.maximum(np.abs(d[leaf][np.arange(leaf.sum()), axis]), math.cos(math.radians(80.0)))
     end[leaf] += d[leaf] * (r[leaf] * (1.0 + np.sqrt(1.0 - cos_phi ** 2) / cos_phi))[:, None]
     return _export_check(_tubes(start, end, r, sections))
+
+
+def vessel_tree_swc(levels: int = 4, root_radius_um: float = 60.0, root_length_um: float = 300.0,
+                    branching_angle_deg: float = 35.0, seed: int = 0, box_um=DEFAULT_BLOCK_UM) -> str:
+    """The centre lines of :func:`vessel_tree_segments` as SWC text (µm).
+
+    Node 1 is the inlet (radius of the root); every segment ends in a node with its own
+    radius, and every child starts with a node at its parent's end carrying the child's radius
+    (so each vessel is a cylinder of its own radius, as in the mesh; the joint is the parent's
+    end sphere). Parameters as :func:`vessel_tree_segments`.
+    """
+    from .centerline import tree_to_swc
+
+    seg = vessel_tree_segments(levels, root_radius_um, root_length_um, branching_angle_deg, seed, box_um)
+    pts, rad, par = [seg.start_um[0]], [seg.radius_um[0]], [-1]
+    end_node = np.zeros(len(seg), np.int64)
+    for i in range(len(seg)):          # parents come before children (breadth-first numbering)
+        if seg.parent[i] >= 0:
+            pts.append(seg.start_um[i])
+            rad.append(seg.radius_um[i])
+            par.append(int(end_node[seg.parent[i]]))
+        start = len(pts) - 1
+        pts.append(seg.end_um[i])
+        rad.append(seg.radius_um[i])
+        par.append(start)
+        end_node[i] = len(pts) - 1
+    comment = (f"bioslicer sample vessel tree: levels={levels} root_radius_um={root_radius_um:g} "
+               f"root_length_um={root_length_um:g} branching_angle_deg={branching_angle_deg:g} seed={seed}")
+    return tree_to_swc(np.array(pts), np.array(rad), np.array(par), comment)
 
 
 def channel_block(size_um=DEFAULT_BLOCK_UM, tree: trimesh.Trimesh | None = None, levels: int = 4,
@@ -476,7 +524,7 @@ def gyroid(size_um: float = 300.0, cell_um: float = 100.0, thickness_um: float =
     c = np.arange(n + 1) * h
     k = 2.0 * np.pi / cell
     t = gyroid_level(th, cell)
-    sx, cx = np.sin(k * c), np.cos(k * c)
+    sx, cx = _libm(math.sin, k * c), _libm(math.cos, k * c)
     f = (sx[:, None, None] * cx[None, :, None] + sx[None, :, None] * cx[None, None, :]
          + sx[None, None, :] * cx[:, None, None])
     img = pv.ImageData(dimensions=f.shape, spacing=(h, h, h), origin=(0.0, 0.0, 0.0))
@@ -662,8 +710,22 @@ SAMPLES = {
 
 
 def to_stl_bytes(mesh: trimesh.Trimesh) -> bytes:
-    """Binary STL of ``mesh`` (µm), byte-identical for identical meshes."""
-    return trimesh.exchange.stl.export_stl(mesh)
+    """Binary STL of ``mesh`` (µm), byte-identical for identical meshes on every machine.
+
+    The vertices are rounded to float32 first (what STL stores) and each facet normal is
+    computed from those rounded corners with correctly rounded operations only (no BLAS,
+    no SIMD reductions), so the bytes do not depend on the CPU or the library build.
+    """
+    tri = np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces, dtype=np.int64)]
+    tri = tri.astype(np.float32).astype(np.float64)
+    nrm = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.sqrt(_dot_rows(nrm, nrm))
+    nrm = np.divide(nrm, length[:, None], out=np.zeros_like(nrm), where=length[:, None] > 0)
+    rec = np.zeros(len(tri), dtype=np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (3, 3)),
+                                             ("attribute", "<u2")]))
+    rec["normal"] = nrm
+    rec["corners"] = tri
+    return bytes(80) + np.uint32(len(tri)).astype("<u4").tobytes() + rec.tobytes()
 
 
 def mesh_report(mesh: trimesh.Trimesh) -> dict:

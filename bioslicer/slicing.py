@@ -384,7 +384,7 @@ def _triangle_layers(V, F, z):
 
 
 def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=0.0, region_um=None,
-                progress=silent, fill_rule: str = "positive", row_window_um=None) -> Spans:
+                progress=silent, fill_rule: str | None = None, row_window_um=None) -> Spans:
     """Material spans along scan rows of every layer.
 
     Parameters
@@ -404,7 +404,7 @@ def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=
         clipped), µm.
     progress : callable(done, total, label)
         Called after each batch of layers.
-    fill_rule : 'positive' | 'nonzero'
+    fill_rule : 'positive' | 'nonzero' (default: the solid's ``fill_rule``, else 'positive')
         Winding rule; see the module docstring.
     row_window_um : ((xmin, ymin), (xmax, ymax)), optional
         Compute only the rows crossing this xy box (with one row of slack), whole and unclipped:
@@ -415,11 +415,15 @@ def slice_spans(solid, layer_z_um, row_spacing_um, angle_deg=0.0, row_offset_um=
     -------
     Spans
     """
+    if hasattr(solid, "slice_spans"):  # another geometry kind (a centerline Tree) slices itself
+        return solid.slice_spans(layer_z_um, row_spacing_um, angle_deg, row_offset_um, region_um, progress,
+                                 fill_rule, row_window_um)
     V, F = _as_solid_arrays(solid)
     z = np.ascontiguousarray(np.asarray(layer_z_um, dtype=np.float64).reshape(-1))
     if not np.all(np.isfinite(z)):
         raise BioslicerError("layer heights must be finite numbers of µm")
     dy, off = _check_row_params(row_spacing_um, row_offset_um)
+    fill_rule = fill_rule or getattr(solid, "fill_rule", "positive")
     if fill_rule not in _RULES:
         raise BioslicerError(f"unknown fill rule {fill_rule!r}; use 'positive' or 'nonzero'")
     L = len(z)
@@ -567,10 +571,9 @@ def span_boolean(a: Spans, b: Spans, op: str) -> Spans:
                              "slice both with the same parameters")
     L = a.n_layers
     ra, rb = np.diff(a.layer_row_start), np.diff(b.layer_row_start)
-    sa = np.add.reduceat(np.diff(a.row_span_start), a.layer_row_start[:-1]) if a.n_rows else np.zeros(L, np.int64)
-    sb = np.add.reduceat(np.diff(b.row_span_start), b.layer_row_start[:-1]) if b.n_rows else np.zeros(L, np.int64)
-    sa = np.where(ra > 0, sa, 0)
-    sb = np.where(rb > 0, sb, 0)
+    # spans per layer (reduceat would index past the end when the last layers have no rows)
+    sa = np.diff(np.asarray(a.row_span_start)[a.layer_row_start])
+    sb = np.diff(np.asarray(b.row_span_start)[b.layer_row_start])
     rcap = ra + rb
     scap = sa + sb
     row_base = np.zeros(L, np.int64)
@@ -750,7 +753,7 @@ def _resolve_layer(rings: list[np.ndarray], rule: int):
     return shapely.orient_polygons(shapely.unary_union(keep))
 
 
-def slice_contours(solid, layer_z_um, progress=silent, fill_rule: str = "positive", resolve: bool = True) -> Contours:
+def slice_contours(solid, layer_z_um, progress=silent, fill_rule: str | None = None, resolve: bool = True) -> Contours:
     """Closed contour rings of each layer, chained from triangle/plane intersections by mesh edge.
 
     Parameters
@@ -768,10 +771,13 @@ def slice_contours(solid, layer_z_um, progress=silent, fill_rule: str = "positiv
     -------
     Contours
     """
+    if hasattr(solid, "slice_contours"):  # another geometry kind (a centerline Tree)
+        return solid.slice_contours(layer_z_um, progress, fill_rule, resolve)
     V, F = _as_solid_arrays(solid)
     z = np.ascontiguousarray(np.asarray(layer_z_um, dtype=np.float64).reshape(-1))
     if not np.all(np.isfinite(z)):
         raise BioslicerError("layer heights must be finite numbers of µm")
+    fill_rule = fill_rule or getattr(solid, "fill_rule", "positive")
     if fill_rule not in _RULES:
         raise BioslicerError(f"unknown fill rule {fill_rule!r}; use 'positive' or 'nonzero'")
     L = len(z)
@@ -884,7 +890,7 @@ def voxel_grid_bytes(shape_zyx, packed: bool) -> int:
 
 
 def voxelize(solid, voxel_xy_um, voxel_z_um, region_um=None, max_bytes=2**30, packed=False,
-             fill_rule: str = "positive", progress=silent) -> VoxelGrid:
+             fill_rule: str | None = None, progress=silent) -> VoxelGrid:
     """Occupancy of the solid on a grid of anisotropic voxels (dx = dy = voxel_xy_um, dz).
 
     Parameters
@@ -904,15 +910,16 @@ def voxelize(solid, voxel_xy_um, voxel_z_um, region_um=None, max_bytes=2**30, pa
     -------
     VoxelGrid
     """
-    V, F = _as_solid_arrays(solid)
+    if hasattr(solid, "slice_spans"):  # another geometry kind (a centerline Tree) slices itself
+        geom, (lo, hi) = solid, np.asarray(solid.bounds_um, dtype=np.float64)
+    else:
+        V, F = _as_solid_arrays(solid)
+        geom = _Arrays(V, F)
+        lo, hi = (V.min(axis=0), V.max(axis=0)) if len(V) else (np.zeros(3), np.zeros(3))
     dx = float(voxel_xy_um)
     dz = float(voxel_z_um)
     if not (math.isfinite(dx) and dx > 0 and math.isfinite(dz) and dz > 0):
         raise BioslicerError(f"voxel sizes must be positive numbers of µm, got {voxel_xy_um!r} x {voxel_z_um!r}")
-    if len(V):
-        lo, hi = V.min(axis=0), V.max(axis=0)
-    else:
-        lo, hi = np.zeros(3), np.zeros(3)
     if region_um is not None:
         r = np.asarray(region_um, dtype=np.float64)
         if r.shape not in ((2, 2), (2, 3)) or not np.all(np.isfinite(r)) or np.any(r[1] <= r[0]):
@@ -938,8 +945,7 @@ def voxelize(solid, voxel_xy_um, voxel_z_um, region_um=None, max_bytes=2**30, pa
     z = lo[2] + (np.arange(nz) + 0.5) * dz
     off = lo[1] + 0.5 * dx
     box = ((lo[0], lo[1]), (lo[0] + nx * dx, lo[1] + ny * dx))
-    sp = slice_spans(_Arrays(V, F), z, dx, 0.0, off, region_um=box, progress=progress,
-                     fill_rule=fill_rule)
+    sp = slice_spans(geom, z, dx, 0.0, off, region_um=box, progress=progress, fill_rule=fill_rule)
     iy = np.rint((sp.row_v_um - off) / dx).astype(np.int64)
     keep_ok = (iy >= 0) & (iy < ny)
     if not np.all(keep_ok):  # rows are clipped to the box, so this is a bug

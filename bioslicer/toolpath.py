@@ -38,6 +38,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import BioslicerError
+from .fileio import umask as _umask
 
 
 class Kind(IntEnum):
@@ -413,6 +414,11 @@ class Toolpath:
 
     @classmethod
     def load(cls, path) -> "Toolpath":
+        import zipfile
+
+        if Path(path).is_file() and not zipfile.is_zipfile(path):
+            raise BioslicerError(f"{Path(path).name} is not a saved toolpath (.npz); give the .npz a job holds "
+                                 "(JOB/preview_toolpath.npz) or slice a mesh with `bioslicer slice`")
         try:
             with np.load(Path(path), allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
@@ -450,10 +456,3 @@ def atomic_write_bytes(path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-def _umask() -> int:
-    """The process umask (mkstemp creates files 0600 whatever it is)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

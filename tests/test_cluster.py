@@ -90,11 +90,21 @@ def test_killed_worker_still_gives_identical_job(local_job, cluster, tmp_path):
 
 
 class FailingWriter(programs.ProgramWriter):
-    """A program writer whose block 3 fails, as a bug or a full disk inside one task would."""
+    """A program writer whose block 3 fails, as a bug or a full disk inside one task would.
+
+    Block 0 waits (on the other worker) until block 3 has failed and only then writes its file:
+    the job must not be cleaned up while block 0 still runs, or its file would re-create the
+    removed folder."""
 
     def write_block(self, b, toolpath_b):
+        gate = self.out_dir.parent.with_name(self.out_dir.parent.name + ".block3-failed")
         if b == 3:
+            gate.touch()
             raise OSError(28, "No space left on device")
+        if b == 0:
+            deadline = time.monotonic() + 120
+            while not gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
         return super().write_block(b, toolpath_b)
 
 
@@ -104,10 +114,14 @@ def test_failing_block_stops_the_job_with_one_line(cluster, tmp_path, monkeypatc
     with pytest.raises(BioslicerError) as err:
         slice_to_job(MESH, out, client=cluster, **SETTINGS)
     msg = str(err.value)
-    assert msg.startswith("block 3 failed:") and "No space left on device" in msg
+    assert msg.startswith("block 3 failed: no space left on the device; free some space")
     assert "\n" not in msg
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []        # no partial job folder left either
+    assert tmp_path.with_name(tmp_path.name + ".block3-failed").exists()   # block 0 did wait for it
+    running = cluster.run(lambda dask_worker: [k for k, ts in dask_worker.state.tasks.items()
+                                               if ts.state in ("executing", "cancelled")])
+    assert not any(running.values())             # nothing of the job still runs anywhere
 
 
 def test_wrong_scheduler_is_one_error_line():
@@ -120,3 +134,20 @@ def test_wrong_scheduler_is_one_error_line():
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
     assert time.monotonic() - t0 < 60
     assert not (ROOT / "never").exists()
+
+
+def test_failing_block_with_workers_is_one_line_on_stderr(tmp_path):
+    """A block that fails on a worker (the file size limit, inherited by the workers) ends in one
+    `error:` line: no worker log or traceback before it, and no partial job folder."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    r = subprocess.run([sys.executable, "-m", "bioslicer", "slice", str(MESH), "-o", "job", "--workers", "2",
+                        "--no-preview", "--set", "hatch_um=2", "--set", "slice_um=5"], capture_output=True, text=True,
+                       timeout=600, cwd=tmp_path, preexec_fn=limit, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.replace("\r", "\n").splitlines() if ln.strip() and not ln.strip().startswith("blocks")]
+    assert len(lines) == 1 and lines[0].startswith("error: block ") and "file too large" in lines[0], r.stderr
+    assert os.listdir(tmp_path) == []

@@ -1,6 +1,7 @@
 """Exposure: power per kind, depth compensation, cap warning, power fields, subdivision."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from bioslicer.printers import load_printer
 from bioslicer.recipe import Recipe
 from bioslicer.toolpath import Kind, Toolpath
 
-P = load_printer("nanoscribe-gt2-25x")  # max 50 mW, speeds 100..125000 µm/s
+# max 50 mW, speeds 100..125000 µm/s; light from below (depth from the part bottom; the bundled 25x is DiLL)
+P = replace(load_printer("nanoscribe-gt2-25x"), light_from="below")
 #: modulated power (depth, fields) is rounded to Recipe.power_levels levels (issue 19): half a level, mW
 HALF_LEVEL_MW = P.max_power_mw / (Recipe().power_levels - 1) / 2
 
@@ -62,7 +64,6 @@ def test_exponential_depth_compensation_and_power_clip_policy():
 
 
 def test_depth_counts_from_the_side_the_light_enters():
-    from dataclasses import replace
 
     r = Recipe().updated(power_mw={"hatch": 10.0, "contour": 10.0}, depth_mode="linear", depth_slope_per_um=0.01)
     up = replace(P, light_from="above")
@@ -71,7 +72,7 @@ def test_depth_counts_from_the_side_the_light_enters():
     top = rep["surface_z_um"]
     np.testing.assert_allclose(tp.power_mw[hatch_first], 10.0 * (1 + 0.01 * (top - np.arange(6) * 10.0)),
                                rtol=0, atol=HALF_LEVEL_MW)
-    tp, rep = apply_exposure(_tp(6), r, P)       # from below: grows with height
+    tp, rep = apply_exposure(_tp(6), r, replace(P, light_from="below"))   # from below: grows with height
     assert tp.power_mw[hatch_first][0] < tp.power_mw[hatch_first][-1]
 
 

@@ -288,32 +288,47 @@ def test_layer_view_field_outline_from_printer_and_blocks(tmp_path):
 
 
 # ----------------------------------------------------------------------------- CLI
-def _job(tmp_path):
+BOX_UM = (120.0, 80.0, 12.0)
+JOB_SET = {"slice_um": 2, "hatch_um": 2, "block_size_um": 70}     # 6 layers, 4 blocks
+
+
+def box_mesh():
     import trimesh
 
-    job = tmp_path / "job1"
-    job.mkdir()
-    hatched_square().save(job / "toolpath.npz")
-    box = trimesh.creation.box(extents=[SIDE, SIDE, N_LAYERS * DZ])
-    box.apply_translation([SIDE / 2, SIDE / 2, N_LAYERS * DZ / 2 - DZ / 2])
-    (job / "mesh.stl").write_bytes(box.export(file_type="stl"))
-    (job / "manifest.json").write_text(json.dumps({"printer": {"name": "lab-daq-galvo"}, "mesh": {"file": "x.stl"},
-                                                   "toolpath": "toolpath.npz"}))
-    return job
+    box = trimesh.creation.box(extents=BOX_UM)
+    box.apply_translation([0, 0, BOX_UM[2] / 2])
+    return box
 
 
-def test_cli_job_folder_screenshot_and_2d(tmp_path, capsys):
-    job = _job(tmp_path)
+def make_box_job(folder, printer="nanoscribe-gt2-25x", **kw):
+    """A real job (sliced, written, validated) of a 120 x 80 x 12 µm box: 6 layers, 4 blocks."""
+    from bioslicer.pipeline import slice_to_job
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mesh = folder.parent / f"{folder.name}_box.stl"
+    mesh.write_bytes(box_mesh().export(file_type="stl"))
+    return slice_to_job(mesh, folder / "job", printer=printer, overrides=dict(JOB_SET), overwrite=True,
+                        preview=False, **kw).path
+
+
+@pytest.fixture(scope="module")
+def box_job(tmp_path_factory):
+    return make_box_job(tmp_path_factory.mktemp("boxjob"))
+
+
+def test_cli_job_folder_screenshot_and_2d(box_job, tmp_path, capsys):
+    job = box_job
     out = tmp_path / "p.png"
     assert main(["preview", str(job), "--screenshot", str(out), "--size", "400x300", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert rep["image"] == str(out) and rep["kind"] == "job" and rep["stats"]["shown_marks"] == 64
+    prev = Toolpath.load(job / "preview_toolpath.npz")
+    assert rep["image"] == str(out) and rep["kind"] == "job" and rep["stats"]["shown_marks"] == prev.n_marks
     img = decode_png(out.read_bytes())
     assert img.shape == (300, 400, 3) and color_pixels(img, pvw.MESH_COLOR) == 0   # mesh is translucent
     two = tmp_path / "l.png"
     assert main(["preview", str(job), "--layer", "1", "--2d", str(two), "--size", "400x300", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert rep["view"] == "layer" and rep["layer"] == 1 and rep["stats"]["shown_marks"] == 4 + N_HATCH
+    assert rep["view"] == "layer" and rep["layer"] == 1 and rep["stats"]["shown_marks"] == (prev.mark_layer == 1).sum()
     assert color_pixels(decode_png(two.read_bytes()), pvw.FIELD_COLOR) > 100   # the job's printer field
 
 
@@ -328,8 +343,8 @@ def test_cli_without_display_writes_stem_preview(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "part_preview.png").stat().st_size > 1000
 
 
-def test_cli_user_errors(tmp_path, capsys):
-    job = _job(tmp_path)
+def test_cli_user_errors(box_job, tmp_path, capsys):
+    job = box_job
     assert main(["preview", str(job / "mesh.stl"), "--layer", "1", "--2d", str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "no toolpath" in err[0]

@@ -183,16 +183,16 @@ def test_program_names_with_digits_validate(tmp_path, name):
 
 
 def test_tokenizer_reads_no_numbers_after_a_text_keyword():
-    from bioslicer.programs import _format as F
+    from bioslicer.programs import tokenize as T
 
     text = "include box50_blocks\\box50_block_0007.gwl\nLaserPower 7_1\n"
-    kw = F.Keywords(["include", "LaserPower"], raw=["include"])
+    kw = T.Keywords(["include", "LaserPower"], raw=["include"])
     buf = np.frombuffer(text.encode(), np.uint8)
     n = 3
     out = dict(codes=np.empty(n, np.int64), lines=np.empty(n, np.int64), nvals=np.empty(n, np.int64),
-               vals=np.zeros((n, F.MAX_SLOTS)), tags=np.zeros((n, F.MAX_SLOTS), np.uint8),
+               vals=np.zeros((n, T.MAX_SLOTS)), tags=np.zeros((n, T.MAX_SLOTS), np.uint8),
                starts=np.empty(n, np.int64), ends=np.empty(n, np.int64))
-    r = F.tokenize(buf, np.frombuffer(b"%", np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
+    r = T.tokenize(buf, np.frombuffer(b"%", np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
     assert r == 2
     assert out["codes"][0] == kw.code["include"] and out["nvals"][0] == 0
-    assert out["codes"][1] == F.CODE_BAD          # a number word elsewhere is still malformed
+    assert out["codes"][1] == T.CODE_BAD          # a number word elsewhere is still malformed

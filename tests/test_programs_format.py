@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bioslicer.programs import _format as F
+from bioslicer.programs import tokenize as T
 
 
 def _py_fixed(v: int, d: int) -> str:
@@ -17,7 +18,7 @@ def test_render_matches_python_formatting(d):
     rng = np.random.default_rng(d)
     v = np.concatenate([rng.integers(-10 ** 12, 10 ** 12, 300), [0, 1, -1, 9, 10, 99, 100, -100, 10 ** d, -(10 ** d) + 1]])
     ts = F.TemplateSet({"p": "P {a} Q{b}"}, {"a": d, "b": d})
-    vals = np.zeros((len(v), F.MAX_SLOTS), np.int64)
+    vals = np.zeros((len(v), F.TEMPLATE_SLOTS), np.int64)
     vals[:, 0] = v
     vals[:, 1] = v[::-1]
     text = ts.render(np.zeros(len(v), np.int64), vals).decode()
@@ -36,7 +37,7 @@ def test_templates_take_at_most_the_slots_a_line_renders():
 def test_quantize_and_fmt_agree_and_have_no_negative_zero():
     ts = F.TemplateSet({"pt": "{x} {y} {z}"}, {"x": 3, "y": 3, "z": 3})
     xyz = np.array([[-0.0001, 1.0005, -2.3456], [12.34549, -0.0, 1e5]])
-    q = np.zeros((2, F.MAX_SLOTS), np.int64)
+    q = np.zeros((2, F.TEMPLATE_SLOTS), np.int64)
     q[:, :3] = F.quantize(xyz, 3)
     text = ts.render(np.zeros(2, np.int64), q).decode()
     assert text == "0.000 1.000 -2.346\n12.345 0.000 100000.000\n"  # rint: 1.0005 -> 1.000 (half to even)
@@ -44,13 +45,13 @@ def test_quantize_and_fmt_agree_and_have_no_negative_zero():
 
 
 def _tok(text: str, words, comment=";", raw=()):
-    kw = F.Keywords(words, raw=raw)
+    kw = T.Keywords(words, raw=raw)
     buf = np.frombuffer(text.encode(), np.uint8)
     n = text.count("\n") + 1
     out = dict(codes=np.empty(n, np.int64), lines=np.empty(n, np.int64), nvals=np.empty(n, np.int64),
-               vals=np.zeros((n, F.MAX_SLOTS)), tags=np.zeros((n, F.MAX_SLOTS), np.uint8),
+               vals=np.zeros((n, T.MAX_SLOTS)), tags=np.zeros((n, T.MAX_SLOTS), np.uint8),
                starts=np.empty(n, np.int64), ends=np.empty(n, np.int64))
-    r = F.tokenize(buf, np.frombuffer(comment.encode(), np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
+    r = T.tokenize(buf, np.frombuffer(comment.encode(), np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
     return kw, {k: v[:r] for k, v in out.items()}
 
 
@@ -65,8 +66,8 @@ def test_tokenize_keywords_numbers_tags_and_lines():
             "G1 X1.2.3\n")
     kw, r = _tok(text, ["G1", "G10", "$AO[0].X"])
     assert list(r["lines"]) == [2, 4, 5, 6, 7, 8]
-    assert list(r["codes"]) == [kw.code["G1"], kw.code["G10"], F.CODE_NUMBERS, F.CODE_UNKNOWN, kw.code["$AO[0].X"],
-                                F.CODE_BAD]
+    assert list(r["codes"]) == [kw.code["G1"], kw.code["G10"], T.CODE_NUMBERS, T.CODE_UNKNOWN, kw.code["$AO[0].X"],
+                                T.CODE_BAD]
     assert list(r["nvals"][:3]) == [4, 1, 3]
     np.testing.assert_array_equal(r["vals"][0, :4], [1.5, -2.0, 0.25, 600.0])
     assert bytes(r["tags"][0, :4]) == b"XYZF"
@@ -78,7 +79,7 @@ def test_chunk_reader_keeps_line_numbers_across_chunks(tmp_path):
     p = tmp_path / "a.txt"
     p.write_bytes(b"".join(b"%d 0 0\n" % i for i in range(1, 5001)))
     lines, first = [], []
-    for rec, _ in F.ChunkReader(p, F.Keywords([]), "%", chunk_bytes=1000):
+    for rec, _ in T.ChunkReader(p, T.Keywords([]), "%", chunk_bytes=1000):
         lines.append(rec["lines"].copy())      # the reader reuses its arrays for the next chunk
         first.append(rec["vals"][:, 0].copy())
     assert len(lines) > 5
@@ -102,8 +103,8 @@ def test_parallel_tokenizer_matches_the_serial_one(tmp_path):
     p.write_bytes(text.encode())
     kw, want = _tok(text, ["G1", "FOO"], comment="%")
     got = {k: [] for k in want}
-    for rec, _ in F.ChunkReader(p, kw, "%", chunk_bytes=5000, pieces=7):
-        keep = rec["codes"] != F.CODE_SKIP
+    for rec, _ in T.ChunkReader(p, kw, "%", chunk_bytes=5000, pieces=7):
+        keep = rec["codes"] != T.CODE_SKIP
         for k in got:
             got[k].append(rec[k][keep])
     for k in ("codes", "lines", "nvals", "vals", "tags"):
@@ -125,16 +126,16 @@ def _ref_line(line: str, words, comment: str, raw=()):
     if not s:
         return None
     kw = [w for w in words if w]
-    code, kend = F.CODE_UNKNOWN, 0
+    code, kend = T.CODE_UNKNOWN, 0
     for w in sorted(kw, key=len, reverse=True):
         if s.startswith(w) and (len(s) == len(w) or s[len(w)] in " \t\r=(" or s[len(w)] in comment):
             code, kend = kw.index(w) + 1, len(w)
             break
-    if code == F.CODE_UNKNOWN:
+    if code == T.CODE_UNKNOWN:
         if s[0] in comment:
             return None
         if s[0] in "0123456789+-.":
-            code = F.CODE_NUMBERS
+            code = T.CODE_NUMBERS
         else:
             return code, [], []
     if code > 0 and kw[code - 1] in raw:
@@ -152,15 +153,15 @@ def _ref_line(line: str, words, comment: str, raw=()):
             m = _NUM.match(s, j)
             end = m.end() if m else j
             if not m or (end < len(s) and not (s[end] in " \t\r,;" or s[end].isascii() and s[end].isalpha())):
-                return F.CODE_BAD, None, None
+                return T.CODE_BAD, None, None
             vals.append(float(m.group(0)))
             t = prev.upper() if prev.isascii() and prev.isalpha() and (j < 2 or s[j - 2] in " \t\r=,") else ""
             tags.append(ord(t) if t else 0)
             prev, j = "0", end
             continue
         prev, j = c, j + 1
-    if len(vals) > F.MAX_SLOTS:
-        return F.CODE_BAD, None, None
+    if len(vals) > T.MAX_SLOTS:
+        return T.CODE_BAD, None, None
     return code, vals, tags
 
 
@@ -187,7 +188,7 @@ def test_tokenizer_matches_a_plain_reading_of_random_lines():
     for q, (line_no, (code, vals, tags)) in enumerate(want):
         assert out["lines"][q] == line_no
         assert out["codes"][q] == code, (lines[line_no - 1], out["codes"][q], code)
-        if code == F.CODE_BAD:
+        if code == T.CODE_BAD:
             continue
         nv = out["nvals"][q]
         assert nv == len(vals), lines[line_no - 1]

@@ -27,6 +27,7 @@ FIELD = {"power_field_path": FIELD_FILE, "power_field_voxel_um": [5.0, 5.0, 1.0]
 RAMP = {"power_ramp_width_um": 4.0}
 BLOCKS = {"block_size_um": 20.0}          # the 36 µm part spans 2 x 2 blocks
 CLIP = {"depth_mode": "exponential", "attenuation_length_um": 1.0, "allow_power_clip": False}
+TREE = {"_input": "tree.swc", "strategy": "vessel-wall"}   # centerline keys run on a vessel tree
 
 #: key -> (other valid value, the setting it matters in)
 CHANGES = {
@@ -79,6 +80,10 @@ CHANGES = {
     "scale": ([1.5, 1.5, 1.2], {}),
     "order": ({"hatch": "inside-out"}, {}),
     "kind_order": (["hatch", "contour"], {}),
+    "wall_um": (3.0, TREE),
+    "closed_ends": (True, TREE),                  # sealed lumen: refused
+    "voxel_lateral_um": (2.0, TREE),              # 4 µm lumens under 3 voxels: refused
+    "voxel_axial_um": (3.0, TREE),                # under 2 axial voxels: refused
 }
 
 
@@ -94,6 +99,7 @@ def disc_stl(folder):
 def part(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
     disc_stl(d)
+    (d / "tree.swc").write_text("1 3 0 0 10 3 -1\n2 3 20 0 10 3 1\n3 3 36 8 10 2 2\n4 3 36 -8 10 2 2\n")
     f = np.ones((8, 12, 12))
     f[:, :, 6:] = 0.8
     np.save(d / FIELD_FILE, f)
@@ -102,9 +108,9 @@ def part(tmp_path_factory):
 
 def fingerprint(part, overrides, tag):
     """The job's program (comment lines dropped) and manifest facts, or the error text."""
-    ov = {k: (str(part / v) if k == "power_field_path" else v) for k, v in overrides.items()}
+    ov = {k: (str(part / v) if k == "power_field_path" else v) for k, v in overrides.items() if k != "_input"}
     try:
-        res = slice_to_job(part / "disc.stl", part / f"job_{tag}", printer=PRINTER, overrides=ov, preview=False,
+        res = slice_to_job(part / overrides.get("_input", "disc.stl"), part / f"job_{tag}", printer=PRINTER, overrides=ov, preview=False,
                            overwrite=True)
     except BioslicerError as exc:
         return ("error", str(exc))

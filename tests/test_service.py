@@ -145,11 +145,13 @@ class Server:
         return self.http.post("/api/jobs", files={"file": (name, data, "application/octet-stream")},
                               data={k: str(v) for k, v in fields.items()})
 
-    def wait(self, job_id: str, statuses=("done", "failed", "cancelled"), timeout_s: float = 120.0) -> dict:
+    def wait(self, job_id: str, statuses=("done", "failed", "cancelled"), timeout_s: float = 120.0,
+             until=None) -> dict:
+        """Poll until the job is in one of ``statuses`` (and ``until(job)`` holds, when given)."""
         deadline = time.monotonic() + timeout_s
         while True:
             job = self.http.get(f"/api/jobs/{job_id}").json()
-            if job["status"] in statuses:
+            if job["status"] in statuses and (until is None or until(job)):
                 return job
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {job['status']} after {timeout_s} s: {job}")
@@ -277,6 +279,10 @@ def test_parameters_are_checked_like_the_cli(fake_server):
         ({"units": "inch"}, 400, "units 'inch'"),
         ({"params": "{not json"}, 400, "not valid JSON"),
         ({"strategy": "zigzag"}, 400, "strategy"),
+        ({"hatch_um": "1e-6"}, 400, "below the 0.001 µm position resolution"),       # issue 22: absurd sizes
+        ({"hatch_um": "1e308"}, 400, "hatch_um"),
+        ({"block_size_um": "0.001"}, 400, "block_size_um=0.001"),
+        ({"contour_count": "10000000000000000000000"}, 400, "contour_count"),
     ]
     before = len(s.http.get("/api/jobs").json())
     for fields, status, text in cases:
@@ -343,7 +349,8 @@ def test_cancel_while_slicing_and_while_queued_then_delete(fake_server):
 
 def _cancel_and_delete(s):
     a = s.upload("a.stl", box_stl()).json()
-    running = s.wait(a["id"], statuses=("slicing",))
+    # the worker claims the job (total 0) before the slicer reports its first step: wait for that step
+    running = s.wait(a["id"], statuses=("slicing",), until=lambda j: j["progress"]["total"] > 0)
     b = s.upload("b.stl", box_stl()).json()
     time.sleep(0.3)
     assert s.http.get(f"/api/jobs/{b['id']}").json()["status"] == "queued"  # one worker, busy with a

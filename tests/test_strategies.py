@@ -2,6 +2,7 @@
 contour offsets, min-length drops, scaffold fraction, lattice pitch, channels left empty."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from bioslicer.printers import load_printer
 from bioslicer.recipe import Recipe
 from bioslicer.toolpath import Kind
 
-P = load_printer("nanoscribe-gt2-25x")
+# oil-immersion-like light side (depth counted from the part bottom); the bundled 25x is DiLL (from above)
+P = replace(load_printer("nanoscribe-gt2-25x"), light_from="below")
 
 
 def _solid(mesh):

@@ -66,8 +66,8 @@ def test_gwl_per_point_power_and_include(tmp_path):
 def test_gwl_unknown_command_and_bad_point(tmp_path):
     rep = validate_program(_write(tmp_path, "u.gwl", GWL_OK + "Frobnicate 3\n1 2\n"), "nanoscribe-gt2-25x")
     assert [v.line for v in rep.violations] == [8, 9]
-    assert rep.violations[0].message.startswith("unknown command")
-    assert rep.violations[1].message.startswith("a point line needs 3 numbers")
+    assert rep.violations[0].message.startswith("GWL command 'Frobnicate' is not known")
+    assert rep.violations[1].message.startswith("a point needs 3 numbers")
 
 
 GCODE = """; hand-written, origin 12500 12500 1000

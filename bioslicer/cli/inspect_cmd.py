@@ -17,12 +17,17 @@ def _fmt3(a) -> str:
 @click.option("--repair", is_flag=True,
               help="Merge vertices, drop collapsed and duplicate faces, fix winding and normals, fill holes of up to 64 edges.")
 @printer_option
+@click.option("--radius-array", default=None, metavar="NAME",
+              help="Radius point array of a .vtp/.vtk centerline [default: MaximumInscribedSphereRadius, then Radius].")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Recipe fields for the centerline checks (strategy, wall_um, voxel_lateral_um, ...).")
 @click.option("--out", "-o", "out", type=click.Path(dir_okay=False), default=None,
               help="Write the (repaired) mesh in µm to this file (.stl, .ply, .obj, .off, .glb).")
 @click.option("--check", is_flag=True,
               help="Exit 1 with the reason when the mesh cannot be sliced (the check slicing commands run).")
 @json_option
-def inspect_(mesh: str, units: str, repair: bool, printer: str, out: str | None, check: bool, as_json: bool) -> None:
+def inspect_(mesh: str, units: str, repair: bool, printer: str, radius_array, sets, out: str | None, check: bool,
+             as_json: bool) -> None:
     """Report what is in a mesh and whether it can be sliced.
 
     Counts, bounds and size in µm, volume, bodies, watertightness, winding, holes (with their
@@ -39,7 +44,12 @@ def inspect_(mesh: str, units: str, repair: bool, printer: str, out: str | None,
       bioslicer inspect broken.obj --repair --out fixed.stl
       bioslicer inspect meshes/channel_block.stl --json
       bioslicer inspect part.stl --check && bioslicer slice part.stl -o job/
+      bioslicer inspect tree.swc --set strategy=vessel-wall --set wall_um=4
     """
+    from ..centerline import is_centerline_path
+
+    if is_centerline_path(mesh):
+        return _inspect_tree(mesh, units, printer, radius_array, sets, check, as_json)
     from ..mesh import Solid, _prepare, _read_file, inspect_mesh, load_mesh, save_mesh
 
     report = inspect_mesh(mesh, units=units, repair=repair, printer=printer)
@@ -104,3 +114,51 @@ def inspect_(mesh: str, units: str, repair: bool, printer: str, out: str | None,
     click.echo("status      " + ("ok: can be sliced" if r["ok"] else "NOT sliceable as is"))
     if check and not r["ok"]:
         load_mesh(mesh, units=units, repair=repair, printer=printer)  # raises the one-line reason
+
+
+def _inspect_tree(path, units, printer, radius_array, sets, check, as_json) -> None:
+    """`bioslicer inspect` of a centerline file: the tree, Murray exponents and the perfusion checks."""
+    from ..centerline import inspect_tree, load_tree
+    from ..errors import BioslicerError
+    from ..perfusion import check_perfusion
+    from ..pipeline import resolve_recipe
+    from ..printers import load_printer
+    from ..recipe import recipe_overrides_from_cli
+
+    tree = load_tree(path, units=units, radius_array=radius_array)
+    rec = resolve_recipe(load_printer(printer), None, recipe_overrides_from_cli(list(sets)))
+    r = inspect_tree(tree, rec)
+    try:
+        pf = check_perfusion(tree, rec)
+        pf.pop("voids", None)
+        r["perfusion"] = pf
+        r["ok"] = True
+    except BioslicerError as exc:
+        r["perfusion"] = {"error": str(exc)}
+        r["ok"] = False
+    if as_json:
+        echo_json(r)
+    else:
+        click.echo(f"centerline  {r['file']}  ({r['format']}, {r['units']}, sha256 {r['sha256'][:12]})")
+        click.echo(f"tree        {r['vessels']} vessels, {r['segments']} segments, {r['bifurcations']} bifurcations"
+                   f" (+{r['multifurcations']} multi), {r['terminals']} terminals, {r['components']} part(s),"
+                   f" {r['cycles']} loop(s)")
+        click.echo(f"length      {r['length_um']:.6g} µm    radius {r['radius_um'][0]:.4g} .. {r['radius_um'][1]:.4g} µm")
+        click.echo(f"bounds      {_fmt3(r['bounds_um'][0])}  ..  {_fmt3(r['bounds_um'][1])} µm")
+        if r["murray"]:
+            ks = ", ".join("-" if b["murray_exponent"] is None else f"{b['murray_exponent']:.2f}" for b in r["murray"][:12])
+            more = " ..." if len(r["murray"]) > 12 else ""
+            click.echo(f"murray      exponent per bifurcation: {ks}{more} (median {r['murray_exponent_median']})")
+        click.echo(f"overlap     {r['repeated_segments']} repeated segment(s)"
+                   + (" (overlapping paths print once)" if r["overlapping_paths"] else ""))
+        pf = r["perfusion"]
+        if "error" in pf:
+            click.echo(f"perfusion   {rec.strategy}: REFUSED: {pf['error']}")
+        else:
+            ends = f", open ends {len(pf['openings'])}, sealed ends {len(pf['sealed_ends'])}" if "openings" in pf else ""
+            click.echo(f"perfusion   {rec.strategy}: enclosed voids {pf['enclosed_void_um3']:.4g} µm³{ends}")
+        for w in r.get("warnings", []):
+            click.echo(f"warning     {w}")
+        click.echo("status      " + ("ok: can be sliced" if r["ok"] else "NOT sliceable as is"))
+    if check and not r["ok"]:
+        raise BioslicerError(r["perfusion"]["error"])

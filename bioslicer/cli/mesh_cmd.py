@@ -84,9 +84,11 @@ def mesh() -> None:
 @mesh.command("vessel-tree")
 @output_option
 @_tree_options
+@click.option("--swc", type=click.Path(dir_okay=False), default=None, metavar="TREE.swc",
+              help="Also write the tree's centerlines and radii as SWC (µm).")
 @json_option
 def vessel_tree_cmd(output, levels, root_radius_um, root_length_um, branching_angle_deg, seed, sections,
-                    size_um, as_json) -> None:
+                    size_um, swc, as_json) -> None:
     """A bifurcating vessel tree (Murray's law), one tube shell per segment, not unioned.
 
     The tubes overlap at the joints like exported vessel meshes: each shell is closed, the
@@ -96,11 +98,20 @@ def vessel_tree_cmd(output, levels, root_radius_um, root_length_um, branching_an
     Examples:
       bioslicer mesh vessel-tree -o meshes/vessel_tree.stl
       bioslicer mesh vessel-tree -o tree.stl --levels 5 --root-radius-um 80 --seed 7 --json
+      bioslicer mesh vessel-tree -o meshes/vessel_tree.stl --swc meshes/vessel_tree.swc
     """
     params = dict(levels=levels, root_radius_um=root_radius_um, root_length_um=root_length_um,
                   branching_angle_deg=branching_angle_deg, seed=seed, sections=sections, box_um=list(size_um))
+    if swc is not None:   # the same tree as centerlines, checked before anything is written
+        swc_text = samples.vessel_tree_swc(**{k: v for k, v in params.items() if k != "sections"})
     m = samples.vessel_tree(**params)
-    _write(m, output, as_json, "vessel_tree", params)
+    _write(m, output, as_json and swc is None, "vessel_tree", params)
+    if swc is not None:
+        atomic_write_bytes(Path(swc), swc_text.encode("utf-8"))
+        if as_json:
+            echo_json({"path": str(output), "swc": str(swc), "sample": "vessel_tree", "parameters": params})
+        else:
+            click.echo(f"wrote {swc}: the centerlines as SWC (µm)")
 
 
 @mesh.command("channel-block")
@@ -186,3 +197,30 @@ def calibration_cmd(output, as_json) -> None:
     """
     m = samples.calibration()
     _write(m, output, as_json, "calibration", {})
+
+
+@mesh.command("from-centerline")
+@click.argument("tree", type=click.Path(dir_okay=False))
+@output_option
+@click.option("--units", type=click.Choice(["um", "mm", "nm"]), default="um", show_default=True,
+              help="Length unit of the centerline file.")
+@click.option("--radius-array", default=None, metavar="NAME", help="Radius point array of a .vtp/.vtk file.")
+@click.option("--sections", type=int, default=32, show_default=True, help="Segments per sphere circle.")
+@json_option
+def from_centerline_cmd(tree, output, units, radius_array, sections, as_json) -> None:
+    """The vessel tree of a centerline file (.swc .vtp .vtk .json .csv) as one closed mesh.
+
+    The same geometry the slicer uses (the union of the hulls of each segment's end spheres),
+    unioned with manifold3d, for other tools.
+
+    \b
+    Examples:
+      bioslicer mesh from-centerline meshes/vessel_tree.swc -o tree_union.stl
+      bioslicer mesh from-centerline centerlines.vtp --units mm -o vessels.stl
+    """
+    from ..centerline import load_tree
+
+    if not 6 <= sections <= 256:
+        raise BioslicerError(f"sections must be 6..256 (got {sections}); fix --sections")
+    t = load_tree(tree, units=units, radius_array=radius_array)
+    _write(t.to_trimesh(sections), output, as_json, "from_centerline", {"tree": str(tree), "units": units})

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from .._data import dialect_names
 from ..errors import BioslicerError
 from ..printers import load_printer
 from ..progress import terminal_bar
 from .common import echo_json, json_option, printer_option
 
-_DIALECT_CHOICE = click.Choice(["gwl", "gcode", "aerobasic", "waveform", "voxel"])
+_DIALECT_CHOICE = click.Choice(dialect_names())
 
 
 @click.command("validate")
@@ -40,13 +41,16 @@ def validate(program: str, printer: str, dialect: str | None, max_violations: in
     report = validate_program(program, load_printer(printer), dialect, max_violations=max_violations)
     if as_json:
         echo_json(report.to_dict())
+    if not as_json:
+        for v in report.notes:
+            click.echo(f"note: {v}", err=True)
+        if report.n_notes > len(report.notes):
+            click.echo(f"note: ... and {report.n_notes - len(report.notes)} more note(s)", err=True)
     if not report.ok:
         if not as_json:
             for v in report.violations[1:]:
                 click.echo(f"  {v}", err=True)
-        v = report.first()
-        more = f" (and {report.n_violations - 1} more)" if report.n_violations > 1 else ""
-        raise BioslicerError(f"{v}{more}")
+        raise BioslicerError(report.summary())
     if not as_json:
         click.echo(f"ok: {report.path}: {report.n_moves} moves within the limits of {report.printer} "
                    f"({report.dialect})")

@@ -64,8 +64,15 @@ def parse_scale(text: str) -> list:
 @click.option("--dialect", default=None, help="Program dialect [default: the printer's].")
 @units_option
 @click.option("--repair", is_flag=True, help="Repair the mesh (merge, drop degenerate faces, fix winding, fill small holes).")
+@click.option("--radius-array", default=None, metavar="NAME",
+              help="Radius point array of a .vtp/.vtk centerline [default: MaximumInscribedSphereRadius, then Radius].")
+@click.option("--allow-sealed", is_flag=True, help="Slice a vessel-wall/channels job even when it encloses sealed voids.")
+@click.option("--allow-narrow", is_flag=True, help="Slice even when a lumen is too narrow to stay open when printed.")
 @click.option("--zip", "as_zip", is_flag=True, help="Also write <job>.zip.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing job folder.")
+@click.option("--force", is_flag=True,
+              help="Slice with parameters that look implausible for the printer (below its resolution, "
+                   "beyond its field, a print of months); never past this machine's memory or disk.")
 @click.option("--no-preview", is_flag=True, help="Skip the preview PNG.")
 @click.option("--workers", type=int, default=None,
               help="Slice the blocks on a local Dask cluster of N worker processes.")
@@ -76,8 +83,10 @@ def parse_scale(text: str) -> list:
               help="Start a dask-jobqueue cluster (Slurm/PBS/SGE) from a TOML/YAML file.")
 @json_option
 def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets,
-           keep_position, allow_floating, allow_power_clip, scale, dialect, units, repair, as_zip, overwrite, no_preview, workers, scheduler, cluster_config, as_json):
-    """Slice MESH (or a plate.toml listing several parts) into a job folder for a printer.
+           keep_position, allow_floating, allow_power_clip, scale, dialect, units, repair, radius_array, allow_sealed,
+           allow_narrow, as_zip, overwrite, force, no_preview, workers, scheduler, cluster_config, as_json):
+    """Slice MESH (a mesh, vessel centerlines: .swc .vtp .vtk .json .csv, or a plate.toml listing several
+    parts) into a job folder.
 
     The job holds the program in the printer's dialect, manifest.json (hashes, parameters, counts,
     estimate, validation), report.txt and preview.png. Nothing is left behind on an error.
@@ -92,6 +101,8 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
       bioslicer slice plate.toml -o out/plate_job
       bioslicer slice meshes/channel_block.stl --workers 2 -o out/job
       bioslicer slice big_tree.stl --scheduler tcp://head-node:8786 -o /shared/jobs/tree
+      bioslicer slice tree.swc --strategy vessel-wall --set wall_um=8 -o out/wall_job
+      bioslicer slice centerlines.vtp --units mm --strategy channels -o out/chip_job
     """
     from ..pipeline import slice_to_job
 
@@ -104,7 +115,8 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
     if scale is not None:
         ov["scale"] = parse_scale(scale)
     kwargs = dict(printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair, zip=as_zip,
-                  overwrite=overwrite, preview=not no_preview, progress=terminal_bar(), dialect=dialect)
+                  overwrite=overwrite, force=force, preview=not no_preview, progress=terminal_bar(), dialect=dialect,
+                  radius_array=radius_array, allow_sealed=allow_sealed, allow_narrow=allow_narrow)
     if mesh.suffix.lower() == ".toml":       # a plate: several parts, each with its own recipe
         from ..plate import plate_to_job
         from ..printers import load_printer
@@ -141,4 +153,11 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
                f"{c['mark_length_um'] / 1000:.1f} mm marked")
     click.echo(f"  estimate {int(est // 3600)}:{int(est % 3600 // 60):02d}:{int(est % 60):02d} (h:mm:ss)")
     click.echo(f"  checked  against {m['printer']['name']}: ok, {m['validation'].get('n_moves', 0):,} moves")
+    pf = m.get("perfusion") or {}
+    if pf:
+        ends = f", {len(pf['openings'])} open vessel ends" if pf.get("openings") is not None else ""
+        click.echo(f"  perfusion enclosed voids {pf['enclosed_void_um3']:.4g} µm³{ends} "
+                   f"(flooded at {pf['voxel_um'][0]:g} x {pf['voxel_um'][2]:g} µm)")
+        for w in pf.get("warnings", []):
+            click.echo(f"  warning  {w}")
     click.echo(f"  took     {res.timings_s['total_s']:.1f} s")

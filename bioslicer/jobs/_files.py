@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..fileio import copy_file_fsync as _copy_file_fsync  # noqa: F401 (used by submit)
 from ..fileio import sha256_file as _sha256_size
 
 PARTIAL_MARK = ".partial-"
@@ -48,20 +49,6 @@ def _write_bytes_fsync(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _copy_file_fsync(src: Path, dst: Path) -> None:
-    """Copy ``src`` to a new file ``dst`` (refused if it exists) and fsync it."""
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with open(src, "rb", buffering=0) as fh:
-            buf = bytearray(_CHUNK)
-            view = memoryview(buf)
-            while n := fh.readinto(buf):
-                _write_all(fd, view[:n])
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -150,6 +150,19 @@ def job_summary(manifest: dict) -> str:
                 row("", f"{v.get('file', '?')}:{v.get('line', '?')}: {v.get('message', '')}")
             else:
                 row("", str(v))
+    pf = manifest.get("perfusion")
+    if isinstance(pf, dict) and "enclosed_void_um3" in pf:
+        ends = f", {len(pf['openings'])} open vessel end(s)" if isinstance(pf.get("openings"), list) else ""
+        row("Perfusion", f"enclosed voids {pf['enclosed_void_um3']:.4g} µm³{ends} (unprinted space flooded from "
+            "outside)")
+    cmp = manifest.get("compare")
+    if isinstance(cmp, dict) and "design_um3" in cmp:
+        v = cmp.get("voxel_um") or [0, 0, 0]
+        row("Design/print", f"printed {cmp['printed_um3']:,.0f} of {cmp['design_um3']:,.0f} µm³ designed "
+            f"({cmp['difference_pct']:+.2f} %): missing {cmp['missing_um3']:,.0f}, extra {cmp['extra_um3']:,.0f} µm³ "
+            f"(voxels {v[0]:g} x {v[1]:g} x {v[2]:g} µm, from the program)")
+    elif isinstance(cmp, dict) and cmp.get("skipped"):
+        row("Design/print", f"not compared at slice time: {cmp['skipped']}")
     rec = manifest.get("recipe") or {}
     if isinstance(rec, dict) and rec:
         keys = [k for k in RECIPE_HIGHLIGHTS if rec.get(k) is not None]

@@ -9,6 +9,7 @@
 * :mod:`.stitch` - clipping marks to the sheared cells of a block grid (pieces and their source mark).
 * :mod:`.order` - scan order inside every (block, layer) run (the order, reversals, rotations).
 * :mod:`.measure` - mark lengths (the one kernel), closed contours, jumps, transition times.
+* :mod:`.meshops` - mesh intake: exact vertex welding (hash table), per-face signed volumes.
 
 The Python drivers (:mod:`bioslicer.slicing`, :mod:`bioslicer.stitching`, :mod:`bioslicer.ordering`,
 :mod:`bioslicer.estimate`) validate inputs, size the outputs and call these; per-mark fields are

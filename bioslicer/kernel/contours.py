@@ -51,7 +51,7 @@ def chain_rings(V, F, face_edges, n_edges, bstart, btri, layer_pos, layer_z, chu
         for k in range(k0, k1):
             p = layer_pos[k]
             tris = btri[bstart[p]:bstart[p + 1]]
-            n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, face_edges, e0, e1, True)
+            n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, face_edges, e0, e1, np.bool_(True))
             for i in range(n):
                 edge_seg[e0[i]] = i
                 used[i] = False

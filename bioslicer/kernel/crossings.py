@@ -299,7 +299,7 @@ def _sort_row(u, s, a, b):
         ts = s[a]
         s[a] = s[a + end]
         s[a + end] = ts
-        _sift_down(u, s, a, 0, end)
+        _sift_down(u, s, a, np.int64(0), end)  # np.int64: a literal 0 would compile a second copy
 
 
 @njit(cache=True)
@@ -460,7 +460,7 @@ def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, d
         for k in range(k0, k1):
             p = layer_pos[k]
             tris = btri[bstart[p]:bstart[p + 1]]
-            n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, dummy_e, e0, e1, False)
+            n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, dummy_e, e0, e1, np.bool_(False))
             _rotate(x0, y0, x1, y1, n, cos_a[k], sin_a[k])
             cnt, a, b = _row_ranges(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], sj0, sj1)
             ncross[k] = cnt
@@ -512,7 +512,7 @@ def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy
                 continue
             p = layer_pos[k]
             tris = btri[bstart[p]:bstart[p + 1]]
-            n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, dummy_e, e0, e1, False)
+            n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, dummy_e, e0, e1, np.bool_(False))
             _rotate(x0, y0, x1, y1, n, cos_a[k], sin_a[k])
             nr, ns = _layer_spans(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], jmin[k],
                                   jmax[k] - jmin[k] + 1, rule, cos_a[k], sin_a[k], has_region, bx0, by0, bx1,

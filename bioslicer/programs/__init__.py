@@ -13,7 +13,7 @@ Public entries
 :func:`read_program`
     Program -> :class:`Moves` (struct of arrays, one row per move, µm / mW / µm/s).
 :func:`validate_program`
-    Program -> :class:`~bioslicer.validate.ValidationReport`.
+    Program -> :class:`~bioslicer.programs.checks.ValidationReport`.
 :data:`DIALECTS`
     Name -> :class:`Dialect` (writer and reader). A new dialect is a module here with
     ``prepare``, ``write_block``, ``write_main`` and ``iter_moves`` plus a ``gcode/<name>.toml``.
@@ -30,13 +30,14 @@ from typing import Callable
 
 import numpy as np
 
+from .._data import dialect_names
 from ..errors import BioslicerError
 from ..printers import load_printer
 from ..progress import silent
 from ..recipe import FIND_INTERFACE
-from ..validate import ValidationReport, Violation, validate_program
 from . import aerobasic, gcode, gwl, voxel, waveform
-from ._format import sha256_file
+from ..fileio import sha256_file
+from .checks import ValidationReport, Violation, check_moves, limits
 from .dialects import DialectSpec, Moves, block_runs, load_spec
 
 __all__ = ["DIALECTS", "FIND_INTERFACE", "BlockPart", "Dialect", "Moves", "ProgramFiles", "ProgramWriter", "ValidationReport",
@@ -87,6 +88,8 @@ DIALECTS: dict[str, Dialect] = {
     "voxel": Dialect("voxel", voxel, "rasterising voxels", check_min_speed=False, check_speed=False,
                      one_block=True),
 }
+if set(DIALECTS) != set(dialect_names()):  # the one registry of names: gcode/*.toml
+    raise ImportError(f"dialect modules {sorted(DIALECTS)} and definitions gcode/*.toml {dialect_names()} differ")
 
 
 @dataclass
@@ -242,6 +245,10 @@ class ProgramWriter:
             raise BioslicerError("the toolpath is not stitched into blocks; stitch it before writing a program")
         self.blocks = blocks
         self.out_dir = Path(out_dir).absolute()
+        # made here, by whoever plans the job: block writers (maybe on other machines) create
+        # folders only below it, so a block still running after the job was removed cannot
+        # bring the folder back
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.provenance = dict(provenance or {})
         if find_interface not in FIND_INTERFACE:
@@ -296,6 +303,7 @@ class ProgramWriter:
                                  "program writer's; plan the blocks once and pass the same table")
         _check_finite(tp)
         d = DIALECTS[self.dialect]
+        self.staging.mkdir(parents=True, exist_ok=True)
         written, info = d.module.write_block(self, b, tp, self.staging)
         info = dict(info)
         info["n_points"] = int(tp.n_points)
@@ -381,9 +389,8 @@ class ProgramWriter:
                 report.violations = [Violation(rel(v.file), v.line, v.message) for v in report.violations]
                 report.path = str(self.out_dir / Path(files[0]).relative_to(staging))
                 if not report.ok:
-                    v = report.violations[0] if report.violations else None
-                    raise BioslicerError(f"program failed validation, nothing written: {v} ({report.n_violations} "
-                                         "violation(s)); fix the toolpath or choose a printer that can make it")
+                    raise BioslicerError(f"program failed validation, nothing written: {report.summary()}; fix the "
+                                         "toolpath or choose a printer that can make it")
             final = []
             for f in files:
                 dst = self.out_dir / Path(f).relative_to(staging)
@@ -506,11 +513,109 @@ def read_program(path, printer, dialect: str | None = None) -> Moves:
     Moves
         One row per move; lines the reader did not understand are listed in ``moves.problems``.
     """
+    printer, path, d = _open_program(path, printer, dialect)
+    parts = []
+    for mv in d.iter_moves(path, printer, d.spec):
+        if mv is None:      # the fast reader handed the program to the general reader: start again
+            parts = []
+            continue
+        parts.append(mv)
+    files = parts[-1].files if parts else [str(path)]
+    return Moves.concat(parts, files)
+
+
+# the first bytes of files that are not machine programs (meshes, archives, images)
+_NOT_PROGRAM = ((b"solid ", "an STL mesh"), (b"PK\x03\x04", "a zip archive (3MF?)"), (b"glTF", "a GLB mesh"),
+                (b"ply\n", "a PLY mesh"), (b"ply\r", "a PLY mesh"), (b"OFF", "an OFF mesh"), (b"\x89PNG", "a PNG image"))
+_MESH_EXT = (".stl", ".obj", ".ply", ".off", ".3mf", ".glb", ".gltf", ".npz", ".png")
+
+
+def _open_program(path, printer, dialect):
+    """(Printer, Path, Dialect) of a program to read; refuses a missing file or one that is no program."""
     printer = load_printer(printer)
     path = Path(path)
     if not path.exists():
         raise BioslicerError(f"program {path} not found")
     d = _dialect(guess_dialect(path, printer) if dialect is None else dialect, printer)
-    parts = list(d.iter_moves(path, printer, d.spec))
-    files = parts[-1].files if parts else [str(path)]
-    return Moves.concat(parts, files)
+    _refuse_non_program(path, d)
+    return printer, path, d
+
+
+def _refuse_non_program(path: Path, d: Dialect) -> None:
+    """One clear line for a file that is no text program at all (a mesh, an archive, binary data)."""
+    if d.name not in ("gwl", "gcode", "aerobasic"):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    what = next((w for magic, w in _NOT_PROGRAM if head.startswith(magic)), None)
+    if what is None and path.suffix.lower() in _MESH_EXT:
+        what = f"a {path.suffix.lower()} file"
+    if what is None and b"\0" in head:
+        what = "binary data"
+    if what is not None:
+        raise BioslicerError(f"{path.name} is not a machine program (it is {what}); validate the program file "
+                             f"a slice or export wrote (e.g. <name>_job.gwl, .gcode, .pgm)")
+
+
+def validate_program(path, printer, dialect: str | None = None, max_violations: int = 20) -> ValidationReport:
+    """Parse a program back and check every move against the printer.
+
+    A program with no moves fails ("nothing to print"); every line is read or reported by name:
+    lines that cannot move or expose are skipped with a note (``report.notes``), anything else
+    not understood is a violation.
+
+    Parameters
+    ----------
+    path : str or Path
+        The program's main file (GWL job file, .gcode, .pgm, waveform .csv, voxel .json).
+    printer : Printer or str
+        Profile or bundled name.
+    dialect : str, optional
+        Guessed from the file when None.
+    max_violations : int
+        How many violations (and notes) to keep in the report (all are counted).
+
+    Returns
+    -------
+    ValidationReport
+
+    Raises
+    ------
+    BioslicerError
+        Unknown dialect, missing file, or a file that is not a machine program at all.
+    """
+    printer, path, d = _open_program(path, printer, dialect)
+    if d.checks_while_reading:  # the reader checks every move and keeps only the failing ones
+        chunks = d.iter_moves(path, printer, d.spec, check=limits(printer, d.check_min_speed, d.check_speed))
+    else:
+        chunks = d.iter_moves(path, printer, d.spec)
+    found: list = []
+    notes: list = []
+    n_moves = n_bad = n_notes = 0
+    files: list = []
+    for seq, mv in enumerate(chunks):
+        if mv is None:      # the fast reader handed the program to the general reader: start again
+            found, notes, n_moves, n_bad, n_notes = [], [], 0, 0, 0
+            continue
+        files = mv.files
+        f, c = check_moves(mv, printer, max_violations, d.check_min_speed, d.check_speed) if len(mv) else ([], 0)
+        n_bad += c + len(mv.problems)
+        found += [(seq, i, fi, ln, msg) for i, fi, ln, msg in f]
+        # parse problems sort by line among the chunk's moves
+        for fi, ln, msg in mv.problems:
+            k = int(np.searchsorted(mv.line, ln)) if len(mv) else 0
+            found.append((seq, k, fi, ln, msg))
+        n_notes += len(mv.notes)
+        notes += mv.notes[:max(0, max_violations - len(notes))]
+        n_moves += len(mv) if mv.n_total is None else mv.n_total
+        if len(found) > 4 * max_violations:
+            found.sort(key=lambda t: (t[0], t[1], t[3]))
+            found = found[:max_violations]
+    found.sort(key=lambda t: (t[0], t[1], t[3]))
+    if n_moves == 0 and n_bad == 0:
+        found.append((0, 0, 0, 0, "nothing to print: the program has no moves"))
+        n_bad = 1
+    name = lambda fi: files[fi] if fi < len(files) else str(path)  # noqa: E731
+    viol = [Violation(name(fi), ln, msg) for _, _, fi, ln, msg in found[:max_violations]]
+    return ValidationReport(str(path), d.name, printer.name, n_bad == 0, n_moves, n_bad, viol,
+                            [Violation(name(fi), ln, msg) for fi, ln, msg in notes], n_notes)

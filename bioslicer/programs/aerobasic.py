@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import BioslicerError
 from . import _format as F
 from .dialects import program_origin_um, provenance_lines
+from .general import AeroBasicInterpreter, NeedsGeneral
 from .gcode import AXIS_FOCUS_STAGE, AXIS_GALVO, StepFormat, StepReader, emit_marks, finish_main, write_fragment
 
 
@@ -87,13 +88,27 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
 
 def iter_moves(path, printer, spec, check=None):
     """Yield :class:`Moves` chunks of an AeroBasic program (only the failing moves when ``check``
-    is (lim, flags) from :func:`~bioslicer.validate.limits`).
+    is (lim, flags) from :func:`~bioslicer.programs.checks.limits`).
 
     Galvo x, y are block-local on top of the x, y stage; Z is the absolute z stage, so the fine z
     is Z minus the block's z stage position.
     """
     fmt = _format(printer, spec)
     ax = _axes(printer)
-    rd = StepReader(fmt, spec, printer, [AXIS_GALVO, AXIS_GALVO, AXIS_FOCUS_STAGE], np.zeros(3),
-                    stage_letters=(ax["SX"], ax["SY"], ax["SZ"]), check=check)
-    yield from rd.iter_moves(path)
+    args = (fmt, spec, printer, [AXIS_GALVO, AXIS_GALVO, AXIS_FOCUS_STAGE], np.zeros(3))
+    kw = dict(stage_letters=(ax["SX"], ax["SY"], ax["SZ"]), check=check)
+    try:
+        yield from StepReader(*args, **kw, fast_words=_fast_words(fmt, printer)).iter_moves(path)
+    except NeedsGeneral:
+        yield None
+        can = AeroBasicInterpreter(fmt, printer, ax).read(Path(path))
+        yield from StepReader(*args, **kw, canonical=can).iter_moves(path)
+
+
+def _fast_words(fmt, printer) -> list[str]:
+    """Header words of the plain AeroBasic the fast reader reads (they agree with the profile)."""
+    words = ["ABSOLUTE", "VELOCITY ON", "END PROGRAM"]
+    if fmt.unit == "mm":    # PRIMARY: the controller's primary units, mm on these systems (the profile says mm)
+        words += ["METRIC", "PRIMARY"]
+    words.append("MINUTES" if printer.program.get("feed_per", "s") == "min" else "SECONDS")
+    return words

@@ -145,6 +145,8 @@ class Moves:
     problems: list = field(default_factory=list)
     # moves parsed for this chunk when a checking reader kept only the failing ones (None: all kept)
     n_total: int | None = None
+    # lines read but not checked, which cannot move or expose: (file index, line, message)
+    notes: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, dt in _MOVE_FIELDS.items():
@@ -164,6 +166,7 @@ class Moves:
         out = cls(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in _MOVE_FIELDS},
                   files=list(files))
         out.problems = [pr for p in parts for pr in p.problems]
+        out.notes = [nt for p in parts for nt in p.notes]
         return out
 
     def points(self) -> np.ndarray:
@@ -282,7 +285,7 @@ def reader_power(printer, check):
     if printer.calibration == "linear":
         return (*printer.power_from_program_ratio(), check, None)
     if check is not None:
-        from ..validate import _L_PMAX
+        from .checks import _L_PMAX
 
         lim, flags = check
         lim = lim.copy()

@@ -21,11 +21,14 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import BioslicerError
+from ..fileio import AtomicFile
 from . import _format as F
+from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
-from ..validate import N_LIMITS, move_bits
+from .checks import N_LIMITS, move_bits
 from .dialects import (line_ending, moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines,
                        reader_power)
+from .general import GcodeInterpreter, NeedsGeneral, canonical_chunks
 
 # ----------------------------------------------------------------------------- writing (shared)
 _J, _M, _P, _ON, _OFF = range(5)
@@ -185,9 +188,10 @@ def emit_marks(fmt: StepFormat, printer, toolpath, m0, m1, offset_um, fh, buf=No
 # ----------------------------------------------------------------------------- reading (shared)
 _ERR = {2: "unknown command (not in the dialect definition or the printer's commands)",
         3: "malformed number",
-        4: "a move needs at least one axis value",
-        5: "the power command needs a number",
-        6: "the stage moves with the laser on; switch the laser off first"}
+        4: "a move needs at least one axis value, and no other word",
+        5: "the power command needs one number",
+        6: "the stage moves with the laser on; switch the laser off first",
+        7: "more words after a word that takes no number"}
 
 
 # how a step program's axis values become machine coordinates (per axis, see _read_step)
@@ -202,12 +206,12 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
                err_line, err_kind, total):
     """State machine over step-dialect records; moves in µm, mW, µm/s.
 
-    K keyword codes [jump, mark, power, laser_on, laser_off]; mtag (3,) axis letters of moves,
+    K keyword codes [jump, mark, power, laser_on, laser_off, set_origin]; mtag (3,) axis letters of moves,
     stag (3,) stage axis letters (0: none), ftag feed letter; st float64 state (program units)
     [x, y, z, sx, sy, sz, power, laser, feed, power_line, block, block_started]. ``scale`` µm
     per program unit, ``feed_s`` seconds per feed time unit, power mW = value * pa / pb;
     ``amode`` (3,) AXIS_* per axis, ``origin`` (3,) µm. Every move is written when ``check`` is
-    False; only the moves failing :func:`~bioslicer.validate.move_bits` when True, ``total[0]``
+    False; only the moves failing :func:`~bioslicer.programs.checks.move_bits` when True, ``total[0]``
     counting all. Returns (moves written, errors).
     """
     n = 0
@@ -222,6 +226,22 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
             continue
         if c <= 0:
             continue
+        if c == K[5]:
+            # the writer's set-origin line (G92 X0 Y0 Z0, POSOFFSET SET ... 0): a no-op while the
+            # program stands at its origin (as at the start); anywhere else the general reader reads it
+            if nvals[r] > 0 or st[0] != 0 or st[1] != 0 or st[2] != 0 or st[3] != 0 or st[4] != 0 or st[5] != 0:
+                if ne < err_line.shape[0]:
+                    err_line[ne] = lines[r]
+                    err_kind[ne] = 7
+                ne += 1
+            continue
+        if c != K[0] and c != K[1] and c != K[2] and nvals[r] > 0:
+            # a word without numbers (laser on/off, G90, ...) followed by more words: the general reader
+            if ne < err_line.shape[0]:
+                err_line[ne] = lines[r]
+                err_kind[ne] = 7
+            ne += 1
+            continue
         if c == K[0] or c == K[1]:
             stage = False
             if c == K[0]:
@@ -230,9 +250,19 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
                         stage = True
             if stage:
                 for k in range(nvals[r]):
+                    known = False
                     for a in range(3):
                         if tags[r, k] == stag[a]:
                             st[3 + a] = vals[r, k]
+                            known = True
+                    if not known:
+                        stage = False
+                if not stage:       # a word that is no stage axis: the general reader
+                    if ne < err_line.shape[0]:
+                        err_line[ne] = lines[r]
+                        err_kind[ne] = 4
+                    ne += 1
+                    continue
                 if st[11] > 0:
                     st[10] += 1
                 st[11] = 1
@@ -246,12 +276,17 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
             feed = -1.0
             for k in range(nvals[r]):
                 t = tags[r, k]
+                known = t != 0 and t == ftag
                 for a in range(3):
-                    if t == mtag[a]:
+                    if t != 0 and t == mtag[a]:
                         st[a] = vals[r, k]
                         got += 1
+                        known = True
                 if t == ftag:
                     feed = vals[r, k]
+                if not known:       # another word on a move line (S, M, an axis, ...): the general reader
+                    got = 0
+                    break
             if got == 0:
                 if ne < err_line.shape[0]:
                     err_line[ne] = lines[r]
@@ -296,7 +331,7 @@ def _read_step(codes, lines, nvals, vals, tags, K, has_on, mtag, stag, ftag, st,
             pln[n] = np.int64(st[9])
             n += 1
         elif c == K[2]:
-            if nvals[r] < 1:
+            if nvals[r] != 1:
                 if ne < err_line.shape[0]:
                     err_line[ne] = lines[r]
                     err_kind[ne] = 5
@@ -331,16 +366,23 @@ class StepReader:
     """Read a step-dialect file into :class:`Moves` chunks (µm, mW, µm/s).
 
     ``amode`` (3,) AXIS_* per axis, ``origin_um`` (3,) the program origin; ``check`` None or
-    (lim, flags) from :func:`~bioslicer.validate.limits` (then only failing moves are kept).
+    (lim, flags) from :func:`~bioslicer.programs.checks.limits` (then only failing moves are kept).
     """
 
     def __init__(self, fmt: StepFormat, spec, printer, amode, origin_um, stage_letters=("", "", ""),
-                 check=None) -> None:
+                 check=None, fast_words=(), canonical=None) -> None:
         self.fmt = fmt
         cmd = fmt.cmd
-        self.kw = F.Keywords([t.keyword for t in cmd.values()])
+        # the fast reader knows the move, power and laser words and the header words that agree with
+        # the profile (``fast_words``); any other word sends the program to the general reader
+        roles = ("jump", "mark", "power", "laser_on", "laser_off", "stage_move", "end")
+        origin_line = cmd["set_origin"].format() if "set_origin" in cmd else None
+        self.kw = T.Keywords([cmd[r].keyword for r in roles if r in cmd] + list(fast_words)
+                             + ([origin_line] if origin_line else []))
+        self.canonical = canonical
         roles = ("jump", "mark", "power", "laser_on", "laser_off")
-        self.K = np.array([self.kw.code.get(cmd[r].keyword, -99) if r in cmd else -99 for r in roles], np.int64)
+        self.K = np.array([self.kw.code.get(cmd[r].keyword, -99) if r in cmd else -99 for r in roles]
+                          + [self.kw.code.get(origin_line, -99) if origin_line else -99], np.int64)
         if self.K[0] == self.K[1]:
             raise BioslicerError(f"dialect {spec.name}: jump and mark commands must start with different words")
         self.has_on = "laser_on" in cmd
@@ -357,12 +399,23 @@ class StepReader:
         self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
 
     def iter_moves(self, path):
-        """Yield :class:`Moves` chunks of the file at ``path``."""
+        """Yield :class:`Moves` chunks of the file at ``path`` (of ``canonical.text`` when given).
+
+        Raises :class:`~bioslicer.programs.general.NeedsGeneral` at a line the fast reader cannot
+        read exactly (not when reading the general reader's plain text).
+        """
+        if self.canonical is not None:
+            yield from canonical_chunks(self._chunks(self.canonical.text, path), self.canonical)
+        else:
+            yield from self._chunks(path, path)
+
+    def _chunks(self, source, path):
         st = np.zeros(12)
         st[9] = -1
+        st[8] = np.nan           # no feed yet: a feed move names it
         files = [str(path)]
         out = None
-        for rec, _ in F.ChunkReader(path, self.kw, self.comment):
+        for rec, _ in T.ChunkReader(source, self.kw, self.comment):
             R = len(rec["codes"])
             if out is None or len(out["x"]) < R or not self.check:
                 out = new_move_arrays(max(R, 1))
@@ -374,6 +427,9 @@ class StepReader:
                                self.lim, self.flags, out["x"], out["y"], out["z"], out["lx"], out["ly"], out["lz"],
                                out["sx"], out["sy"], out["sz"], out["power_mw"], out["speed_um_s"], out["laser_on"],
                                out["jump"], out["block"], out["line"], out["power_line"], el, ek, total)
+            kinds = ek[:min(ne, 32)]
+            if self.canonical is None and ne and (ne > 32 or bool((kinds != 6).any())):
+                raise NeedsGeneral(path)
             mv = moves_from_arrays(n, 0, files, **out)
             if self.to_mw is not None:
                 self.to_mw(mv)
@@ -429,7 +485,7 @@ class DirectMain:
     def file(self, path: Path, head: str):
         """The open main file (created with ``head`` on first use)."""
         if self.fh is None:
-            self.fh = F.AtomicFile(path, hashed=False, fsync=False)
+            self.fh = AtomicFile(path, hashed=False, fsync=False)
             self.fh.write(head)
         return self.fh
 
@@ -456,7 +512,7 @@ def write_fragment(w, b: int, staging: Path, emit, head) -> tuple[list, dict]:
     if w.direct is not None:
         emit(w.direct.file(main_path(w, staging), head()))
         return [], {}
-    with F.AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable) as fh:
+    with AtomicFile(fragment_path(w, b, staging), hashed=w.durable, fsync=w.durable, root=w.out_dir) as fh:
         emit(fh)
     return [fh.written], {}
 
@@ -473,7 +529,7 @@ def finish_main(w, parts, counts: dict, staging: Path, head: str, tail: str) -> 
 def concat_main(main: Path, head: str, parts, root: Path, tail: str, fsync: bool = True) -> None:
     """Write ``head``, the parts' fragments (paths relative to ``root``) in order and ``tail``
     into ``main`` (temporary name, fsync, rename); the fragments are copied in the kernel."""
-    with F.AtomicFile(main, hashed=False, fsync=fsync) as fm:
+    with AtomicFile(main, hashed=False, fsync=fsync) as fm:
         fm.write(head)
         for part in parts:
             for rel in part.files:
@@ -519,9 +575,29 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     return finish_main(w, parts, counts, staging, _head(w, counts), fmt.cmd["end"].format() + fmt.eol)
 
 
+def fast_words(fmt, printer) -> list[str]:
+    """Header words of the plain G-code the fast reader reads (they agree with the profile)."""
+    words = ["G90", "G17"]
+    if fmt.unit == "mm":
+        words.append("G21")
+    if printer.program.get("feed_per", "s") == "min":
+        words.append("G94")
+    return words
+
+
 def iter_moves(path, printer, spec, check=None):
     """Yield :class:`Moves` chunks of a G-code program (only the failing moves when ``check`` is
-    (lim, flags) from :func:`~bioslicer.validate.limits`)."""
+    (lim, flags) from :func:`~bioslicer.programs.checks.limits`).
+
+    A program the fast reader cannot read line by line is read by
+    :class:`~bioslicer.programs.general.GcodeInterpreter`: then ``None`` is yielded first (drop
+    what came before) and the chunks of the general reading follow.
+    """
     fmt = _format(printer, spec)
-    rd = StepReader(fmt, spec, printer, [AXIS_SCAN_STAGE] * 3, program_origin_um(printer), check=check)
-    yield from rd.iter_moves(path)
+    args = (fmt, spec, printer, [AXIS_SCAN_STAGE] * 3, program_origin_um(printer))
+    try:
+        yield from StepReader(*args, check=check, fast_words=fast_words(fmt, printer)).iter_moves(path)
+    except NeedsGeneral:
+        yield None
+        can = GcodeInterpreter(fmt, printer).read(Path(path))
+        yield from StepReader(*args, check=check, canonical=can).iter_moves(path)

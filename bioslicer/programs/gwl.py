@@ -28,19 +28,25 @@ import numpy as np
 from numba import njit, prange
 
 from ..errors import BioslicerError
+from ..fileio import AtomicFile
 from . import _format as F
+from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
-from ..validate import N_LIMITS, move_bits
+from .checks import N_LIMITS, move_bits
 from .dialects import (line_ending, moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines,
                        reader_power)
+from .general import GwlInterpreter, NeedsGeneral, canonical_chunks
 
 _ROLES_OUT = ("point", "point_power", "write", "laser_power", "scan_speed", "power_values_on",
               "power_values_off", "z_offset")
 _ROLES_IN = ("write", "laser_power", "scan_speed", "power_scaling", "power_values_on", "power_values_off",
              "z_offset", "add_z_offset", "x_offset", "y_offset", "stage_x", "stage_y", "add_z_drive",
              "find_interface", "include", "galvo_mode", "piezo_mode", "connect_off", "connect_on",
-             "continuous_mode", "move_stage_x", "move_stage_y", "invert_z", "galvo_acceleration",
-             "stage_velocity", "piezo_settling")
+             "continuous_mode", "move_stage_x", "move_stage_y", "invert_z")
+# words the fast reader knows without a dialect template (the general reader explains the rest)
+_EXTRA_IN = {"move_stage_x": "MoveStageX", "move_stage_y": "MoveStageY", "invert_z": "InvertZAxis"}
+# words that cannot move or expose: read (and ignored) by the fast reader
+_NO_OP_IN = ("StageVelocity", "GalvoAcceleration", "PiezoSettlingTime", "TiltCorrectionOff")
 
 
 def _templates(spec, printer) -> F.TemplateSet:
@@ -256,7 +262,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     o = w.blocks.origin_um[b]
     st = o + program_origin_um(printer)
     folder, fname = _block_file(spec, w.name, b)
-    with F.AtomicFile(staging / folder / fname, hashed=w.durable, fsync=w.durable) as fb:
+    with AtomicFile(staging / folder / fname, hashed=w.durable, fsync=w.durable, root=w.out_dir) as fb:
         fb.write(f"{spec.comment} block {b}: origin x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
                  f"z {F.fmt(st[2], dec)} um, {toolpath.n_marks} marks{line_ending(printer, spec)}")
         _write_block(fb, toolpath, printer, ts, T, buf, 0, toolpath.n_marks, o, dec, pdec, vdec,
@@ -287,7 +293,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     fz = F.fmt(float(printer.program.get("find_interface_at_um", 0.0)), dec)
     main = staging / f"{w.name}{spec.get('main_suffix', '_job.gwl')}"
     files = [main]
-    with F.AtomicFile(main, hashed=False, fsync=w.durable) as fm:
+    with AtomicFile(main, hashed=False, fsync=w.durable) as fm:
         head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "gwl")]
         head.append(f"{cm} stage {'absolute (program.origin_um)' if absolute else 'relative to the start position'}"
                     f"; interface finding {mode}")
@@ -327,9 +333,9 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
 _ERR = {1: "a point line needs 3 numbers (x y z), or 4 (x y z p) after PowerValuesOn",
         2: "unknown command (not in the GWL dialect definition)",
         3: "malformed number",
-        4: "command needs a number"}
+        4: "command needs one number"}
 # state slots
-_SX, _SY, _SZ, _XO, _YO, _ZO, _LP, _PS, _SP, _PV, _NL, _PL, _BL = range(13)
+_SX, _SY, _SZ, _XO, _YO, _ZO, _LP, _PS, _SP, _PV, _NL, _PL, _BL, _FP = range(14)
 
 
 @njit(cache=True, error_model="numpy")
@@ -339,7 +345,7 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
 
     K: keyword codes in ``_ROLES_IN`` order; st: the carried state (``_SX`` ... ``_BL``); power in
     mW = program value * pa / pb. Moves go to x ... pln (µm, mW, µm/s): every move when ``check``
-    is False; when True only the moves that fail :func:`~bioslicer.validate.move_bits` (``lim``,
+    is False; when True only the moves that fail :func:`~bioslicer.programs.checks.move_bits` (``lim``,
     ``flags``). ``total[0]`` counts every move. Returns (moves written, next record, errors, stop
     at include).
     """
@@ -370,6 +376,8 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
                 vpw = st[_LP] * st[_PS] * pa / pb
                 vpl = np.int64(st[_PL])
             first = nl == 0
+            if first:
+                st[_FP] = lines[r]
             nl += 1
             tot += 1
             vx = st[_SX] + vlx
@@ -413,8 +421,8 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
             st[_PV] = 0
         elif c > 0 and (c == K[1] or c == K[2] or c == K[3] or c == K[6] or c == K[7] or c == K[8]
                         or c == K[9] or c == K[10] or c == K[11] or c == K[12] or c == K[13] or c == K[20]
-                        or c == K[21]):
-            if nvals[r] < 1:
+                        or c == K[21] or c == K[22]):
+            if nvals[r] != 1:
                 if ne < err_line.shape[0]:
                     err_line[ne] = lines[r]
                     err_kind[ne] = 4
@@ -458,33 +466,60 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
 class _Reader:
     """The GWL state machine over a main file and its includes, yielding :class:`Moves` chunks.
 
-    ``check`` None: every move; else (lim, flags) from :func:`~bioslicer.validate.limits`: only
-    the moves failing a check, each chunk's ``n_total`` counting all of them.
+    ``check`` None: every move; else (lim, flags) from :func:`~bioslicer.programs.checks.limits`: only
+    the moves failing a check, each chunk's ``n_total`` counting all of them. ``canonical``: read
+    the plain text of :class:`~bioslicer.programs.general.Canonical` (the general reader's
+    output) instead of files; else a line the fast reader cannot read raises
+    :class:`~bioslicer.programs.general.NeedsGeneral`.
     """
 
-    def __init__(self, printer, spec, check=None):
+    def __init__(self, printer, spec, check=None, canonical=None):
         self.printer = printer
         self.spec = spec
         cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
-        self.kw = F.Keywords([cmd[r].keyword for r in _ROLES_IN if r in cmd], raw=[cmd["include"].keyword])
+        for role, word in _EXTRA_IN.items():
+            cmd.setdefault(role, F.Template.parse(word + " {v}"))
+        words = [cmd[r].keyword for r in _ROLES_IN if r in cmd] + list(_NO_OP_IN)
+        self.kw = T.Keywords(words, raw=[cmd["include"].keyword])
         self.K = np.array([self.kw.code.get(cmd[r].keyword, -99) if r in cmd else -99 for r in _ROLES_IN],
                           dtype=np.int64)
         self.include_kw = cmd["include"].keyword
         self.files: list[str] = []
-        self.st = np.zeros(13)
+        self.st = np.zeros(14)
         self.st[_PS] = 1.0
         self.st[_PL] = -1
+        self.st[_LP] = np.nan     # no LaserPower and no ScanSpeed yet: the checks name them
+        self.st[_SP] = np.nan
         self.pa, self.pb, check, self.to_mw = reader_power(printer, check)
         self.check = check is not None
         self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
+        self.canonical = canonical
 
-    def run(self, path: Path, depth: int = 0):
+    def read(self, path: Path):
+        """All chunks of the program at ``path``, then the check that every list was written."""
+        if self.canonical is not None:
+            yield from canonical_chunks(self.run(self.canonical.text, Path(path)), self.canonical)
+            files = self.canonical.files
+        else:
+            yield from self.run(Path(path), Path(path))
+            files = self.files
+        if self.st[_NL] > 0:
+            mv = moves_from_arrays(0, 0, files, **new_move_arrays(0))
+            ln = int(self.st[_FP])
+            fi = 0
+            if self.canonical is not None:
+                fi, ln = int(self.canonical.src_file[ln]), int(self.canonical.src_line[ln])
+            mv.problems = [(fi, ln, f"{int(self.st[_NL])} point(s) from here on are never written: no Write closes "
+                                    "the list; end it with Write")]
+            yield mv
+
+    def run(self, source, path: Path, depth: int = 0):
         if depth > 8:
             raise BioslicerError(f"{path}: includes nest deeper than 8 levels; flatten the program")
         fidx = len(self.files)
         self.files.append(str(path))
         out = None
-        for rec, part in F.ChunkReader(path, self.kw, self.spec.comment):
+        for rec, part in T.ChunkReader(source, self.kw, self.spec.comment):
             R = len(rec["codes"])
             r = 0
             while r <= R:
@@ -500,6 +535,8 @@ class _Reader:
                                        out["z"], out["lx"], out["ly"], out["lz"], out["sx"], out["sy"], out["sz"],
                                        out["power_mw"], out["speed_um_s"], out["laser_on"], out["jump"],
                                        out["block"], out["line"], out["power_line"], el, ek, total)
+                if ne and self.canonical is None:
+                    raise NeedsGeneral(path)
                 mv = moves_from_arrays(n, fidx, self.files, **out)
                 if self.to_mw is not None:
                     self.to_mw(mv)
@@ -512,12 +549,9 @@ class _Reader:
                 rel = text.strip()[len(self.include_kw):].strip().strip('"').replace("\\", "/")
                 sub = path.parent / rel
                 if not sub.is_file():
-                    mv = moves_from_arrays(0, fidx, self.files, **out)
-                    mv.problems = [(fidx, int(rec["lines"][r2]), f"included file {rel} not found")]
-                    yield mv
-                else:
-                    yield from self.run(sub, depth + 1)
-                    self.st[_BL] += 1
+                    raise NeedsGeneral(path)   # the general reader looks for it case-insensitively, or says so
+                yield from self.run(sub, sub, depth + 1)
+                self.st[_BL] += 1
                 r = r2 + 1
                 if r >= R:
                     break
@@ -526,8 +560,15 @@ class _Reader:
 def iter_moves(path, printer, spec, check=None):
     """Yield :class:`Moves` chunks of a GWL program (following includes) in program order.
 
-    ``check`` (lim, flags) from :func:`~bioslicer.validate.limits`: yield only the moves that fail
+    ``check`` (lim, flags) from :func:`~bioslicer.programs.checks.limits`: yield only the moves that fail
     a check (``n_total`` on each chunk counts every move): validation without building every move.
+    A program the fast reader cannot read line by line is read by
+    :class:`~bioslicer.programs.general.GwlInterpreter`: then ``None`` is yielded first (drop
+    what came before) and the chunks of the general reading follow.
     """
-    rd = _Reader(printer, spec, check)
-    yield from rd.run(Path(path))
+    try:
+        yield from _Reader(printer, spec, check).read(Path(path))
+    except NeedsGeneral:
+        yield None
+        can = GwlInterpreter(spec).read(Path(path))
+        yield from _Reader(printer, spec, check, canonical=can).read(Path(path))

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import BioslicerError
-from . import _format as F
+from ..fileio import AtomicFile, AtomicPath
 from .dialects import mark_chunks, moves_from_arrays, program_origin_um, provenance_lines
 
 MAX_VOXELS = 1 << 31
@@ -86,7 +86,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
                              f"(over {MAX_VOXELS}); use larger voxels (program.voxel_um) or a smaller part")
     npy = staging / f"{w.name}{spec.get('array_suffix', '_power.npy')}"
     shape = (int(shape_xyz[2]), int(shape_xyz[1]), int(shape_xyz[0]))
-    ap = F.AtomicPath(npy, hashed=w.durable, fsync=w.durable)
+    ap = AtomicPath(npy, hashed=w.durable, fsync=w.durable, root=w.out_dir)
     with ap as tmp:
         vol = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(spec.get("dtype", "float32")), shape=shape)
         arr = np.asarray(vol)
@@ -123,7 +123,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
         "provenance": provenance_lines(counts, printer, w.provenance, "voxel"),
     }
     js = staging / f"{w.name}{spec.get('main_suffix', '_power.json')}"
-    with F.AtomicFile(js, hashed=False, fsync=w.durable) as fm:
+    with AtomicFile(js, hashed=False, fsync=w.durable) as fm:
         fm.write(json.dumps(side, indent=2, sort_keys=True) + "\n")
     return [js, npy]
 

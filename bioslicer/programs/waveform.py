@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import BioslicerError
-from . import _format as F
+from ..fileio import AtomicFile, AtomicPath
 from .dialects import moves_from_arrays, program_origin_um, provenance_lines
 
 
@@ -187,7 +187,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     laser = np.empty(n)
     _samples(*args, True, out, laser)
     path = staging / f"{w.name}{spec.get('block_suffix', '_block_{index:04d}.npz').format(index=b)}"
-    ap = F.AtomicPath(path, hashed=w.durable, fsync=w.durable)
+    ap = AtomicPath(path, hashed=w.durable, fsync=w.durable, root=w.out_dir)
     with ap as tmp:
         _deterministic_npz(tmp, {
             "x_v": out[:, 0] / upv[0], "y_v": out[:, 1] / upv[1], "z_v": out[:, 2] / upv[2], "laser_v": laser,
@@ -214,7 +214,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
         text += (f"# laser_v calibration {printer.calibration} (mw_per_volt above is the full-scale ratio only): "
                  f"min_fraction {printer.calibration_min_fraction:g}, table {list(printer.calibration_table)}\n")
     text += "".join(f"# file {p.name}\n" for p in files)
-    with F.AtomicFile(main, hashed=False, fsync=w.durable) as fm:
+    with AtomicFile(main, hashed=False, fsync=w.durable) as fm:
         fm.write(text)
     return [main] + files
 

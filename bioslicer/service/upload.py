@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import BioslicerError
 
-MESH_EXTENSIONS = (".stl", ".obj", ".ply", ".3mf")
+MESH_EXTENSIONS = (".stl", ".obj", ".ply", ".3mf", ".swc", ".vtp", ".vtk")   # meshes and vessel centerlines
 BUNDLE_EXTENSIONS = (".zip",)
 ALLOWED_EXTENSIONS = MESH_EXTENSIONS + BUNDLE_EXTENSIONS
 UNITS = ("um", "mm", "nm")
@@ -123,16 +123,10 @@ def check_bundle(path: Path, max_inflate_bytes: int) -> None:
 
 
 def check_recipe_budget(recipe, printer) -> None:
-    """THE call site of the issue-22 recipe / work-size check at upload (``bioslicer.budget``).
+    """The recipe checks the CLI makes before planning (:func:`bioslicer.budget.check_recipe`:
+    values that make no physical sense for the printer); BioslicerError becomes HTTP 400."""
+    from ..budget import check_recipe
 
-    Until that module is merged, the recipe validation above (``Recipe.updated``) and
-    :func:`bioslicer.exposure.check_exposure` are the checks; once ``bioslicer/budget.py`` with
-    ``check_recipe(recipe, printer)`` is present, it runs here too (BioslicerError -> 400).
-    """
-    try:
-        from ..budget import check_recipe
-    except ImportError:
-        return
     check_recipe(recipe, printer)
 
 

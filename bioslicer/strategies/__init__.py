@@ -12,6 +12,7 @@ from .common import Region, make_region
 from .lattice import gyroid_marks, woodpile_marks
 from .scaffold import scaffold_marks
 from .solid import solid_marks
+from .vessel_wall import vessel_wall_marks
 
 STRATEGY_FUNCTIONS = {
     "solid": solid_marks,
@@ -19,7 +20,8 @@ STRATEGY_FUNCTIONS = {
     "woodpile": woodpile_marks,
     "gyroid": gyroid_marks,
     "channels": channels_marks,
+    "vessel-wall": vessel_wall_marks,
 }
 
 __all__ = ["Region", "make_region", "solid_marks", "scaffold_marks", "woodpile_marks", "gyroid_marks",
-           "channels_marks", "STRATEGY_FUNCTIONS"]
+           "channels_marks", "vessel_wall_marks", "STRATEGY_FUNCTIONS"]

@@ -2,10 +2,12 @@
 empty, perfusable channels in a hydrogel block.
 
 The block is ``channel_block_size_um`` (x, y, z) centred on the mesh, or the mesh bounds plus
-``channel_margin_um`` on every side. Lumens meant to be perfused must reach the block faces
-(make the lumen mesh longer than the block, or give a block smaller than the mesh along the
-flow axis). The block is filled like the solid strategy (contours around the block and around
-every channel, hatch between).
+``channel_margin_um`` on every side. Inlets and outlets are opened: a centerline tree's terminals
+within the margin of a face are carried out through it (any block); a lumen mesh in a margin
+block is carried out wherever it meets the margin (compact sections next to its bounds, see
+``strategies/openings.py``); with a given block size a lumen mesh must reach the faces itself.
+The block is filled like the solid strategy (contours around the block and around every
+channel, hatch between).
 """
 
 from __future__ import annotations

@@ -173,6 +173,10 @@ def solid_bounds(solid) -> np.ndarray:
 def make_region(solid, recipe, window_um=None, owner=None) -> Region:
     """The part, or for ``strategy == 'channels'`` the block around it minus the part
     (``window_um``, ``owner``: see :class:`Region`)."""
+    if recipe.strategy == "vessel-wall":
+        from .vessel_wall import wall_region
+
+        return wall_region(solid, recipe, window_um, owner)
     if recipe.strategy != "channels":
         return Region(solid, window_um=window_um, owner=owner)
     b = solid_bounds(solid)
@@ -183,7 +187,16 @@ def make_region(solid, recipe, window_um=None, owner=None) -> Region:
     else:
         m = recipe.channel_margin_um
         lo, hi = b[0] - m, b[1] + m
-    return Region(solid, lo, hi, window_um=window_um, owner=owner)
+    openings = None
+    if hasattr(solid, "extended_through"):  # a centerline tree: carry terminals near a face through it
+        solid, openings = solid.extended_through(lo, hi, recipe.channel_margin_um)
+    elif recipe.channel_block_size_um is None and recipe.channel_margin_um > 0:   # a lumen mesh: open its ends
+        from .openings import opened_lumen
+
+        solid, openings = opened_lumen(solid, lo, hi, recipe)
+    region = Region(solid, lo, hi, window_um=window_um, owner=owner)
+    region.openings = openings
+    return region
 
 
 def inset_polygons(polys: list, inset_um: float) -> list:

@@ -1,4 +1,4 @@
-"""Check a machine program against a printer: parse it back and test every move.
+"""Move checks: every parsed-back move tested against a printer's limits.
 
 Checks, per move: every number finite; galvo/fine x, y inside the field; fine z inside
 ``0 .. z_range_um``; stage inside its travel; laser power within ``0 .. max_power_mw`` where the
@@ -6,20 +6,19 @@ laser is on; mark speed within ``min_speed_um_s .. max_speed_um_s`` and jump spe
 ``jump_speed_um_s``; laser off on every jump; acceleration of blanked waveform samples within
 ``galvo_acceleration_um_s2``; the focus never below the substrate interface (machine z below
 the program's z origin: part z = 0 is the interface, where ``FindInterfaceAt`` or the operator
-put it). Lines the reader cannot understand are violations too. The
-report keeps the first ``max_violations`` in program order with file and line (for waveforms
-the line is the sample index, for voxel volumes the flat voxel index).
+put it). Lines the reader cannot understand are violations too. The report
+(:func:`bioslicer.programs.validate_program`) keeps the first ``max_violations`` in program order
+with file and line (for waveforms the line is the sample index, for voxel volumes the flat voxel
+index).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 from numba import njit
 
-from .printers import load_printer
 
 # relative slack for values the writers round (power, speed, acceleration)
 REL_TOL = 1e-4
@@ -34,7 +33,7 @@ class Violation:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}:{self.line}: {self.message}" if self.line > 0 else f"{self.file}: {self.message}"
 
 
 @dataclass
@@ -50,6 +49,9 @@ class ValidationReport:
     n_violations : int
         Every violation found (``violations`` keeps the first ``max_violations``).
     violations : list[Violation]
+    notes : list[Violation]
+        Lines read but not checked because they cannot move or expose (first ``max_violations``).
+    n_notes : int
     """
 
     path: str
@@ -59,11 +61,26 @@ class ValidationReport:
     n_moves: int
     n_violations: int
     violations: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    n_notes: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["violations"] = [asdict(v) for v in self.violations]
+        d["notes"] = [asdict(v) for v in self.notes]
         return d
+
+    def summary(self, k: int = 3) -> str:
+        """One line naming the first ``k`` distinct problems (distinct by message) and the count."""
+        seen, parts = set(), []
+        for v in self.violations:
+            if v.message not in seen:
+                seen.add(v.message)
+                parts.append(str(v))
+            if len(parts) == k:
+                break
+        more = self.n_violations - len(parts)
+        return "; ".join(parts) + (f" (and {more} more violation(s))" if more > 0 else "")
 
     def first(self) -> Violation | None:
         return self.violations[0] if self.violations else None
@@ -213,7 +230,14 @@ def check_moves(moves, printer, max_violations: int = 20, check_min_speed: bool 
         for i in idx[:max_violations]:
             found.append((int(i), int(moves.file[i]), int(lines[i]), msg(i)))
 
-    add(_FINITE, lambda i: "a number is not finite (NaN or inf)")
+    def not_finite(i):
+        if np.isnan(moves.speed_um_s[i]):
+            return "no speed is set before this move (the controller's default is not known here); set ScanSpeed or F"
+        if np.isnan(moves.power_mw[i]):
+            return "no laser power is set before this move; set LaserPower"
+        return "a number is not finite (NaN or inf)"
+
+    add(_FINITE, not_finite)
     what = "diameter" if printer.field_shape == "circle" else "side"
     add(_FIELD, lambda i: f"galvo x, y = {_fmt(moves.lx[i])}, {_fmt(moves.ly[i])} um is outside the "
                           f"{printer.field_shape} field ({_fmt(printer.field_size_um)} um {what})")
@@ -240,61 +264,3 @@ def check_moves(moves, printer, max_violations: int = 20, check_min_speed: bool 
     add(_ACC, lambda i: f"acceleration {acc[i]:.4g} um/s^2 is above the galvo limit "
                         f"{printer.galvo_acceleration_um_s2:.4g} um/s^2")
     return found, count
-
-
-def validate_program(path, printer, dialect: str | None = None, max_violations: int = 20) -> ValidationReport:
-    """Parse a program back and check every move against the printer.
-
-    Parameters
-    ----------
-    path : str or Path
-        The program's main file (GWL job file, .gcode, .pgm, waveform .csv, voxel .json).
-    printer : Printer or str
-        Profile or bundled name.
-    dialect : str, optional
-        Guessed from the file when None.
-    max_violations : int
-        How many violations to keep in the report (all are counted).
-
-    Returns
-    -------
-    ValidationReport
-    """
-    from .programs import DIALECTS, guess_dialect
-
-    printer = load_printer(printer)
-    path = Path(path)
-    name = guess_dialect(path, printer) if dialect is None else dialect
-    d = DIALECTS.get(name)
-    if d is None:
-        from .errors import BioslicerError
-
-        raise BioslicerError(f"unknown dialect {name!r}; use one of {', '.join(DIALECTS)}")
-    if not path.exists():
-        from .errors import BioslicerError
-
-        raise BioslicerError(f"program {path} not found")
-    found = []
-    n_moves = 0
-    n_bad = 0
-    files: list = []
-    if d.checks_while_reading:  # the reader checks every move and keeps only the failing ones
-        chunks = d.iter_moves(path, printer, d.spec, check=limits(printer, d.check_min_speed, d.check_speed))
-    else:
-        chunks = d.iter_moves(path, printer, d.spec)
-    for seq, mv in enumerate(chunks):
-        files = mv.files
-        f, c = check_moves(mv, printer, max_violations, d.check_min_speed, d.check_speed) if len(mv) else ([], 0)
-        n_bad += c + len(mv.problems)
-        found += [(seq, i, fi, ln, msg) for i, fi, ln, msg in f]
-        # parse problems sort by line among the chunk's moves
-        for fi, ln, msg in mv.problems:
-            k = int(np.searchsorted(mv.line, ln)) if len(mv) else 0
-            found.append((seq, k, fi, ln, msg))
-        n_moves += len(mv) if mv.n_total is None else mv.n_total
-        if len(found) > 4 * max_violations:
-            found.sort(key=lambda t: (t[0], t[1], t[3]))
-            found = found[:max_violations]
-    found.sort(key=lambda t: (t[0], t[1], t[3]))
-    viol = [Violation(files[fi] if fi < len(files) else str(path), ln, msg) for _, _, fi, ln, msg in found[:max_violations]]
-    return ValidationReport(str(path), name, printer.name, n_bad == 0, n_moves, n_bad, viol)
