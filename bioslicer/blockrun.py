@@ -46,6 +46,7 @@ class BlockPlan:
     preview_layer_step: int = 0     # 0: no preview toolpath
     preview_mark_step: int = 1
     keep_toolpath: bool = False     # hand back the block's stitched, ordered marks
+    set_source: int = 0             # parameter-set source (array cell + 1; paramsets.SOURCE_STRIDE)
 
     def recipe_obj(self):
         from .recipe import Recipe
@@ -151,21 +152,26 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
 
     grid = plan.grid_obj()
     printer = plan.printer
+    rec = plan.recipe_obj() if plan.recipe is not None else None
     if isinstance(source, Toolpath):
         tp, rep = source, {}
     else:
         from .exposure import PowerClipError
 
         try:
-            tp, rep = plan_toolpath(source, plan.recipe_obj(), printer, layer_ids=grid.block_layers(b),
+            tp, rep = plan_toolpath(source, rec, printer, layer_ids=grid.block_layers(b),
                                     window_um=grid.block_window_um(b), owner=grid.cell_owner(b), checked=True)
         except PowerClipError as exc:
             raise PowerClipError(f"block {b}: {exc}") from None
+        if plan.set_source:
+            from .paramsets import SOURCE_STRIDE
+
+            tp.mark_set += np.int32(plan.set_source * SOURCE_STRIDE)
     need = grid.marks_for_block(tp, b)           # whole-layer contours reach every block of a tier
     if not need.all():
         tp = tp.select_marks(need)
     tp = stitch(tp, printer, grid=grid, blocks=[b])
-    tp, _ = order_marks(tp, inplace=True)
+    tp, _ = order_marks(tp, inplace=True, recipe=rec)
     part = plan.writer.write_block(b, tp) if plan.writer is not None else None
     est = estimate_block(tp, printer)
     n = tp.n_marks
@@ -187,6 +193,11 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
 
         at_max = tp.power_mw >= printer.max_power_mw * (1 - 1e-12)
         clip = dict(clip, points=int(at_max.sum()), length_um=clipped_length_um(tp, at_max))
+    sets = {}
+    if rec is not None:
+        from .paramsets import block_sets
+
+        sets = block_sets(tp, rec, printer, rep.get("modulation"))
     prev = None
     if plan.preview_layer_step:
         prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)
@@ -198,7 +209,8 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
         dropped_segments=int(rep.get("dropped_segments", 0)), warnings=list(rep.get("warnings", [])),
         marks_by_kind=by_kind, estimate=est, preview=prev,
         extra={"power_min_mw": rep.get("power_min_mw"), "power_max_mw": rep.get("power_max_mw"),
-               "cap_first_layer": rep.get("cap_first_layer"), "power_clip": clip},
+               "cap_first_layer": rep.get("cap_first_layer"), "power_clip": clip,
+               "sets": sets},
         toolpath=tp if plan.keep_toolpath else None,
     )
 

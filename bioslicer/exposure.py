@@ -289,7 +289,10 @@ def clipped_length_um(tp: Toolpath, clipped: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- apply
 def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um: float | None = None,
                    checked: bool = False):
-    """Set ``power_mw`` per point and ``mark_speed_um_s`` per mark.
+    """Set ``power_mw`` per point, ``mark_speed_um_s`` and ``mark_set`` per mark.
+
+    Modulated power (depth compensation, power field) is rounded to ``recipe.power_levels``
+    levels (:func:`bioslicer.paramsets.quantize_power`) after the clip check.
 
     Parameters
     ----------
@@ -372,8 +375,17 @@ def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um
         report["clip"] = {"points": n_over, "length_um": clipped_length_um(tp, over), "max_request_mw": req,
                           "layer": layer, "z_um": z, "depth_um": float(depth)}
         power = np.minimum(power, printer.max_power_mw)
+    from . import paramsets
+
+    mod = paramsets.modulation(recipe, power_field is not None)
+    first_level = None
+    if mod is not None:     # bounded number of parameter sets: power on recipe.power_levels levels
+        power, level = paramsets.quantize_power(power, recipe, printer)
+        first_level = level[tp.mark_start[:-1]]
     tp.power_mw = np.ascontiguousarray(power)
     tp.mark_speed_um_s = np.ascontiguousarray(kind_speed[tp.mark_kind])
+    tp.mark_set = paramsets.mark_set_ids(tp.mark_kind, first_level, recipe)
+    report["modulation"] = mod
     report["power_min_mw"] = float(power.min()) if len(power) else 0.0
     report["power_max_mw"] = float(power.max()) if len(power) else 0.0
     return tp, report

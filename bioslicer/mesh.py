@@ -89,6 +89,11 @@ class Solid:
 
         return trimesh.Trimesh(self.vertices_um.copy(), self.faces.astype(np.int64), process=False)
 
+    def scaled(self, factors) -> "Solid":
+        """A copy scaled by ``factors`` (sx, sy, sz) > 0 about the origin (winding kept)."""
+        return Solid(self.vertices_um * np.asarray(factors, dtype=np.float64).reshape(3), self.faces.copy(),
+                     self.name, self.sha256, self.units, dict(self.report))
+
     def translated(self, offset_um) -> "Solid":
         """A copy moved by ``offset_um`` (3,), µm."""
         return Solid(self.vertices_um + np.asarray(offset_um, dtype=np.float64), self.faces.copy(), self.name,

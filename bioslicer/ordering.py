@@ -9,6 +9,11 @@ neighbour over a spatial grid of candidate start points: both ends of an open ma
 reversed when its far end is nearer) and every vertex of a closed contour (it is rotated to
 start there). Each run starts from the first point of its first mark, so runs are independent
 and ordered in parallel. The result is deterministic.
+
+Recipes choose otherwise (:func:`order_options`): ``order`` per kind (``auto`` = the above,
+``serpentine``, ``nearest``, ``as-sliced``, ``inside-out``, ``outside-in``: by the distance of
+each mark's centre from the centre of its group) and ``kind_order``, the kinds written first
+within a layer (e.g. ``["contour", "hatch"]``); kinds not listed follow in order of appearance.
 """
 
 from __future__ import annotations
@@ -22,6 +27,21 @@ from .toolpath import POINT_FIELDS, Kind, Toolpath
 
 #: kinds whose 2-point marks are ordered serpentine
 SERPENTINE_KINDS = (Kind.HATCH, Kind.SKIN, Kind.SCAFFOLD)
+#: order mode names (recipe ``order``), in the kernel's code order (``kernel.order.AUTO`` ...)
+ORDER_MODES = ("auto", "serpentine", "nearest", "as-sliced", "inside-out", "outside-in")
+
+
+def order_options(recipe=None) -> tuple[np.ndarray, np.ndarray]:
+    """(mode per kind (int8), rank per kind (int64)) from a recipe's ``order`` and ``kind_order``
+    (None or a recipe without them: auto everywhere, kinds in order of appearance)."""
+    nk = max(int(k) for k in Kind) + 1
+    modes = np.zeros(nk, np.int8)
+    rank = np.full(nk, nk, np.int64)
+    for name, mode in (getattr(recipe, "order", None) or {}).items():
+        modes[int(Kind.parse(name))] = ORDER_MODES.index(mode)
+    for i, name in enumerate(getattr(recipe, "kind_order", None) or ()):
+        rank[int(Kind.parse(name))] = i
+    return modes, rank
 
 
 def run_bounds(toolpath: Toolpath) -> np.ndarray:
@@ -46,7 +66,8 @@ def run_jump_length_um(toolpath: Toolpath, runs: np.ndarray | None = None) -> fl
     return float(np.sum(_measure.run_jump_lengths(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, runs)))
 
 
-def order_marks(toolpath: Toolpath, progress: Progress = silent, inplace: bool = False) -> tuple[Toolpath, dict]:
+def order_marks(toolpath: Toolpath, progress: Progress = silent, inplace: bool = False, recipe=None
+                ) -> tuple[Toolpath, dict]:
     """Reorder marks within each (block, layer) run to shorten the jumps.
 
     Parameters
@@ -59,6 +80,9 @@ def order_marks(toolpath: Toolpath, progress: Progress = silent, inplace: bool =
     inplace : bool
         Reorder the toolpath's own arrays instead of allocating new ones (half the memory for
         a large job; the input toolpath is returned, reordered).
+    recipe : Recipe, optional
+        Its ``order`` and ``kind_order`` (:func:`order_options`); default: auto, kinds in order of
+        appearance.
 
     Returns
     -------
@@ -81,7 +105,9 @@ def order_marks(toolpath: Toolpath, progress: Progress = silent, inplace: bool =
     closed = _measure.closed_marks(tp.x_um, tp.y_um, tp.z_um, tp.mark_start)
     serp = np.zeros(max(int(k) for k in Kind) + 1, np.bool_)
     serp[[int(k) for k in SERPENTINE_KINDS]] = True
-    order, flip, rot = _k.order_runs(runs, tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_kind, closed, serp)
+    modes, rank = order_options(recipe)
+    order, flip, rot = _k.order_runs(runs, tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_kind, closed, serp,
+                                     modes, rank)
     del closed
     progress(1, 2, "ordering")
     n_chunks = int(min(len(runs) - 1, 256))

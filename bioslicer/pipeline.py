@@ -182,6 +182,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     from .centerline import load_geometry
     from .jobs import JobWriter
     from .jobs.manifest import build_manifest
+    from .paramsets import merge_sets
     from .perfusion import check_perfusion
     from .programs import ProgramWriter
 
@@ -266,26 +267,34 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
                        title=f"{mesh_path.name} on {pr.name}", source=thinning_note(layer_step, mark_step))
             timings["preview_s"] = time.perf_counter() - t
         rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
-        used_ids = [r.block for r in used]
-        est_d = est.to_dict()
-        est_d["per_block_s"] = [float(est.per_block_s[b]) for b in used_ids]
-        est_d["blocks"] = used_ids
         manifest = build_manifest(
             mesh_file=mesh_path.name, mesh_sha256=solid.sha256, units=units, mesh_bounds_um=solid.bounds_um,
             mesh_report=solid.report, printer=pr, recipe=rec.to_dict(), dialect=files.dialect,
             main=rel(files.main), program_files=[rel(f) for f in files.files],
             counts=_block_counts(ordered, used, len(lz), len(blocks)),
             bounds_um=[np.min([r.lo_um for r in used], axis=0), np.max([r.hi_um for r in used], axis=0)],
-            estimate=est_d, validation=validation.to_dict(), preview="preview.png" if preview else None,
+            estimate=estimate_record(est, used), validation=validation.to_dict(),
+            preview="preview.png" if preview else None,
             placement=dict(placement, find_interface=rec.find_interface,
                            light_from=pr.light_from or None, immersion=pr.immersion or None),
             stitching=grid.to_dict(), plan=_plan_summary(rec, used), power_clip=_power_clip(used, pr),
+            parameter_sets=merge_sets(r.extra.get("sets") for r in used),
             preview_toolpath="preview_toolpath.npz", perfusion=perfusion,
             program_index=INDEX_NAME if pindex is not None else None, compare=design_vs_print)
         path = jw.commit(manifest, zip=zip)
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
     return JobResult(path, zip_path, manifest, timings)
+
+
+def estimate_record(est, used) -> dict:
+    """The manifest's ``estimate``: the job's Estimate with ``per_block_s`` and ``blocks`` of the
+    blocks with marks (``used``: their BlockResults, in execution order)."""
+    ids = [r.block for r in used]
+    d = est.to_dict()
+    d["per_block_s"] = [float(est.per_block_s[b]) for b in ids]
+    d["blocks"] = ids
+    return d
 
 
 def cells_to_run(solid, recipe, grid) -> list[int]:
@@ -450,3 +459,134 @@ def _jsonable(obj):
         return obj.item()
     return obj
 
+
+
+#: layers planned per block tier by :func:`estimate_mesh` (evenly spread; the rest is scaled)
+ESTIMATE_LAYERS_PER_TIER = 12
+
+
+def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, units: str = "um",
+                  layers_per_tier: int = ESTIMATE_LAYERS_PER_TIER, progress: Progress = silent) -> dict:
+    """Print time, mark count and program size of a mesh's (or centerline tree's) job without
+    writing the program. ``mesh``: a path (mesh or centerline file), a Solid or a Tree.
+
+    The job's placement and stitching grid are planned as :func:`slice_to_job` does; then only
+    ``layers_per_tier`` evenly spread layers of each block tier are planned, stitched, ordered and
+    written (to a temporary folder, removed), block by block through
+    :func:`~bioslicer.blockrun.run_block`, and each block's marking, jump, delay and layer-change
+    time, counts and program bytes are scaled by its tier's layers / planned layers. Stage moves
+    between blocks come from the whole grid as in the job.
+
+    Returns
+    -------
+    dict
+        ``estimate`` (``Estimate.to_dict()``), ``marks``, ``points``, ``program_bytes``,
+        ``layers``, ``layers_planned``, ``blocks``, ``printer``, ``elapsed_s``.
+    """
+    import tempfile
+
+    from .blockrun import BlockPlan, plan_blocks
+    from .cluster import run_blocks_local
+    from .estimate import combine_estimates
+    from .exposure import check_exposure
+    from .placement import place
+    from .planning import plan_toolpath
+    from .programs import ProgramWriter
+
+    t0 = time.perf_counter()
+    pr = load_printer(printer)
+    rec = resolve_recipe(pr, recipe, overrides)
+    check_exposure(rec, pr)
+    if isinstance(mesh, (str, Path)):
+        from .centerline import load_geometry
+
+        mesh = load_geometry(mesh, units=units, printer=pr, recipe=rec)
+    solid, prec, _ = place(mesh, rec)
+    grid, lz = plan_blocks(solid, prec, pr)
+    blocks = grid.blocks()
+    todo = cells_to_run(solid, prec, grid)
+    tiers = {}
+    for b in todo:
+        tiers.setdefault(int(blocks.index[b][2]), grid.block_layers(b))
+    sample, ratio_tier = [], {}
+    for iz, layers in tiers.items():
+        layers = np.asarray(layers)
+        k = max(1, int(np.ceil(len(layers) / max(1, layers_per_tier))))
+        pick = layers[k // 2::k] if len(layers) > k // 2 else layers[:1]
+        sample.extend(pick.tolist())
+        ratio_tier[iz] = len(layers) / max(len(pick), 1)
+    tp, _ = plan_toolpath(solid, prec, pr, layer_ids=np.unique(sample), checked=True)
+    with tempfile.TemporaryDirectory(prefix=".bioslicer-estimate-") as tmp:
+        writer = ProgramWriter(pr, blocks, tmp, name="estimate", find_interface=rec.find_interface)
+        plan = BlockPlan(None, pr, grid.to_dict(), writer, set_source=0)
+        results = run_blocks_local(tp, plan, [b for b in todo if grid.marks_for_block(tp, b).any()], progress)
+    per_block = [None] * len(blocks)
+    marks = points = nbytes = 0.0
+    for b, r in results.items():
+        if r.estimate is None:
+            continue
+        f = ratio_tier[int(blocks.index[b][2])]
+        e = dict(r.estimate)
+        for key in ("mark_s", "jump_s", "laser_delay_s", "layer_change_s", "marks", "jumps", "layer_changes",
+                    "mark_length_um", "jump_length_um"):
+            e[key] = e[key] * f
+        per_block[b] = e
+        marks += r.n_marks * f
+        points += r.n_points * f
+        nbytes += (r.part.n_bytes if r.part is not None else 0) * f
+    est = combine_estimates(blocks, per_block, pr)
+    return {"estimate": est.to_dict(), "marks": int(round(marks)), "points": int(round(points)),
+            "program_bytes": int(round(nbytes)), "layers": int(len(lz)), "layers_planned": int(len(np.unique(sample))),
+            "blocks": int(sum(1 for e in per_block if e is not None)), "printer": pr.name,
+            "elapsed_s": time.perf_counter() - t0}
+
+
+def export_job(job, out_dir, printer, dialect: str | None = None, overwrite: bool = False,
+               preview: bool = True) -> JobResult:
+    """Write an existing job again for another printer or dialect.
+
+    The job's part as it was sliced (``mesh.stl``: placed, scaled) is sliced again with the job's
+    recipe, keeping its position (``placement = "keep"``: same offset on the substrate), for
+    ``printer``: the recipe is checked against the new printer (power, speeds: refused in one
+    line naming the key), the grid follows its field and the program is validated against it.
+
+    Parameters
+    ----------
+    job : path
+        A job folder written by ``bioslicer slice``.
+    out_dir : path
+        The new job folder.
+    printer : str, path or Printer
+    dialect : str, optional
+
+    Returns
+    -------
+    JobResult
+    """
+    from .jobs import read_manifest
+    from .recipe import Recipe
+
+    job = Path(job)
+    m = read_manifest(job)
+    pl = m.get("placement") or {}
+    if pl.get("mode") in ("array", "plate"):
+        raise BioslicerError(f"job {job} is a {pl['mode']} job; write it again with `bioslicer "
+                             f"{'array' if pl['mode'] == 'array' else 'slice PLATE.toml'} --printer ...`")
+    mesh = job / "mesh.stl"
+    if not job.is_dir() or not mesh.is_file():
+        raise BioslicerError(f"job {job} has no mesh.stl (a job folder written by `bioslicer slice` has one); "
+                             "unpack a zipped job first")
+    rec = Recipe.from_dict(m["recipe"], source=f"job {job.name} recipe")
+    off = np.asarray(pl.get("offset_um") or [0.0, 0.0, 0.0], dtype=np.float64)
+    f = np.asarray(rec.scale or [1.0, 1.0, 1.0], dtype=np.float64)
+    changes = {"placement": "keep", "allow_floating": True, "z_offset_um": 0.0, "scale": None}
+    if rec.surface_z_um is not None:
+        changes["surface_z_um"] = float(rec.surface_z_um * f[2] + off[2])
+    if rec.power_field_origin_um is not None:
+        changes["power_field_origin_um"] = (np.asarray(rec.power_field_origin_um) * f + off).tolist()
+    elif rec.power_field_path is not None:
+        changes["power_field_origin_um"] = off.tolist()
+    if rec.power_field_voxel_um is not None:
+        changes["power_field_voxel_um"] = (np.asarray(rec.power_field_voxel_um) * f).tolist()
+    return slice_to_job(mesh, out_dir, printer=printer, recipe=rec.updated(_source="export", **changes),
+                        overwrite=overwrite, preview=preview, dialect=dialect)

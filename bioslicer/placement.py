@@ -10,9 +10,12 @@ the stage position where the operator starts the job (or the profile's stage ori
   that does not reach the interface is refused unless ``allow_floating`` (printing onto an
   existing structure); a part below the interface is always refused.
 - ``z_offset_um`` lifts the whole print by that much in either mode.
+- ``scale = [sx, sy, sz]`` (shrink/swell compensation) scales the part about the mesh origin
+  first, so the mesh's z = 0 stays the interface with ``keep``.
 
-Recipe keys given in mesh coordinates (``surface_z_um``, ``power_field_origin_um``) move with
-the part, so a depth table or a power field stays attached to the same material.
+Recipe keys given in mesh coordinates (``surface_z_um``, ``power_field_origin_um``,
+``power_field_voxel_um``) are scaled and moved with the part, so a depth table or a power field
+stays attached to the same material.
 """
 
 from __future__ import annotations
@@ -80,7 +83,9 @@ def place(solid, recipe):
     The recipe returned has ``surface_z_um`` and ``power_field_origin_um`` moved with the part
     (the caller keeps the user's recipe for the job record).
     """
+    solid, recipe, scale = _scaled(solid, recipe)
     off, info = placement_offset_um(solid, recipe)
+    info["scale"] = scale
     if not np.any(off):
         return solid, recipe, info
     changes = {}
@@ -92,6 +97,31 @@ def place(solid, recipe):
         changes["power_field_origin_um"] = off.tolist()
     rec = recipe.updated(_source="placement", **changes) if changes else recipe
     return solid.translated(off), rec, info
+
+
+def _scaled(solid, recipe):
+    """``(solid, recipe, scale)`` with the recipe's ``scale`` applied (scale None when unscaled)."""
+    if recipe.scale is None or all(f == 1.0 for f in recipe.scale):
+        return solid, recipe, None
+    f = np.asarray(recipe.scale, dtype=np.float64)
+    changes = {"scale": None}
+    if recipe.surface_z_um is not None:
+        changes["surface_z_um"] = float(recipe.surface_z_um * f[2])
+    if recipe.power_field_origin_um is not None:
+        changes["power_field_origin_um"] = (np.asarray(recipe.power_field_origin_um) * f).tolist()
+    if recipe.power_field_voxel_um is not None:
+        changes["power_field_voxel_um"] = (np.asarray(recipe.power_field_voxel_um) * f).tolist()
+    if hasattr(solid, "scaled"):
+        scaled = solid.scaled(f)
+    else:   # a centerline tree (bioslicer.centerline.Tree): points and radii, one factor
+        from dataclasses import replace
+
+        if not f[0] == f[1] == f[2]:
+            raise BioslicerError(f"recipe key 'scale' {recipe.scale!r}: a centerline tree scales by one factor "
+                                 "(scale = [s, s, s]); its vessels stay round")
+        scaled = replace(solid, points_um=solid.points_um * f, radius_um=solid.radius_um * f[0],
+                         edges=solid.edges.copy(), clip=solid.clip.copy(), report=dict(solid.report))
+    return scaled, recipe.updated(_source="scale", **changes), [float(a) for a in f]
 
 
 def airborne_report(solid, recipe, printer, max_voxels: float = 4e6) -> dict:

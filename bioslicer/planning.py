@@ -98,6 +98,7 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
         "power_clip": erep["clip"],
         "surface_z_um": erep["surface_z_um"],
         "subdivided": erep["subdivided"],
+        "modulation": erep["modulation"],
     }
     for key, val in srep.items():
         if key not in ("dropped_segments", "warnings"):

@@ -84,6 +84,9 @@ class Recipe:
         built-in ramp: the power factor rises from ``power_ramp_min_factor`` at the surface to 1
         at ``power_ramp_width_um`` inside (0 width: off).
     point_distance_um : point spacing along marks when a power field is used, µm.
+    power_levels : when depth compensation or a power field modulates the power, it is rounded
+        to this many levels between 0 and the laser's maximum, so marks fall into a bounded
+        number of parameter sets (``bioslicer.paramsets``); at least 2.
     overlap_um, shear_deg, block_size_um : stitching (held for ``bioslicer.stitching``).
     placement, allow_floating, z_offset_um : where the part is printed (``bioslicer.placement``):
         'substrate' puts its lowest point on the interface (z = 0) and its x/y centre at the
@@ -91,6 +94,13 @@ class Recipe:
         refuses a part that does not reach the interface unless ``allow_floating``;
         ``z_offset_um`` (>= 0) lifts the whole print by that much.
     find_interface : 'every-block' | 'once' | 'off': where the program finds the interface.
+    order, kind_order : scan order (``bioslicer.ordering``): ``order`` per kind, one of auto
+        (serpentine fill rows, nearest neighbour otherwise), serpentine, nearest, as-sliced,
+        inside-out, outside-in; ``kind_order`` lists the kinds written first within a layer
+        (e.g. ["contour", "hatch"]; empty: order of appearance).
+    scale : [sx, sy, sz] shrink/swell compensation: the part is scaled by these factors about
+        the mesh origin before placement and slicing (e.g. [1.25, 1.25, 1.25] for a hydrogel
+        that shrinks to 80 %); None or all ones: unscaled.
     allow_power_clip : proceed when a power request exceeds the laser's maximum (clipped and
         reported once per job); by default such a slice fails.
     """
@@ -141,6 +151,7 @@ class Recipe:
     power_ramp_min_factor: float = 0.7
     power_ramp_voxel_um: float | None = None
     point_distance_um: float = 0.5
+    power_levels: int = 256
     # stitching (used by bioslicer.stitching)
     overlap_um: float = 2.0
     shear_deg: float = 0.0
@@ -150,6 +161,9 @@ class Recipe:
     z_offset_um: float = 0.0
     find_interface: str = "every-block"
     allow_power_clip: bool = False
+    scale: list | None = None
+    order: dict = field(default_factory=lambda: {k: "auto" for k in Kind.names()})
+    kind_order: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self) -> None:
@@ -189,6 +203,7 @@ class Recipe:
         d = asdict(self)
         d["power_mw"] = {k: float(d["power_mw"][k]) for k in sorted(d["power_mw"])}
         d["speed_um_s"] = {k: float(d["speed_um_s"][k]) for k in sorted(d["speed_um_s"])}
+        d["order"] = {k: d["order"][k] for k in sorted(d["order"])}
         return d
 
     def to_toml(self) -> str:
@@ -233,13 +248,19 @@ def load_recipe(path, printer=None) -> Recipe:
     Recipe
     """
     p = Path(path)
-    if not p.is_file():
-        raise BioslicerError(f"recipe file {p} not found; give an existing .toml file")
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BioslicerError(f"recipe file {p.name} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    doc = read_toml(p, "recipe file")
     return Recipe.from_dict(doc, base=Recipe.from_printer(printer), source=f"recipe file {p.name}")
+
+
+def read_toml(path, what: str) -> dict:
+    """A TOML file as a dict; BioslicerError naming ``what`` when it is missing or not TOML."""
+    p = Path(path)
+    if not p.is_file():
+        raise BioslicerError(f"{what} {p} not found; give an existing .toml file")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BioslicerError(f"{what} {p.name} is not valid TOML: {str(exc).splitlines()[0]}") from None
 
 
 def recipe_overrides_from_cli(pairs) -> dict:
@@ -290,7 +311,13 @@ def _toml_value(v) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-_FLOAT_LIST3 = ("channel_block_size_um", "power_field_voxel_um", "power_field_origin_um")
+_FLOAT_LIST3 = ("channel_block_size_um", "power_field_voxel_um", "power_field_origin_um", "scale")
+
+
+def _order_modes():
+    from .ordering import ORDER_MODES
+
+    return ORDER_MODES
 
 
 def _num(key, v, src):
@@ -313,11 +340,35 @@ def _coerce(key: str, value, current, src: str):
                 raise BioslicerError(f"{src}: key '{key}.{k}' is not a mark kind; use {', '.join(Kind.names())}")
             merged[k] = _num(f"{key}.{k}", v, src)
         return merged
+    if key == "order":
+        if not isinstance(value, dict):
+            raise BioslicerError(f"{src}: key 'order' must be a table of kinds ({', '.join(Kind.names())}), "
+                                 "e.g. order.hatch = \"nearest\"")
+        merged = dict(current)
+        for k, v in value.items():
+            if k not in Kind.names():
+                raise BioslicerError(f"{src}: key 'order.{k}' is not a mark kind; use {', '.join(Kind.names())}")
+            if v not in _order_modes():
+                raise BioslicerError(f"{src}: key 'order.{k}' = {v!r} is not a scan order; use one of "
+                                     f"{', '.join(_order_modes())}")
+            merged[k] = v
+        return merged
+    if key == "kind_order":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or any(v not in Kind.names() for v in value) \
+                or len(set(value)) != len(value):
+            raise BioslicerError(f"{src}: key 'kind_order' must list distinct mark kinds ({', '.join(Kind.names())}), "
+                                 f"e.g. [\"contour\", \"hatch\"], got {value!r}")
+        return list(value)
     if key in _FLOAT_LIST3:
         if value is None:
             return None
+        if key == "scale" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value] * 3       # one factor for all three axes
         if not (isinstance(value, (list, tuple)) and len(value) == 3):
-            raise BioslicerError(f"{src}: key {key!r} must be [x, y, z] in µm, got {value!r}")
+            raise BioslicerError(f"{src}: key {key!r} must be [x, y, z]{'' if key == 'scale' else ' in µm'}, "
+                                 f"got {value!r}")
         return [_num(key, a, src) for a in value]
     if key == "depth_table":
         if not isinstance(value, (list, tuple)):
@@ -338,7 +389,7 @@ def _coerce(key: str, value, current, src: str):
             raise BioslicerError(f"{src}: key {key!r} must be true or false, got {value!r}")
         return value
     if isinstance(current, int) and key in ("contour_count", "skin_layers", "scaffold_every_n_layers",
-                                            "scaffold_wall_lines", "lattice_strut_lines"):
+                                            "scaffold_wall_lines", "lattice_strut_lines", "power_levels"):
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise BioslicerError(f"{src}: key {key!r} must be a whole number, got {value!r}")
         return int(value)
@@ -418,6 +469,13 @@ def _validate(r: Recipe) -> None:
     for key in ("scaffold_every_n_layers", "scaffold_wall_lines", "lattice_strut_lines"):
         if getattr(r, key) < 1:
             bad(key, f"must be at least 1, got {getattr(r, key)!r}")
+    if r.scale is not None and not all(0.1 <= f <= 10.0 for f in r.scale):
+        bad("scale", f"factors must be between 0.1 and 10 (1 = unscaled), got {r.scale!r}")
+    for k, v in r.order.items():
+        if k not in Kind.names() or v not in _order_modes():
+            bad(f"order.{k}", f"must be a mark kind and one of {', '.join(_order_modes())}, got {v!r}")
+    if not 2 <= r.power_levels <= 65536:
+        bad("power_levels", f"must be between 2 and 65536, got {r.power_levels!r}")
     if not 0 < r.power_ramp_min_factor <= 1:
         bad("power_ramp_min_factor", f"must be in (0, 1], got {r.power_ramp_min_factor!r}")
     if not -60 < r.shear_deg < 60:

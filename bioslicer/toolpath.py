@@ -20,6 +20,7 @@ Layout (N points, M marks, L layers, B blocks)::
     mark_layer         int32   (M,)   layer index into layer_z_um
     mark_block         int32   (M,)   block index into Blocks, -1 before stitching
     mark_speed_um_s    float64 (M,)   scan speed of the mark, µm/s
+    mark_set           int32   (M,)   parameter set of the mark (``bioslicer.paramsets``), -1 unset
     layer_z_um         float64 (L,)   nominal height of each layer, µm
 """
 
@@ -79,6 +80,7 @@ MARK_FIELDS = {
     "mark_layer": (np.int32, None),
     "mark_block": (np.int32, -1),
     "mark_speed_um_s": (np.float64, 0.0),
+    "mark_set": (np.int32, -1),
 }
 _POINT_FIELDS = tuple(POINT_FIELDS)
 _MARK_FIELDS = tuple(MARK_FIELDS)
@@ -158,6 +160,7 @@ class Toolpath:
     mark_layer: np.ndarray
     mark_block: np.ndarray | None = None
     mark_speed_um_s: np.ndarray | None = None
+    mark_set: np.ndarray | None = None
     layer_z_um: np.ndarray
     blocks: Blocks | None = None
     meta: dict = field(default_factory=dict)

@@ -103,10 +103,16 @@ def test_non_finite_coordinates_one_line(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["nan.stl"]
 
 
-def test_estimate_of_a_mesh_says_what_it_takes(capsys):
-    assert main(["estimate", str(CAL)]) == 1
+def test_estimate_of_a_file_it_cannot_read_says_what_it_takes(capsys, tmp_path):
+    # a mesh is estimated (issue 19: estimate before slicing); anything else gets one clean line
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["estimate", str(tmp_path / "notes.txt")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: calibration.stl is not a saved toolpath (.npz)") and "pickle" not in err
+    assert err.startswith("error: cannot read notes.txt: unknown mesh format") and "pickle" not in err
+    (tmp_path / "fake.npz").write_text("hello")
+    assert main(["estimate", str(tmp_path / "fake.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: fake.npz is not a saved toolpath (.npz)") and "pickle" not in err
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -14,6 +14,8 @@ from bioslicer.toolpath import Kind, Toolpath
 
 # max 50 mW, speeds 100..125000 µm/s; light from below (depth from the part bottom; the bundled 25x is DiLL)
 P = replace(load_printer("nanoscribe-gt2-25x"), light_from="below")
+#: modulated power (depth, fields) is rounded to Recipe.power_levels levels (issue 19): half a level, mW
+HALF_LEVEL_MW = P.max_power_mw / (Recipe().power_levels - 1) / 2
 
 
 def _tp(n_layers=5, dz=10.0):
@@ -52,7 +54,7 @@ def test_exponential_depth_compensation_and_power_clip_policy():
     hatch_first = tp.mark_start[:-1][tp.mark_kind == Kind.HATCH]
     got = tp.power_mw[hatch_first]
     want = np.minimum(20.0 * np.exp(np.arange(6) * 10.0 / 20.0), 50.0)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got, want, rtol=0, atol=HALF_LEVEL_MW)
     # 20 e^(20/20) = 54.4 > 50: the clip bites from layer 2 on; reported once, not as a warning
     assert rep["cap_first_layer"] == 2 and rep["power_max_mw"] == 50.0
     assert rep["warnings"] == []
@@ -68,7 +70,8 @@ def test_depth_counts_from_the_side_the_light_enters():
     tp, rep = apply_exposure(_tp(6), r, up)      # default surface: the top of the highest layer
     hatch_first = tp.mark_start[:-1][tp.mark_kind == Kind.HATCH]
     top = rep["surface_z_um"]
-    np.testing.assert_allclose(tp.power_mw[hatch_first], 10.0 * (1 + 0.01 * (top - np.arange(6) * 10.0)))
+    np.testing.assert_allclose(tp.power_mw[hatch_first], 10.0 * (1 + 0.01 * (top - np.arange(6) * 10.0)),
+                               rtol=0, atol=HALF_LEVEL_MW)
     tp, rep = apply_exposure(_tp(6), r, replace(P, light_from="below"))   # from below: grows with height
     assert tp.power_mw[hatch_first][0] < tp.power_mw[hatch_first][-1]
 
@@ -88,7 +91,7 @@ def test_power_field_callable_sampled_along_marks():
     hatch = tp.select_marks(tp.mark_kind == Kind.HATCH)
     assert hatch.n_points == 21  # 10 µm at 0.5 µm
     np.testing.assert_allclose(hatch.x_um, np.linspace(0, 10, 21))
-    np.testing.assert_allclose(hatch.power_mw, 10.0 * (1 + hatch.x_um / 100))
+    np.testing.assert_allclose(hatch.power_mw, 10.0 * (1 + hatch.x_um / 100), rtol=0, atol=HALF_LEVEL_MW)
     contour = tp.select_marks(tp.mark_kind == Kind.CONTOUR)
     assert contour.n_points == 4 * 8 + 1 and contour.mark_lengths()[0] == pytest.approx(16.0)
 

@@ -76,6 +76,10 @@ CHANGES = {
     "z_offset_um": (5.0, {}),
     "find_interface": ("once", BLOCKS),
     "allow_power_clip": (True, CLIP),
+    "power_levels": (4, DEPTH_EXP),
+    "scale": ([1.5, 1.5, 1.2], {}),
+    "order": ({"hatch": "inside-out"}, {}),
+    "kind_order": (["hatch", "contour"], {}),
     "wall_um": (3.0, TREE),
     "closed_ends": (True, TREE),                  # sealed lumen: refused
     "voxel_lateral_um": (2.0, TREE),              # 4 µm lumens under 3 voxels: refused

@@ -26,6 +26,7 @@ from ..errors import BioslicerError, Terminated, environment_error, first_line
 _COMMANDS = [
     ("inspect_cmd", "inspect_"),
     ("slice_cmd", "slice_"),
+    ("array_cmd", "array"),
     ("printers_cmd", "printers"),
     ("programs_cmd", "validate"),
     ("programs_cmd", "export"),

@@ -18,9 +18,18 @@ from .common import echo_json, json_option, printer_option
 @click.command("estimate")
 @click.argument("toolpath", type=click.Path(dir_okay=False, path_type=Path))
 @printer_option
+@click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="For a mesh: recipe TOML (as for `bioslicer slice`).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="For a mesh: recipe field; repeatable.")
+@click.option("--units", type=click.Choice(["um", "mm", "nm"]), default="um", show_default=True,
+              help="For a mesh: length unit of the file.")
 @json_option
-def estimate(toolpath: Path, printer: str, as_json: bool) -> None:
-    """Estimate the print time of a toolpath (.npz saved by bioslicer).
+def estimate(toolpath: Path, printer: str, recipe, sets, units, as_json: bool) -> None:
+    """Estimate the print time of a mesh's job, or of a toolpath (.npz saved by bioslicer).
+
+    For a mesh (STL/OBJ/PLY/3MF/...): the job's grid is planned as `bioslicer slice` does, a
+    dozen layers of every block tier are planned, ordered and written to a temporary folder, and
+    time, marks and program size are scaled to all layers; no program is kept.
 
     An unstitched toolpath is first split into blocks with the default block size, overlap and
     shear for the printer and ordered, block by block as `bioslicer slice` does. Time = marks at
@@ -29,11 +38,28 @@ def estimate(toolpath: Path, printer: str, as_json: bool) -> None:
 
     \b
     Examples:
+      bioslicer estimate meshes/vessel_tree.stl --printer nanoscribe-gt2-25x
+      bioslicer estimate part.stl --set hatch_um=0.3 --json
       bioslicer estimate part_toolpath.npz --printer nanoscribe-gt2-25x
       bioslicer estimate part_toolpath.npz -p lab-daq-galvo --json
     """
     if not toolpath.is_file():
-        raise BioslicerError(f"toolpath file {toolpath} not found; give a .npz written by bioslicer")
+        raise BioslicerError(f"file {toolpath} not found; give a mesh or a .npz written by bioslicer")
+    if toolpath.suffix.lower() != ".npz":
+        from ..pipeline import estimate_mesh
+        from ..recipe import recipe_overrides_from_cli
+
+        r = estimate_mesh(toolpath, printer, recipe, recipe_overrides_from_cli(list(sets)), units=units,
+                          progress=terminal_bar())
+        if as_json:
+            echo_json(dict(r, mesh=str(toolpath)))
+            return
+        click.echo(f"mesh       {toolpath}  ({r['layers']} layers, {r['layers_planned']} planned, {r['blocks']} blocks)")
+        click.echo(f"printer    {r['printer']}")
+        click.echo(f"total      {format_duration(r['estimate']['total_s'])}  ({r['estimate']['total_s']:.6g} s)")
+        click.echo(f"marks      {r['marks']:,} ({r['points']:,} points)")
+        click.echo(f"program    about {r['program_bytes'] / 1e6:.3g} MB")
+        return
     pr = load_printer(printer)
     tp = Toolpath.load(toolpath)
     stitched_here = tp.blocks is None or (tp.n_marks and tp.mark_block.min() < 0)

@@ -26,18 +26,33 @@ def job() -> None:
 
 @job.command("info")
 @_job_arg
+@click.option("--sets", "show_sets", is_flag=True,
+              help="List the job's parameter sets (power, speed, marks, where each came from).")
 @json_option
-def info(job_path: Path, as_json: bool) -> None:
+def info(job_path: Path, show_sets: bool, as_json: bool) -> None:
     """Show the manifest of JOB (a job folder or .zip) as a readable summary.
 
     \b
     Examples:
       bioslicer job info out/channel_job
+      bioslicer job info out/channel_job --sets
       bioslicer job info out/channel_job.zip --json
     """
     from ..jobs import job_summary, read_manifest
 
     m = read_manifest(job_path)
+    if show_sets:
+        sets = m.get("parameter_sets")
+        if not isinstance(sets, list):
+            raise BioslicerError(f"job {job_path} lists no parameter sets (written before bioslicer recorded "
+                                 "them); slice it again")
+        if as_json:
+            echo_json(sets)
+        else:
+            from ..paramsets import sets_text
+
+            click.echo(sets_text(sets), nl=False)
+        return
     if as_json:
         echo_json(m)
         return

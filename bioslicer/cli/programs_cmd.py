@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .._data import dialect_names
@@ -55,7 +57,7 @@ def validate(program: str, printer: str, dialect: str | None, max_violations: in
 
 
 @click.command("export")
-@click.argument("toolpath", type=click.Path(dir_okay=False, exists=True))
+@click.argument("toolpath", type=click.Path(exists=True))
 @printer_option
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Folder for the program files.")
@@ -63,18 +65,33 @@ def validate(program: str, printer: str, dialect: str | None, max_violations: in
 @click.option("--dialect", type=_DIALECT_CHOICE, default=None, help="Override the printer's dialect.")
 @json_option
 def export(toolpath: str, printer: str, out_dir: str, name: str, dialect: str | None, as_json: bool) -> None:
-    """Write a stitched toolpath (.npz) as a machine program, validated before it appears.
+    """Write a stitched toolpath (.npz), or a whole job for another printer, validated before it appears.
 
-    Nothing is left in the output folder when validation fails (exit 1).
+    Nothing is left in the output folder when validation fails (exit 1). Given a job folder,
+    its part is written again for --printer (and --dialect) into a new job folder -o: the
+    recipe is checked against the new printer and refused in one line where it does not fit.
 
     \b
     Examples:
+      bioslicer export out/channel_job --printer femtika-aerotech-galvo -o out/channel_job_femtika
       bioslicer export part_toolpath.npz --printer nanoscribe-gt2-25x -o out/
       bioslicer export part_toolpath.npz -p lab-daq-galvo --name vessel --json
     """
     from ..programs import write_program
     from ..toolpath import Toolpath
 
+    if Path(toolpath).is_dir():
+        from ..pipeline import export_job
+
+        if Path(out_dir).resolve() in (Path(".").resolve(), Path(toolpath).resolve()):
+            raise BioslicerError("give the new job folder with -o (not the current folder or the job itself)")
+        res = export_job(toolpath, out_dir, load_printer(printer), dialect=dialect)
+        if as_json:
+            echo_json({"job": str(res.path), "program": res.manifest["program"], "estimate": res.manifest["estimate"]})
+        else:
+            click.echo(f"job written for {res.manifest['printer']['name']}: {res.path} "
+                       f"({res.manifest['program']['dialect']}, {res.manifest['counts']['blocks']} blocks)")
+        return
     tp = Toolpath.load(toolpath)
     prov = {"toolpath": str(toolpath)}
     prov.update({k: v for k, v in tp.meta.items() if isinstance(v, (str, int, float))})

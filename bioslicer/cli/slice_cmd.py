@@ -22,6 +22,19 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
     return ov
 
 
+def parse_scale(text: str) -> list:
+    """``--scale``: one factor or three comma-separated factors -> [sx, sy, sz]."""
+    from ..errors import BioslicerError
+
+    try:
+        f = [float(a) for a in text.split(",")]
+    except ValueError:
+        f = []
+    if len(f) not in (1, 3):
+        raise BioslicerError(f"--scale {text!r} must be one factor or three, e.g. 1.25 or 1.2,1.2,1.1")
+    return f * 3 if len(f) == 1 else f
+
+
 @click.command("slice")
 @click.argument("mesh", type=click.Path(dir_okay=False, path_type=Path))
 @printer_option
@@ -45,6 +58,9 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
                    "existing structure).")
 @click.option("--allow-power-clip", is_flag=True,
               help="Proceed when a power request exceeds the laser's maximum (clipped; the job reports it).")
+@click.option("--scale", "scale", default=None, metavar="S|SX,SY,SZ",
+              help="Scale the part before slicing (shrink/swell compensation), e.g. 1.25 or 1.2,1.2,1.1 "
+                   "(recipe key scale).")
 @click.option("--dialect", default=None, help="Program dialect [default: the printer's].")
 @units_option
 @click.option("--repair", is_flag=True, help="Repair the mesh (merge, drop degenerate faces, fix winding, fill small holes).")
@@ -67,9 +83,10 @@ def _overrides(strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets):
               help="Start a dask-jobqueue cluster (Slurm/PBS/SGE) from a TOML/YAML file.")
 @json_option
 def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_angle_deg, contours, sets,
-           keep_position, allow_floating, allow_power_clip, dialect, units, repair, radius_array, allow_sealed,
+           keep_position, allow_floating, allow_power_clip, scale, dialect, units, repair, radius_array, allow_sealed,
            allow_narrow, as_zip, overwrite, force, no_preview, workers, scheduler, cluster_config, as_json):
-    """Slice MESH (a mesh, or vessel centerlines: .swc .vtp .vtk .json .csv) into a job folder.
+    """Slice MESH (a mesh, vessel centerlines: .swc .vtp .vtk .json .csv, or a plate.toml listing several
+    parts) into a job folder.
 
     The job holds the program in the printer's dialect, manifest.json (hashes, parameters, counts,
     estimate, validation), report.txt and preview.png. Nothing is left behind on an error.
@@ -80,6 +97,8 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
       bioslicer slice vessel.stl --units mm --strategy shell-scaffold --set skin_layers=4
       bioslicer slice part.stl --recipe my_recipe.toml --hatch-um 0.3 --zip
       bioslicer slice onto_base.stl --keep-position --allow-floating --set find_interface=once
+      bioslicer slice hydrogel_part.stl --scale 1.25,1.25,1.18
+      bioslicer slice plate.toml -o out/plate_job
       bioslicer slice meshes/channel_block.stl --workers 2 -o out/job
       bioslicer slice big_tree.stl --scheduler tcp://head-node:8786 -o /shared/jobs/tree
       bioslicer slice tree.swc --strategy vessel-wall --set wall_um=8 -o out/wall_job
@@ -93,10 +112,20 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
                            (allow_power_clip, "allow_power_clip", True)):
         if flag:
             ov[key] = val
+    if scale is not None:
+        ov["scale"] = parse_scale(scale)
     kwargs = dict(printer=printer, recipe=recipe, overrides=ov, units=units, repair=repair, zip=as_zip,
                   overwrite=overwrite, force=force, preview=not no_preview, progress=terminal_bar(), dialect=dialect,
                   radius_array=radius_array, allow_sealed=allow_sealed, allow_narrow=allow_narrow)
-    if workers is None and scheduler is None and cluster_config is None:
+    if mesh.suffix.lower() == ".toml":       # a plate: several parts, each with its own recipe
+        from ..plate import plate_to_job
+        from ..printers import load_printer
+
+        if workers is not None or scheduler is not None or cluster_config is not None:
+            raise click.UsageError("a plate file is sliced in this process; drop --workers/--scheduler")
+        res = plate_to_job(mesh, out_dir, load_printer(printer), recipe=recipe, overrides=ov, overwrite=overwrite,
+                           preview=not no_preview, dialect=dialect)
+    elif workers is None and scheduler is None and cluster_config is None:
         res = slice_to_job(mesh, out_dir, **kwargs)
     else:
         from ..cluster import dask_client

@@ -45,6 +45,12 @@ def _fmt_len_um(v) -> str:
     return f"{v / 1000:.3f} mm" if abs(v) >= 1000 else f"{v:.3f} µm"
 
 
+def rec_levels(manifest: dict):
+    """The job's ``power_levels`` (from its recipe), or '?'."""
+    rec = manifest.get("recipe")
+    return rec.get("power_levels", "?") if isinstance(rec, dict) else "?"
+
+
 def job_summary(manifest: dict) -> str:
     """The operator's report of a job: part, printer, program, size, time, checks, recipe.
 
@@ -93,6 +99,9 @@ def job_summary(manifest: dict) -> str:
         row("Placement", f"{'on the substrate, centred at the start position' if pl.get('mode') == 'substrate' else 'mesh coordinates kept'}"
             f"{', FLOATING above the interface' if pl.get('floating') else ''}; interface finding "
             f"{pl.get('find_interface', '?')}")
+        if pl.get("scale"):
+            row("Scale", "part scaled × " + " × ".join(f"{f:g}" for f in pl["scale"])
+                + " (x × y × z, shrink/swell compensation, before slicing)")
     b = manifest.get("bounds_um")
     if isinstance(b, list) and len(b) == 2:
         lo, hi = b
@@ -111,6 +120,12 @@ def job_summary(manifest: dict) -> str:
     dropped = g(counts, "dropped_segments", 0)
     if dropped:
         row("Dropped", f"{_fmt_num(dropped)} segments shorter than min_segment_um (not written)")
+    sets = manifest.get("parameter_sets")
+    if isinstance(sets, list) and sets:
+        mod = sorted({str((d.get("source") or {}).get("modulation")) for d in sets} - {"None"})
+        row("Parameters", f"{len(sets)} parameter set{'s' if len(sets) != 1 else ''}"
+            + (f" (power modulated by {', '.join(mod)}, {rec_levels(manifest)} levels)" if mod else "")
+            + "; `bioslicer job info --sets` lists them")
     per = est.get("per_block_s") or []
     row("Print time", f"{format_hms(g(est, 'total_s'))} (h:mm:ss, estimated)")
     if per:

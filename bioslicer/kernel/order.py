@@ -356,14 +356,52 @@ def _seq_jump(order, flip, rot, x, y, z, mark_start, cx, cy, cz):
     return tot
 
 
+#: order modes per kind (``mode_kind`` of :func:`order_runs`; names in ``bioslicer.ordering.ORDER_MODES``)
+AUTO, SERPENTINE, NEAREST, AS_SLICED, INSIDE_OUT, OUTSIDE_IN = 0, 1, 2, 3, 4, 5
+
+
+@njit(cache=True)
+def _radial(idx, x, y, mark_start, out, flip, pos, outward):
+    """Marks ``idx`` sorted by the distance of their centre (mean of their points) from the
+    centre of the group's bounding box: nearest first when ``outward``, else farthest first;
+    ties keep the sliced order. Marks are not reversed. Returns the end point index."""
+    n = len(idx)
+    mx = np.empty(n)
+    my = np.empty(n)
+    for j in range(n):
+        s = mark_start[idx[j]]
+        e = mark_start[idx[j] + 1]
+        sx = 0.0
+        sy = 0.0
+        for q in range(s, e):
+            sx += x[q]
+            sy += y[q]
+        mx[j] = sx / (e - s)
+        my[j] = sy / (e - s)
+    ccx = 0.5 * (mx.min() + mx.max())
+    ccy = 0.5 * (my.min() + my.max())
+    d = np.empty(n)
+    for j in range(n):
+        r = math.sqrt((mx[j] - ccx) ** 2 + (my[j] - ccy) ** 2)
+        d[j] = r if outward else -r
+    o = np.argsort(d, kind="mergesort")
+    for j in range(n):
+        out[pos + j] = idx[o[j]]
+        flip[pos + j] = False
+    return mark_start[idx[o[n - 1]] + 1] - 1
+
+
 @njit(cache=True, parallel=True)
-def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind):
+def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind, mode_kind, rank_kind):
     """Order the marks of every run (block, layer) independently (runs in parallel).
 
-    Marks are grouped by (kind, serpentine-able) in order of first appearance in the run;
-    2-point marks of a kind with ``serp_kind[kind]`` go serpentine (or nearest neighbour when
-    that jumps less, as on layers broken into islands), the rest nearest neighbour. Each run
-    starts from the first point of its first mark.
+    Marks are grouped by (kind, serpentine-able); groups are written by ``rank_kind[kind]``
+    (lower first), equal ranks in order of first appearance in the run. Within a group the
+    kind's ``mode_kind`` decides: ``AUTO`` (2-point marks of a kind with ``serp_kind[kind]``
+    serpentine, or nearest neighbour when that jumps less, as on layers broken into islands; the
+    rest nearest neighbour), ``SERPENTINE`` (2-point marks always serpentine, others nearest),
+    ``NEAREST``, ``AS_SLICED`` (unchanged), ``INSIDE_OUT`` / ``OUTSIDE_IN`` (:func:`_radial`).
+    Each run starts from the first point of its first mark.
 
     Returns
     -------
@@ -393,11 +431,26 @@ def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind
         cy = y[s0]
         cz = z[s0]
         pos = a
-        done = np.zeros(b - a, np.bool_)
-        for j0 in range(b - a):
-            if done[j0]:
+        # groups: first mark of each key, written by (rank of its kind, first appearance)
+        first = np.empty(b - a, np.int64)
+        ng = 0
+        seen = np.zeros(b - a, np.bool_)
+        for j in range(b - a):
+            if seen[j]:
                 continue
+            first[ng] = j
+            ng += 1
+            for jj in range(j, b - a):
+                if keys[jj] == keys[j]:
+                    seen[jj] = True
+        gsort = np.empty(ng, np.int64)
+        for g in range(ng):
+            gsort[g] = rank_kind[keys[first[g]] // 2] * (b - a) + first[g]
+        gorder = np.argsort(gsort)
+        for g in range(ng):
+            j0 = first[gorder[g]]
             key = keys[j0]
+            mode = mode_kind[key // 2]
             cnt = 0
             for j in range(j0, b - a):
                 if keys[j] == key:
@@ -407,18 +460,32 @@ def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind
             for j in range(j0, b - a):
                 if keys[j] == key:
                     idx[c] = a + j
-                    done[j] = True
                     c += 1
             o1 = np.empty(cnt, np.int64)
             f1 = np.zeros(cnt, np.bool_)
             r1 = np.zeros(cnt, np.int64)
-            plain = key % 2 == 1 and _one_mark_per_row(idx, x, y, mark_start)
+            if mode == AS_SLICED or mode == INSIDE_OUT or mode == OUTSIDE_IN:
+                if mode == AS_SLICED:
+                    for t in range(cnt):
+                        order[pos + t] = idx[t]
+                    q = mark_start[idx[cnt - 1] + 1] - 1
+                else:
+                    q = _radial(idx, x, y, mark_start, order, flip, pos, mode == INSIDE_OUT)
+                cx, cy, cz = x[q], y[q], z[q]
+                pos += cnt
+                continue
+            if mode == NEAREST:
+                plain = False
+            elif mode == SERPENTINE:
+                plain = key % 2 == 1
+            else:
+                plain = key % 2 == 1 and _one_mark_per_row(idx, x, y, mark_start)
             if plain:
                 # plain rows (no holes, no islands): serpentine, no need to try anything else
                 e1 = _serpentine(idx, x, y, z, mark_start, cx, cy, cz, o1, f1, 0)
             else:
                 e1 = _nearest(idx, x, y, z, mark_start, mark_closed, cx, cy, cz, o1, f1, r1, 0)
-            if key % 2 == 1 and cnt > 1 and not plain:
+            if mode == AUTO and key % 2 == 1 and cnt > 1 and not plain:
                 # rows broken by holes or islands: serpentine rows, unless the nearest-neighbour
                 # order jumps less
                 o2 = np.empty(cnt, np.int64)
