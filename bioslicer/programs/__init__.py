@@ -245,14 +245,7 @@ class ProgramWriter:
             raise BioslicerError("the toolpath is not stitched into blocks; stitch it before writing a program")
         self.blocks = blocks
         self.out_dir = Path(out_dir).absolute()
-        # made here, by whoever plans the job: block writers (maybe on other machines) create
-        # folders only below it, so a block still running after the job was removed cannot
-        # bring the folder back
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
-        # the staging folder too: a block writes only into it and never makes it, so a block still
-        # running after the program was finished (or the job removed) fails instead of leaving files
-        self.staging.mkdir(exist_ok=True)
         self.provenance = dict(provenance or {})
         if find_interface not in FIND_INTERFACE:
             raise BioslicerError(f"find_interface must be one of {', '.join(FIND_INTERFACE)}, got {find_interface!r}")
@@ -260,7 +253,13 @@ class ProgramWriter:
         self.durable = True
         self.direct = None      # one-file dialects in one process: a gcode.DirectMain (blocks straight in)
         d = DIALECTS[self.dialect]
-        d.module.prepare(self.printer, d.spec)
+        d.module.prepare(self.printer, d.spec)     # a profile the dialect cannot use: refused, nothing made
+        # made here, by whoever plans the job, once the writer is accepted: the program folder and
+        # its staging folder. Block writers (maybe on other machines) write only into the staging
+        # folder and never make it, so a block still running after the program was finished (or the
+        # job removed) fails instead of bringing folders back
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(exist_ok=True)
 
     @property
     def spec(self) -> DialectSpec:
