@@ -168,7 +168,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     -------
     JobResult
     """
-    from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps
+    from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps, stage_times
     from .jobs import JobWriter
     from .jobs.manifest import build_manifest
     from .mesh import load_mesh
@@ -214,6 +214,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             results = run_blocks_dask(client, solid, plan, todo, progress)
         timings["blocks_s"] = time.perf_counter() - t
         ordered = [results[b] for b in sorted(results)]
+        timings["block_stages_s"] = stage_times(ordered)
         used = [r for r in ordered if r.n_marks]
         if not used:
             raise BioslicerError(
@@ -222,6 +223,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         t = time.perf_counter()
         files = writer.finish([r.part for r in used], progress=progress)
         timings["write_s"] = time.perf_counter() - t
+        timings["main_s"] = writer.timings_s.get("main_s", 0.0)
+        timings["validate_s"] = writer.timings_s.get("validate_s", 0.0)
+        t_manifest = time.perf_counter()
         validation = files.report
         est = combined_estimate(blocks, results, pr)
         prev = Toolpath.concat([r.preview for r in used], layer_z_um=lz)
@@ -237,6 +241,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             render_png(jw.path / "preview.png", toolpath=prev, mesh=solid,
                        title=f"{mesh_path.name} on {pr.name}")
             timings["preview_s"] = time.perf_counter() - t
+            t_manifest += timings["preview_s"]
         rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
         used_ids = [r.block for r in used]
         est_d = est.to_dict()
@@ -254,6 +259,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             stitching=grid.to_dict(), plan=_plan_summary(rec, used), power_clip=_power_clip(used, pr),
             preview_toolpath="preview_toolpath.npz")
         path = jw.commit(manifest, zip=zip)
+        timings["manifest_s"] = time.perf_counter() - t_manifest
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
     return JobResult(path, zip_path, manifest, timings)
