@@ -252,6 +252,8 @@ def unit_marks(source, plan: BlockPlan, blocks):
 
     blocks = [int(b) for b in blocks]
     grid = plan.grid_obj()
+    if len(blocks) > 1 and len(set(grid.blocks().index[blocks, 2].tolist())) > 1:
+        raise ValueError(f"the blocks of a unit must share their tier, got {blocks}; group them with plan_units")
     printer = plan.printer
     clock = _Clock()
     if isinstance(source, Toolpath):
