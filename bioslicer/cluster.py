@@ -1,14 +1,15 @@
 """Block-parallel runs on Dask distributed: one task per unit of stitching blocks.
 
 The default run is local (:func:`run_blocks_local`: the units of blocks one after another,
-writing a block while the next is prepared, Numba's own threads inside each). Past one
-machine, :func:`run_blocks_dask` sends every unit (``blockrun.plan_units``: a row of blocks
-of one tier, planned once) to a Dask cluster as a task: the mesh is scattered to the workers
-once, each task gets the small :class:`~bioslicer.blockrun.BlockPlan` (recipe, printer, grid,
-program writer) and its block indices, writes its program file(s) into the job's temporary
-folder (temporary name, then rename) and hands back statistics and file hashes. The client assembles the rest in block order, so the
-job is byte-identical to the local run whatever the number of workers or the order in which
-blocks finish.
+Numba's own threads inside each). Past one machine, :func:`run_blocks_dask` sends every unit
+(``blockrun.plan_units``: a row of blocks of one tier, planned once) to a Dask cluster as a
+task: the mesh is scattered to the workers once, each task gets the small
+:class:`~bioslicer.blockrun.BlockPlan` (recipe, printer, grid, program writer) and its block
+indices, writes its program file(s) into the job's temporary folder (temporary name, then
+rename) and hands back statistics and file hashes. The client
+assembles the rest in block order, so the job is byte-identical to the local run whatever the
+number of workers or the order in which blocks finish. A unit task stops before its next block
+when the job folder is gone (another task failed and the job was given up).
 
 Dask (``pip install 'bioslicer[cluster]'``) is imported only here and only when asked for.
 """
@@ -39,67 +40,25 @@ JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
 
 
 def run_blocks_local(solid, plan, block_ids, progress: Progress = silent) -> dict:
-    """Run every block here, unit by unit (:func:`~bioslicer.blockrun.plan_units`), two stages deep.
-
-    Each unit (a row of blocks of one tier) is planned once; while block k is written and
-    estimated (:func:`~bioslicer.blockrun.finish_block`, in a helper thread) block k+1 is
-    selected, stitched and ordered (and its unit planned when it starts one) here, so the
-    serial stretches of one overlap the other. At most one unit's plan and two blocks' marks are
-    in memory. Every block runs exactly the functions of ``run_unit`` on its own data, so the
-    results (and files) are those of a run one block after another. The overlap needs a
-    thread-safe Numba threading layer (OpenMP or TBB, see :func:`pipelined`); with another
-    layer the blocks run one after another.
+    """Run every block here, unit by unit (:func:`~bioslicer.blockrun.plan_units`: a row of
+    blocks of one tier, planned once), one block after another (``blockrun.run_unit``).
 
     Returns
     -------
     dict
         block index -> BlockResult
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from .blockrun import finish_block, plan_units, unit_marks
 
     out = {}
     total = len(block_ids)
     progress(0, total, "blocks")
-    pending = None        # (block, Future of its finish_block)
-
-    def collect():
-        b, fut = pending
-        out[b] = fut.result()
-        progress(len(out), total, "blocks")
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bioslicer-write") as pool:
-        try:
-            for unit in plan_units(plan.grid_obj(), block_ids):
-                for bm in unit_marks(solid, plan, unit):
-                    if pending is not None:
-                        collect()
-                        pending = None
-                    if pipelined():
-                        pending = (bm.block, pool.submit(finish_block, plan, bm))
-                    else:
-                        out[bm.block] = finish_block(plan, bm)
-                        progress(len(out), total, "blocks")
-                    del bm
-            if pending is not None:
-                collect()
-                pending = None
-        finally:
-            if pending is not None:       # an error here: let the block being written finish first
-                pending[1].exception()
+    for unit in plan_units(plan.grid_obj(), block_ids):
+        for bm in unit_marks(solid, plan, unit):
+            out[bm.block] = finish_block(plan, bm)
+            progress(len(out), total, "blocks")
+            del bm
     return out
-
-
-def pipelined() -> bool:
-    """True when Numba's threading layer lets two threads run parallel kernels at once (OpenMP
-    or TBB; the workqueue layer does not). Only known once a parallel kernel has run; False before."""
-    import numba
-
-    try:
-        return numba.threading_layer() in ("omp", "tbb")
-    except ValueError:
-        return False
 
 
 def _dask():
@@ -281,11 +240,28 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
             progress(len(out), total, "blocks")
     except BaseException:
         client.cancel(list(futures), force=True)
+        _wait_stopped(client, {f.key for f in futures})
         raise
     finally:
         with contextlib.suppress(Exception):
             client.cancel([solid_f], force=True)
     return out
+
+
+def _wait_stopped(client, keys, timeout_s: float = 120.0) -> None:
+    """Wait until no worker is still running one of ``keys`` (a cancelled task runs on to its
+    end), so nothing is written into the job folder after the caller removes it."""
+    import time
+
+    t_end = time.monotonic() + timeout_s
+    while time.monotonic() < t_end:
+        try:
+            busy = {k for ks in client.processing().values() for k in ks}
+        except Exception:   # noqa: BLE001 - the scheduler is gone: nothing runs there any more
+            return
+        if not (busy & keys):
+            return
+        time.sleep(0.1)
 
 
 class BlockFailed(Exception):
@@ -299,6 +275,9 @@ def _unit_task(source, plan, unit) -> list:
     out = []
     try:
         for bm in unit_marks(source, plan, unit):
+            if plan.writer is not None and not plan.writer.out_dir.is_dir():
+                # the job was given up (another task failed) and its folder removed: write nothing more
+                raise BioslicerError(f"the job folder {plan.writer.out_dir} is gone; the job was stopped")
             out.append(finish_block(plan, bm))
     except Exception as exc:
         raise BlockFailed(unit[len(out)], _one_line(exc)) from None

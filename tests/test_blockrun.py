@@ -73,9 +73,9 @@ def test_a_unit_is_planned_once_and_gives_the_blocks_of_their_own_plans():
             assert np.array_equal(getattr(bm.toolpath, name), arr), (bm.block, name)
 
 
-def test_local_run_overlapping_blocks_equals_blocks_one_by_one(tmp_path):
-    """run_blocks_local (units, writing block k while block k+1 is prepared) gives each block's
-    files and results exactly as run_block one block at a time; the job reports its time split."""
+def test_local_run_by_units_equals_blocks_one_by_one(tmp_path):
+    """run_blocks_local (units of blocks planned once) gives each block's files and results
+    exactly as run_block one block at a time; the job reports its time split."""
     from bioslicer.blockrun import BlockPlan, plan_blocks, run_block
     from bioslicer.cluster import run_blocks_local
     from bioslicer.mesh import load_mesh

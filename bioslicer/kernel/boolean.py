@@ -10,7 +10,7 @@ OP_INTERSECTION = 1
 OP_DIFFERENCE = 2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _keep(op, ina, inb):
     if op == 0:
         return ina or inb
@@ -19,7 +19,7 @@ def _keep(op, ina, inb):
     return ina and not inb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _row_boolean(op, au0, au1, a0, a1, bu0, bu1, b0, b1, u0_out, u1_out, o):
     """Boolean of two sorted disjoint span lists of one row; writes from o, returns new o."""
     ia = a0
@@ -60,7 +60,7 @@ def _row_boolean(op, au0, au1, a0, a1, bu0, bu1, b0, b1, u0_out, u1_out, o):
     return o
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def span_boolean_kernel(op, a_lrs, a_j, a_rss, a_u0, a_u1, b_lrs, b_j, b_rss, b_u0, b_u1,
                         row_base, span_base, row_j_out, row_n_out, u0_out, u1_out, nrows_out, nspans_out):
     """Per layer, merge rows of A and B by row index and combine their spans.

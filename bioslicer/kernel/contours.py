@@ -14,7 +14,7 @@ from numba import njit, prange
 from .crossings import layer_segments
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def chain_rings(V, F, face_edges, n_edges, bstart, btri, layer_pos, layer_z, chunk_start,
                 base, ring_len_out, xy_out, nrings_out, npts_out):
     """Chain each layer's segments into rings.
@@ -105,7 +105,7 @@ def chain_rings(V, F, face_edges, n_edges, bstart, btri, layer_pos, layer_z, chu
 _ORIENT_EPS = 1e-13   # relative error bound on orient2d beyond which its sign is trusted (Shewchuk's A is ~7e-16)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _orient(ax, ay, bx, by, cx, cy):
     """Sign of the turn a -> b -> c: +1 left, -1 right, 0 when floating point cannot tell."""
     dl = (ax - cx) * (by - cy)
@@ -116,7 +116,7 @@ def _orient(ax, ay, bx, by, cx, cy):
     return 1 if d > 0 else -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _segments_apart(ax, ay, bx, by, cx, cy, dx, dy):
     """True when segments ab and cd certainly neither cross nor touch."""
     if max(ax, bx) < min(cx, dx) or max(cx, dx) < min(ax, bx) or max(ay, by) < min(cy, dy) or \
@@ -131,7 +131,7 @@ def _segments_apart(ax, ay, bx, by, cx, cy, dx, dy):
     return o3 != 0 and o3 == o4
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _layer_rings_clean(rps, r0, r1, xy, nxt, order, xmin):
     """True when the rings r0:r1 of one layer are simple, pairwise disjoint, and nest as
     material/hole/material... with CCW outers and CW holes (winding only 0 or 1).
@@ -229,7 +229,7 @@ def _layer_rings_clean(rps, r0, r1, xy, nxt, order, xmin):
     return True
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def clean_layers(layer_ring_start, ring_point_start, xy, chunk_start):
     """Per layer: True when its raw rings need no resolving (see :func:`_layer_rings_clean`).
 

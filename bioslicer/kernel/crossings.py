@@ -31,13 +31,13 @@ BIG_ROW = 1 << 60
 
 
 # ----------------------------------------------------------------------------- helpers
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def row_v(off, dy, j):
     """v of row j (the one formula used everywhere for row positions)."""
     return off + np.float64(j) * dy
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def first_row_at_or_above(v, off, dy):
     """Smallest j with ``off + j * dy >= v`` (exact against :func:`row_v`)."""
     j = np.int64(np.ceil((v - off) / dy))
@@ -48,7 +48,7 @@ def first_row_at_or_above(v, off, dy):
     return j
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def bucket_triangles(tz_min, tz_max, zs_sorted):
     """Triangles cut by each layer (``z_min <= z < z_max``), as CSR over the sorted layers.
 
@@ -93,7 +93,7 @@ def bucket_triangles(tz_min, tz_max, zs_sorted):
     return start, tri
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _edge_point(V, a, b, z):
     """Point where the mesh edge (a, b) meets the plane z, computed canonically."""
     if a > b:
@@ -108,7 +108,7 @@ def _edge_point(V, a, b, z):
     return V[a, 0] + t * (V[b, 0] - V[a, 0]), V[a, 1] + t * (V[b, 1] - V[a, 1])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def layer_segments(V, F, tris, z, sx0, sy0, sx1, sy1, face_edges, se0, se1, want_edges):
     """Directed 2-D segments where the plane z cuts the listed triangles.
 
@@ -154,7 +154,7 @@ def layer_segments(V, F, tris, z, sx0, sy0, sx1, sy1, face_edges, se0, se1, want
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _rotate(sx0, sy0, sx1, sy1, n, c, s):
     """In place: (x, y) -> (u, v) = (x c + y s, -x s + y c) for the first n segments."""
     for i in range(n):
@@ -168,7 +168,7 @@ def _rotate(sx0, sy0, sx1, sy1, n, c, s):
         sy1[i] = -x * s + y * c
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _row_ranges(su0, sv0, su1, sv1, n, off, dy, jr0, jr1, umax, seg_j0, seg_j1):
     """Rows crossed by each of n segments in the row frame.
 
@@ -211,7 +211,7 @@ def _row_ranges(su0, sv0, su1, sv1, n, off, dy, jr0, jr1, umax, seg_j0, seg_j1):
     return cnt, jmin, jmax
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _scatter_rows(su0, sv0, su1, sv1, n, off, dy, seg_j0, seg_j1, jbase, nrows, rstart, rptr, cu, cs):
     """Crossings of n segments written grouped by row (a counting sort without a staging copy).
 
@@ -270,7 +270,7 @@ def _scatter_rows(su0, sv0, su1, sv1, n, off, dy, seg_j0, seg_j1, jbase, nrows, 
     return pos
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _sort_row(u, s, a, b):
     """Sort crossings a:b by u in place, carrying the signs (no allocation).
 
@@ -302,7 +302,7 @@ def _sort_row(u, s, a, b):
         _sift_down(u, s, a, 0, end)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _sift_down(u, s, a, root, n):
     """Max-heap sift of element ``a + root`` within ``u[a:a+n]`` (with signs)."""
     while True:
@@ -322,7 +322,7 @@ def _sift_down(u, s, a, root, n):
         root = child
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _row_clip(v, c, s, has_region, bx0, by0, bx1, by1):
     """u-interval [ua, ub) of row v inside the region box (x, y half-open), or (-inf, inf)."""
     ua = -np.inf
@@ -353,7 +353,7 @@ def _row_clip(v, c, s, has_region, bx0, by0, bx1, by1):
     return ua, ub
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _sweep_rows(rstart, cu, cs, nrows, jbase, off, dy, rule, c, s, has_region, bx0, by0, bx1, by1,
                 row_v_out, row_end_out, u0_out, u1_out, r_base, s_base):
     """Sort each row's crossings by u and sweep the winding number into spans.
@@ -408,7 +408,7 @@ def _sweep_rows(rstart, cu, cs, nrows, jbase, off, dy, rule, c, s, has_region, b
     return nr, ns
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _layer_spans(x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, jbase, nrows, rule, c, s, has_region,
                  bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu, cs, row_v_out, row_end_out, u0_out, u1_out,
                  r_base, s_base):
@@ -420,7 +420,7 @@ def _layer_spans(x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, jbase, nrows, rule,
 
 
 # ----------------------------------------------------------------------------- mesh driver
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy, jr0, jr1, umax,
                     chunk_start):
     """Pass 1: crossings per layer and their row range (layers in chunks, chunks in prange).
@@ -469,7 +469,7 @@ def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, d
     return ncross, jmin, jmax
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy, jr0, jr1, umax,
                    chunk_start, ncross, jmin, jmax, rule, has_region, bx0, by0, bx1, by1,
                    row_base, span_base, row_v_out, row_end_out, u0_out, u1_out, nrows_out, nspans_out):
@@ -523,7 +523,7 @@ def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy
 
 
 # ----------------------------------------------------------------------------- 2-D segments driver
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _chunk_max_segments(lstart, k0, k1):
     cap = 1
     for k in range(k0, k1):
@@ -531,7 +531,7 @@ def _chunk_max_segments(lstart, k0, k1):
     return cap
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _load_segments(X0, Y0, X1, Y1, a, b, x0, y0, x1, y1):
     for i in range(b - a):
         x0[i] = X0[a + i]
@@ -540,7 +540,7 @@ def _load_segments(X0, Y0, X1, Y1, a, b, x0, y0, x1, y1):
         y1[i] = Y1[a + i]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def seg_count_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax, chunk_start):
     """Pass 1 for segments given per layer (CSR ``lstart``) in part coordinates; see :func:`mesh_count_pass`."""
     L = lstart.shape[0] - 1
@@ -570,7 +570,7 @@ def seg_count_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax
     return ncross, jmin, jmax
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def seg_fill_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax, chunk_start,
                   ncross, jmin, jmax, rule, has_region, bx0, by0, bx1, by1,
                   row_base, span_base, row_v_out, row_end_out, u0_out, u1_out, nrows_out, nspans_out):
@@ -614,7 +614,7 @@ def seg_fill_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax,
 
 
 # ----------------------------------------------------------------------------- output
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def compact_layers(nrows, nspans, row_base, span_base, row_v, row_end, u0, u1, layer_row_start):
     """In place: close the gaps the fill pass left between layers, and make row ends global.
 
@@ -653,7 +653,7 @@ def compact_layers(nrows, nspans, row_base, span_base, row_v, row_end, u0, u1, l
     return R, S
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def gather_ranges(src, src_start, counts, dst_start, dst):
     """dst[dst_start[k]:+counts[k]] = src[src_start[k]:+counts[k]] for every k (compaction)."""
     for k in prange(counts.shape[0]):

@@ -14,7 +14,7 @@ from numba import njit, prange
 
 
 # ----------------------------------------------------------------------------- spans -> segments
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def count_kept_spans(layer_row_start, row_span_start, span_u0, span_u1, keep_row, min_len_um, out_count):
     """Count, per layer, spans at least ``min_len_um`` long on rows with ``keep_row`` set.
 
@@ -39,7 +39,7 @@ def count_kept_spans(layer_row_start, row_span_start, span_u0, span_u1, keep_row
         out_count[k] = c
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, row_rev, cos_l, sin_l,
                        z_l, min_len_um, layer_offset, x, y, z):
     """Write the kept spans of each layer as 2-point marks in part coordinates, in scan order.
@@ -92,7 +92,7 @@ def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1,
 
 
 # ----------------------------------------------------------------------------- merging
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def scatter_marks(src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, dst_y, dst_z):
     """Copy the points of every source mark m to destination mark ``dest_mark[m]``.
 
@@ -114,7 +114,7 @@ def scatter_marks(src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, d
 
 
 # ----------------------------------------------------------------------------- subdivision
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def count_subdivided(x, y, z, mark_start, point_distance_um, out_count):
     """Points per mark after splitting every step into pieces at most ``point_distance_um``.
 
@@ -130,7 +130,7 @@ def count_subdivided(x, y, z, mark_start, point_distance_um, out_count):
         out_count[i] = c
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def fill_subdivided(x, y, z, mark_start, point_distance_um, new_start, nx, ny, nz):
     """Write the subdivided points (see :func:`count_subdivided`); ``new_start`` is (M+1,)."""
     m = len(mark_start) - 1
@@ -157,7 +157,7 @@ def fill_subdivided(x, y, z, mark_start, point_distance_um, new_start, nx, ny, n
 
 
 # ----------------------------------------------------------------------------- volume sampling
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def sample_volume(vol, origin_um, voxel_um, x, y, z, out):
     """Trilinear interpolation of ``vol[z, y, x]`` at points, clamped to the edge voxels.
 
@@ -197,7 +197,7 @@ def sample_volume(vol, origin_um, voxel_um, x, y, z, out):
 
 
 # ----------------------------------------------------------------------------- gyroid
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _gyroid_excess(x, y, z, k, half_t):
     """Approximate distance to the gyroid surface minus the half sheet thickness (µm)."""
     a = k * x
@@ -216,7 +216,7 @@ def _gyroid_excess(x, y, z, k, half_t):
     return abs(g) / gn - half_t
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _gyroid_runs(x0, y0, x1, y1, z, k, half_t, step_um, ox, write, o):
     """Walk one segment; count (write=False) or write sub-intervals inside the sheet."""
     dx = x1 - x0
@@ -258,7 +258,7 @@ def _gyroid_runs(x0, y0, x1, y1, z, k, half_t, step_um, ox, write, o):
     return count
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def count_gyroid(x0, y0, x1, y1, z, cell_um, thickness_um, step_um, out_count):
     """Per segment, how many pieces lie inside the gyroid sheet of ``thickness_um``.
 
@@ -273,7 +273,7 @@ def count_gyroid(x0, y0, x1, y1, z, cell_um, thickness_um, step_um, out_count):
                                     dummy, False, 0)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def fill_gyroid(x0, y0, x1, y1, z, cell_um, thickness_um, step_um, offset, out_xyxy):
     """Write the pieces counted by :func:`count_gyroid`; ``out_xyxy`` is (4*P,) x0 y0 x1 y1."""
     k = 2.0 * math.pi / cell_um

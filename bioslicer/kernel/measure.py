@@ -12,12 +12,12 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _dist(ax, ay, az, bx, by, bz):
     return math.sqrt((ax - bx) ** 2 + (ay - by) ** 2 + (az - bz) ** 2)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def closed_marks(x, y, z, mark_start):
     """(M,) bool: the mark has at least 4 points and its last point equals its first."""
     m = len(mark_start) - 1
@@ -30,7 +30,7 @@ def closed_marks(x, y, z, mark_start):
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def mark_lengths(x, y, z, mark_start):
     """(M,) float64 polyline length of each mark, µm."""
     m = len(mark_start) - 1
@@ -43,7 +43,7 @@ def mark_lengths(x, y, z, mark_start):
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def run_jump_lengths(x, y, z, mark_start, run_start):
     """Lengths of the jumps between consecutive marks of the same run, µm.
 
@@ -77,7 +77,7 @@ def run_jump_lengths(x, y, z, mark_start, run_start):
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def transition_times(x, y, z, mark_start, mark_block, mark_layer, origin, n_blocks, jump_speed, jump_delay,
                      layer_settle, stage_speed, stage_settle):
     """Jumps, layer changes and block changes between consecutive marks (see

@@ -15,7 +15,7 @@ from numba import njit, prange
 
 from .measure import _dist
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
     """Serpentine order of 2-point marks ``idx``: rows by the perpendicular offset of their
     midpoints along the longest mark's direction, alternating direction row by row. Of the four
@@ -128,7 +128,7 @@ def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
     return x[q], y[q], z[q]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _build_grid(ex, ey, alive_e, ecell, epos):
     """Bucket the alive entries into a grid of square cells (CSR with per-cell alive counts).
 
@@ -190,7 +190,7 @@ def _build_grid(ex, ey, alive_e, ecell, epos):
     return xmin, ymin, cs, nx, ny, cnt, ccount, items, na
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _kill(e, alive_e, ecell, epos, cstart, ccount, citems):
     """Remove entry e from its cell (swap with the cell's last alive entry)."""
     alive_e[e] = False
@@ -203,7 +203,7 @@ def _kill(e, alive_e, ecell, epos, cstart, ccount, citems):
     ccount[c] -= 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _nearest(idx, x, y, z, mark_start, mark_closed, cx, cy, cz, out, flip, rot, pos):
     """Greedy nearest-neighbour order of marks ``idx`` from (cx, cy, cz), with a grid over
     candidate start points (both ends of open marks, every vertex of closed contours) from which
@@ -309,7 +309,7 @@ def _nearest(idx, x, y, z, mark_start, mark_closed, cx, cy, cz, out, flip, rot, 
     return cx, cy, cz
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _one_mark_per_row(idx, x, y, mark_start):
     """True when no two of the 2-point marks ``idx`` share a row (their midpoints' offsets across
     the first mark's direction differ by more than 1e-3 µm)."""
@@ -331,7 +331,7 @@ def _one_mark_per_row(idx, x, y, mark_start):
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _seq_jump(order, flip, rot, x, y, z, mark_start, cx, cy, cz):
     """Total jump length (µm) of writing marks ``order`` (with ``flip``/``rot`` per position)
     starting from (cx, cy, cz)."""
@@ -356,7 +356,7 @@ def _seq_jump(order, flip, rot, x, y, z, mark_start, cx, cy, cz):
     return tot
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind):
     """Order the marks of every run (block, layer) independently (runs in parallel).
 
@@ -437,7 +437,7 @@ def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind
     return order, flip, rot
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _put_mark(sx, sy, sz, sp, s, n, r, f, ox, oy, oz, op, d):
     """Write the n points of a mark starting at s in (sx, sy, sz, sp) to d in (ox, oy, oz, op),
     rotated to start at vertex r (closed marks, r > 0) or reversed (f)."""
@@ -454,7 +454,7 @@ def _put_mark(sx, sy, sz, sp, s, n, r, f, ox, oy, oz, op, d):
         op[d + i] = sp[si]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def apply_order(run_start, mark_start, order, flip, rot, x, y, z, p, inplace, n_chunks, ox, oy, oz, op, ostart):
     """Write the points of mark ``order[j]`` as output mark j, reversed where ``flip[j]`` and
     rotated to start at vertex ``rot[j]`` (closed marks).

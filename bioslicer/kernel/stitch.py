@@ -22,7 +22,7 @@ from numba import njit, prange
 # ----------------------------------------------------------------------------- stitching
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _emit(x, y, z, p, a, b, t):
     """Point at parameter t on the segment from point a to point b (exact at t = 0 and 1)."""
     if t <= 0.0:
@@ -33,12 +33,12 @@ def _emit(x, y, z, p, a, b, t):
             z[a] + t * (z[b] - z[a]), p[a] + t * (p[b] - p[a]))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _inside(u, v, ulo, uhi, vlo, vhi):
     return u >= ulo and u < uhi and v >= vlo and v < vhi
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, inline="always")
 def _slab(a, d, lo, hi, t0, t1):
     """Clip the parameter range [t0, t1] of ``a + t d`` to the half-open slab [lo, hi).
 
@@ -52,7 +52,7 @@ def _slab(a, d, lo, hi, t0, t1):
     return True, max(t0, c0), min(t1, c1)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def clip_mark(x, y, z, p, s, e, closed, tan_s, z0, ulo, uhi, vlo, vhi, min_len_um,
               write, ox, oy, oz, op, piece_start, pbase, kbase):
     """Clip the polyline of points s..e-1 to the half-open sheared box of one block.
@@ -182,7 +182,7 @@ def clip_mark(x, y, z, p, s, e, closed, tan_s, z0, ulo, uhi, vlo, vhi, min_len_u
     return n_pieces, n_pts
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
     """Extents of the marks, reduced per chunk of ``chunk`` marks.
 
@@ -232,7 +232,7 @@ def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
     return out
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, inline="always")
 def _mark_uv(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, k):
     """(umin, umax, vmin, vmax) of mark ``k`` in sheared coordinates ``u = x - t``, ``v = y - t``,
     ``t = (z - z0) * tan_s`` with ``z0`` the z origin of the mark's tier, µm."""
@@ -252,7 +252,7 @@ def _mark_uv(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, k):
     return umin, umax, vmin, vmax
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chunk):
     """Extents of the sheared coordinates ``u = x - t``, ``v = y - t`` with
     ``t = (z - z0) * tan_s`` and ``z0 = tier_z0[layer_tier[mark_layer]]``, per chunk of marks.
@@ -283,7 +283,7 @@ def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chun
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _wall(g0, a, i, n, half_ov, lo_side):
     """Sheared wall of grid cell i (outer walls at ±inf)."""
     if lo_side:
@@ -291,7 +291,7 @@ def _wall(g0, a, i, n, half_ov, lo_side):
     return np.inf if i == n - 1 else g0 + (i + 1) * a + half_ov
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov):
     """(z0, ulo, uhi, vlo, vhi): the z origin and sheared walls of task ``t``'s cell (µm)."""
     ix = task_cell[t, 0]
@@ -300,7 +300,7 @@ def _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov):
             _wall(gy0, a, iy, ny, half_ov, True), _wall(gy0, a, iy, ny, half_ov, False))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _cand_range(lo, hi, g0, a, n, half_ov):
     """Grid cells ``i0..i1`` (clamped to ``0..n-1``) whose grown cell may meet ``[lo, hi]``."""
     i0 = int(math.floor((lo - g0 - half_ov) / a))
@@ -308,7 +308,7 @@ def _cand_range(lo, hi, g0, a, n, half_ov):
     return min(max(i0, 0), n - 1), max(min(i1, n - 1), 0)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0, gy0, a, nx, ny, half_ov):
     """Candidate grid cells of every mark, from the bounds of its sheared coordinates.
 
@@ -349,7 +349,7 @@ def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0,
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_cells):
     """Lists of the marks that may give pieces in each grid cell (CSR), in ``mark_order``.
 
@@ -400,7 +400,7 @@ def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_
     return cnt, entries
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
                  tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um):
     """Count pass: pieces and points each task gives after clipping to its grid cell.
@@ -455,7 +455,7 @@ def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e
     return n_pieces, n_points
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def stitch_fill(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
                 tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um, task_kbase, task_pbase,
                 ox, oy, oz, op, piece_start, piece_source):

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def _first_center_at_or_above(u, ox, dx):
     """Smallest i with ``ox + (i + 0.5) * dx >= u``."""
     i = np.int64(np.ceil((u - ox) / dx - 0.5))
@@ -17,7 +17,7 @@ def _first_center_at_or_above(u, ox, dx):
     return i
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def fill_voxels_bool(layer_row_start, row_iy, row_span_start, u0, u1, ox, dx, nx, grid):
     """Mark voxels whose centre x lies in a span ``[u0, u1)`` of their row.
 
@@ -39,7 +39,7 @@ def fill_voxels_bool(layer_row_start, row_iy, row_span_start, u0, u1, ox, dx, nx
                     grid[k, iy, i] = True
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, parallel=True)
 def fill_voxels_packed(layer_row_start, row_iy, row_span_start, u0, u1, ox, dx, nx, grid):
     """As :func:`fill_voxels_bool` into (nz, ny, ceil(nx/8)) uint8, MSB first like ``numpy.packbits``."""
     nz = layer_row_start.shape[0] - 1

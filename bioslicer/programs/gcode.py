@@ -99,7 +99,7 @@ class StepFormat:
                          self.ts["laser_off"]], dtype=np.int64)
 
 
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy")
 def _render_step_chunks(x, y, z, pp, ms, mspeed, offx, offy, offz, scale, feed_s, cs, ps, fs, T, has_on,
                         first, ops, op_start, lit, pow10, digits2, cb, off, out, lens):
     """Quantize, emit and render step-dialect lines for the chunks of marks ``cb`` in parallel.

@@ -61,7 +61,7 @@ def _const_power(pp, ms, m, ps):
     return q0, True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _chunk_states(pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st_out):
     """Modal state [zoff, speed, power, has_zoff, has_speed, has_power] at the start of each chunk.
 
@@ -96,7 +96,7 @@ def _chunk_states(pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st
             state[:] = cur
 
 
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy")
 def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps, vs, ppw, T,
                    ops, op_start, lit, pow10, digits2, cb, st0, off, out, lens):
     """Quantize, emit and render GWL block lines for the chunks of marks ``cb`` in parallel.
