@@ -240,7 +240,7 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
             progress(len(out), total, "blocks")
     except BaseException:
         client.cancel(list(futures), force=True)
-        _wait_stopped(client, {f.key for f in futures})
+        _wait_stopped(client, token)
         raise
     finally:
         with contextlib.suppress(Exception):
@@ -248,18 +248,25 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
     return out
 
 
-def _wait_stopped(client, keys, timeout_s: float = 120.0) -> None:
-    """Wait until no worker is still running one of ``keys`` (a cancelled task runs on to its
-    end), so nothing is written into the job folder after the caller removes it."""
+def _tasks_running(token: str, dask_worker=None) -> list:
+    """Keys of this run's tasks a worker is still executing (a cancelled task runs on to its end)."""
+    return [str(k) for k, ts in dask_worker.state.tasks.items()
+            if token in str(k) and ts.state in ("executing", "long-running", "cancelled", "resumed")]
+
+
+def _wait_stopped(client, token: str, timeout_s: float = 300.0) -> None:
+    """Wait until no worker runs a task of this run any more (Dask cannot interrupt a running
+    task; cancelling only forgets its result), so nothing is written into the job folder after
+    the caller removes it."""
     import time
 
     t_end = time.monotonic() + timeout_s
     while time.monotonic() < t_end:
         try:
-            busy = {k for ks in client.processing().values() for k in ks}
-        except Exception:   # noqa: BLE001 - the scheduler is gone: nothing runs there any more
+            busy = client.run(_tasks_running, token)
+        except Exception:   # noqa: BLE001 - workers gone or unreachable: nothing more to wait for
             return
-        if not (busy & keys):
+        if not any(busy.values()):
             return
         time.sleep(0.1)
 
