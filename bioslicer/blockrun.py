@@ -14,7 +14,13 @@ bit-identical to the same mark of the whole plan), ``stitch`` keeps only the pie
 already planned, unstitched toolpath (``bioslicer estimate`` of a saved toolpath): then the
 marks the block needs are selected instead of planned, and the rest is the same.
 
-The whole-part helpers are loops over :func:`run_block`: :func:`run_blocks` here,
+Blocks that share scan rows (runs of consecutive blocks in one tier and one grid row,
+:func:`plan_units`) are one unit of work: the unit is planned once over the union of their
+windows and each block's marks are then selected from that plan (:func:`unit_marks`), which
+gives the same marks, so a row crossing several blocks is planned once; memory follows the
+unit. :func:`run_block` is a unit of one block.
+
+The whole-part helpers are loops over units (:func:`run_unit`): :func:`run_blocks` here,
 ``cluster.run_blocks_dask`` on a cluster, ``pipeline.slice_to_job`` and ``pipeline.plan_job``
 on top of them.
 """
@@ -22,6 +28,7 @@ on top of them.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +88,20 @@ class BlockResult:
     preview: Toolpath | None = None
     extra: dict = field(default_factory=dict)
     toolpath: Toolpath | None = None   # with BlockPlan.keep_toolpath
+    timings_s: dict = field(default_factory=dict)   # wall seconds per stage of the block (BLOCK_STAGES)
+
+
+#: the stages of :func:`run_block`, keys of ``BlockResult.timings_s`` (``<stage>_s``)
+BLOCK_STAGES = ("plan", "stitch", "order", "write", "estimate")
+
+
+def stage_times(results) -> dict:
+    """``{"<stage>_s": seconds}`` summed over block results (worker seconds on a cluster)."""
+    out = {f"{s}_s": 0.0 for s in BLOCK_STAGES}
+    for r in results:
+        for k, v in r.timings_s.items():
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
 
 
 def plan_blocks(solid, recipe, printer: Printer):
@@ -129,7 +150,8 @@ def preview_marks(tp: Toolpath, layer_step: int, mark_step: int) -> Toolpath:
 
 
 def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
-    """Plan (or select), stitch, order, estimate and write block ``b``.
+    """Plan (or select), stitch, order, estimate and write block ``b`` (a unit of one block,
+    :func:`run_unit`).
 
     Parameters
     ----------
@@ -145,35 +167,142 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
     BlockResult
         ``part`` is None without a writer; ``preview`` None without preview steps.
     """
-    from .estimate import estimate_block
+    return run_unit(source, plan, [b])[0]
+
+
+def run_unit(source, plan: BlockPlan, blocks) -> list:
+    """Run a unit of blocks (:func:`plan_units`): planned once, then every block stitched,
+    ordered, written and estimated on its own (:func:`unit_marks`, :func:`finish_block`).
+
+    Returns
+    -------
+    list[BlockResult]
+        One per block, in the order of ``blocks``.
+    """
+    return [finish_block(plan, bm) for bm in unit_marks(source, plan, blocks)]
+
+
+def plan_units(grid, block_ids) -> list:
+    """Group blocks into units of work that share their scan rows: runs of consecutive
+    ``block_ids`` (execution order) in the same tier and the same row of the grid (same ``iy``).
+
+    A unit is planned once over the union of its blocks' windows, so a scan row crossing a row
+    of blocks is planned once, not once per block; memory follows the unit (one row of blocks
+    of one tier), not the part.
+
+    Returns
+    -------
+    list[list[int]]
+    """
+    idx = grid.blocks().index
+    units: list = []
+    key = None
+    for b in block_ids:
+        k = (int(idx[b, 2]), int(idx[b, 1]))
+        if units and k == key:
+            units[-1].append(int(b))
+        else:
+            units.append([int(b)])
+            key = k
+    return units
+
+
+@dataclass
+class BlockMarks:
+    """The first half of a block (:func:`unit_marks`): its stitched, ordered marks."""
+
+    block: int
+    toolpath: Toolpath
+    report: dict
+    clock: "_Clock"
+
+
+class _UnitOwner:
+    """``owner(x, y, z)``: True where one of the unit's cells holds the point (cells tile the plane)."""
+
+    def __init__(self, owners) -> None:
+        self.owners = owners
+
+    def __call__(self, x, y, z):
+        out = self.owners[0](x, y, z)
+        for o in self.owners[1:]:
+            out = out | o(x, y, z)
+        return out
+
+
+def unit_window_um(grid, blocks):
+    """The box holding every block window of ``blocks`` (µm, as ``StitchGrid.block_window_um``)."""
+    w = np.array([grid.block_window_um(b) for b in blocks], dtype=np.float64)    # (n, 2, 2)
+    lo, hi = w[:, 0].min(axis=0), w[:, 1].max(axis=0)
+    return (float(lo[0]), float(lo[1])), (float(hi[0]), float(hi[1]))
+
+
+def unit_marks(source, plan: BlockPlan, blocks):
+    """Yield the :class:`BlockMarks` of every block of a unit (blocks of one tier): the unit is
+    planned (or selected) once over :func:`unit_window_um`, then each block's marks are selected
+    (``StitchGrid.marks_for_block``), stitched and ordered.
+
+    Every mark reaching a block window is bit-identical whatever the planning window holding it
+    (``plan_toolpath``), and ``stitch(..., blocks=[b])`` gives block b from any superset of the
+    marks it needs: each block is exactly the block of a plan of its own. Dropped short
+    segments are counted for the unit's cells and reported with its first block.
+    """
     from .ordering import order_marks
     from .planning import plan_toolpath
-    from .stitching import stitch
+    from .stitching import mark_boxes, stitch
 
+    blocks = [int(b) for b in blocks]
     grid = plan.grid_obj()
+    if len(blocks) > 1 and len(set(grid.blocks().index[blocks, 2].tolist())) > 1:
+        raise ValueError(f"the blocks of a unit must share their tier, got {blocks}; group them with plan_units")
     printer = plan.printer
     rec = plan.recipe_obj() if plan.recipe is not None else None
+    clock = _Clock()
     if isinstance(source, Toolpath):
         tp, rep = source, {}
     else:
         from .exposure import PowerClipError
 
+        owner = grid.cell_owner(blocks[0]) if len(blocks) == 1 else _UnitOwner([grid.cell_owner(b) for b in blocks])
         try:
-            tp, rep = plan_toolpath(source, rec, printer, layer_ids=grid.block_layers(b),
-                                    window_um=grid.block_window_um(b), owner=grid.cell_owner(b), checked=True)
+            tp, rep = plan_toolpath(source, rec, printer, layer_ids=grid.block_layers(blocks[0]),
+                                    window_um=unit_window_um(grid, blocks), owner=owner, checked=True)
         except PowerClipError as exc:
-            raise PowerClipError(f"block {b}: {exc}") from None
-        if plan.set_source:
+            what = f"block {blocks[0]}" if len(blocks) == 1 else f"blocks {blocks[0]}..{blocks[-1]}"
+            raise PowerClipError(f"{what}: {exc}") from None
+        if plan.set_source:     # once per unit: the blocks' marks are selected from this toolpath
             from .paramsets import SOURCE_STRIDE
 
             tp.mark_set += np.int32(plan.set_source * SOURCE_STRIDE)
-    need = grid.marks_for_block(tp, b)           # whole-layer contours reach every block of a tier
-    if not need.all():
-        tp = tp.select_marks(need)
-    tp = stitch(tp, printer, grid=grid, blocks=[b])
-    tp, _ = order_marks(tp, inplace=True, recipe=rec)
+    clock("plan")
+    boxes = mark_boxes(tp) if len(blocks) > 1 and tp.n_marks else None
+    for i, b in enumerate(blocks):
+        if i:
+            clock = _Clock()
+            rep = dict(rep, dropped_segments=0)
+        need = grid.marks_for_block(tp, b, boxes)    # whole-layer contours reach every block of a tier
+        tpb = tp.select_marks(need) if not need.all() else tp
+        tpb = stitch(tpb, printer, grid=grid, blocks=[b])
+        del need
+        clock("stitch")
+        tpb, _ = order_marks(tpb, inplace=True, recipe=rec)
+        clock("order")
+        yield BlockMarks(b, tpb, rep, clock)
+        del tpb
+
+
+def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
+    """Write block ``bm.block``'s program file(s), estimate it and sum it up (second half of
+    :func:`run_block`)."""
+    from .estimate import estimate_block
+
+    b, tp, rep, clock = bm.block, bm.toolpath, bm.report, bm.clock
+    printer = plan.printer
+    rec = plan.recipe_obj() if plan.recipe is not None else None
+    clock.restart()
     part = plan.writer.write_block(b, tp) if plan.writer is not None else None
-    est = estimate_block(tp, printer)
+    clock("write")
+    est = estimate_block(tp, plan.printer)
     n = tp.n_marks
     if n:
         lengths = tp.mark_lengths()
@@ -191,7 +320,7 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
     if clip is not None:   # count what this block writes (the plan's rows reach past its walls)
         from .exposure import clipped_length_um
 
-        at_max = tp.power_mw >= printer.max_power_mw * (1 - 1e-12)
+        at_max = tp.power_mw >= plan.printer.max_power_mw * (1 - 1e-12)
         clip = dict(clip, points=int(at_max.sum()), length_um=clipped_length_um(tp, at_max))
     sets = {}
     if rec is not None:
@@ -202,17 +331,37 @@ def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
     if plan.preview_layer_step:
         prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)
         prev.meta = {}
+    jump_um = float(tp.jump_lengths().sum())
+    clock("estimate")
     return BlockResult(
         block=b, part=part, n_marks=n, n_points=tp.n_points, n_segments=tp.n_segments,
-        mark_length_um=float(lengths.sum()), jump_length_um=float(tp.jump_lengths().sum()),
+        mark_length_um=float(lengths.sum()), jump_length_um=jump_um,
         first_point_um=first, last_point_um=last, lo_um=lo, hi_um=hi,
         dropped_segments=int(rep.get("dropped_segments", 0)), warnings=list(rep.get("warnings", [])),
         marks_by_kind=by_kind, estimate=est, preview=prev,
         extra={"power_min_mw": rep.get("power_min_mw"), "power_max_mw": rep.get("power_max_mw"),
                "cap_first_layer": rep.get("cap_first_layer"), "power_clip": clip,
                "sets": sets},
-        toolpath=tp if plan.keep_toolpath else None,
+        toolpath=tp if plan.keep_toolpath else None, timings_s=clock.times,
     )
+
+
+class _Clock:
+    """``clock(stage)`` adds the wall time since the last call to ``times[stage + "_s"]``."""
+
+    def __init__(self) -> None:
+        self.times: dict = {}
+        self.t = time.perf_counter()
+
+    def restart(self) -> None:
+        """Start timing the next stage now (time since the last stage is not counted)."""
+        self.t = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        t = time.perf_counter()
+        key = f"{stage}_s"
+        self.times[key] = self.times.get(key, 0.0) + (t - self.t)
+        self.t = t
 
 
 def run_toolpath(toolpath: Toolpath, printer, grid=None, keep_toolpath: bool = True, progress=None):

@@ -1,13 +1,15 @@
-"""Block-parallel runs on Dask distributed: one task per stitching block.
+"""Block-parallel runs on Dask distributed: one task per unit of stitching blocks.
 
-The default run is local (:func:`run_blocks_local`: the blocks one after another, Numba's own
-threads inside each). Past one machine, :func:`run_blocks_dask` sends every block to a Dask
-cluster as a task: the mesh is scattered to the workers once, each task gets the small
+The default run is local (:func:`run_blocks_local`: the units of blocks one after another,
+Numba's own threads inside each). Past one machine, :func:`run_blocks_dask` sends every unit
+(``blockrun.plan_units``: a row of blocks of one tier, planned once) to a Dask cluster as a
+task: the mesh is scattered to the workers once, each task gets the small
 :class:`~bioslicer.blockrun.BlockPlan` (recipe, printer, grid, program writer) and its block
-index, writes its program file(s) into the job's temporary folder (temporary name, then rename)
-and hands back statistics and file hashes. The client assembles the rest in block order, so the
-job is byte-identical to the local run whatever the number of workers or the order in which
-blocks finish.
+indices, writes its program file(s) into the job's temporary folder (temporary name, then
+rename) and hands back statistics and file hashes. The client
+assembles the rest in block order, so the job is byte-identical to the local run whatever the
+number of workers or the order in which blocks finish. A unit task stops before its next block
+when the job folder is gone (another task failed and the job was given up).
 
 Dask (``pip install 'bioslicer[cluster]'``) is imported only here and only when asked for.
 """
@@ -42,21 +44,24 @@ JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
 
 
 def run_blocks_local(solid, plan, block_ids, progress: Progress = silent) -> dict:
-    """Run :func:`~bioslicer.blockrun.run_block` for every block here, one after another.
+    """Run every block here, unit by unit (:func:`~bioslicer.blockrun.plan_units`: a row of
+    blocks of one tier, planned once), one block after another (``blockrun.run_unit``).
 
     Returns
     -------
     dict
         block index -> BlockResult
     """
-    from .blockrun import run_block
+    from .blockrun import finish_block, plan_units, unit_marks
 
     out = {}
     total = len(block_ids)
     progress(0, total, "blocks")
-    for i, b in enumerate(block_ids):
-        out[b] = run_block(solid, plan, b)
-        progress(i + 1, total, "blocks")
+    for unit in plan_units(plan.grid_obj(), block_ids):
+        for bm in unit_marks(solid, plan, unit):
+            out[bm.block] = finish_block(plan, bm)
+            progress(len(out), total, "blocks")
+            del bm
     return out
 
 
@@ -193,7 +198,8 @@ def jobqueue_cluster(path):
 
 
 def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent) -> dict:
-    """Run every block as a task on ``client``'s cluster.
+    """Run every unit of blocks (:func:`~bioslicer.blockrun.plan_units`) as a task on ``client``'s
+    cluster (``blockrun.run_unit``: the same blocks, bytes and results as a local run).
 
     A worker that dies mid-block has its block re-run by Dask (tasks are pure functions of their
     inputs and write through temporary names, so a re-run leaves no torn file). An exception in
@@ -205,7 +211,7 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
         block index -> BlockResult
     """
     distributed = _dask()
-    from .blockrun import run_block
+    from .blockrun import plan_units
 
     total = len(block_ids)
     progress(0, total, "blocks")
@@ -216,25 +222,29 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
     futures = {}
     attempts = {}
 
-    def submit(b):
-        attempts[b] = attempts.get(b, 0) + 1
-        f = client.submit(run_block, solid_f, plan, b, key=f"bioslicer-block-{b:05d}-{token}-{attempts[b]}",
+    def submit(unit):
+        u = unit[0]
+        attempts[u] = attempts.get(u, 0) + 1
+        f = client.submit(_unit_task, solid_f, plan, unit, key=f"bioslicer-unit-{u:05d}-{token}-{attempts[u]}",
                           pure=False)
-        futures[f] = b
+        futures[f] = unit
         return f
 
     out = {}
     try:
-        ac = distributed.as_completed([submit(b) for b in block_ids])
+        ac = distributed.as_completed([submit(u) for u in plan_units(plan.grid_obj(), block_ids)])
         for f in ac:
-            b = futures[f]
+            unit = futures[f]
             if f.status != "finished":
                 exc = f.exception() if f.status == "error" else None
-                if exc is None and attempts[b] < LOST_RETRIES:
-                    ac.add(submit(b))      # lost with a dying worker (not an error of the block): run it again
+                if exc is None and attempts[unit[0]] < LOST_RETRIES:
+                    ac.add(submit(unit))   # lost with a dying worker (not an error of the unit): run it again
                     continue
-                raise BioslicerError(f"block {b} failed: {_one_line(exc) if exc is not None else f.status}")
-            out[b] = f.result()
+                if isinstance(exc, BlockFailed):
+                    raise BioslicerError(f"block {exc.args[0]} failed: {exc.args[1]}")
+                raise BioslicerError(f"block {unit[0]} failed: {_one_line(exc) if exc is not None else f.status}")
+            for r in f.result():
+                out[r.block] = r
             progress(len(out), total, "blocks")
     except BaseException:
         client.cancel(list(futures), force=True)
@@ -265,6 +275,26 @@ def _wait_cancelled(client, token: str, timeout_s: float = CANCEL_WAIT_S) -> Non
         if not any(busy.values()):
             return
         time.sleep(0.1)
+
+
+class BlockFailed(Exception):
+    """``BlockFailed(block, one_line)``: a block of a unit task failed (pickles to the client)."""
+
+
+def _unit_task(source, plan, unit) -> list:
+    """``blockrun.run_unit`` on a worker; an error names the block it happened in (BlockFailed)."""
+    from .blockrun import finish_block, unit_marks
+
+    out = []
+    try:
+        for bm in unit_marks(source, plan, unit):
+            if plan.writer is not None and not plan.writer.out_dir.is_dir():
+                # the job was given up (another task failed) and its folder removed: write nothing more
+                raise BioslicerError(f"the job folder {plan.writer.out_dir} is gone; the job was stopped")
+            out.append(finish_block(plan, bm))
+    except Exception as exc:
+        raise BlockFailed(unit[len(out)], _one_line(exc)) from None
+    return out
 
 
 def _one_line(exc) -> str:

@@ -178,7 +178,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     -------
     JobResult
     """
-    from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps
+    from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps, stage_times
     from .centerline import load_geometry
     from .jobs import JobWriter
     from .jobs.manifest import build_manifest
@@ -232,6 +232,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             results = run_blocks_dask(client, solid, plan, todo, progress)
         timings["blocks_s"] = time.perf_counter() - t
         ordered = [results[b] for b in sorted(results)]
+        timings["block_stages_s"] = stage_times(ordered)
         used = [r for r in ordered if r.n_marks]
         if not used:
             raise BioslicerError(
@@ -240,6 +241,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         t = time.perf_counter()
         files = writer.finish([r.part for r in used], progress=progress)
         timings["write_s"] = time.perf_counter() - t
+        timings["main_s"] = writer.timings_s.get("main_s", 0.0)
+        timings["validate_s"] = writer.timings_s.get("validate_s", 0.0)
+        t_manifest = time.perf_counter()
         validation = files.report
         est = combined_estimate(blocks, results, pr)
         prev = Toolpath.concat([r.preview for r in used], layer_z_um=lz)
@@ -255,6 +259,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         t = time.perf_counter()
         design_vs_print = job_comparison(solid, pindex, pr, rec.hatch_um, rec.slice_um, lz)
         timings["compare_s"] = time.perf_counter() - t
+        t_manifest += timings["program_index_s"] + timings["compare_s"]   # timed on their own
         (jw.path / "recipe.toml").write_text(rec.to_toml(), encoding="utf-8")
         _write_mesh_copy(solid, jw.path)
         if preview:
@@ -266,6 +271,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
                        mesh=solid.tube_polydata() if hasattr(solid, "tube_polydata") else solid,
                        title=f"{mesh_path.name} on {pr.name}", source=thinning_note(layer_step, mark_step))
             timings["preview_s"] = time.perf_counter() - t
+            t_manifest += timings["preview_s"]
         rel = lambda p: Path(p).resolve().relative_to(jw.path.resolve()).as_posix()  # noqa: E731
         manifest = build_manifest(
             mesh_file=mesh_path.name, mesh_sha256=solid.sha256, units=units, mesh_bounds_um=solid.bounds_um,
@@ -282,6 +288,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             preview_toolpath="preview_toolpath.npz", perfusion=perfusion,
             program_index=INDEX_NAME if pindex is not None else None, compare=design_vs_print)
         path = jw.commit(manifest, zip=zip)
+        timings["manifest_s"] = time.perf_counter() - t_manifest
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
     return JobResult(path, zip_path, manifest, timings)

@@ -285,9 +285,11 @@ class StitchGrid:
         :class:`CellOwner`); the cells of a tier tile the plane, so every point has one owner."""
         return CellOwner(self, b)
 
-    def marks_for_block(self, toolpath: Toolpath, b: int) -> np.ndarray:
+    def marks_for_block(self, toolpath: Toolpath, b: int, boxes: np.ndarray | None = None) -> np.ndarray:
         """(M,) bool: marks on :meth:`block_layers` whose x/y bounding box meets
-        :meth:`block_window_um` -- a sufficient input to ``stitch(..., grid=self, blocks=[b])``."""
+        :meth:`block_window_um` -- a sufficient input to ``stitch(..., grid=self, blocks=[b])``.
+
+        ``boxes``: :func:`mark_boxes` of the toolpath, when several blocks select from it."""
         tp = toolpath
         if tp.n_marks == 0:
             return np.zeros(0, bool)
@@ -296,12 +298,12 @@ class StitchGrid:
             raise BioslicerError(f"toolpath has {tp.n_layers} layers, the grid {len(self.layer_tier)}; "
                                  "plan the grid with the toolpath's layer table")
         (x0, y0), (x1, y1) = self.block_window_um(b)
-        s = tp.mark_start[:-1]
+        xmin, xmax, ymin, ymax = mark_boxes(tp) if boxes is None else boxes
         ok = self.layer_tier[tp.mark_layer] == iz
-        ok &= np.maximum.reduceat(tp.x_um, s) >= x0
-        ok &= np.minimum.reduceat(tp.x_um, s) <= x1
-        ok &= np.maximum.reduceat(tp.y_um, s) >= y0
-        ok &= np.minimum.reduceat(tp.y_um, s) <= y1
+        ok &= xmax >= x0
+        ok &= xmin <= x1
+        ok &= ymax >= y0
+        ok &= ymin <= y1
         return ok
 
     # ------------------------------------------------------------------ save / load
@@ -328,6 +330,13 @@ class StitchGrid:
                 or len(grid.layer_tier) != len(grid.layer_z_um) or min(grid.nx, grid.ny, grid.nz) < 1:
             raise BioslicerError("stitching grid is inconsistent (order, tier or layer tables); plan it again")
         return grid
+
+
+def mark_boxes(toolpath: Toolpath) -> np.ndarray:
+    """(4, M) float64: xmin, xmax, ymin, ymax of every mark, µm."""
+    s = toolpath.mark_start[:-1]
+    return np.stack([np.minimum.reduceat(toolpath.x_um, s), np.maximum.reduceat(toolpath.x_um, s),
+                     np.minimum.reduceat(toolpath.y_um, s), np.maximum.reduceat(toolpath.y_um, s)])
 
 
 class CellOwner:

@@ -252,6 +252,7 @@ class ProgramWriter:
         self.find_interface = find_interface
         self.durable = True
         self.direct = None      # one-file dialects in one process: a gcode.DirectMain (blocks straight in)
+        self.timings_s: dict = {}   # finish(): wall seconds of "main_s" (check, main file(s)) and "validate_s"
         d = DIALECTS[self.dialect]
         d.module.prepare(self.printer, d.spec)     # a profile the dialect cannot use: refused, nothing made
         # made here, by whoever plans the job, once the writer is accepted: the program folder and
@@ -373,10 +374,13 @@ class ProgramWriter:
             A block file missing or changed since its worker wrote it, or a validation
             failure. Then everything the writer and the blocks staged is removed.
         """
+        import time
+
         d = DIALECTS[self.dialect]
         staging = self.staging
         moved: list[Path] = []
         made: list[Path] = []
+        t0 = time.perf_counter()
         try:
             parts = self._check_parts(parts)
             if self.durable:
@@ -386,6 +390,8 @@ class ProgramWriter:
                       "n_blocks": len(parts), "n_table": len(self.blocks)}
             staging.mkdir(parents=True, exist_ok=True)
             files = d.module.write_main(self, parts, counts, staging)
+            t1 = time.perf_counter()
+            self.timings_s = {"main_s": t1 - t0}
             report = None
             if validate:
                 report = validate_program(files[0], self.printer, d.name, max_violations=20)
@@ -395,6 +401,7 @@ class ProgramWriter:
                 if not report.ok:
                     raise BioslicerError(f"program failed validation, nothing written: {report.summary()}; fix the "
                                          "toolpath or choose a printer that can make it")
+            self.timings_s["validate_s"] = time.perf_counter() - t1
             final = []
             for f in files:
                 dst = self.out_dir / Path(f).relative_to(staging)
