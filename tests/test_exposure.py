@@ -64,7 +64,6 @@ def test_exponential_depth_compensation_and_power_clip_policy():
 
 
 def test_depth_counts_from_the_side_the_light_enters():
-
     r = Recipe().updated(power_mw={"hatch": 10.0, "contour": 10.0}, depth_mode="linear", depth_slope_per_um=0.01)
     up = replace(P, light_from="above")
     tp, rep = apply_exposure(_tp(6), r, up)      # default surface: the top of the highest layer
