@@ -188,7 +188,8 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
 
     mesh_path = Path(mesh_path)
     if not mesh_path.is_file():
-        raise BioslicerError(f"mesh file {mesh_path} not found; give the path of an STL/OBJ/PLY/3MF file")
+        raise BioslicerError(f"mesh file {mesh_path} not found; give the path of a mesh (STL/OBJ/PLY/3MF) "
+                             "or a centerline file (SWC/VTP/VTK/JSON/CSV)")
     out_dir = Path(out_dir)
     t_all = time.perf_counter()
     timings = {}
@@ -427,16 +428,6 @@ def _power_clip(used, printer) -> dict | None:
             "share_of_mark_length": length / total if total > 0 else 0.0,
             "max_request_mw": top["max_request_mw"], "max_power_mw": printer.max_power_mw,
             "where": {"block": int(b), "layer": top["layer"], "z_um": top["z_um"], "depth_um": top["depth_um"]}}
-
-
-def power_clip_line(clip: dict | None) -> str | None:
-    """The one line a person reads about power clipping in a job (None: nothing clipped)."""
-    if not clip:
-        return None
-    w = clip["where"]
-    return (f"POWER CLIPPED at the laser maximum {clip['max_power_mw']:g} mW: {clip['points']:,} points, "
-            f"{100 * clip['share_of_mark_length']:.1f} % of the mark length; largest request "
-            f"{clip['max_request_mw']:.4g} mW (block {w['block']}, layer {w['layer']}, depth {w['depth_um']:.1f} µm)")
 
 
 def _safe_stem(stem: str) -> str:

@@ -142,7 +142,7 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
         return
     c = m["counts"]
     est = m["estimate"]["total_s"]
-    from ..pipeline import power_clip_line
+    from ..jobs.report import power_clip_line
 
     click.echo(f"job written: {res.path}" + (f" (+ {res.zip_path})" if res.zip_path else ""))
     clip = power_clip_line(m.get("power_clip"))

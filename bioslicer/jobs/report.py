@@ -51,6 +51,16 @@ def rec_levels(manifest: dict):
     return rec.get("power_levels", "?") if isinstance(rec, dict) else "?"
 
 
+def power_clip_line(clip: dict | None) -> str | None:
+    """The one line a person reads about power clipping in a job (None: nothing clipped)."""
+    if not clip:
+        return None
+    w = clip["where"]
+    return (f"POWER CLIPPED at the laser maximum {clip['max_power_mw']:g} mW: {clip['points']:,} points, "
+            f"{100 * clip['share_of_mark_length']:.1f} % of the mark length; largest request "
+            f"{clip['max_request_mw']:.4g} mW (block {w['block']}, layer {w['layer']}, depth {w['depth_um']:.1f} µm)")
+
+
 def job_summary(manifest: dict) -> str:
     """The operator's report of a job: part, printer, program, size, time, checks, recipe.
 
@@ -73,8 +83,6 @@ def job_summary(manifest: dict) -> str:
     val = manifest.get("validation") or {}
     sw = manifest.get("software") or {}
     lines = ["bioslicer print job", "===================", ""]
-    from ..pipeline import power_clip_line
-
     clip = power_clip_line(manifest.get("power_clip"))
     if clip:
         lines += [clip, ""]

@@ -137,7 +137,7 @@ def _verify_bundle(folder: Path) -> None:
 
 def job_summary(manifest: dict) -> dict:
     """The few figures the job list shows, from a job manifest (missing ones are None)."""
-    from ..pipeline import power_clip_line
+    from ..jobs.report import power_clip_line
 
     def get(*keys):
         cur = manifest
