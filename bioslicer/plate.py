@@ -136,6 +136,10 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
     Returns
     -------
     pipeline.JobResult
+        ``timings_s``: wall seconds of ``setup_s`` (placing and gridding the parts), the block
+        stages summed over the blocks (``block_stages_s``, as ``slice_to_job``), ``main_s``,
+        ``validate_s``, ``preview_s``, ``manifest_s`` (with the commit) and ``total_s``. Parts
+        with small blocks (:func:`small_blocks`) run every Numba kernel on one thread.
     """
     t0 = time.perf_counter()
     placed = [placed_part(part) for part in parts]
