@@ -176,6 +176,7 @@ def airborne_report(solid, recipe, printer, max_voxels: float = 4e6) -> dict:
         hi = org + vox * np.array([sl[2].stop, sl[1].stop, sl[0].stop])
         out["floating_parts"].append({"lowest_z_um": float(lo[2]), "lo_um": lo.tolist(), "hi_um": hi.tolist()})
     sg, lz = plan_blocks(solid, rec, printer)
+    lz = lz / rec.focal_shift_factor        # commanded -> physical heights, as the voxels
     blocks = sg.blocks()
     out["blocks"] = len(blocks)
     ny, nx = occ.shape[1:]
