@@ -263,10 +263,10 @@ class ProgramWriter:
         d.module.prepare(self.printer, d.spec)     # a profile the dialect cannot use: refused, nothing made
         if self.tilt_points:
             refusal = getattr(d.module, "tilt_refusal", None)
-            why = refusal(self.printer) if refusal is not None else f"the {self.dialect} dialect has no tilt correction"
+            why = refusal(self.printer) if refusal is not None else (
+                f"the {self.dialect} dialect has no tilt correction; level the substrate and set tilt_correction = \"off\"")
             if why:
-                raise BioslicerError(f"tilt_correction = 'measure' cannot be written for {self.printer.name}: {why}; "
-                                     "level the substrate and set tilt_correction = \"off\"")
+                raise BioslicerError(f"tilt_correction = 'measure' cannot be written for {self.printer.name}: {why}")
             if find_interface == "off":
                 raise BioslicerError("tilt_correction = 'measure' needs find_interface 'every-block' or 'once' "
                                      "(TiltCorrectionOn must be followed by FindInterfaceAt)")

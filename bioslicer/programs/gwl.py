@@ -212,11 +212,11 @@ def prepare(printer, spec) -> None:
 
 
 def tilt_refusal(printer) -> str | None:
-    """Why the printer cannot correct tilt (None when it can: GWL in piezo scan mode)."""
+    """Why the printer cannot correct tilt and what to do (None when it can: GWL in piezo scan mode)."""
     if printer.program.get("scan_mode") == "piezo":
         return None
-    return (f"it scans in GalvoScanMode, which has no tilt correction; use a profile with "
-            f"program.scan_mode = \"piezo\"")
+    return ("it scans in GalvoScanMode, which has no tilt correction; use a profile with program.scan_mode = "
+            "\"piezo\", or level the substrate and set tilt_correction = \"off\"")
 
 
 def header_state(printer, spec, tilt_points: int = 0) -> list[str]:
