@@ -274,11 +274,13 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         _write_mesh_copy(solid, jw.path)
         if preview:
             t = time.perf_counter()
+            from .placement import commanded_mesh
             from .preview import render_png
             from .preview.views import thinning_note
 
             render_png(jw.path / "preview.png", toolpath=prev,
-                       mesh=commanded_mesh(solid.tube_polydata() if hasattr(solid, "tube_polydata") else solid, rec),
+                       mesh=commanded_mesh(solid.tube_polydata() if hasattr(solid, "tube_polydata") else solid,
+                                          rec.focal_shift_factor),
                        title=f"{mesh_path.name} on {pr.name}", source=thinning_note(layer_step, mark_step))
             timings["preview_s"] = time.perf_counter() - t
             t_manifest += timings["preview_s"]
@@ -304,17 +306,6 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None
     return JobResult(path, zip_path, manifest, timings)
-
-
-def commanded_mesh(mesh, recipe):
-    """The design drawn with a preview of commanded z: stretched in z by ``focal_shift_factor``
-    (a Solid or a PyVista mesh; itself when the factor is 1)."""
-    f = recipe.focal_shift_factor
-    if f == 1.0:
-        return mesh
-    if hasattr(mesh, "scaled"):
-        return mesh.scaled([1.0, 1.0, f])
-    return mesh.scale([1.0, 1.0, f], inplace=False)
 
 
 def estimate_record(est, used) -> dict:

@@ -136,6 +136,16 @@ def test_report_and_compare_with_a_focal_shift(tmp_path):
     assert c1["design_um3"] > 0
     for k in ("design_um3", "printed_um3", "missing_um3", "extra_um3"):
         assert c2[k] == pytest.approx(c1[k], rel=1e-6, abs=1e-6), k
+    # `bioslicer preview JOB`: the design drawn in commanded z, `--compare` made in physical z
+    from bioslicer.preview.compare import compare_source
+    from bioslicer.preview.sources import load_preview_source
+    from bioslicer.preview.views import source_index
+
+    src = load_preview_source(res[1.25].path)
+    assert src.mesh.bounds_um[1][2] == pytest.approx(1.25 * 3.0)
+    cmp = compare_source(src, source_index(src)).to_dict()
+    assert cmp["missing_um3"] == pytest.approx(c1["missing_um3"], rel=1e-3, abs=1e-3)
+    assert cmp["design_um3"] == pytest.approx(c1["design_um3"], rel=1e-3)
 
 
 # ----------------------------------------------------------------------------- tilt correction

@@ -127,8 +127,20 @@ def compare_source(src, index: ProgramIndex, progress=None) -> Comparison:
     if not (rec.get("hatch_um") and rec.get("slice_um")):
         raise BioslicerError("comparing needs the hatch and slice distances; give a job (its recipe has them)")
     lz = src.toolpath.layer_z_um if src.toolpath is not None else None
-    return compare_design(src.mesh, index, src.printer, float(rec["hatch_um"]), float(rec["slice_um"]), lz, progress,
-                          focal_shift_factor=float(rec.get("focal_shift_factor", 1.0)))
+    return compare_design(physical_mesh(src), index, src.printer, float(rec["hatch_um"]), float(rec["slice_um"]), lz,
+                          progress, focal_shift_factor=_focal_shift(src))
+
+
+def _focal_shift(src) -> float:
+    return float(((src.manifest or {}).get("recipe") or {}).get("focal_shift_factor", 1.0))
+
+
+def physical_mesh(src):
+    """The design of a job source in physical z (a job's mesh is shown in commanded z,
+    ``focal_shift_factor`` x physical; the comparison is made in physical z)."""
+    from ..placement import commanded_mesh
+
+    return commanded_mesh(src.mesh, 1.0 / _focal_shift(src))
 
 
 def _design_bounds(mesh) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +269,7 @@ def render_compare_png(path, src, cmp: Comparison, window_size=(1200, 900)) -> P
 
     p = _new_plotter(True, window_size, src.name)
     shown = []
-    mp = mesh_polydata(src.mesh)
+    mp = mesh_polydata(physical_mesh(src))
     p.add_mesh(mp, name="mesh", color=_rgb(MESH_COLOR), opacity=0.2, show_scalar_bar=False)
     shown.append(mp)
     vox = cmp.voxel_um * cmp.pool
