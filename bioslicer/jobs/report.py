@@ -110,7 +110,7 @@ def job_summary(manifest: dict) -> str:
         zf = pl.get("focal_shift_factor")
         if isinstance(zf, (int, float)) and zf != 1:
             row("Focal shift", f"z commanded = {zf:g} × physical z above the interface (focal_shift_factor, "
-                "index mismatch); program, estimate and preview use commanded z")
+                "index mismatch); program, size, estimate and preview are in commanded z")
         if pl.get("tilt_correction") == "measure":
             n = pl.get("tilt_points") or "?"
             row("Tilt", f"MeasureTilt {n} ({n} × {n} interface points) and TiltCorrectionOn before the first "
