@@ -103,8 +103,9 @@ class Recipe:
         objective-sample travel, so every z above the interface is written as ``commanded =
         focal_shift_factor * physical`` with the factor about n1/n2 (DeScribe's
         ``DefocusFactor``): about 1.14 for an oil objective (1.518) focusing into a
-        water-like hydrogel (1.33); 1 for dip-in (the objective sits in the resin). Applied to the z bioslicer writes, in every dialect (GWL
-        jobs set ``DefocusFactor 1`` so NanoWrite does not apply its own again): the interface
+        water-like hydrogel (1.33); 1 for dip-in (the objective sits in the resin). Applied to
+        the z bioslicer writes, in every dialect (GWL jobs set ``DefocusFactor 1`` so NanoWrite
+        does not apply its own again): the interface
         (z = 0) stays, layers are ``slice_um * factor`` apart in the program, the block tiers,
         z-drive moves, piezo range check and time estimate use commanded z; slicing, power
         fields and depth compensation use physical z.
@@ -492,7 +493,8 @@ def _validate(r: Recipe) -> None:
         bad("focal_shift_factor", f"must be between {lo:g} and {hi:g} (commanded z / physical z above the "
                                   f"interface; 1 = no correction), got {r.focal_shift_factor!r}")
     if r.tilt_correction not in TILT_CORRECTION:
-        bad("tilt_correction", f"must be 'off' or 'measure' (MeasureTilt + TiltCorrectionOn), got {r.tilt_correction!r}")
+        bad("tilt_correction", f"must be 'off' or 'measure' (MeasureTilt + TiltCorrectionOn), "
+                               f"got {r.tilt_correction!r}")
     if not 2 <= r.tilt_points <= 20:
         bad("tilt_points", f"must be between 2 and 20 (MeasureTilt n measures n x n points), got {r.tilt_points!r}")
     if r.tilt_correction == "measure" and r.find_interface == "off":

@@ -119,8 +119,8 @@ def fingerprint(part, overrides, tag):
     ov = {k: (str(part / v) if k == "power_field_path" else v) for k, v in overrides.items() if not k.startswith("_")}
     printer = part / overrides["_printer"] if "_printer" in overrides else PRINTER
     try:
-        res = slice_to_job(part / overrides.get("_input", "disc.stl"), part / f"job_{tag}", printer=printer, overrides=ov,
-                           preview=False, overwrite=True)
+        res = slice_to_job(part / overrides.get("_input", "disc.stl"), part / f"job_{tag}", printer=printer,
+                           overrides=ov, preview=False, overwrite=True)
     except BioslicerError as exc:
         return ("error", str(exc))
     m = res.manifest

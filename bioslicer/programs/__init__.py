@@ -264,7 +264,8 @@ class ProgramWriter:
         if self.tilt_points:
             refusal = getattr(d.module, "tilt_refusal", None)
             why = refusal(self.printer) if refusal is not None else (
-                f"the {self.dialect} dialect has no tilt correction; level the substrate and set tilt_correction = \"off\"")
+                f"the {self.dialect} dialect has no tilt correction; level the substrate and set "
+                "tilt_correction = \"off\"")
             if why:
                 raise BioslicerError(f"tilt_correction = 'measure' cannot be written for {self.printer.name}: {why}")
             if find_interface == "off":

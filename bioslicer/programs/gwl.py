@@ -2,10 +2,11 @@
 
 Main file: ``%`` provenance header, the machine state (:func:`header_state`: ``InvertZAxis``,
 scan mode, ``ContinuousMode``, galvo acceleration, piezo settling, stage velocity, offsets,
-``PowerScaling``, ``DefocusFactor 1``, tilt correction), then per block the stage move (``MoveStageX/Y`` relative to the start
-position, or ``StageGotoX/Y`` with a profile stage origin), ``FindInterfaceAt`` (per the
-recipe's ``find_interface``), ``AddZDrivePosition`` when the block's z origin changes (parts
-taller than the piezo range) and ``include <name>_blocks\\<name>_block_NNNN.gwl``.
+``PowerScaling``, ``DefocusFactor 1``, tilt correction), then per block the stage move
+(``MoveStageX/Y`` relative to the start position, or ``StageGotoX/Y`` with a profile stage
+origin), ``FindInterfaceAt`` (per the recipe's ``find_interface``), ``AddZDrivePosition`` when
+the block's z origin changes (parts taller than the piezo range) and
+``include <name>_blocks\\<name>_block_NNNN.gwl``.
 
 Main file lines depend only on the Blocks table and which blocks have marks (blocks without
 marks get no stage move and no include; file names keep the block's table index).
