@@ -151,7 +151,7 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
         prov = job_provenance(mesh_name, parts[0].solid, printer, base, {"mode": mode, "offset_um": [0, 0, 0]})
         prov["mesh_sha256"] = sha
         writer = ProgramWriter(printer, blocks, jw.path, name=name, dialect=dialect, provenance=prov,
-                               find_interface=base.find_interface)
+                               find_interface=base.find_interface, tilt_points=base.tilt_measure_points())
         for kind, i, src, prec, grid, lz, first in plans:
             rw = _RowWriter(writer, first)
             if kind == "part":
