@@ -107,16 +107,21 @@ def stage_times(results) -> dict:
 def plan_blocks(solid, recipe, printer: Printer):
     """The stitching grid of a job, from the bounds of what will be printed and the layer table.
 
+    The grid is planned in commanded z (``recipe.focal_shift_factor`` times the physical
+    height above the interface): tiers, z-drive moves and the fine z range hold what the
+    machine moves, as the toolpaths ``plan_toolpath`` hands back.
+
     Returns
     -------
     (StitchGrid, layer_z_um)
+        ``layer_z_um``: the commanded layer heights (the grid's ``layer_z_um``), µm.
     """
     from .stitching import plan_grid
     from .strategies import make_region
     from .strategies.common import check_layers
 
     region = make_region(solid, recipe)
-    lz = check_layers(region, recipe)
+    lz = recipe.commanded_z_um(check_layers(region, recipe))
     grid = plan_grid(region.bounds_um, lz, printer, block_size_um=recipe.block_size_um,
                      overlap_um=recipe.overlap_um, shear_deg=recipe.shear_deg)
     return grid, lz

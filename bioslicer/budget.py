@@ -141,7 +141,7 @@ def estimate_work(bounds_um, recipe, printer, volume_um3: float | None = None) -
     side = float(recipe.block_size_um) if recipe.block_size_um else float(printer.block_side_um)
     step = max(side - float(recipe.overlap_um), side * 1e-3)
     n_xy = [max(1.0, math.ceil(max(size[i] - recipe.overlap_um, 0.0) / step)) for i in (0, 1)]
-    tier_um = max(float(printer.z_range_um), slice_um)
+    tier_um = max(float(printer.z_range_um) / recipe.focal_shift_factor, slice_um)   # physical height of a tier
     tiers = max(1.0, math.ceil(size[2] / tier_um))
     blocks = n_xy[0] * n_xy[1] * tiers
     # segments: every scan row crossing the part once per layer, plus contours (rings around

@@ -50,7 +50,7 @@ class PlannedJob:
 
 def job_provenance(mesh_name: str, solid, printer, recipe, placement: dict) -> dict:
     """What a job's program header records (no clock time; the recipe as its SHA-256)."""
-    return {
+    out = {
         "software": f"bioslicer {__version__}",
         "mesh": mesh_name,
         "mesh_sha256": solid.sha256,
@@ -58,6 +58,14 @@ def job_provenance(mesh_name: str, solid, printer, recipe, placement: dict) -> d
         "recipe_sha256": hashlib.sha256(recipe.to_toml().encode()).hexdigest() + " (recipe.toml)",
         "placement": f"{placement['mode']}, offset_um " + " ".join(f"{v:.4f}" for v in placement["offset_um"]),
     }
+    if recipe.focal_shift_factor != 1.0:
+        out["focal_shift"] = focal_shift_note(recipe.focal_shift_factor)
+    return out
+
+
+def focal_shift_note(factor: float) -> str:
+    """One line saying the program's z is commanded z (``factor`` x physical above the interface)."""
+    return f"z written = {factor:g} x physical z above the interface (focal_shift_factor, applied here)"
 
 
 def resolve_recipe(printer: Printer, recipe=None, overrides: dict | None = None):
@@ -219,7 +227,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
     with JobWriter(out_dir, overwrite=overwrite, keep=[mesh_path]) as jw:
         provenance = job_provenance(mesh_path.name, solid, pr, rec, placement)
         writer = ProgramWriter(pr, blocks, jw.path, name=name, dialect=dialect, provenance=provenance,
-                               find_interface=rec.find_interface)
+                               find_interface=rec.find_interface, tilt_points=rec.tilt_measure_points())
         plan = BlockPlan(prec.to_dict(), pr, grid.to_dict(), writer, layer_step, mark_step)
         todo = cells_to_run(solid, prec, grid)
         t = time.perf_counter()
@@ -258,18 +266,21 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         pindex = write_job_program_index(jw.path, files.main, pr, files.dialect, lz)   # layer offsets
         timings["program_index_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        design_vs_print = job_comparison(solid, pindex, pr, rec.hatch_um, rec.slice_um, lz)
+        design_vs_print = job_comparison(solid, pindex, pr, rec.hatch_um, rec.slice_um, lz,
+                                         focal_shift_factor=rec.focal_shift_factor)
         timings["compare_s"] = time.perf_counter() - t
         t_manifest += timings["program_index_s"] + timings["compare_s"]   # timed on their own
         (jw.path / "recipe.toml").write_text(rec.to_toml(), encoding="utf-8")
         _write_mesh_copy(solid, jw.path)
         if preview:
             t = time.perf_counter()
+            from .placement import commanded_mesh
             from .preview import render_png
             from .preview.views import thinning_note
 
             render_png(jw.path / "preview.png", toolpath=prev,
-                       mesh=solid.tube_polydata() if hasattr(solid, "tube_polydata") else solid,
+                       mesh=commanded_mesh(solid.tube_polydata() if hasattr(solid, "tube_polydata") else solid,
+                                          rec.focal_shift_factor),
                        title=f"{mesh_path.name} on {pr.name}", source=thinning_note(layer_step, mark_step))
             timings["preview_s"] = time.perf_counter() - t
             t_manifest += timings["preview_s"]
@@ -283,7 +294,9 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             estimate=estimate_record(est, used), validation=validation.to_dict(),
             preview="preview.png" if preview else None,
             placement=dict(placement, find_interface=rec.find_interface,
-                           light_from=pr.light_from or None, immersion=pr.immersion or None),
+                           light_from=pr.light_from or None, immersion=pr.immersion or None,
+                           focal_shift_factor=rec.focal_shift_factor, tilt_correction=rec.tilt_correction,
+                           tilt_points=rec.tilt_measure_points() or None),
             stitching=grid.to_dict(), plan=_plan_summary(rec, used), power_clip=_power_clip(used, pr),
             parameter_sets=merge_sets(r.extra.get("sets") for r in used),
             preview_toolpath="preview_toolpath.npz", perfusion=perfusion,
@@ -326,6 +339,9 @@ def cells_to_run(solid, recipe, grid) -> list[int]:
         tri = solid.vertices_um[solid.faces]
         lo = tri.min(axis=1)
         hi = tri.max(axis=1)
+    if recipe.focal_shift_factor != 1.0:    # the grid's layers are commanded z: compare like with like
+        lo, hi = lo.copy(), hi.copy()
+        lo[:, 2], hi[:, 2] = recipe.commanded_z_um(lo[:, 2]), recipe.commanded_z_um(hi[:, 2])
     lz = grid.layer_z_um
     keep = np.zeros(n, dtype=bool)
     for iz in np.unique(idx[:, 2]):
@@ -354,7 +370,7 @@ def cells_to_run(solid, recipe, grid) -> list[int]:
         if len(miss):
             cx = (win[sel[miss], 0] + win[sel[miss], 2]) / 2
             cy = (win[sel[miss], 1] + win[sel[miss], 3]) / 2
-            hit[miss] = _inside(solid, cx, cy, (z0 + z1) / 2)
+            hit[miss] = _inside(solid, cx, cy, (z0 + z1) / 2 / recipe.focal_shift_factor)
         keep[sel] = hit
     return [int(b) for b in np.flatnonzero(keep)]
 
@@ -515,7 +531,8 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
         ratio_tier[iz] = len(layers) / max(len(pick), 1)
     tp, _ = plan_toolpath(solid, prec, pr, layer_ids=np.unique(sample), checked=True)
     with tempfile.TemporaryDirectory(prefix=".bioslicer-estimate-") as tmp:
-        writer = ProgramWriter(pr, blocks, tmp, name="estimate", find_interface=rec.find_interface)
+        writer = ProgramWriter(pr, blocks, tmp, name="estimate", find_interface=rec.find_interface,
+                               tilt_points=rec.tilt_measure_points())
         plan = BlockPlan(None, pr, grid.to_dict(), writer, set_source=0)
         results = run_blocks_local(tp, plan, [b for b in todo if grid.marks_for_block(tp, b).any()], progress)
     per_block = [None] * len(blocks)

@@ -124,6 +124,23 @@ def _scaled(solid, recipe):
     return scaled, recipe.updated(_source="scale", **changes), [float(a) for a in f]
 
 
+def commanded_mesh(mesh, factor: float):
+    """A design mesh in commanded z (stretched in z by ``focal_shift_factor``), as previews of the
+    program draw it: a Solid, a trimesh or a PyVista mesh; the mesh itself when the factor is 1."""
+    if factor == 1.0:
+        return mesh
+    if hasattr(mesh, "scaled"):                 # Solid
+        return mesh.scaled([1.0, 1.0, factor])
+    m = mesh.copy()
+    if hasattr(m, "apply_transform"):           # trimesh
+        m.apply_transform(np.diag([1.0, 1.0, float(factor), 1.0]))
+    else:                                       # PyVista
+        pts = np.array(m.points, dtype=np.float64)
+        pts[:, 2] *= factor
+        m.points = pts
+    return m
+
+
 def airborne_report(solid, recipe, printer, max_voxels: float = 4e6) -> dict:
     """What would print in mid-air once the part is placed (for ``bioslicer inspect``).
 
@@ -176,6 +193,7 @@ def airborne_report(solid, recipe, printer, max_voxels: float = 4e6) -> dict:
         hi = org + vox * np.array([sl[2].stop, sl[1].stop, sl[0].stop])
         out["floating_parts"].append({"lowest_z_um": float(lo[2]), "lo_um": lo.tolist(), "hi_um": hi.tolist()})
     sg, lz = plan_blocks(solid, rec, printer)
+    lz = lz / rec.focal_shift_factor        # commanded -> physical heights, as the voxels
     blocks = sg.blocks()
     out["blocks"] = len(blocks)
     ny, nx = occ.shape[1:]

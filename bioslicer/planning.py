@@ -48,7 +48,8 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
     Returns
     -------
     (Toolpath, dict)
-        The toolpath in absolute part coordinates (µm), ``mark_block = -1``, marks ordered layer
+        The toolpath in absolute part coordinates (µm; z as commanded: ``focal_shift_factor``
+        times the physical height above the interface), ``mark_block = -1``, marks ordered layer
         by layer bottom-up (contours first within a layer), ``meta['recipe']`` holding the recipe;
         and a report: ``strategy``, ``layers``, ``marks``, ``points``, ``marks_by_kind``,
         ``length_um_by_kind``, ``mark_length_um``, ``dropped_segments``, ``warnings``,
@@ -67,6 +68,9 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
     if surface is None:   # depth 0 where the light enters: the part bottom, or its top for upright optics
         surface = float(region.bounds_um[1 if getattr(printer, "light_from", "") == "above" else 0, 2])
     tp, erep = apply_exposure(tp, recipe, printer, power_field=field, surface_z_um=surface, checked=True)
+    if recipe.focal_shift_factor != 1.0:   # exposure saw physical depth; from here on z is what is commanded
+        tp.z_um = recipe.commanded_z_um(tp.z_um)
+        tp.layer_z_um = recipe.commanded_z_um(tp.layer_z_um)
     tp.meta = dict(tp.meta)
     tp.meta["recipe"] = recipe.to_dict()
     tp.meta["strategy"] = recipe.strategy

@@ -192,7 +192,7 @@ def _parts_to_job(parts, placed, out_dir, printer, base, name, mesh_stl, mesh_na
         prov = job_provenance(mesh_name, parts[0].solid, printer, base, {"mode": mode, "offset_um": [0, 0, 0]})
         prov["mesh_sha256"] = sha
         writer = ProgramWriter(printer, blocks, jw.path, name=name, dialect=dialect, provenance=prov,
-                               find_interface=base.find_interface)
+                               find_interface=base.find_interface, tilt_points=base.tilt_measure_points())
         writer.durable = False    # one process: the parts are the ones just written, the job's commit fsyncs
         timings = {"setup_s": time.perf_counter() - t0}
         for kind, i, src, prec, grid, lz, first in plans:

@@ -33,6 +33,9 @@ _STRATEGY_ALIASES = {"scaffold": "shell-scaffold", "shell_scaffold": "shell-scaf
                      "vessel_wall": "vessel-wall", "wall": "vessel-wall"}
 DEPTH_MODES = ("none", "exponential", "linear", "table")
 FIND_INTERFACE = ("every-block", "once", "off")
+TILT_CORRECTION = ("off", "measure")
+#: bounds of ``focal_shift_factor`` (commanded / physical z; index mismatch of common optics)
+FOCAL_SHIFT_RANGE = (0.5, 2.0)
 PLACEMENTS = ("substrate", "keep")
 
 # per-kind defaults for every kind of the Kind registry: contours slower and weaker than fills
@@ -94,6 +97,22 @@ class Recipe:
         refuses a part that does not reach the interface unless ``allow_floating``;
         ``z_offset_um`` (>= 0) lifts the whole print by that much.
     find_interface : 'every-block' | 'once' | 'off': where the program finds the interface.
+    focal_shift_factor : refractive-index mismatch (focal shift) correction, 0.5 .. 2 (1: none).
+        Focusing from a medium of index n1 (immersion, substrate) into a resin or hydrogel of
+        index n2, the focus moves about n2/n1 (paraxial; more at high NA) of the relative
+        objective-sample travel, so every z above the interface is written as ``commanded =
+        focal_shift_factor * physical`` with the factor about n1/n2 (DeScribe's
+        ``DefocusFactor``): about 1.14 for an oil objective (1.518) focusing into a
+        water-like hydrogel (1.33); 1 for dip-in (the objective sits in the resin). Applied to
+        the z bioslicer writes, in every dialect (GWL jobs set ``DefocusFactor 1`` so NanoWrite
+        does not apply its own again): the interface
+        (z = 0) stays, layers are ``slice_um * factor`` apart in the program, the block tiers,
+        z-drive moves, piezo range check and time estimate use commanded z; slicing, power
+        fields and depth compensation use physical z.
+    tilt_correction, tilt_points : 'off' | 'measure': 'measure' writes ``MeasureTilt
+        tilt_points`` (an n x n array of interface measurements over the print area) and
+        ``TiltCorrectionOn`` before the first ``FindInterfaceAt`` (GWL in piezo scan mode only;
+        refused elsewhere); 'off' writes ``TiltCorrectionOff``.
     order, kind_order : scan order (``bioslicer.ordering``): ``order`` per kind, one of auto
         (serpentine fill rows, nearest neighbour otherwise), serpentine, nearest, as-sliced,
         inside-out, outside-in; ``kind_order`` lists the kinds written first within a layer
@@ -160,6 +179,9 @@ class Recipe:
     allow_floating: bool = False
     z_offset_um: float = 0.0
     find_interface: str = "every-block"
+    focal_shift_factor: float = 1.0
+    tilt_correction: str = "off"
+    tilt_points: int = 5
     allow_power_clip: bool = False
     scale: list | None = None
     order: dict = field(default_factory=lambda: {k: "auto" for k in Kind.names()})
@@ -225,6 +247,19 @@ class Recipe:
         return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------------ helpers
+    def commanded_z_um(self, z_um):
+        """Physical z above the interface (µm) -> the z the machine is commanded to
+        (``focal_shift_factor * z``); ``z_um`` itself when the factor is 1 (nothing copied)."""
+        import numpy as np
+
+        if self.focal_shift_factor == 1.0:
+            return z_um
+        return np.asarray(z_um, dtype=np.float64) * self.focal_shift_factor
+
+    def tilt_measure_points(self) -> int:
+        """n of ``MeasureTilt n`` (n x n points) when tilt correction is measured, else 0."""
+        return int(self.tilt_points) if self.tilt_correction == "measure" else 0
+
     def layer_angle_deg(self, n_layers: int):
         """(L,) hatch angle of each layer, degrees in [0, 180)."""
         import numpy as np
@@ -389,7 +424,8 @@ def _coerce(key: str, value, current, src: str):
             raise BioslicerError(f"{src}: key {key!r} must be true or false, got {value!r}")
         return value
     if isinstance(current, int) and key in ("contour_count", "skin_layers", "scaffold_every_n_layers",
-                                            "scaffold_wall_lines", "lattice_strut_lines", "power_levels"):
+                                            "scaffold_wall_lines", "lattice_strut_lines", "power_levels",
+                                            "tilt_points"):
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise BioslicerError(f"{src}: key {key!r} must be a whole number, got {value!r}")
         return int(value)
@@ -452,6 +488,18 @@ def _validate(r: Recipe) -> None:
         bad("strategy", f"must be one of {', '.join(STRATEGIES)}, got {r.strategy!r}")
     if r.find_interface not in FIND_INTERFACE:
         bad("find_interface", f"must be one of {', '.join(FIND_INTERFACE)}, got {r.find_interface!r}")
+    lo, hi = FOCAL_SHIFT_RANGE
+    if not lo <= r.focal_shift_factor <= hi:
+        bad("focal_shift_factor", f"must be between {lo:g} and {hi:g} (commanded z / physical z above the "
+                                  f"interface; 1 = no correction), got {r.focal_shift_factor!r}")
+    if r.tilt_correction not in TILT_CORRECTION:
+        bad("tilt_correction", f"must be 'off' or 'measure' (MeasureTilt + TiltCorrectionOn), "
+                               f"got {r.tilt_correction!r}")
+    if not 2 <= r.tilt_points <= 20:
+        bad("tilt_points", f"must be between 2 and 20 (MeasureTilt n measures n x n points), got {r.tilt_points!r}")
+    if r.tilt_correction == "measure" and r.find_interface == "off":
+        bad("tilt_correction", "= 'measure' needs find_interface 'every-block' or 'once' (TiltCorrectionOn must be "
+                               "followed by FindInterfaceAt); set find_interface or tilt_correction = 'off'")
     if r.placement not in PLACEMENTS:
         bad("placement", f"must be 'substrate' (on the interface, centred at the start position) or 'keep' "
                          f"(mesh coordinates), got {r.placement!r}")

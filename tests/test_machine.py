@@ -106,7 +106,7 @@ GOLDEN = {
     # every non-comment line before the first block: the machine state the program sets
     "gwl": ["InvertZAxis 1", "GalvoScanMode", "ContinuousMode", "GalvoAcceleration 5.00", "PiezoSettlingTime 10.0",
             "StageVelocity 1000.0", "XOffset 0.000", "YOffset 0.000", "ZOffset 0.000", "PowerScaling 1.000",
-            "MoveStageX 0.000", "MoveStageY 0.000", "FindInterfaceAt 0.500"],
+            "DefocusFactor 1", "TiltCorrectionOff", "MoveStageX 0.000", "MoveStageY 0.000", "FindInterfaceAt 0.500"],
     "gcode": ["G21", "G94", "G90", "M5"],
     "aerobasic": ["METRIC", "SECONDS", "ABSOLUTE", "POSOFFSET SET X 0 Y 0 Z 0", "VELOCITY ON",
                   "GALVO LASEROVERRIDE A OFF"],
@@ -114,7 +114,8 @@ GOLDEN = {
 #: settings each dialect must set at its top (first word or whole line)
 MUST_SET = {
     "gwl": {"InvertZAxis", "GalvoScanMode", "ContinuousMode", "GalvoAcceleration", "PiezoSettlingTime",
-            "StageVelocity", "XOffset", "YOffset", "ZOffset", "PowerScaling", "FindInterfaceAt"},
+            "StageVelocity", "XOffset", "YOffset", "ZOffset", "PowerScaling", "DefocusFactor", "TiltCorrectionOff",
+            "FindInterfaceAt"},
     "gcode": {"G21", "G94", "G90", "M5"},
     "aerobasic": {"METRIC", "SECONDS", "ABSOLUTE", "POSOFFSET", "VELOCITY", "GALVO"},
 }

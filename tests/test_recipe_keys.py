@@ -28,6 +28,7 @@ RAMP = {"power_ramp_width_um": 4.0}
 BLOCKS = {"block_size_um": 20.0}          # the 36 µm part spans 2 x 2 blocks
 CLIP = {"depth_mode": "exponential", "attenuation_length_um": 1.0, "allow_power_clip": False}
 TREE = {"_input": "tree.swc", "strategy": "vessel-wall"}   # centerline keys run on a vessel tree
+PIEZO = {"_printer": "piezo.toml"}        # tilt correction: a GWL printer in piezo scan mode
 
 #: key -> (other valid value, the setting it matters in)
 CHANGES = {
@@ -75,6 +76,9 @@ CHANGES = {
     "allow_floating": (True, {"placement": "keep", "z_offset_um": 3.0}),
     "z_offset_um": (5.0, {}),
     "find_interface": ("once", BLOCKS),
+    "focal_shift_factor": (1.3, {}),
+    "tilt_correction": ("measure", PIEZO),
+    "tilt_points": (3, dict(PIEZO, tilt_correction="measure")),
     "allow_power_clip": (True, CLIP),
     "power_levels": (4, DEPTH_EXP),
     "scale": ([1.5, 1.5, 1.2], {}),
@@ -103,15 +107,20 @@ def part(tmp_path_factory):
     f = np.ones((8, 12, 12))
     f[:, :, 6:] = 0.8
     np.save(d / FIELD_FILE, f)
+    from bioslicer.printers import printers_dir
+
+    text = (printers_dir() / f"{PRINTER}.toml").read_text()
+    (d / PIEZO["_printer"]).write_text(text.replace('scan_mode = "galvo"', 'scan_mode = "piezo"'))
     return d
 
 
 def fingerprint(part, overrides, tag):
     """The job's program (comment lines dropped) and manifest facts, or the error text."""
-    ov = {k: (str(part / v) if k == "power_field_path" else v) for k, v in overrides.items() if k != "_input"}
+    ov = {k: (str(part / v) if k == "power_field_path" else v) for k, v in overrides.items() if not k.startswith("_")}
+    printer = part / overrides["_printer"] if "_printer" in overrides else PRINTER
     try:
-        res = slice_to_job(part / overrides.get("_input", "disc.stl"), part / f"job_{tag}", printer=PRINTER, overrides=ov, preview=False,
-                           overwrite=True)
+        res = slice_to_job(part / overrides.get("_input", "disc.stl"), part / f"job_{tag}", printer=printer,
+                           overrides=ov, preview=False, overwrite=True)
     except BioslicerError as exc:
         return ("error", str(exc))
     m = res.manifest

@@ -107,6 +107,14 @@ def job_summary(manifest: dict) -> str:
         row("Placement", f"{'on the substrate, centred at the start position' if pl.get('mode') == 'substrate' else 'mesh coordinates kept'}"
             f"{', FLOATING above the interface' if pl.get('floating') else ''}; interface finding "
             f"{pl.get('find_interface', '?')}")
+        zf = pl.get("focal_shift_factor")
+        if isinstance(zf, (int, float)) and zf != 1:
+            row("Focal shift", f"z commanded = {zf:g} × physical z above the interface (focal_shift_factor, "
+                "index mismatch); program, size, estimate and preview are in commanded z")
+        if pl.get("tilt_correction") == "measure":
+            n = pl.get("tilt_points") or "?"
+            row("Tilt", f"MeasureTilt {n} ({n} × {n} interface points) and TiltCorrectionOn before the first "
+                "FindInterfaceAt; measuring time is not in the estimate")
         if pl.get("scale"):
             row("Scale", "part scaled × " + " × ".join(f"{f:g}" for f in pl["scale"])
                 + " (x × y × z, shrink/swell compensation, before slicing)")

@@ -127,7 +127,20 @@ def compare_source(src, index: ProgramIndex, progress=None) -> Comparison:
     if not (rec.get("hatch_um") and rec.get("slice_um")):
         raise BioslicerError("comparing needs the hatch and slice distances; give a job (its recipe has them)")
     lz = src.toolpath.layer_z_um if src.toolpath is not None else None
-    return compare_design(src.mesh, index, src.printer, float(rec["hatch_um"]), float(rec["slice_um"]), lz, progress)
+    return compare_design(physical_mesh(src), index, src.printer, float(rec["hatch_um"]), float(rec["slice_um"]), lz,
+                          progress, focal_shift_factor=_focal_shift(src))
+
+
+def _focal_shift(src) -> float:
+    return float(((src.manifest or {}).get("recipe") or {}).get("focal_shift_factor", 1.0))
+
+
+def physical_mesh(src):
+    """The design of a job source in physical z (a job's mesh is shown in commanded z,
+    ``focal_shift_factor`` x physical; the comparison is made in physical z)."""
+    from ..placement import commanded_mesh
+
+    return commanded_mesh(src.mesh, 1.0 / _focal_shift(src))
 
 
 def _design_bounds(mesh) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +160,7 @@ def grid_voxels(mesh, index: ProgramIndex, hatch_um: float) -> int:
 
 
 def job_comparison(mesh, index: ProgramIndex | None, printer, hatch_um: float, slice_um: float, layer_z_um,
-                   max_voxels: float = 2.5e8) -> dict | None:
+                   max_voxels: float = 2.5e8, focal_shift_factor: float = 1.0) -> dict | None:
     """The design-vs-printed figures for the job report (``manifest["compare"]``).
 
     Above ``max_voxels`` the comparison is not made at slice time (it would take minutes): the
@@ -158,11 +171,12 @@ def job_comparison(mesh, index: ProgramIndex | None, printer, hatch_um: float, s
     n = grid_voxels(mesh, index, hatch_um)
     if n > max_voxels:
         return {"skipped": f"{n:.3g} voxels at hatch x slice; run `bioslicer preview JOB --compare`"}
-    return compare_design(mesh, index, printer, hatch_um, slice_um, layer_z_um).to_dict()
+    return compare_design(mesh, index, printer, hatch_um, slice_um, layer_z_um,
+                          focal_shift_factor=focal_shift_factor).to_dict()
 
 
 def compare_design(mesh, index: ProgramIndex, printer, hatch_um: float, slice_um: float, layer_z_um=None,
-                   progress=None) -> Comparison:
+                   progress=None, focal_shift_factor: float = 1.0) -> Comparison:
     """Compare a design (its mesh) with the volume its program prints.
 
     Parameters
@@ -178,6 +192,9 @@ def compare_design(mesh, index: ProgramIndex, printer, hatch_um: float, slice_um
         The job's layer heights; default from the index.
     progress : callable, optional
         ``progress(done_layers, total_layers, label)``.
+    focal_shift_factor : float
+        The job's commanded / physical z (recipe ``focal_shift_factor``): the program's z and
+        ``layer_z_um`` are commanded and are divided by it, so design and print meet in physical z.
 
     Returns
     -------
@@ -195,6 +212,8 @@ def compare_design(mesh, index: ProgramIndex, printer, hatch_um: float, slice_um
     lz[index.layer] = index.level_z_um - org[2]
     if layer_z_um is not None and len(layer_z_um) == index.n_layers:
         lz = np.asarray(layer_z_um, np.float64)
+    zf = float(focal_shift_factor)
+    lz = lz / zf
     ok = np.isfinite(lz)
     k_lo = int(np.flatnonzero(ok)[0])
     z0 = float(lz[k_lo]) - k_lo * dz - dz / 2            # voxel k has its centre at layer k
@@ -225,7 +244,7 @@ def compare_design(mesh, index: ProgramIndex, printer, hatch_um: float, slice_um
             mv = pl.moves
             mv.x = mv.x - org[0]
             mv.y = mv.y - org[1]
-            mv.z = mv.z - org[2]
+            mv.z = (mv.z - org[2]) / zf
             _rasterise_moves(mv, pl.range_of_move, origin + [0, 0, 0], vox, (nz, ny, nx), k0, printed)
         out.design_um3 += float(design.sum()) * cell
         out.printed_um3 += float(printed.sum()) * cell
@@ -250,7 +269,7 @@ def render_compare_png(path, src, cmp: Comparison, window_size=(1200, 900)) -> P
 
     p = _new_plotter(True, window_size, src.name)
     shown = []
-    mp = mesh_polydata(src.mesh)
+    mp = mesh_polydata(physical_mesh(src))
     p.add_mesh(mp, name="mesh", color=_rgb(MESH_COLOR), opacity=0.2, show_scalar_bar=False)
     shown.append(mp)
     vox = cmp.voxel_um * cmp.pool

@@ -101,6 +101,10 @@ def _load_job_folder(folder: Path, units: str) -> PreviewSource:
         mfile = (manifest.get("mesh") or {}).get("file")
         if isinstance(mfile, str) and (folder / mfile).is_file():
             mesh = load_mesh_file(folder / mfile, (manifest.get("mesh") or {}).get("units", units))
+    if mesh is not None:     # drawn with the program's commanded z (recipe focal_shift_factor)
+        from ..placement import commanded_mesh
+
+        mesh = commanded_mesh(mesh, float((manifest.get("recipe") or {}).get("focal_shift_factor", 1.0)))
     return PreviewSource(folder.resolve().name, tp, mesh, printer_from_manifest(manifest), "job", folder, manifest)
 
 

@@ -220,6 +220,11 @@ class ProgramWriter:
         Where the program finds the substrate interface, in dialects that can
         (:data:`FIND_INTERFACE`): 'every-block' (default; each bottom-tier block, after the stage
         has moved there), 'once' (before the first block) or 'off'.
+    tilt_points : int
+        0 (default): tilt correction off (GWL writes ``TiltCorrectionOff``); n: measure the
+        substrate tilt on n x n points and correct it (GWL ``MeasureTilt n``,
+        ``TiltCorrectionOn`` before the first ``FindInterfaceAt``). Refused, before anything
+        is made, by a dialect or scan mode without tilt correction.
 
     Attributes
     ----------
@@ -237,7 +242,7 @@ class ProgramWriter:
     """
 
     def __init__(self, printer, blocks, out_dir, name: str = "part", dialect: str | None = None,
-                 provenance: dict | None = None, find_interface: str = "every-block") -> None:
+                 provenance: dict | None = None, find_interface: str = "every-block", tilt_points: int = 0) -> None:
         self.printer = load_printer(printer)
         self.dialect = _dialect(dialect, self.printer).name
         _check_name(name)
@@ -250,11 +255,22 @@ class ProgramWriter:
         if find_interface not in FIND_INTERFACE:
             raise BioslicerError(f"find_interface must be one of {', '.join(FIND_INTERFACE)}, got {find_interface!r}")
         self.find_interface = find_interface
+        self.tilt_points = int(tilt_points)
         self.durable = True
         self.direct = None      # one-file dialects in one process: a gcode.DirectMain (blocks straight in)
         self.timings_s: dict = {}   # finish(): wall seconds of "main_s" (check, main file(s)) and "validate_s"
         d = DIALECTS[self.dialect]
         d.module.prepare(self.printer, d.spec)     # a profile the dialect cannot use: refused, nothing made
+        if self.tilt_points:
+            refusal = getattr(d.module, "tilt_refusal", None)
+            why = refusal(self.printer) if refusal is not None else (
+                f"the {self.dialect} dialect has no tilt correction; level the substrate and set "
+                "tilt_correction = \"off\"")
+            if why:
+                raise BioslicerError(f"tilt_correction = 'measure' cannot be written for {self.printer.name}: {why}")
+            if find_interface == "off":
+                raise BioslicerError("tilt_correction = 'measure' needs find_interface 'every-block' or 'once' "
+                                     "(TiltCorrectionOn must be followed by FindInterfaceAt)")
         # made here, by whoever plans the job, once the writer is accepted: the program folder and
         # its staging folder. Block writers (maybe on other machines) write only into the staging
         # folder and never make it, so a block still running after the program was finished (or the
@@ -436,7 +452,7 @@ class ProgramWriter:
 
 
 def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, validate,
-               find_interface: str = "every-block") -> ProgramFiles:
+               find_interface: str = "every-block", tilt_points: int = 0) -> ProgramFiles:
     printer = load_printer(printer)
     d = _dialect(dialect, printer)
     _check_name(name)
@@ -445,7 +461,7 @@ def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, 
     if d.one_block and len(runs) > 1:
         raise BioslicerError(voxel.ONE_BLOCK)
     w = ProgramWriter(printer, toolpath.blocks, out_dir, name=name, dialect=d.name, provenance=provenance,
-                      find_interface=find_interface)
+                      find_interface=find_interface, tilt_points=tilt_points)
     w.durable = False      # one process: the parts are the ones just written, a failure removes them
     if getattr(d.module, "ONE_FILE", False):  # no fragments: the blocks go straight into the main file
         w.direct = gcode.DirectMain({"n_marks": int(toolpath.n_marks), "n_points": int(toolpath.n_points),
@@ -467,8 +483,8 @@ def _write_unvalidated(dialect, toolpath, printer, spec, out_dir, name, provenan
 
 
 def write_program(toolpath, printer, out_dir, name: str = "part", dialect: str | None = None,
-                  provenance: dict | None = None, progress=silent, find_interface: str = "every-block"
-                  ) -> ProgramFiles:
+                  provenance: dict | None = None, progress=silent, find_interface: str = "every-block",
+                  tilt_points: int = 0) -> ProgramFiles:
     """Write a stitched toolpath as a machine program, validated before it appears.
 
     The toolpath is cut into its blocks and written through :class:`ProgramWriter`
@@ -493,6 +509,8 @@ def write_program(toolpath, printer, out_dir, name: str = "part", dialect: str |
         ``progress(done, total, label)`` per block.
     find_interface : str
         'every-block', 'once' or 'off' (see :class:`ProgramWriter`).
+    tilt_points : int
+        0: tilt correction off; n: ``MeasureTilt n`` (see :class:`ProgramWriter`).
 
     Returns
     -------
@@ -504,7 +522,8 @@ def write_program(toolpath, printer, out_dir, name: str = "part", dialect: str |
         Bad name, unknown dialect, a profile lacking a key the dialect needs, an unstitched
         toolpath, non-finite values, or a validation failure (then nothing is left behind).
     """
-    return _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, True, find_interface)
+    return _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, True, find_interface,
+                      tilt_points)
 
 
 def read_program(path, printer, dialect: str | None = None) -> Moves:

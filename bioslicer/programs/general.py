@@ -368,13 +368,16 @@ _GWL_NOTE = {"capturephoto": "takes a camera picture", "messageout": "shows a me
              "zdrivemode": "sets the z-drive mode", "interfacemode": "sets the interface finder mode",
              "linedistance": "sets the distance of repeated lines (LineNumber 1: none)",
              "newstructure": "starts a new structure in the log", "showparameter": "logs the parameters",
-             "savemessages": "saves the log", "defocusfactor": "sets the defocus factor of the interface finder"}
+             "savemessages": "saves the log",
+             "measuretilt": "measures the substrate tilt without exposing; its time is not in the estimate"}
 _GWL_ERR = {"writetext": "writes text whose moves are not read; write the text as points",
             "pulsedmode": "exposes points one by one for ExposureTime, which is not read; write lines instead",
             "stagegotoz": "moves the z stage, which is not read; use AddZDrivePosition",
-            "movestagez": "moves the z stage, which is not read; use AddZDrivePosition"}
+            "movestagez": "moves the z stage, which is not read; use AddZDrivePosition",
+            "interfaceposition": "sets the z origin DefocusFactor scales from, which is not read; use "
+                                 "FindInterfaceAt (or bioslicer's focal_shift_factor with DefocusFactor 1)"}
 _GWL_NUM_ROLES = ("laser_power", "scan_speed", "power_scaling", "z_offset", "add_z_offset", "x_offset", "y_offset",
-                  "stage_x", "stage_y", "add_z_drive", "find_interface")
+                  "stage_x", "stage_y", "add_z_drive", "find_interface", "defocus_factor")
 
 
 class GwlInterpreter(Interpreter):
@@ -472,6 +475,8 @@ class GwlInterpreter(Interpreter):
                 self.offset[0 if role == "x_offset" else 1] = v
             elif role == "laser_power":
                 self.laser_power = v
+            elif role == "defocus_factor" and not v > 0:
+                raise Problem(node, f"GWL command '{head}' needs a positive factor, got {num(v)}")
             slot = self.cmd[role].slots[0]
             return self.emit(node, role, **{slot: v})
         if role is not None and not self.cmd[role].slots:

@@ -2,10 +2,11 @@
 
 Main file: ``%`` provenance header, the machine state (:func:`header_state`: ``InvertZAxis``,
 scan mode, ``ContinuousMode``, galvo acceleration, piezo settling, stage velocity, offsets,
-``PowerScaling``), then per block the stage move (``MoveStageX/Y`` relative to the start
-position, or ``StageGotoX/Y`` with a profile stage origin), ``FindInterfaceAt`` (per the
-recipe's ``find_interface``), ``AddZDrivePosition`` when the block's z origin changes (parts
-taller than the piezo range) and ``include <name>_blocks\\<name>_block_NNNN.gwl``.
+``PowerScaling``, ``DefocusFactor 1``, tilt correction), then per block the stage move
+(``MoveStageX/Y`` relative to the start position, or ``StageGotoX/Y`` with a profile stage
+origin), ``FindInterfaceAt`` (per the recipe's ``find_interface``), ``AddZDrivePosition`` when
+the block's z origin changes (parts taller than the piezo range) and
+``include <name>_blocks\\<name>_block_NNNN.gwl``.
 
 Main file lines depend only on the Blocks table and which blocks have marks (blocks without
 marks get no stage move and no include; file names keep the block's table index).
@@ -42,11 +43,12 @@ _ROLES_OUT = ("point", "point_power", "write", "laser_power", "scan_speed", "pow
 _ROLES_IN = ("write", "laser_power", "scan_speed", "power_scaling", "power_values_on", "power_values_off",
              "z_offset", "add_z_offset", "x_offset", "y_offset", "stage_x", "stage_y", "add_z_drive",
              "find_interface", "include", "galvo_mode", "piezo_mode", "connect_off", "connect_on",
-             "continuous_mode", "move_stage_x", "move_stage_y", "invert_z")
+             "continuous_mode", "move_stage_x", "move_stage_y", "invert_z", "defocus_factor")
 # words the fast reader knows without a dialect template (the general reader explains the rest)
 _EXTRA_IN = {"move_stage_x": "MoveStageX", "move_stage_y": "MoveStageY", "invert_z": "InvertZAxis"}
 # words that cannot move or expose: read (and ignored) by the fast reader
-_NO_OP_IN = ("StageVelocity", "GalvoAcceleration", "PiezoSettlingTime", "TiltCorrectionOff")
+_NO_OP_IN = ("StageVelocity", "GalvoAcceleration", "PiezoSettlingTime", "TiltCorrectionOff", "TiltCorrectionOn",
+             "MeasureTilt")
 
 
 def _templates(spec, printer) -> F.TemplateSet:
@@ -210,12 +212,23 @@ def prepare(printer, spec) -> None:
             raise BioslicerError(f"printer profile {printer.name}: 'program.{key}' must be a number >= 0")
 
 
-def header_state(printer, spec) -> list[str]:
+def tilt_refusal(printer) -> str | None:
+    """Why the printer cannot correct tilt and what to do (None when it can: GWL in piezo scan mode)."""
+    if printer.program.get("scan_mode") == "piezo":
+        return None
+    return ("it scans in GalvoScanMode, which has no tilt correction; use a profile with program.scan_mode = "
+            "\"piezo\", or level the substrate and set tilt_correction = \"off\"")
+
+
+def header_state(printer, spec, tilt_points: int = 0) -> list[str]:
     """The machine-state lines at the top of every GWL job: nothing is left to the previous job.
 
     Axis direction from the objective's immersion (``InvertZAxis 1`` for dip-in), scan mode,
     ``ContinuousMode``, ``ConnectPoints`` (piezo mode only: it changes how the piezo scans),
-    galvo acceleration, piezo settling time, stage velocity, zero x/y/z offsets, power scaling 1.
+    galvo acceleration, piezo settling time, stage velocity, zero x/y/z offsets, power scaling 1,
+    ``DefocusFactor 1`` (the recipe's ``focal_shift_factor`` is already in the z written) and
+    ``TiltCorrectionOff``, or with ``tilt_points`` n ``MeasureTilt n`` and ``TiltCorrectionOn``
+    (before the first ``FindInterfaceAt``, which the caller writes).
     """
     cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
     dec = printer.decimals
@@ -232,7 +245,12 @@ def header_state(printer, spec) -> list[str]:
             cmd["x_offset"].format(x=F.fmt(0.0, dec)),
             cmd["y_offset"].format(y=F.fmt(0.0, dec)),
             cmd["z_offset"].format(z=F.fmt(0.0, dec)),
-            cmd["power_scaling"].format(s=F.fmt(1.0, spec.decimals.get("scaling", 3)))]
+            cmd["power_scaling"].format(s=F.fmt(1.0, spec.decimals.get("scaling", 3))),
+            cmd["defocus_factor"].format(f="1")]
+    if tilt_points:
+        out += [cmd["measure_tilt"].format(n=str(int(tilt_points))), cmd["tilt_on"].format()]
+    else:
+        out.append(cmd["tilt_off"].format())
     return out
 
 
@@ -297,7 +315,7 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
         head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "gwl")]
         head.append(f"{cm} stage {'absolute (program.origin_um)' if absolute else 'relative to the start position'}"
                     f"; interface finding {mode}")
-        head += header_state(printer, spec)
+        head += header_state(printer, spec, w.tilt_points)
         fm.write(eol.join(head) + eol)
         zdrive_q = 0
         stage_q = np.zeros(2, np.int64)
@@ -333,9 +351,10 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
 _ERR = {1: "a point line needs 3 numbers (x y z), or 4 (x y z p) after PowerValuesOn",
         2: "unknown command (not in the GWL dialect definition)",
         3: "malformed number",
-        4: "command needs one number"}
-# state slots
-_SX, _SY, _SZ, _XO, _YO, _ZO, _LP, _PS, _SP, _PV, _NL, _PL, _BL, _FP = range(14)
+        4: "command needs one number",
+        5: "DefocusFactor needs a positive factor"}
+# state slots (_DF: DefocusFactor, z above the last FindInterfaceAt times it)
+_SX, _SY, _SZ, _XO, _YO, _ZO, _LP, _PS, _SP, _PV, _NL, _PL, _BL, _FP, _DF = range(15)
 
 
 @njit(cache=True, error_model="numpy")
@@ -343,8 +362,10 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
           sp, on, jmp, blk, ln, pln, err_line, err_kind, total):
     """Run the GWL state machine from record r0 until an include or the end.
 
-    K: keyword codes in ``_ROLES_IN`` order; st: the carried state (``_SX`` ... ``_BL``); power in
-    mW = program value * pa / pb. Moves go to x ... pln (µm, mW, µm/s): every move when ``check``
+    K: keyword codes in ``_ROLES_IN`` order; st: the carried state (``_SX`` ... ``_DF``); power in
+    mW = program value * pa / pb. With ``DefocusFactor f`` every z above the interface (the z
+    drive since the last ``FindInterfaceAt`` and the fine z) is read times f, as the controller
+    moves it. Moves go to x ... pln (µm, mW, µm/s): every move when ``check``
     is False; when True only the moves that fail :func:`~bioslicer.programs.checks.move_bits` (``lim``,
     ``flags``). ``total[0]`` counts every move. Returns (moves written, next record, errors, stop
     at include).
@@ -369,6 +390,10 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
             vlx = vals[r, 0] + st[_XO]
             vly = vals[r, 1] + st[_YO]
             vlz = vals[r, 2] + st[_ZO]
+            vsz = st[_SZ]
+            if st[_DF] != 1.0:
+                vlz *= st[_DF]
+                vsz *= st[_DF]
             if st[_PV] > 0:
                 vpw = vals[r, 3] * st[_PS] * pa / pb
                 vpl = lines[r]
@@ -382,8 +407,8 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
             tot += 1
             vx = st[_SX] + vlx
             vy = st[_SY] + vly
-            vz = st[_SZ] + vlz
-            if check and move_bits(vx, vy, vz, vlx, vly, vlz, st[_SX], st[_SY], st[_SZ], vpw, st[_SP], np.nan,
+            vz = vsz + vlz
+            if check and move_bits(vx, vy, vz, vlx, vly, vlz, st[_SX], st[_SY], vsz, vpw, st[_SP], np.nan,
                                    not first, first, lim, flags) == 0:
                 r += 1
                 continue
@@ -395,7 +420,7 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
             lz[n] = vlz
             sx[n] = st[_SX]
             sy[n] = st[_SY]
-            sz[n] = st[_SZ]
+            sz[n] = vsz
             pw[n] = vpw
             pln[n] = vpl
             sp[n] = st[_SP]
@@ -421,7 +446,7 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
             st[_PV] = 0
         elif c > 0 and (c == K[1] or c == K[2] or c == K[3] or c == K[6] or c == K[7] or c == K[8]
                         or c == K[9] or c == K[10] or c == K[11] or c == K[12] or c == K[13] or c == K[20]
-                        or c == K[21] or c == K[22]):
+                        or c == K[21] or c == K[22] or c == K[23]):
             if nvals[r] != 1:
                 if ne < err_line.shape[0]:
                     err_line[ne] = lines[r]
@@ -457,6 +482,14 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
                     st[_SX] += v
                 elif c == K[21]:
                     st[_SY] += v
+                elif c == K[23]:
+                    if v > 0:
+                        st[_DF] = v
+                    else:
+                        if ne < err_line.shape[0]:
+                            err_line[ne] = lines[r]
+                            err_kind[ne] = 5
+                        ne += 1
         r += 1
     st[_NL] = nl
     total[0] += tot
@@ -485,8 +518,9 @@ class _Reader:
                           dtype=np.int64)
         self.include_kw = cmd["include"].keyword
         self.files: list[str] = []
-        self.st = np.zeros(14)
+        self.st = np.zeros(15)
         self.st[_PS] = 1.0
+        self.st[_DF] = 1.0
         self.st[_PL] = -1
         self.st[_LP] = np.nan     # no LaserPower and no ScanSpeed yet: the checks name them
         self.st[_SP] = np.nan
