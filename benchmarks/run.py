@@ -24,6 +24,8 @@ Stages (each runs in its own child process, so their peak memory does not mix):
 ``preview``   ``render_png`` of the reference toolpath (offscreen)
 ``job``       ``bioslicer.pipeline.slice_to_job`` end to end, locally and with ``--workers 2`` (Dask), with the
               time split of the job (plan, stitch, order, write, estimate, main, validate, preview, manifest)
+``array``     ``bioslicer array --test cube``, 10 x 10 cells at 0.2 x 0.5 µm (issue 19: under 15 s), with the
+              same time split (``benchmarks/bench_array.py``)
 
 Times are wall clock (``time.perf_counter``). "1st call" includes Numba compile or cache load: for
 the kernel it is the first call on the part in a fresh process; for the other stages it is the
@@ -53,7 +55,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-STAGES = ("load", "intake", "kernel", "toolpath", "order", "export", "preview", "job")
+STAGES = ("load", "intake", "kernel", "toolpath", "order", "export", "preview", "job", "array")
 CONSTRUCTS = ("channel_block", "vessel_tree", "gyroid", "woodpile", "calibration")
 REFERENCE = "channel_block"
 FORMAT = "bioslicer-bench/1"
@@ -703,13 +705,38 @@ def stage_job(S: Settings, workdir: Path) -> dict:
     return {"rows": rows}
 
 
+def stage_array(S: Settings, workdir: Path) -> dict:
+    """Issue 19: a 10 x 10 dose array of the 30 µm cube at 0.2 x 0.5 µm (the profile's defaults, in
+    quick mode too: it is small), sliced, written, validated, with its preview; goal <= 15 s."""
+    try:
+        from bench_array import GOAL_S, PRINTER, run_array
+
+        t = time.perf_counter()
+        run_array(workdir / "array_warm", varies=("power_mw.hatch=10,12",))
+        jit_s = time.perf_counter() - t
+        with Meter() as m:
+            r = run_array(workdir / "array")
+        ok = m.s <= GOAL_S
+        note = (f"{r['blocks']} blocks, {r['program_files']} program files; CPU {r['cpu_s']:.1f} s; split "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in r["split_s"].items())
+                + f"; goal <= {GOAL_S:g} s: {'met' if ok else 'NOT met'}")
+        _log(f"array: {m.s:.2f} s")
+        return {"rows": [_row("array", "test cube", f"10 x 10 cells, 0.2 x 0.5 µm, {PRINTER}", m.s, m.s + jit_s,
+                              f"{r['marks'] / m.s / 1e6:.2f} M marks/s", m.peak_mb, "", None, None, note,
+                              split_s=r["split_s"], cpu_s=r["cpu_s"], digest=r["digest"], jit_s=jit_s,
+                              program_bytes=r["program_bytes"], goal_met=ok)]}
+    except Exception as exc:  # noqa: BLE001 - record and move on
+        return {"rows": [_row("array", "test cube", "10 x 10 cells", None, None, "", None, "", None, None,
+                              f"failed: {_one_line(exc)}", error=_one_line(exc))]}
+
+
 def _one_line(exc) -> str:
     msg = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {msg[0] if msg else ''}"[:300]
 
 
 STAGE_FUNCS = {"load": stage_load, "intake": stage_intake, "kernel": stage_kernel, "toolpath": stage_toolpath, "order": stage_order,
-               "export": stage_export, "preview": stage_preview, "job": stage_job}
+               "export": stage_export, "preview": stage_preview, "job": stage_job, "array": stage_array}
 
 
 def child_main(stage: str, quick: bool, workdir: Path, result: Path) -> int:

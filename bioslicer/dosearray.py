@@ -230,10 +230,12 @@ def array_preview_png(path, toolpath: Toolpath, cells, keys, title: str, size=(1
         return pad + (x - b[0, 0]) * sc, size[1] - pad - rows * text_h - (y - b[0, 1]) * sc
 
     colours = {int(Kind.CONTOUR): (231, 76, 60)}
-    for m in range(toolpath.n_marks):
-        a, e = toolpath.mark_start[m], toolpath.mark_start[m + 1]
-        pts = [px(x, y) for x, y in zip(toolpath.x_um[a:e], toolpath.y_um[a:e])]
-        d.line(pts, fill=colours.get(int(toolpath.mark_kind[m]), (52, 152, 219)), width=1)
+    X, Y = px(toolpath.x_um, toolpath.y_um)
+    ms = toolpath.mark_start
+    for m in _last_distinct_marks(X, Y, ms, toolpath.mark_kind):
+        a, e = ms[m], ms[m + 1]
+        d.line(list(zip(X[a:e].tolist(), Y[a:e].tolist())),
+               fill=colours.get(int(toolpath.mark_kind[m]), (52, 152, 219)), width=1)
     pitch = (cells[1].offset_um[0] - cells[0].offset_um[0]) if len(cells) > 1 else 0.0
     for c in cells:
         x, y = px(c.offset_um[0], c.offset_um[1] - 0.5 * max(pitch, 0.0) * 0.35)
@@ -243,6 +245,24 @@ def array_preview_png(path, toolpath: Toolpath, cells, keys, title: str, size=(1
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _last_distinct_marks(X, Y, mark_start, mark_kind) -> np.ndarray:
+    """Indices (ascending) of the marks to draw for the same picture as drawing every mark in
+    order: of marks with the same kind and the same points (``X``, ``Y``: image coordinates),
+    only the last. A pixel takes the colour of the last line drawn over it, and a line drawn
+    again later covers the same pixels, so the earlier copies change nothing (the layers of a
+    top view repeat each other)."""
+    n = np.diff(mark_start)
+    keep = []
+    for k in np.unique(n):
+        ids = np.flatnonzero(n == k)
+        pts = mark_start[ids][:, None] + np.arange(k)[None, :]
+        key = np.column_stack([X[pts], Y[pts], mark_kind[ids].astype(np.float64)[:, None]])
+        rows = np.ascontiguousarray(key[::-1]).view(np.dtype((np.void, key.dtype.itemsize * key.shape[1])))
+        _, first = np.unique(rows.ravel(), return_index=True)
+        keep.append(ids[::-1][first])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
 
 def array_to_job(solid, out_dir, printer, base, varies, pitch_um: float = 150.0, labels: bool = True,

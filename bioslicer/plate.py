@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,10 @@ from .errors import BioslicerError
 
 #: distance between the footprints of ``auto`` parts, µm
 AUTO_GAP_UM = 20.0
+#: parts whose blocks hold fewer segments than this (``budget.estimate_work``) run every Numba
+#: kernel on one thread: on such blocks a kernel takes well under a millisecond, and a parallel
+#: launch costs more than that (milliseconds of waiting for the other threads on a busy machine)
+SERIAL_BLOCK_SEGMENTS = 100_000
 
 
 @dataclass
@@ -65,6 +70,31 @@ class _RowWriter:
         tp.mark_block = np.full(tp.n_marks, self.first + int(b), np.int32)
         tp.blocks = self.writer.blocks
         return self.writer.write_block(self.first + int(b), tp)
+
+
+@contextmanager
+def kernel_threads(n: int | None):
+    """``with kernel_threads(n):`` Numba's parallel kernels use ``n`` threads in this thread (None:
+    as they are); the count is restored after. Results do not depend on the thread count."""
+    import numba
+
+    if n is None:
+        yield
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n), old)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def small_blocks(solid, recipe, printer) -> bool:
+    """True when the estimated segments per block of ``solid`` (placed, µm) stay under
+    :data:`SERIAL_BLOCK_SEGMENTS`."""
+    from .budget import estimate_work
+
+    return estimate_work(solid.bounds_um, recipe, printer).block_segments < SERIAL_BLOCK_SEGMENTS
 
 
 def placed_part(part: JobPart):
@@ -106,8 +136,21 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
     Returns
     -------
     pipeline.JobResult
+        ``timings_s``: wall seconds of ``setup_s`` (placing and gridding the parts), the block
+        stages summed over the blocks (``block_stages_s``, as ``slice_to_job``), ``main_s``,
+        ``validate_s``, ``preview_s``, ``manifest_s`` (with the commit) and ``total_s``. Parts
+        with small blocks (:func:`small_blocks`) run every Numba kernel on one thread.
     """
-    from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps, run_block
+    t0 = time.perf_counter()
+    placed = [placed_part(part) for part in parts]
+    with kernel_threads(1 if all(small_blocks(s, prec, printer) for s, prec in placed) else None):
+        return _parts_to_job(parts, placed, out_dir, printer, base, name, mesh_stl, mesh_name, mesh_sha256, mode,
+                             overwrite, preview, dialect, finish, t0)
+
+
+def _parts_to_job(parts, placed, out_dir, printer, base, name, mesh_stl, mesh_name, mesh_sha256, mode, overwrite,
+                  preview, dialect, finish, t0):
+    from .blockrun import BlockPlan, combined_estimate, plan_blocks, preview_steps, run_block, stage_times
     from .dosearray import LABEL_GAP_UM, LABEL_HEIGHT_UM, LABEL_LAYERS, label_toolpath
     from .jobs import JobWriter
     from .jobs.manifest import build_manifest
@@ -118,11 +161,9 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
     from .stitching import plan_grid
     from .toolpath import Blocks, Toolpath, atomic_write_bytes
 
-    t0 = time.perf_counter()
     plans = []
     n_rows = 0
-    for i, part in enumerate(parts):
-        s, prec = placed_part(part)
+    for i, (part, (s, prec)) in enumerate(zip(parts, placed)):
         grid, lz = plan_blocks(s, prec, printer)
         plans.append(("part", i, s, prec, grid, lz, n_rows))
         n_rows += grid.n_blocks()
@@ -152,6 +193,8 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
         prov["mesh_sha256"] = sha
         writer = ProgramWriter(printer, blocks, jw.path, name=name, dialect=dialect, provenance=prov,
                                find_interface=base.find_interface, tilt_points=base.tilt_measure_points())
+        writer.durable = False    # one process: the parts are the ones just written, the job's commit fsyncs
+        timings = {"setup_s": time.perf_counter() - t0}
         for kind, i, src, prec, grid, lz, first in plans:
             rw = _RowWriter(writer, first)
             if kind == "part":
@@ -170,7 +213,11 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
         used = [results[b] for b in sorted(results) if results[b].n_marks]
         if not used:
             raise BioslicerError("nothing to print: the recipes give no marks inside the parts")
+        timings["block_stages_s"] = stage_times(results.values())
         files = writer.finish([r.part for r in used])
+        timings["main_s"] = writer.timings_s.get("main_s", 0.0)
+        timings["validate_s"] = writer.timings_s.get("validate_s", 0.0)
+        t = time.perf_counter()
         est = combined_estimate(blocks, results, printer)
         prev = Toolpath.concat([r.preview for r in used if r.preview is not None], layer_z_um=lz0)
         prev.blocks = blocks
@@ -178,7 +225,9 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
         (jw.path / "recipe.toml").write_text(base.to_toml(), encoding="utf-8")
         atomic_write_bytes(jw.path / "mesh.stl", mesh_stl)
         if preview is not None:
+            t1 = time.perf_counter()
             preview(jw.path / "preview.png", prev)
+            timings["preview_s"] = time.perf_counter() - t1
         per_part_s = [float(sum(est.per_block_s[b] for b in part_rows[i])) for i in range(len(parts))]
         sets = merge_sets([r.extra.get("sets") for r in used] + label_sets)
         for d in sets:
@@ -197,7 +246,9 @@ def parts_to_job(parts, out_dir, printer, base, *, name: str, mesh_stl: bytes, m
             plan=_plan_summary(base, used), power_clip=_power_clip(used, printer), parameter_sets=sets,
             preview_toolpath="preview_toolpath.npz", **extra)
         path = jw.commit(manifest)
-    return JobResult(path, None, manifest, {"total_s": time.perf_counter() - t0})
+    timings["manifest_s"] = time.perf_counter() - t - timings.get("preview_s", 0.0)
+    timings["total_s"] = time.perf_counter() - t0
+    return JobResult(path, None, manifest, timings)
 
 
 # ----------------------------------------------------------------------------- plate files

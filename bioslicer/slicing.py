@@ -682,7 +682,8 @@ class Contours:
 
 def _ring_area(r: np.ndarray) -> float:
     x, y = r[:, 0], r[:, 1]
-    return float(0.5 * (np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)))
+    # np.roll(v, -1) without np.roll's generic machinery (a few µs per call, 2 calls per ring)
+    return float(0.5 * (np.dot(x, np.concatenate((y[1:], y[:1]))) - np.dot(np.concatenate((x[1:], x[:1])), y)))
 
 
 def _geometry_rings(g) -> list[np.ndarray]:

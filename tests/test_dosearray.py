@@ -97,3 +97,74 @@ def test_cli_array_and_test_structures(tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["array"]["columns"] == 2 and out["array"]["rows"] == 1
+
+
+def _program_sha(res) -> dict:
+    import hashlib
+
+    return {f: hashlib.sha256((res.path / f).read_bytes()).hexdigest() for f in res.manifest["program"]["files"]}
+
+
+def test_small_cells_run_their_kernels_on_one_thread_with_the_same_bytes(tmp_path, monkeypatch):
+    """An array of small cells runs every Numba kernel on one thread (a parallel launch costs more
+    than such a block's work); the program is the same as with the kernels in parallel."""
+    import numba
+
+    from bioslicer import blockrun, plate
+
+    pr = load_printer(P25)
+    base = Recipe.from_printer(pr).updated(**FAST)
+    varies = [parse_vary("power_mw.hatch=10,20"), parse_vary("speed_um_s.hatch=20000,50000")]
+    seen = []
+    run_block = blockrun.run_block
+
+    def counting(*a, **k):
+        seen.append(numba.get_num_threads())
+        return run_block(*a, **k)
+
+    monkeypatch.setattr(blockrun, "run_block", counting)
+    n0 = numba.get_num_threads()
+    serial = array_to_job(make_test_structure("cube"), tmp_path / "serial", pr, base, varies, pitch_um=100.0,
+                          preview=False)
+    assert seen and set(seen) == {1} and numba.get_num_threads() == n0
+    split = serial.timings_s["block_stages_s"]
+    assert set(split) == {"plan_s", "stitch_s", "order_s", "write_s", "estimate_s"}
+    assert all(k in serial.timings_s for k in ("main_s", "validate_s", "manifest_s", "total_s"))
+    seen.clear()
+    monkeypatch.setattr(plate, "SERIAL_BLOCK_SEGMENTS", 0)
+    parallel = array_to_job(make_test_structure("cube"), tmp_path / "parallel", pr, base, varies, pitch_um=100.0,
+                            preview=False)
+    assert set(seen) == {n0}
+    assert _program_sha(serial) == _program_sha(parallel)
+    assert len(_program_sha(serial)) == 1 + 8      # main file, a block per cell and per label
+
+
+def test_array_preview_draws_each_distinct_mark_once_with_the_same_image(tmp_path, monkeypatch):
+    """The top view skips marks drawn again later (same kind, same points): same PNG bytes as
+    drawing every mark, on layers that repeat and marks of both colours crossing each other."""
+    from bioslicer import dosearray
+    from bioslicer.dosearray import Cell, array_preview_png
+    from bioslicer.toolpath import Kind, Toolpath
+
+    rng = np.random.default_rng(7)
+    # 30 marks of 2 to 4 points, both colours, crossing each other; three layers repeat them, the
+    # middle one with every colour swapped (so a mark drawn again later changes colour)
+    n = rng.integers(2, 5, 30)
+    xy = rng.uniform(0, 60, (int(n.sum()), 2))
+    kind = np.where(np.arange(30) % 3 == 0, int(Kind.CONTOUR), int(Kind.HATCH))
+    swapped = np.where(kind == int(Kind.CONTOUR), int(Kind.HATCH), int(Kind.CONTOUR))
+    xy3 = np.concatenate([xy, xy, xy])
+    ms = np.concatenate([[0], np.cumsum(np.tile(n, 3))]).astype(np.int64)
+    tp = Toolpath(x_um=xy3[:, 0].copy(), y_um=xy3[:, 1].copy(), z_um=np.repeat([0.0, 1.0, 2.0], len(xy)),
+                  power_mw=np.ones(len(xy3)), mark_start=ms, mark_kind=np.concatenate([kind, swapped, kind]),
+                  mark_layer=np.repeat(np.arange(3), 30), mark_block=None, mark_speed_um_s=np.ones(90),
+                  layer_z_um=np.array([0.0, 1.0, 2.0]))
+    cells = [Cell(0, 0, 0, (0.0, 0.0), {"k": 1}, None, "1-1"), Cell(1, 0, 1, (50.0, 0.0), {"k": 2}, None, "1-2")]
+    array_preview_png(tmp_path / "fast.png", tp, cells, ["k"], "t")
+    keep = dosearray._last_distinct_marks
+    n_kept = []
+    monkeypatch.setattr(dosearray, "_last_distinct_marks",
+                        lambda X, Y, ms, mk: n_kept.append(len(keep(X, Y, ms, mk))) or np.arange(len(ms) - 1))
+    array_preview_png(tmp_path / "all.png", tp, cells, ["k"], "t")
+    assert n_kept and n_kept[0] < tp.n_marks
+    assert (tmp_path / "fast.png").read_bytes() == (tmp_path / "all.png").read_bytes()
