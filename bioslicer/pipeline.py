@@ -464,7 +464,8 @@ ESTIMATE_LAYERS_PER_TIER = 12
 
 
 def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, units: str = "um",
-                  layers_per_tier: int = ESTIMATE_LAYERS_PER_TIER, progress: Progress = silent) -> dict:
+                  layers_per_tier: int = ESTIMATE_LAYERS_PER_TIER, progress: Progress = silent,
+                  repair: bool = False) -> dict:
     """Print time, mark count and program size of a mesh's (or centerline tree's) job without
     writing the program. ``mesh``: a path (mesh or centerline file), a Solid or a Tree.
 
@@ -498,7 +499,7 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
     if isinstance(mesh, (str, Path)):
         from .centerline import load_geometry
 
-        mesh = load_geometry(mesh, units=units, printer=pr, recipe=rec)
+        mesh = load_geometry(mesh, units=units, repair=repair, printer=pr, recipe=rec)
     solid, prec, _ = place(mesh, rec)
     grid, lz = plan_blocks(solid, prec, pr)
     blocks = grid.blocks()
