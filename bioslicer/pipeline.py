@@ -486,8 +486,8 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
        removed), block by block through :func:`~bioslicer.blockrun.run_block`;
     4. each block's figures are scaled by ratios of its spans, all layers over sampled ones:
        mark time and length by span length, marks, points, program bytes, jumps and laser
-       delays by span count, layer changes by layers with material. Stage moves between
-       blocks come from the grid as in the job.
+       delays by span count; a block changes layer (its layers with material - 1) times.
+       Stage moves between blocks come from the grid as in the job.
 
     Returns
     -------
@@ -544,6 +544,7 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
     results = {}
     with tempfile.TemporaryDirectory(prefix=".bioslicer-estimate-") as tmp:
         writer = ProgramWriter(pr, blocks, tmp, name="estimate", find_interface=rec.find_interface)
+        writer.durable = False        # counted, then thrown away: no fsync, no hashes (same bytes)
         plan = BlockPlan(None, pr, grid.to_dict(), writer, set_source=0)
         for iz in np.unique(tier_of).tolist():       # each tier's blocks select from its own marks
             sub = tp.select_marks(tier_of == iz)
@@ -556,10 +557,12 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
     for b, r in results.items():
         if r.estimate is None:
             continue
-        f_count, f_length, f_layers = _scale_factors(weights[b], sample)
+        f_count, f_length, f_layers, n_full = _scale_factors(weights[b], sample)
         e = dict(r.estimate)
+        # a block changes layer (its layers with material - 1) times
+        f_changes = (n_full - 1) / e["layer_changes"] if e["layer_changes"] > 0 and n_full > 1 else f_layers
         for keys, f in ((by_count, f_count), (("mark_s", "mark_length_um"), f_length),
-                        (("layer_change_s", "layer_changes"), f_layers)):
+                        (("layer_change_s", "layer_changes"), f_changes)):
             for key in keys:
                 e[key] = e[key] * f
         per_block[b] = e
@@ -633,9 +636,10 @@ def _stratified_layers(layers, m: int, period: int) -> list:
     return out
 
 
-def _scale_factors(weight, sample) -> tuple[float, float, float]:
+def _scale_factors(weight, sample) -> tuple[float, float, float, int]:
     """(count, length, layers) factors of one block: its spans on all layers over those on the
-    sampled layers; the plain layer ratio where the sampled layers hold no spans."""
+    sampled layers, the plain layer ratio where the sampled layers hold no spans; and the
+    number of its layers with material."""
     layers, cnt, length = weight
     ins = np.isin(layers, sample)
     n_all, n_in = float((cnt > 0).sum()), float((cnt[ins] > 0).sum())
@@ -643,7 +647,7 @@ def _scale_factors(weight, sample) -> tuple[float, float, float]:
     f_layers = n_all / n_in if n_in > 0 else plain
     c_in, l_in = float(cnt[ins].sum()), float(length[ins].sum())
     return (float(cnt.sum()) / c_in if c_in > 0 else f_layers,
-            float(length.sum()) / l_in if l_in > 0 else f_layers, f_layers)
+            float(length.sum()) / l_in if l_in > 0 else f_layers, f_layers, int(n_all))
 
 
 def export_job(job, out_dir, printer, dialect: str | None = None, overwrite: bool = False,
