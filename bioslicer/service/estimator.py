@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import BioslicerError
 from .upload import ServiceError
+from .worker import manifest_value
 
 DEFAULT_ESTIMATE_FN = "bioslicer.pipeline:estimate_mesh"
 #: a bundle's manifest.json larger than this is refused (a real one is a few hundred kB)
@@ -83,12 +84,7 @@ def bundle_estimate(zip_path: Path) -> dict:
     root = name[: -len("manifest.json")]
 
     def get(*keys):
-        cur = manifest
-        for k in keys:
-            if not isinstance(cur, dict) or k not in cur:
-                return None
-            cur = cur[k]
-        return cur
+        return manifest_value(manifest, *keys)
 
     total = get("estimate", "total_s")
     if not isinstance(total, (int, float)):
