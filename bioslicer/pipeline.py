@@ -546,11 +546,17 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
         writer = ProgramWriter(pr, blocks, tmp, name="estimate", find_interface=rec.find_interface)
         writer.durable = False        # counted, then thrown away: no fsync, no hashes (same bytes)
         plan = BlockPlan(None, pr, grid.to_dict(), writer, set_source=0)
+        runs = []
         for iz in np.unique(tier_of).tolist():       # each tier's blocks select from its own marks
             sub = tp.select_marks(tier_of == iz)
             boxes = mark_boxes(sub)
-            run = [b for b in todo if int(blocks.index[b][2]) == iz and grid.marks_for_block(sub, b, boxes).any()]
-            results.update(run_blocks_local(sub, plan, run, progress))
+            runs.append((sub, [b for b in todo if int(blocks.index[b][2]) == iz
+                               and grid.marks_for_block(sub, b, boxes).any()]))
+        total = sum(len(run) for _, run in runs)
+        for sub, run in runs:
+            done = len(results)
+            results.update(run_blocks_local(sub, plan, run,
+                                            lambda k, n, label="", d=done: progress(d + k, total, label)))
     per_block = [None] * len(blocks)
     marks = points = nbytes = 0.0
     by_count = ("jump_s", "laser_delay_s", "marks", "jumps", "jump_length_um")
