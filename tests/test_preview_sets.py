@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from bioslicer import preview as pvw
 from bioslicer.cli import main
