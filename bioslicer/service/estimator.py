@@ -142,8 +142,15 @@ class Estimator:
         return out
 
     def close(self) -> None:
-        """Stop the helper process (waits for a running estimate)."""
+        """Stop the helper process; a running estimate is abandoned (its process terminated), so
+        the service stops at once."""
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        procs = list((getattr(pool, "_processes", None) or {}).values())   # the executor has no public handle
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(5)
