@@ -89,3 +89,15 @@ def test_cli_color_set_png_and_bad_colour_is_one_line(tmp_path, capsys):
     assert main(["preview", str(tmp_path / "tp.npz"), "--color", "sets"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "'set'" in err[0]
+
+
+def test_sets_a_program_cannot_tell_apart_are_named_together():
+    tp = three_set_toolpath(with_ids=False)
+    tp.power_mw *= 1 + 3e-6                             # as a program rounds the power
+    twin = dict(SETS[1], id=1 + 2**20, source=dict(SETS[1]["source"], array_cell={"cell": 1}))
+    ids, table = mark_sets(tp, SETS + [twin])
+    assert np.array_equal(ids, three_set_toolpath().mark_set)   # the lower id takes the shared marks
+    assert table[1]["equal_sets"] == [1 + 2**20]
+    from bioslicer.preview.sets import set_label
+
+    assert set_label(1, table[1]).startswith("set 1 (+1 equal): 20 mW")

@@ -13,8 +13,11 @@ import numpy as np
 
 from ..toolpath import Toolpath
 
-#: power and speed of a mark and of a listed set are the same set when they agree this closely
-_REL_TOL = 1e-6
+#: a mark read from a program has a listed set's power and speed when they agree this closely
+#: (programs round: GWL writes power as a percentage with a few decimals); neighbouring power
+#: levels of a modulated job are 0.4 % of the laser maximum apart
+_REL_TOL = 1e-4
+_ABS_TOL_MW = 1e-4
 
 
 def mark_power_speed(toolpath: Toolpath) -> tuple[np.ndarray, np.ndarray]:
@@ -42,17 +45,20 @@ def mark_sets(toolpath: Toolpath, sets: list | None = None) -> tuple[np.ndarray,
         power and speed; else a number per distinct (power, speed) pair, counted from 0 in order
         of power then speed.
     table : dict
-        id -> dict with ``power_mw``, ``speed_um_s``, ``source`` (a dict, {} when unknown) and
-        ``marks`` (drawn marks of the set).
+        id -> dict with ``power_mw``, ``speed_um_s``, ``source`` (a dict, {} when unknown),
+        ``marks`` (drawn marks of the set) and, for marks matched from a program,
+        ``equal_sets``: the other listed sets with the same values (their marks are counted here).
     """
     tp = toolpath
     power, speed = mark_power_speed(tp)
     listed = {int(d["id"]): d for d in (sets or []) if isinstance(d, dict) and "id" in d}
     own = tp.mark_set if tp.mark_set is not None and tp.n_marks else None
+    same: dict = {}
     if own is not None and np.all(own >= 0):
         ids = own.astype(np.int64)
     elif listed:
         ids = _match(power, speed, listed)
+        same = _equal_sets(listed)
     else:
         pairs = np.column_stack([power, speed]) if tp.n_marks else np.zeros((0, 2))
         uniq, inv = np.unique(np.round(pairs, 9), axis=0, return_inverse=True)
@@ -64,7 +70,8 @@ def mark_sets(toolpath: Toolpath, sets: list | None = None) -> tuple[np.ndarray,
         if d is not None:
             table[int(sid)] = {"power_mw": float(d.get("power_mw", np.nan)),
                                "speed_um_s": float(d.get("speed_um_s", np.nan)),
-                               "source": dict(d.get("source") or {}), "marks": int(sel.sum())}
+                               "source": dict(d.get("source") or {}), "marks": int(sel.sum()),
+                               "equal_sets": same.get(int(sid), [])}
         else:   # described by its marks
             table[int(sid)] = {"power_mw": float(np.median(power[sel])) if sid >= 0 else float("nan"),
                                "speed_um_s": float(np.median(speed[sel])) if sid >= 0 else float("nan"),
@@ -78,9 +85,18 @@ def _match(power: np.ndarray, speed: np.ndarray, listed: dict) -> np.ndarray:
     for sid in sorted(listed):
         d = listed[sid]
         p, v = float(d.get("power_mw", np.nan)), float(d.get("speed_um_s", np.nan))
-        hit = (ids < 0) & np.isclose(power, p, rtol=_REL_TOL, atol=1e-9) & np.isclose(speed, v, rtol=_REL_TOL)
+        hit = (ids < 0) & np.isclose(power, p, rtol=_REL_TOL, atol=_ABS_TOL_MW) & np.isclose(speed, v, rtol=_REL_TOL)
         ids[hit] = sid
     return ids
+
+
+def _equal_sets(listed: dict) -> dict:
+    """id -> the other listed ids with the same power and speed (a program cannot tell them apart)."""
+    groups: dict = {}
+    for sid, d in listed.items():
+        groups.setdefault((round(float(d.get("power_mw", np.nan)), 9), round(float(d.get("speed_um_s", np.nan)), 6)),
+                          []).append(sid)
+    return {sid: [o for o in g if o != sid] for g in groups.values() for sid in g}
 
 
 def set_label(sid: int, d: dict) -> str:
@@ -97,5 +113,7 @@ def set_label(sid: int, d: dict) -> str:
         where += f", cell {cell['cell']}"
     elif "source_index" in src:
         where += f", part {src['source_index']}"
-    text = f"set {sid}: {d['power_mw']:.4g} mW, {d['speed_um_s']:.6g} µm/s"
+    equal = d.get("equal_sets") or []
+    text = f"set {sid}" + (f" (+{len(equal)} equal)" if equal else "") + \
+        f": {d['power_mw']:.4g} mW, {d['speed_um_s']:.6g} µm/s"
     return text + (f", {where}" if where else "")
