@@ -475,21 +475,35 @@ def _jsonable(obj):
 
 
 
-#: layers planned per block tier by :func:`estimate_mesh` (evenly spread; the rest is scaled)
+#: layers planned per block tier by :func:`estimate_mesh` (stratified over the tier's layers with
+#: material; the rest is scaled by the spans of every layer)
 ESTIMATE_LAYERS_PER_TIER = 12
+#: longest cycle of hatch angles the sample is balanced over (90° steps: 2, 60°: 3, 45°: 4)
+_MAX_ANGLE_PERIOD = 8
 
 
 def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=None, units: str = "um",
-                  layers_per_tier: int = ESTIMATE_LAYERS_PER_TIER, progress: Progress = silent) -> dict:
+                  layers_per_tier: int = ESTIMATE_LAYERS_PER_TIER, progress: Progress = silent,
+                  repair: bool = False, force: bool = False) -> dict:
     """Print time, mark count and program size of a mesh's (or centerline tree's) job without
     writing the program. ``mesh``: a path (mesh or centerline file), a Solid or a Tree.
 
-    The job's placement and stitching grid are planned as :func:`slice_to_job` does; then only
-    ``layers_per_tier`` evenly spread layers of each block tier are planned, stitched, ordered and
-    written (to a temporary folder, removed), block by block through
-    :func:`~bioslicer.blockrun.run_block`, and each block's marking, jump, delay and layer-change
-    time, counts and program bytes are scaled by its tier's layers / planned layers. Stage moves
-    between blocks come from the whole grid as in the job.
+    The job's placement and stitching grid are planned and checked (:mod:`bioslicer.budget`) as
+    :func:`slice_to_job` does. Then:
+
+    1. the spans of the printed region on every layer, at the layer's hatch angle (the span
+       kernel only, no marks), give per block (the cell holding a span's middle) and layer the
+       span count, the span length and whether it has material;
+    2. ``layers_per_tier`` layers of each block tier are sampled, stratified over the tier's
+       layers with material and balanced over the cycle of hatch angles (90° steps alternate
+       the direction, and mark counts of elongated sections depend on it); a block with
+       material on none of them gets its fullest layer added;
+    3. only those layers are planned, stitched, ordered and written (to a temporary folder,
+       removed), block by block through :func:`~bioslicer.blockrun.run_block`;
+    4. each block's figures are scaled by ratios of its spans, all layers over sampled ones:
+       mark time and length by span length, marks, points, program bytes, jumps and laser
+       delays by span count; a block changes layer (its layers with material - 1) times.
+       Stage moves between blocks come from the grid as in the job.
 
     Returns
     -------
@@ -500,12 +514,14 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
     import tempfile
 
     from .blockrun import BlockPlan, plan_blocks
+    from .budget import check_job
     from .cluster import run_blocks_local
     from .estimate import combine_estimates
     from .exposure import check_exposure
     from .placement import place
     from .planning import plan_toolpath
     from .programs import ProgramWriter
+    from .stitching import mark_boxes
 
     t0 = time.perf_counter()
     pr = load_printer(printer)
@@ -514,46 +530,149 @@ def estimate_mesh(mesh, printer="nanoscribe-gt2-25x", recipe=None, overrides=Non
     if isinstance(mesh, (str, Path)):
         from .centerline import load_geometry
 
-        mesh = load_geometry(mesh, units=units, printer=pr, recipe=rec)
+        mesh = load_geometry(mesh, units=units, repair=repair, printer=pr, recipe=rec)
     solid, prec, _ = place(mesh, rec)
+    check_job(solid, prec, pr, force=force)
     grid, lz = plan_blocks(solid, prec, pr)
     blocks = grid.blocks()
     todo = cells_to_run(solid, prec, grid)
-    tiers = {}
-    for b in todo:
-        tiers.setdefault(int(blocks.index[b][2]), grid.block_layers(b))
-    sample, ratio_tier = [], {}
-    for iz, layers in tiers.items():
-        layers = np.asarray(layers)
-        k = max(1, int(np.ceil(len(layers) / max(1, layers_per_tier))))
-        pick = layers[k // 2::k] if len(layers) > k // 2 else layers[:1]
-        sample.extend(pick.tolist())
-        ratio_tier[iz] = len(layers) / max(len(pick), 1)
-    tp, _ = plan_toolpath(solid, prec, pr, layer_ids=np.unique(sample), checked=True)
+    weights = _block_span_weights(solid, prec, grid, lz, todo)
+    period = _angle_period(prec.layer_angle_deg(len(lz)))
+    sample = set()
+    for iz in sorted({int(blocks.index[b][2]) for b in todo}):
+        tier = [b for b in todo if int(blocks.index[b][2]) == iz]
+        layers = weights[tier[0]][0]
+        full = np.zeros(len(layers), bool)
+        for b in tier:
+            full |= weights[b][1] > 0
+        sample.update(_stratified_layers(layers[full], layers_per_tier, period))
+    for b in todo:                     # every block with material is sampled somewhere
+        layers, cnt, _ = weights[b]
+        if cnt.sum() > 0 and cnt[np.isin(layers, list(sample))].sum() == 0:
+            sample.add(int(layers[np.argmax(cnt)]))
+    sample = np.array(sorted(sample), dtype=np.int64)
+    if len(sample) == 0:
+        raise BioslicerError(
+            f"nothing to print: the recipe gives no marks inside {solid.name or 'the mesh'}; "
+            "check the units (--units) and that slice_um/hatch_um are smaller than the part")
+    tp, _ = plan_toolpath(solid, prec, pr, layer_ids=sample, checked=True)
+    tier_of = grid.layer_tier[tp.mark_layer]
+    results = {}
     with tempfile.TemporaryDirectory(prefix=".bioslicer-estimate-") as tmp:
         writer = ProgramWriter(pr, blocks, tmp, name="estimate", find_interface=rec.find_interface,
                                tilt_points=rec.tilt_measure_points())
+        writer.durable = False        # counted, then thrown away: no fsync, no hashes (same bytes)
         plan = BlockPlan(None, pr, grid.to_dict(), writer, set_source=0)
-        results = run_blocks_local(tp, plan, [b for b in todo if grid.marks_for_block(tp, b).any()], progress)
+        runs = []
+        for iz in np.unique(tier_of).tolist():       # each tier's blocks select from its own marks
+            sub = tp.select_marks(tier_of == iz)
+            boxes = mark_boxes(sub)
+            runs.append((sub, [b for b in todo if int(blocks.index[b][2]) == iz
+                               and grid.marks_for_block(sub, b, boxes).any()]))
+        total = sum(len(run) for _, run in runs)
+        for sub, run in runs:
+            done = len(results)
+            results.update(run_blocks_local(sub, plan, run,
+                                            lambda k, n, label="", d=done: progress(d + k, total, label)))
     per_block = [None] * len(blocks)
     marks = points = nbytes = 0.0
+    by_count = ("jump_s", "laser_delay_s", "marks", "jumps", "jump_length_um")
     for b, r in results.items():
         if r.estimate is None:
             continue
-        f = ratio_tier[int(blocks.index[b][2])]
+        f_count, f_length, f_layers, n_full = _scale_factors(weights[b], sample)
         e = dict(r.estimate)
-        for key in ("mark_s", "jump_s", "laser_delay_s", "layer_change_s", "marks", "jumps", "layer_changes",
-                    "mark_length_um", "jump_length_um"):
-            e[key] = e[key] * f
+        # a block changes layer (its layers with material - 1) times
+        f_changes = (n_full - 1) / e["layer_changes"] if e["layer_changes"] > 0 and n_full > 1 else f_layers
+        for keys, f in ((by_count, f_count), (("mark_s", "mark_length_um"), f_length),
+                        (("layer_change_s", "layer_changes"), f_changes)):
+            for key in keys:
+                e[key] = e[key] * f
         per_block[b] = e
-        marks += r.n_marks * f
-        points += r.n_points * f
-        nbytes += (r.part.n_bytes if r.part is not None else 0) * f
+        marks += r.n_marks * f_count
+        points += r.n_points * f_count
+        nbytes += (r.part.n_bytes if r.part is not None else 0) * f_count
     est = combine_estimates(blocks, per_block, pr)
     return {"estimate": est.to_dict(), "marks": int(round(marks)), "points": int(round(points)),
-            "program_bytes": int(round(nbytes)), "layers": int(len(lz)), "layers_planned": int(len(np.unique(sample))),
+            "program_bytes": int(round(nbytes)), "layers": int(len(lz)), "layers_planned": int(len(sample)),
             "blocks": int(sum(1 for e in per_block if e is not None)), "printer": pr.name,
             "elapsed_s": time.perf_counter() - t0}
+
+
+def _block_span_weights(solid, recipe, grid, lz, todo) -> dict:
+    """Per block of ``todo``: (its layers, span count per layer, span length per layer µm) of the
+    printed region (``lz``: the grid's commanded layer heights) on hatch rows at each layer's angle, a span counted in the block whose cell
+    (:meth:`StitchGrid.cell_owner`) holds its middle. One span-kernel call per block tier."""
+    from .strategies import make_region
+
+    region = make_region(solid, recipe)
+    angles = recipe.layer_angle_deg(len(lz))
+    index = grid.blocks().index
+    tiers: dict = {}
+    for b in todo:
+        tiers.setdefault(int(index[b][2]), []).append(b)
+    out = {}
+    for bs in tiers.values():
+        layers = grid.block_layers(bs[0])
+        # spans at the physical layer heights; block ownership in commanded z (the grid's)
+        sp = region.spans(lz[layers] / recipe.focal_shift_factor, recipe.hatch_um, angles[layers],
+                          0.5 * recipe.hatch_um)
+        lay = sp.span_layer()
+        x0, y0, x1, y1 = sp.span_xy()
+        mx, my, mz = (x0 + x1) / 2, (y0 + y1) / 2, lz[layers][lay]
+        del x0, y0, x1, y1
+        length = sp.span_u1_um - sp.span_u0_um
+        for b in bs:
+            own = grid.cell_owner(b)(mx, my, mz)
+            out[b] = (layers, np.bincount(lay[own], minlength=len(layers)),
+                      np.bincount(lay[own], weights=length[own], minlength=len(layers)))
+    return out
+
+
+def _angle_period(angles, max_period: int = _MAX_ANGLE_PERIOD) -> int:
+    """Smallest p <= ``max_period`` with angle[k + p] == angle[k] for every layer; 1 when none."""
+    a = np.asarray(angles, dtype=np.float64)
+    for p in range(1, max_period + 1):
+        if len(a) <= p:
+            return p
+        d = np.abs(a[p:] - a[:-p])
+        if np.all(np.minimum(d, 180.0 - d) < 1e-9):
+            return p
+    return 1
+
+
+def _stratified_layers(layers, m: int, period: int) -> list:
+    """``m`` of ``layers`` (sorted layer numbers), one from each of m equal strata, the one nearest
+    the stratum's middle whose layer number is ``i`` modulo ``period`` for stratum i (so the
+    hatch-angle cycle is sampled evenly); the middle one when the stratum has none."""
+    layers = np.asarray(layers, dtype=np.int64)
+    n = len(layers)
+    m = min(int(m), n)
+    if m <= 0:
+        return []
+    edges = (np.arange(m + 1) * n) // m
+    out = []
+    for i in range(m):
+        lo, hi = int(edges[i]), int(edges[i + 1])
+        mid = (lo + hi) // 2
+        cand = np.arange(lo, hi)
+        ok = cand[layers[cand] % period == i % period]
+        out.append(int(layers[ok[np.argmin(np.abs(ok - mid))]] if len(ok) else layers[mid]))
+    return out
+
+
+def _scale_factors(weight, sample) -> tuple[float, float, float, int]:
+    """(count, length, layers) factors of one block: its spans on all layers over those on the
+    sampled layers, the plain layer ratio where the sampled layers hold no spans; and the
+    number of its layers with material."""
+    layers, cnt, length = weight
+    ins = np.isin(layers, sample)
+    n_all, n_in = float((cnt > 0).sum()), float((cnt[ins] > 0).sum())
+    plain = max(len(layers), 1) / max(int(ins.sum()), 1)
+    f_layers = n_all / n_in if n_in > 0 else plain
+    c_in, l_in = float(cnt[ins].sum()), float(length[ins].sum())
+    return (float(cnt.sum()) / c_in if c_in > 0 else f_layers,
+            float(length.sum()) / l_in if l_in > 0 else f_layers, f_layers, int(n_all))
 
 
 def export_job(job, out_dir, printer, dialect: str | None = None, overwrite: bool = False,

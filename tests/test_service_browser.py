@@ -130,6 +130,12 @@ def test_page_uploads_sample_mesh_and_shows_preview(tmp_path):
         root = browser.call("DOM.getDocument")["root"]["nodeId"]
         node = browser.call("DOM.querySelector", {"nodeId": root, "selector": "#file"})["nodeId"]
         browser.call("DOM.setFileInputFiles", {"nodeId": node, "files": [str(SAMPLE)]})
+        # the estimate before submitting (issue 19): print time, marks, program size, blocks
+        browser.js("document.getElementById('estimate-btn').click()")
+        marks = browser.wait_for("(document.getElementById('est-marks') || {}).textContent", 120)
+        assert int(marks.replace(",", "")) > 0
+        assert browser.js("document.getElementById('est-time').textContent").count(":") == 2
+        assert server.http.get("/api/jobs").json() == []          # an estimate submits nothing
         browser.js("document.getElementById('submit').click()")
         job_id = browser.wait_for("(document.getElementById('form-msg').textContent.match(/queued as (\\w+)/) "
                                   "|| [])[1]", 30)

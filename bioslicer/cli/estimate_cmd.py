@@ -23,13 +23,19 @@ from .common import echo_json, json_option, printer_option
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="For a mesh: recipe field; repeatable.")
 @click.option("--units", type=click.Choice(["um", "mm", "nm"]), default="um", show_default=True,
               help="For a mesh: length unit of the file.")
+@click.option("--force", is_flag=True,
+              help="For a mesh: estimate with parameters that look implausible for the printer (as "
+                   "`slice --force`); never past this machine's memory.")
 @json_option
-def estimate(toolpath: Path, printer: str, recipe, sets, units, as_json: bool) -> None:
+def estimate(toolpath: Path, printer: str, recipe, sets, units, force: bool, as_json: bool) -> None:
     """Estimate the print time of a mesh's job, or of a toolpath (.npz saved by bioslicer).
 
-    For a mesh (STL/OBJ/PLY/3MF/...): the job's grid is planned as `bioslicer slice` does, a
-    dozen layers of every block tier are planned, ordered and written to a temporary folder, and
-    time, marks and program size are scaled to all layers; no program is kept.
+    For a mesh (STL/OBJ/PLY/3MF/...): the job's grid is planned as `bioslicer slice` does, the
+    span kernel runs on every layer (span count and length per block and layer, no marks), a
+    dozen layers of every block tier (stratified over the layers with material, balanced over
+    the hatch-angle cycle) are planned, ordered and written to a temporary folder, and each
+    block's time, marks and program size are scaled by its spans on all layers over those on
+    the sampled ones; no program is kept.
 
     An unstitched toolpath is first split into blocks with the default block size, overlap and
     shear for the printer and ordered, block by block as `bioslicer slice` does. Time = marks at
@@ -50,7 +56,7 @@ def estimate(toolpath: Path, printer: str, recipe, sets, units, as_json: bool) -
         from ..recipe import recipe_overrides_from_cli
 
         r = estimate_mesh(toolpath, printer, recipe, recipe_overrides_from_cli(list(sets)), units=units,
-                          progress=terminal_bar())
+                          progress=terminal_bar(), force=force)
         if as_json:
             echo_json(dict(r, mesh=str(toolpath)))
             return

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import BioslicerError
+from ..preview.style import COLOR_MODES
 from ..progress import terminal_bar
 from .common import echo_json, json_option, units_option
 
@@ -59,8 +60,10 @@ def _png_path(p: Path | None, option: str) -> Path | None:
 @click.option("--movie", "movie", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="OUT.mp4|OUT.gif", help="Render the print as a film, layer by layer in print order.")
 @click.option("--fps", type=int, default=8, show_default=True, help="Frames per second of --movie.")
-@click.option("--color", type=click.Choice(["kind", "power", "layer", "block"]), default="kind",
-              show_default=True, help="Colour the toolpath lines by mark kind, power, layer or block.")
+@click.option("--color", type=click.Choice(COLOR_MODES), default="kind", show_default=True,
+              help="Colour the toolpath lines by mark kind, power, layer, block or parameter set (set: a "
+                   "legend names each set's power, speed and origin; program marks are matched to the job's "
+                   "sets by power and speed).")
 @click.option("--solid", is_flag=True, help="Also show the solid (the mesh voxelised) as an isosurface.")
 @click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="OUT.png",
               help="Render offscreen to this PNG instead of opening a window.")
@@ -89,6 +92,7 @@ def preview(source, layers, layer, two_d, compare, movie, fps, color, solid, scr
       bioslicer preview out/channel_job
       bioslicer preview out/channel_job --layer 40 --2d layer40.png
       bioslicer preview out/channel_job --layers 100:200 --color power --screenshot p.png
+      bioslicer preview out/dose_array --color set --screenshot sets.png
       bioslicer preview out/channel_job --compare diff.png
       bioslicer preview out/channel_job --movie print.gif --layers 0:20 --fps 5
       bioslicer preview part.gcode --printer lab-stage-gcode --layer 3 --2d l3.png
@@ -184,7 +188,8 @@ def preview(source, layers, layer, two_d, compare, movie, fps, color, solid, scr
             note = views.thinning_text(src)
         voxels = pvw.voxelize_mesh(src.mesh) if solid else None
         kw = dict(toolpath=tp, mesh=src.mesh, layers=sel, color=color, voxels=voxels, max_segments=max_segments,
-                  title=src.name, window_size=wsize, source=note)
+                  title=src.name, window_size=wsize, source=note,
+                  sets=(src.manifest or {}).get("parameter_sets") if color == "set" else None)
         report["view"] = "3d"
         p = pvw.toolpath_plotter(off_screen=not interactive, slider=interactive and not from_program, **kw)
         if interactive and from_program:

@@ -86,6 +86,17 @@ def _kind_legend(p, kinds, extra=()):
                      name="legend")
 
 
+def _text_legend(p, entries, name: str = "legend", font_size: int = 7, top_px: int = 44) -> None:
+    """A legend of coloured text lines at the upper right, right-aligned (long labels stay
+    inside the window), the first ``top_px`` below the top edge: ``entries`` are (text, RGB 0-255)."""
+    w, h = p.window_size
+    step = int(round(2.2 * font_size))
+    for k, (text, rgb) in enumerate(entries):
+        actor = p.add_text(text, position=(w - 10, h - top_px - step * (k + 1)), font_size=font_size,
+                           color=_rgb(rgb), name=f"{name}{k}")
+        actor.GetTextProperty().SetJustificationToRight()
+
+
 def _nice_axis(lo: float, hi: float, target: int = 5) -> tuple[float, float, int]:
     """Round axis limits to a 1-2-2.5-5 step: the tightest cover of [lo, hi] with 3..8 labels.
 

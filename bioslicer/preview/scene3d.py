@@ -8,10 +8,11 @@ import numpy as np
 
 from ..errors import BioslicerError
 from ..toolpath import Kind, Toolpath
-from .common import (_add_axes_um, scalar_bar_args, _block_lut, _kind_legend, _kind_lut, _lines_polydata, _new_plotter, _pyvista)
+from .common import (_add_axes_um, scalar_bar_args, _block_lut, _kind_legend, _kind_lut, _lines_polydata, _new_plotter, _pyvista,
+                     _text_legend)
 from .decimate import _layer_mask, _line_budget, decimate_marks, mark_render_cost
-from .style import (BLOCK_PALETTE, COLOR_MODES, DEFAULT_WINDOW, FIELD_COLOR, MESH_COLOR, SOLID_COLOR, TEXT_COLOR,
-                    _rgb)
+from .style import (BLOCK_PALETTE, COLOR_MODES, DEFAULT_WINDOW, FIELD_COLOR, MESH_COLOR, SET_CMAP, SET_PALETTE,
+                    SOLID_COLOR, TEXT_COLOR, UNSTITCHED_COLOR, _rgb)
 
 
 def toolpath_polydata(toolpath: Toolpath, layers=None, max_segments: int = 2_000_000,
@@ -37,7 +38,7 @@ def toolpath_polydata(toolpath: Toolpath, layers=None, max_segments: int = 2_000
     poly : pyvista.PolyData
         One polyline cell per mark, cells sorted by layer (stable, so the toolpath order is kept
         within a layer). Cell data ``kind`` (uint8), ``layer`` (int32), ``block`` (int32); point
-        data ``power_mw`` (float32).
+        data ``power_mw`` (float32); ``set`` (int32, the parameter set) when the toolpath has it.
     stats : PreviewStats
         What is shown.
     """
@@ -61,6 +62,8 @@ def toolpath_polydata(toolpath: Toolpath, layers=None, max_segments: int = 2_000
     poly.cell_data["kind"] = toolpath.mark_kind[keep]
     poly.cell_data["layer"] = toolpath.mark_layer[keep]
     poly.cell_data["block"] = toolpath.mark_block[keep]
+    if toolpath.mark_set is not None:
+        poly.cell_data["set"] = toolpath.mark_set[keep]
     poly.point_data["power_mw"] = toolpath.power_mw[pidx].astype(np.float32)
     return poly, stats
 
@@ -164,6 +167,16 @@ def _add_lines(p, poly, color: str, line_width: float, name: str = "toolpath"):
         return p.add_mesh(poly, scalars="block_color", preference="cell", cmap=_block_lut(pv),
                           clim=[-0.5, len(BLOCK_PALETTE) + 0.5], **common)
     sbar = scalar_bar_args()
+    if color == "set":
+        ids = poly.cell_data["set"]
+        uniq = np.unique(ids)
+        poly.cell_data["set_rank"] = np.searchsorted(uniq, ids).astype(np.int32)
+        lut = _set_lut(pv, uniq)
+        actor = p.add_mesh(poly, scalars="set_rank", preference="cell", cmap=lut, clim=[-0.5, len(uniq) - 0.5],
+                           **common)
+        if len(uniq) > len(SET_PALETTE):
+            p.add_scalar_bar(title="parameter set", mapper=actor.mapper, **dict(sbar, n_labels=0))
+        return actor
     if color == "power":
         pw = poly.point_data["power_mw"]
         lo, hi = (float(pw.min()), float(pw.max())) if len(pw) else (0.0, 1.0)
@@ -182,6 +195,57 @@ def _add_lines(p, poly, color: str, line_width: float, name: str = "toolpath"):
         p.add_scalar_bar(title="layer", mapper=actor.mapper, **sbar)
         return actor
     raise BioslicerError(f"unknown colouring {color!r}; use one of {', '.join(COLOR_MODES)}")
+
+
+def set_colors(ids) -> dict:
+    """RGB (0-255) of each parameter set id of ``ids`` (sorted, unique): the palette in id order
+    up to its length, else the continuous map over the rank; id -1 (no set) grey."""
+    ids = [int(i) for i in ids]
+    real = [i for i in ids if i >= 0]
+    out = {i: UNSTITCHED_COLOR for i in ids if i < 0}
+    if len(ids) <= len(SET_PALETTE):
+        out.update({i: SET_PALETTE[k] for k, i in enumerate(real)})
+        return out
+    import matplotlib
+
+    cmap = matplotlib.colormaps[SET_CMAP]
+    n = max(len(ids) - 1, 1)
+    for i in real:
+        rgba = cmap(ids.index(i) / n)
+        out[i] = tuple(int(round(255 * c)) for c in rgba[:3])
+    return out
+
+
+def _set_lut(pv, uniq):
+    cols = set_colors(uniq)
+    lut = pv.LookupTable()
+    lut.SetNumberOfTableValues(len(uniq))
+    for k, sid in enumerate(uniq.tolist()):
+        lut.SetTableValue(k, *_rgb(cols[int(sid)]), 1.0)
+    lut.SetTableRange(-0.5, len(uniq) - 0.5)
+    return lut
+
+
+def _set_legend(p, poly, table: dict, info: dict) -> str:
+    """Name the parameter sets drawn: a legend (palette) or colour-bar annotations (colour map);
+    records ``set_colors`` and ``set_labels`` in ``info``; returns the caption line."""
+    from .sets import set_label
+
+    uniq = np.unique(poly.cell_data["set"]).tolist()
+    cols = set_colors(uniq)
+    labels = [set_label(int(i), table.get(int(i), {"power_mw": np.nan, "speed_um_s": np.nan})) for i in uniq]
+    info["set_colors"] = {int(i): cols[int(i)] for i in uniq}
+    info["set_labels"] = dict(zip((int(i) for i in uniq), labels))
+    if len(uniq) <= len(SET_PALETTE):
+        _text_legend(p, [(t, cols[int(i)]) for i, t in zip(uniq, labels)], name="set_legend")
+    else:   # every ~n/8-th set named on the colour bar
+        lut = p.actors["toolpath"].mapper.lookup_table
+        step = max(1, len(uniq) // 8)
+        for k in list(range(0, len(uniq), step)) + [len(uniq) - 1]:
+            lut.SetAnnotation(float(k), labels[k].split(",")[0] + "," + labels[k].split(",")[1])
+    pw = [table[i]["power_mw"] for i in uniq if i in table and np.isfinite(table[i]["power_mw"])]
+    span = f", {min(pw):.4g}-{max(pw):.4g} mW" if pw else ""
+    return f"coloured by parameter set: {len(uniq)} set{'s' if len(uniq) != 1 else ''}{span}"
 
 
 def _prefix_lines(poly, n_cells: int):
@@ -254,7 +318,7 @@ def toolpath_plotter(toolpath: Toolpath | None = None, mesh=None, layers=None, c
                      voxels=None, show_blocks: bool = True, off_screen: bool = False,
                      max_segments: int = 2_000_000, title: str | None = None,
                      window_size=DEFAULT_WINDOW, slider: bool | None = None,
-                     max_line_pixels: float | None = None, source: str | None = None):
+                     max_line_pixels: float | None = None, source: str | None = None, sets: list | None = None):
     """The 3-D preview scene: mesh, toolpath, blocks and (optionally) the sliced solid.
 
     Parameters
@@ -265,9 +329,10 @@ def toolpath_plotter(toolpath: Toolpath | None = None, mesh=None, layers=None, c
         Drawn translucent (µm).
     layers : None, int, slice, (a, b) or sequence of int
         Toolpath layers to draw; ``(a, b)`` and slices are half-open (a <= layer < b).
-    color : {'kind', 'power', 'layer', 'block'}
+    color : {'kind', 'power', 'layer', 'block', 'set'}
         Line colouring: categorical per mark kind (with a legend), point power (mW, plasma
-        colour map), layer index (viridis) or stitching block (cycling palette).
+        colour map), layer index (viridis), stitching block (cycling palette) or parameter set
+        (a colour per set with a legend naming its power, speed and origin; see :mod:`.sets`).
     voxels : (occupancy[z, y, x], origin_um, voxel_um) or object with those attributes, optional
         The sliced solid, drawn as a translucent isosurface (see :func:`solid_surface`).
     show_blocks : bool
@@ -290,12 +355,16 @@ def toolpath_plotter(toolpath: Toolpath | None = None, mesh=None, layers=None, c
         window's pixels, which keeps a software (llvmpipe) render to seconds; 0 = no limit.
     source : str, optional
         One line saying what the toolpath is (the program, or a job's thinned preview toolpath).
+    sets : list of dict, optional
+        A job's ``parameter_sets`` (manifest): names the sets for ``color="set"`` and gives
+        marks read from a program (which carry no set id) their set by power and speed.
 
     Returns
     -------
     plotter : pyvista.Plotter
         ``plotter.preview_info`` is a dict with ``stats`` (:class:`PreviewStats` or None),
-        ``text`` (the decimation line), ``toolpath_polydata`` and ``solid_stride``.
+        ``text`` (the decimation line), ``toolpath_polydata`` and ``solid_stride``; with
+        ``color="set"`` also ``set_colors`` (id -> RGB 0-255) and ``set_labels`` (id -> text).
     """
     if color not in COLOR_MODES:
         raise BioslicerError(f"unknown colouring {color!r}; use one of {', '.join(COLOR_MODES)}")
@@ -324,6 +393,14 @@ def toolpath_plotter(toolpath: Toolpath | None = None, mesh=None, layers=None, c
         lines_text.append("solid: isosurface" + (f", 1 in {stride} voxels per axis" if stride > 1 else ""))
 
     kinds_present = []
+    set_table = {}
+    if toolpath is not None and color == "set":
+        import dataclasses
+
+        from .sets import mark_sets
+
+        ids, set_table = mark_sets(toolpath, sets)
+        toolpath = dataclasses.replace(toolpath, mark_set=ids.astype(np.int32))
     if toolpath is not None:
         scene = [toolpath.bounds()] if toolpath.n_points else []
         scene += [np.asarray(d.bounds).reshape(3, 2).T for d in shown]
@@ -357,6 +434,8 @@ def toolpath_plotter(toolpath: Toolpath | None = None, mesh=None, layers=None, c
         _kind_legend(p, kinds_present, extra)
     elif color == "block" and toolpath is not None:
         lines_text.append("coloured by block")
+    elif color == "set" and "toolpath" in p.actors:
+        lines_text.append(_set_legend(p, info["toolpath_polydata"], set_table, info))
 
     bounds = _bounds_of(*shown)
     if toolpath is not None and toolpath.n_points:

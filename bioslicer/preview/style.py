@@ -26,7 +26,14 @@ UNSTITCHED_COLOR = (110, 110, 120)
 KIND_COLORS = dict(zip(Kind, ((230, 75, 60), (60, 150, 240), (80, 200, 110), (245, 170, 40), (175, 110, 230),
                               *BLOCK_PALETTE)))
 
-COLOR_MODES = ("kind", "power", "layer", "block")
+#: Palette of ``color="set"`` (parameter sets in id order) up to its length, with a legend naming
+#: each set; more sets take a continuous colour map (``SET_CMAP``) with a colour bar. Marks
+#: matching no listed set are grey (``UNSTITCHED_COLOR``).
+SET_PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (23, 190, 207),
+               (227, 119, 194), (188, 189, 34), (140, 86, 75), (174, 199, 232), (255, 187, 120), (152, 223, 138))
+SET_CMAP = "turbo"
+
+COLOR_MODES = ("kind", "power", "layer", "block", "set")
 DEFAULT_WINDOW = (1200, 900)
 #: Fewest distinct layers kept when decimating by layer (the rest is taken by marks).
 MIN_LAYERS_SHOWN = 24

@@ -4,7 +4,9 @@
 :func:`run_server`). Requests never slice: an upload is streamed to ``DIR/incoming/`` with the
 size limit enforced while it arrives, checked (extension, printer, parameters with the same
 rules as the CLI), renamed to ``DIR/uploads/<id>/input.<ext>`` and only then entered in the
-table as ``queued``; worker processes (:mod:`bioslicer.service.worker`) do the rest.
+table as ``queued``; worker processes (:mod:`bioslicer.service.worker`) do the rest. Before
+submitting, ``POST /api/estimate`` takes the same form and answers the job's estimate (a mesh:
+planned from sampled layers in a helper process, :mod:`.estimator`; a bundle: its manifest).
 
 The routes live in :mod:`bioslicer.service.routes` (page, printers, jobs), the upload parser in
 :mod:`.upload`, the response models in :mod:`.models`, authentication in :mod:`.security`.
@@ -28,6 +30,7 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..errors import BioslicerError
+from .estimator import Estimator
 from .routes import ServiceState
 from .routes import jobs as jobs_routes
 from .routes import page as page_routes
@@ -56,6 +59,9 @@ class ServiceConfig:
         Largest accepted upload.
     slice_fn : callable, str or None
         ``slice_to_job``-like function (default ``bioslicer.pipeline:slice_to_job``).
+    estimate_fn : callable, str or None
+        ``estimate_mesh``-like function of ``POST /api/estimate`` (default
+        ``bioslicer.pipeline:estimate_mesh``), run in a spawned helper process.
     client_spec : object or None
         Passed through to ``slice_fn(client=...)``.
     cancel_grace_s : float
@@ -73,12 +79,13 @@ class ServiceConfig:
 
     def __init__(self, data_dir, token=None, workers: int = 1, max_upload_bytes: int = 200_000_000,
                  slice_fn=None, client_spec=None, cancel_grace_s: float = 5.0, start_workers: bool = True,
-                 read_timeout_s: float = 5.0) -> None:
+                 read_timeout_s: float = 5.0, estimate_fn=None) -> None:
         self.data_dir = Path(data_dir)
         self.token = token or None
         self.workers = int(workers)
         self.max_upload_bytes = int(max_upload_bytes)
         self.slice_fn = slice_fn
+        self.estimate_fn = estimate_fn
         self.client_spec = client_spec
         self.cancel_grace_s = float(cancel_grace_s)
         self.start_workers = bool(start_workers)
@@ -226,9 +233,11 @@ def create_app(data_dir, *, token: str | None = None, workers: int = 1, max_uplo
                               cancel_grace_s=cfg.cancel_grace_s, max_bundle_bytes=cfg.max_inflate_bytes)
             pool.start()
         svc.store, svc.pool = store, pool
+        svc.estimator = Estimator(cfg.estimate_fn)
         try:
             yield
         finally:
+            svc.estimator.close()
             if pool is not None:
                 pool.stop()
             store.close()

@@ -64,6 +64,21 @@ class DefaultsOut(BaseModel):
     choices: dict[str, list[str]]
 
 
+class EstimateOut(BaseModel):
+    kind: str = Field(description="'mesh' (estimated now) or 'bundle' (the job's own manifest)")
+    source: str = Field(description="'estimate' (planned from sampled layers, no program written) or 'manifest'")
+    printer: str | None
+    print_time_s: float = Field(description="estimated print time, s")
+    marks: int | None
+    points: int | None
+    program_bytes: int | None = Field(description="size of the program files, bytes (a mesh: estimated)")
+    blocks: int | None = Field(description="stitching blocks with marks")
+    layers: int | None
+    layers_planned: int | None = Field(description="layers actually planned for a mesh's estimate")
+    mark_length_um: float | None
+    elapsed_s: float = Field(description="time the estimate took, s")
+
+
 class HealthOut(BaseModel):
     ok: bool
     version: str

@@ -135,17 +135,22 @@ def _verify_bundle(folder: Path) -> None:
         raise BioslicerError(f"the uploaded bundle does not verify: {first}")
 
 
+def manifest_value(manifest: dict, *keys):
+    """``manifest[k0][k1]...``, or None where a level is missing or not a dict."""
+    cur = manifest
+    for k in keys:
+        if not isinstance(cur, dict) or k not in cur:
+            return None
+        cur = cur[k]
+    return cur
+
+
 def job_summary(manifest: dict) -> dict:
     """The few figures the job list shows, from a job manifest (missing ones are None)."""
     from ..jobs.report import power_clip_line
 
     def get(*keys):
-        cur = manifest
-        for k in keys:
-            if not isinstance(cur, dict) or k not in cur:
-                return None
-            cur = cur[k]
-        return cur
+        return manifest_value(manifest, *keys)
 
     return {"layers": get("counts", "layers"), "blocks": get("counts", "blocks"),
             "segments": get("counts", "segments"), "print_time_s": get("estimate", "total_s"),

@@ -19,6 +19,7 @@ class ServiceState:
     layout: object
     store: object = None
     pool: object = None
+    estimator: object = None   # estimator.Estimator (POST /api/estimate)
 
 
 def service(request: Request) -> ServiceState:

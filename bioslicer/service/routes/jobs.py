@@ -1,4 +1,4 @@
-"""The job routes: upload, list, follow, cancel, delete, download."""
+"""The job routes: estimate, upload, list, follow, cancel, delete, download."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 from starlette.requests import ClientDisconnect
 
-from ..models import _UPLOAD_SCHEMA, JobOut, job_out
+from ..estimator import bundle_estimate
+from ..models import _UPLOAD_SCHEMA, EstimateOut, JobOut, job_out
 from ..store import STATUSES, is_job_id, new_job_id
+from ..worker import disk_name
 from ..upload import (_MAX_FIELDS, BUNDLE_EXTENSIONS, UNITS, ServiceError, _bundled_printers,
                       _fsync_dir, _mb, _owner_label, _parse_bool, _typed_form_params, _Upload, check_params,
                       check_bundle, parse_params_json, safe_label)
@@ -28,6 +30,24 @@ router = APIRouter()
              responses={400: {"description": "bad parameter"}, 413: {"description": "upload too large"},
                         415: {"description": "file type not accepted"}})
 async def submit(request: Request):
+    return await _with_upload(request, _enqueue)
+
+
+@router.post("/api/estimate", response_model=EstimateOut, openapi_extra=_UPLOAD_SCHEMA,
+             summary="What a job would be, before submitting it: the same form as POST /api/jobs; a mesh is "
+                     "estimated (print time, marks, program size, blocks; no program written), a job bundle "
+                     "shows its manifest's estimate. Nothing is kept.",
+             responses={400: {"description": "bad parameter or mesh"}, 413: {"description": "upload too large"},
+                        415: {"description": "file type not accepted"},
+                        503: {"description": "the estimate process stopped"}})
+async def estimate(request: Request):
+    return await _with_upload(request, _estimate)
+
+
+async def _with_upload(request: Request, then):
+    """Stream the multipart upload of ``request`` to a temporary file (size limit, stall timeout),
+    then ``await then(svc, upload)``; the temporary file is removed whatever happens (``then`` may
+    move it away first)."""
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     svc = service(request)
@@ -57,7 +77,7 @@ async def submit(request: Request):
         parser.finalize()
         if up.tmp is None or up._fh is not None:
             raise ServiceError(400, "the upload has no complete 'file' part; send the file as field 'file'")
-        return _enqueue(svc, up)
+        return await then(svc, up)
     except ServiceError:
         up.discard()
         raise
@@ -77,7 +97,9 @@ async def submit(request: Request):
         up.discard()
 
 
-def _enqueue(svc: ServiceState, up: _Upload) -> dict:
+def _form(svc: ServiceState, up: _Upload) -> dict:
+    """The checked form of an upload: kind ('mesh' or 'bundle'), owner, printer, units, repair and
+    the typed recipe params (checked like the CLI for a mesh); ServiceError 4xx otherwise."""
     f = dict(up.fields)
     if up.size == 0:
         raise ServiceError(400, "the uploaded file is empty")
@@ -108,6 +130,24 @@ def _enqueue(svc: ServiceState, up: _Upload) -> dict:
         raise ServiceError(400, "a job bundle is stored as sliced; send slicing parameters only with a mesh")
     elif printer and printer not in _bundled_printers():
         raise ServiceError(400, f"unknown printer {printer!r}; use one of {', '.join(sorted(_bundled_printers()))}")
+    return {"kind": kind, "owner": owner, "printer": printer, "units": units, "repair": repair, "params": params}
+
+
+async def _estimate(svc: ServiceState, up: _Upload) -> dict:
+    form = _form(svc, up)
+    if form["kind"] == "bundle":
+        return bundle_estimate(up.tmp)
+    # the estimate sees the part under its (sanitised) name: error lines name the operator's file
+    path = up.dir / disk_name(safe_label(up.filename), up.ext)
+    os.replace(up.tmp, path)
+    up.tmp = path
+    return await svc.estimator.estimate(path, form["printer"], form["params"], form["units"], form["repair"])
+
+
+async def _enqueue(svc: ServiceState, up: _Upload) -> dict:
+    form = _form(svc, up)
+    kind, owner, printer, units, repair, params = (form[k] for k in ("kind", "owner", "printer", "units", "repair",
+                                                                      "params"))
     store, layout = svc.store, svc.layout
     jid = new_job_id()
     while store.get(jid) is not None:  # pragma: no cover - 48 random bits
