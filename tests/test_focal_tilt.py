@@ -255,3 +255,17 @@ def test_tilt_lines_are_read_and_move_nothing(tmp_path):
 def test_piezo_profile_text_is_a_copy(tmp_path):
     doc = tomllib.loads(piezo_profile(tmp_path).read_text())
     assert parse_printer(doc, "piezo.toml").program["scan_mode"] == "piezo"
+
+
+def test_estimate_under_focal_shift_counts_the_same_marks(tmp_path):
+    """estimate_mesh samples spans at physical heights (the grid is commanded): the factor
+    changes z, not what is printed, so marks and mark length stay those of factor 1."""
+    from bioslicer.pipeline import estimate_mesh
+
+    part = box_stl(tmp_path)
+    e1 = estimate_mesh(part, "nanoscribe-gt2-25x", overrides=SMALL)
+    e2 = estimate_mesh(part, "nanoscribe-gt2-25x", overrides={**SMALL, "focal_shift_factor": 1.5})
+    assert e2["marks"] == pytest.approx(e1["marks"], rel=0.02)
+    mark_s = [e["estimate"]["breakdown"]["mark_s"] for e in (e1, e2)]
+    assert mark_s[1] == pytest.approx(mark_s[0], rel=0.02)
+    assert e1["marks"] > 0
