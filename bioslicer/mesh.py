@@ -203,6 +203,12 @@ def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
         return _parse(path, ext, data)
 
 
+def _reader_welds(path: Path) -> bool:
+    """True when :func:`_read_file` returns this file's vertices welded exactly, in first-use order
+    (the STL reader does)."""
+    return path.suffix.lower() == ".stl"
+
+
 def _parse(path: Path, ext: str, data: bytes) -> tuple[np.ndarray, np.ndarray, bytes]:
     if ext == "stl":  # numpy reader, exact duplicates welded (issue 20: no Python work per facet)
         v, f = read_stl(data, path.name)
@@ -434,7 +440,7 @@ def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: 
     off = lo[1] + dy / 2
     sl = lambda ff, rule: slice_spans(SimpleNamespace(vertices_um=v, faces=ff), z, dy,   # noqa: E731
                                       row_offset_um=off, fill_rule=rule)
-    neg = span_boolean(sl(f, "nonzero"), sl(f, "positive"), "difference")
+    neg = sl(np.ascontiguousarray(f[:, ::-1]), "positive")   # winding < 0: reversed faces, winding > 0
     if neg.n_spans and solid_faces is not None and np.any(solid_faces):
         neg = span_boolean(neg, sl(f[solid_faces], "positive"), "difference")
     if neg.n_spans == 0:
@@ -531,8 +537,9 @@ def _overlaps(v, f, body, is_rep, vols, closed_body, blo, bhi):
     faces_of = lambda b: face_order[starts[b]:starts[b + 1]]   # noqa: E731
     found: dict[tuple, float] = {}
     exact = []
+    frames: dict = {}
     for i, j in pairs:
-        est = _overlap_estimate(v, f, faces_of(i), faces_of(j), blo[[i, j]], bhi[[i, j]])
+        est = _overlap_estimate(v, f, faces_of(i), faces_of(j), blo[[i, j]], bhi[[i, j]], frames=frames)
         if est is not None and est > OVERLAP_SURE * min(vols[i], vols[j]):
             found[(i, j)] = est
         else:
@@ -571,7 +578,7 @@ def _overlaps_exact(v, f, faces_of, pairs, vols) -> dict:
     return out
 
 
-def _overlap_estimate(v, f, fa, fb, lo2, hi2, n_samples: int = OVERLAP_SAMPLES):
+def _overlap_estimate(v, f, fa, fb, lo2, hi2, n_samples: int = OVERLAP_SAMPLES, frames: dict | None = None):
     """Sampled volume common to two closed bodies (faces ``fa`` and ``fb`` of ``f``), µm³, or None.
 
     Both bodies are sliced (positive winding) on ``n_samples`` layers x ``n_samples`` scan rows
@@ -581,6 +588,7 @@ def _overlap_estimate(v, f, fa, fb, lo2, hi2, n_samples: int = OVERLAP_SAMPLES):
     winding keeps its sign), and only faces meeting the box across the rows are sliced. Returns
     None when the common material lies in fewer than two layers or two rows (a sheet thinner
     than the grid could be over- or under-counted there: the caller then tests exactly).
+    ``frames`` caches the rotated copies of ``v`` between calls.
     """
     from types import SimpleNamespace
 
@@ -596,11 +604,14 @@ def _overlap_estimate(v, f, fa, fb, lo2, hi2, n_samples: int = OVERLAP_SAMPLES):
     perm = [(0, 1, 2), (1, 2, 0), (2, 0, 1)][r]       # cyclic: new x = row axis
     p_lo, p_hi, p_ext = box_lo[list(perm)], box_hi[list(perm)], ext[list(perm)]
 
+    if frames is None:
+        frames = {}
+    if perm not in frames:
+        frames[perm] = np.ascontiguousarray(v[:, list(perm)])
+
     def spans(faces):
         sel = faces_meeting_box(v, f, faces, box_lo, box_hi, perm[1], perm[2])
-        used, loc = np.unique(f[sel].ravel(), return_inverse=True)
-        sub = SimpleNamespace(vertices_um=np.ascontiguousarray(v[used][:, list(perm)]),
-                              faces=np.ascontiguousarray(loc.reshape(-1, 3), dtype=np.int64))
+        sub = SimpleNamespace(vertices_um=frames[perm], faces=f[sel])
         dy = p_ext[1] / n_samples
         z = p_lo[2] + p_ext[2] * (np.arange(n_samples) + 0.5) / n_samples
         return slice_spans(sub, z, dy, row_offset_um=p_lo[1] + dy / 2, fill_rule="positive",
@@ -899,11 +910,13 @@ def _plausibility(size_um: np.ndarray, printer, units: str, recipe=None) -> str 
     return None
 
 
-def _prepare(v, f, units, name, sha, repair):
+def _prepare(v, f, units, name, sha, repair, welded: bool = False):
+    """Units to µm, exact weld (skipped when ``welded``: the reader welded already and the units
+    are µm, so a weld would change nothing), optional repair, the report."""
     if units not in UNITS_TO_UM:
         raise BioslicerError(f"unknown units {units!r}; use um, mm or nm")
-    v = v * UNITS_TO_UM[units]
-    v, f = merge_vertices_exact(v, f)
+    if not (welded and UNITS_TO_UM[units] == 1.0):
+        v, f = merge_vertices_exact(v * UNITS_TO_UM[units], f)
     actions = None
     if repair:
         v, f, actions = repair_arrays(v, f)
@@ -915,7 +928,7 @@ def _prepare(v, f, units, name, sha, repair):
     return v, f, rep
 
 
-def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None) -> dict:
+def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None, keep_solid: bool = False):
     """The inspect report of a mesh file (or a trimesh already in µm).
 
     Parameters
@@ -927,18 +940,22 @@ def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None) -
         Report on the repaired mesh (the report then holds a 'repair' section).
     printer : printer name, path or Printer, optional
         Add a size plausibility check for this printer ('size_problem').
+    keep_solid : bool
+        Also return the :class:`Solid` that :func:`load_mesh` would give (None when the report is
+        not 'ok'), so a caller needing both reads and analyses the file once.
 
     Returns
     -------
     dict
         JSON-able report; 'problems' lists what would stop slicing, 'ok' is True when nothing does.
+        With ``keep_solid``: (report, Solid or None).
     """
     if isinstance(path_or_mesh, (str, os.PathLike)):
         path = Path(path_or_mesh)
         v, f, data = _read_file(path)
         sha = hashlib.sha256(data).hexdigest()
         del data  # the file bytes (131 MB for 2.6 M faces) are not needed during the analysis
-        v, f, rep = _prepare(v, f, units, path.name, sha, repair)
+        v, f, rep = _prepare(v, f, units, path.name, sha, repair, _reader_welds(path))
     else:
         src = path_or_mesh
         vv = getattr(src, "vertices_um", None)
@@ -952,7 +969,13 @@ def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None) -
         if msg:
             rep["problems"].append(msg)
     rep["ok"] = not _blocking(rep) and not rep.get("size_problem")
-    return rep
+    if not keep_solid:
+        return rep
+    solid = None
+    if rep["ok"]:
+        solid = Solid(v, f.astype(np.int32), rep["file"], rep["sha256"], rep["units"], dict(rep),
+                      rep.get("fill_rule", "positive"))
+    return rep, solid
 
 
 def _blocking(rep: dict) -> str | None:
@@ -1013,7 +1036,7 @@ def load_mesh(path, units="um", repair=False, printer=None, recipe=None) -> Soli
     v, f, data = _read_file(path)
     sha = hashlib.sha256(data).hexdigest()
     del data
-    v, f, rep = _prepare(v, f, units, path.name, sha, repair)
+    v, f, rep = _prepare(v, f, units, path.name, sha, repair, _reader_welds(path))
     if printer is not None:
         msg = _plausibility(np.asarray(rep["size_um"]), printer, units, recipe)
         if msg:
