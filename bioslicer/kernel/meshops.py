@@ -1,4 +1,5 @@
-"""Numba kernels of mesh intake: exact vertex welding (open-addressing hash), signed volumes.
+"""Numba kernels of mesh intake: exact vertex welding, the edge table and repeated faces
+(open-addressing hash tables), shells (union-find), per-body statistics, signed volumes.
 
 Vertices are compared by the bit pattern of their coordinates (the caller turns -0.0 into
 0.0 first), so two vertices merge exactly when all their coordinates are equal floats; no
@@ -14,6 +15,23 @@ from numba import njit
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _S = np.uint64(31)
+
+
+@njit(cache=True, inline="always")
+def _mix(h):
+    """Finalise a 64-bit hash (splitmix64 style)."""
+    h ^= h >> _S
+    h *= _M2
+    h ^= h >> _S
+    return h
+
+
+@njit(cache=True)
+def _table_size(k):
+    size = 16
+    while size < 2 * k:
+        size *= 2
+    return size
 
 
 @njit(cache=True)
@@ -38,9 +56,7 @@ def weld_first_use(words, corners):
     n = words.shape[0]
     w = words.shape[1]
     k = corners.shape[0]
-    size = 16
-    while size < 2 * n:
-        size *= 2
+    size = _table_size(n)
     mask = np.uint64(size - 1)
     table = np.full(size, -1, np.int32)   # slot -> welded id
     first = np.empty(n, np.int32)          # welded id -> vertex index
@@ -53,10 +69,7 @@ def weld_first_use(words, corners):
         if wid < 0:
             h = np.uint64(w)
             for j in range(w):
-                h = (h ^ np.uint64(words[vi, j])) * _M1
-                h ^= h >> _S
-            h *= _M2
-            h ^= h >> _S
+                h = _mix((h ^ np.uint64(words[vi, j])) * _M1)
             slot = np.int64(h & mask)
             while True:
                 s = table[slot]
@@ -106,23 +119,6 @@ def face_signed_volumes(v, f):
         cz = v[b, 0] * v[c, 1] - v[b, 1] * v[c, 0]
         out[i] = ((v[a, 0] * cx + v[a, 2] * cz) + v[a, 1] * cy) / 6.0   # einsum's order: same floats
     return out
-
-
-@njit(cache=True, inline="always")
-def _mix(h):
-    """Finalise a 64-bit hash (splitmix64 style)."""
-    h ^= h >> _S
-    h *= _M2
-    h ^= h >> _S
-    return h
-
-
-@njit(cache=True)
-def _table_size(k):
-    size = 16
-    while size < 2 * k:
-        size *= 2
-    return size
 
 
 @njit(cache=True)
