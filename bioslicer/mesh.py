@@ -64,6 +64,7 @@ class Solid:
     units: str = "um"
     report: dict = field(default_factory=dict)
     fill_rule: str = "positive"
+    _bounds: tuple = field(default=(None, None), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.vertices_um = np.ascontiguousarray(self.vertices_um, dtype=np.float64).reshape(-1, 3)
@@ -71,10 +72,13 @@ class Solid:
 
     @property
     def bounds_um(self) -> np.ndarray:
-        """(2, 3) min / max corner, µm."""
-        if len(self.vertices_um) == 0:
-            return np.zeros((2, 3))
-        return np.array([self.vertices_um.min(axis=0), self.vertices_um.max(axis=0)])
+        """(2, 3) min / max corner, µm (computed once per vertex array: the stages ask often)."""
+        v, b = self._bounds
+        if v is not self.vertices_um:
+            v = self.vertices_um
+            b = np.array([v.min(axis=0), v.max(axis=0)]) if len(v) else np.zeros((2, 3))
+            self._bounds = (v, b)
+        return b.copy()
 
     @property
     def size_um(self) -> np.ndarray:
@@ -440,7 +444,7 @@ def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: 
     off = lo[1] + dy / 2
     sl = lambda ff, rule: slice_spans(SimpleNamespace(vertices_um=v, faces=ff), z, dy,   # noqa: E731
                                       row_offset_um=off, fill_rule=rule)
-    neg = sl(np.ascontiguousarray(f[:, ::-1]), "positive")   # winding < 0: reversed faces, winding > 0
+    neg = sl(np.ascontiguousarray(f[:, ::-1], dtype=np.int32), "positive")   # winding < 0: reversed faces, > 0
     if neg.n_spans and solid_faces is not None and np.any(solid_faces):
         neg = span_boolean(neg, sl(f[solid_faces], "positive"), "difference")
     if neg.n_spans == 0:
