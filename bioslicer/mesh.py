@@ -455,17 +455,37 @@ def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: 
     return float(neg.volume_um3(dz)), point
 
 
-def _winding_number(points, v, f):
-    """Generalised winding number of the triangles (v, f) at points (k, 3) (solid angle / 4π)."""
-    out = np.zeros(len(points))
-    a0, b0, c0 = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    for i, p in enumerate(points):
-        a, b, c = a0 - p, b0 - p, c0 - p
-        la, lb, lc = (np.linalg.norm(x, axis=1) for x in (a, b, c))
-        num = np.einsum("ij,ij->i", a, np.cross(b, c))
-        den = la * lb * lc + np.einsum("ij,ij->i", a, b) * lc + np.einsum("ij,ij->i", b, c) * la \
-            + np.einsum("ij,ij->i", c, a) * lb
-        out[i] = np.arctan2(num, den).sum() / (2 * np.pi)
+def _winding_number(points, v, f, faces=None):
+    """Generalised winding number of the triangles ``f[faces]`` (all when None) at points (k, 3)
+    (solid angle / 4π; Numba, no per-face temporaries)."""
+    from .kernel.meshops import winding_numbers
+
+    f = np.ascontiguousarray(f, dtype=np.int64).reshape(-1, 3)
+    faces = np.arange(len(f)) if faces is None else np.ascontiguousarray(faces, dtype=np.int64)
+    return winding_numbers(np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3),
+                           np.ascontiguousarray(v, dtype=np.float64), f, faces)
+
+
+def _cavities(v, f, body, cand, vols, blo, bhi) -> np.ndarray:
+    """Which bodies of ``cand`` (negative volume) are cavities: the winding number of the solid
+    (positive) bodies at the centroid of their first face is above 1/2. Only solid bodies whose box
+    holds the point are summed (a closed body's winding number is 0 outside its box).
+
+    Returns
+    -------
+    (len(cand),) bool
+    """
+    run = np.maximum.accumulate(body)
+    first = np.flatnonzero(np.diff(run, prepend=-1) > 0)     # first face of every body (numbered so)
+    order = np.argsort(body, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(body, minlength=len(vols)))])
+    out = np.zeros(len(cand), bool)
+    for q, b in enumerate(cand):
+        p = v[f[first[b]]].mean(axis=0)
+        near = np.flatnonzero((vols > 0) & np.all((blo <= p) & (p <= bhi), axis=1))
+        if len(near):
+            faces = np.concatenate([order[starts[c]:starts[c + 1]] for c in near])
+            out[q] = _winding_number(p, v, f, faces)[0] > 0.5
     return out
 
 
@@ -679,13 +699,9 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
     scale = np.prod(bhi - blo, axis=1)
     neg = np.flatnonzero((vols < -1e-6 * scale) & closed_body)
     cavities, inverted = [], []
-    if len(neg):
-        for b in neg[:200]:
-            fi = int(np.flatnonzero(body == b)[0])
-            p = v[f[fi]].mean(axis=0, keepdims=True)
-            others = vols[body] > 0  # cavities may overlap each other: test against solid bodies only
-            w = _winding_number(p, v, f[others])[0] if others.any() else 0.0
-            (cavities if w > 0.5 else inverted).append(int(b))
+    if len(neg):   # cavities may overlap each other: tested against solid bodies only
+        for b, inside in zip(neg[:200], _cavities(v, f, body, neg[:200], vols, blo, bhi)):
+            (cavities if inside else inverted).append(int(b))
     overlaps, checked, total_pairs = ([], 0, 0)
     if check_overlaps and nb > 1:
         overlaps, checked, total_pairs = _overlaps(v, f, body, is_rep, vols, closed_body, blo, bhi)
@@ -842,16 +858,22 @@ def repair_arrays(vertices_um: np.ndarray, faces: np.ndarray, max_hole_edges: in
     actions["filled_holes"] = filled
     # 5. inside-out bodies that are not inside another body: flip
     nb, body, _ = _shells(v, f, max(len(v), 1))
-    vols = np.bincount(body, _face_signed_volumes(v, f), minlength=nb)
+    fvol = _face_signed_volumes(v, f)
+    vols = np.bincount(body, fvol, minlength=nb)
     flipped = 0
-    for b in np.flatnonzero(vols < 0)[:1000]:
-        sel = body == b
-        p = v[f[np.flatnonzero(sel)[0]]].mean(axis=0, keepdims=True)
-        pos = vols[body] > 0
-        w = _winding_number(p, v, f[pos])[0] if pos.any() else 0.0
-        if w <= 0.5:
-            f[sel] = f[sel][:, ::-1]
-            flipped += 1
+    neg = np.flatnonzero(vols < 0)[:1000]
+    if len(neg):
+        from .kernel.meshops import body_stats
+
+        uses, _, eid = _edge_balance(f, max(len(v), 1))
+        ones = np.ones(len(f), np.int64)
+        blo, bhi = body_stats(v, np.ascontiguousarray(f, dtype=np.int64), body, nb, ones.astype(bool), fvol, eid,
+                              uses, ones)[:2]
+        for b, inside in zip(neg, _cavities(v, f, body, neg, vols, blo, bhi)):
+            if not inside:
+                sel = body == b
+                f[sel] = f[sel][:, ::-1]
+                flipped += 1
     actions["flipped_bodies"] = flipped
     # 6. a self-intersecting shell with inside-out parts: print every region of nonzero winding
     cnt_u, balance, _ = _edge_balance(f, max(len(v), 1))

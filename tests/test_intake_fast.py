@@ -169,3 +169,36 @@ def test_inspect_keeps_the_solid_load_mesh_gives(tmp_path):
     p.write_bytes(trimesh.Trimesh(v, f[3:], process=False).export(file_type="stl"))
     rep, solid = M.inspect_mesh(p, keep_solid=True)
     assert not rep["ok"] and solid is None
+
+
+def test_winding_number_kernel_matches_the_numpy_formula():
+    v, f = _sphere(r=10.0, sub=2)
+    f = np.asarray(f, np.int64)
+    pts = np.array([[0, 0, 0], [3, -2, 1], [9.5, 0, 0], [12, 0, 0], [40, 5, -3]], float)
+    a0, b0, c0 = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    ref = []
+    for p in pts:
+        a, b, c = a0 - p, b0 - p, c0 - p
+        la, lb, lc = (np.linalg.norm(x, axis=1) for x in (a, b, c))
+        num = np.einsum("ij,ij->i", a, np.cross(b, c))
+        den = la * lb * lc + np.einsum("ij,ij->i", a, b) * lc + np.einsum("ij,ij->i", b, c) * la \
+            + np.einsum("ij,ij->i", c, a) * lb
+        ref.append(np.arctan2(num, den).sum() / (2 * np.pi))
+    w = M._winding_number(pts, v, f)
+    np.testing.assert_allclose(w, ref, atol=1e-9)
+    np.testing.assert_allclose(w, [1, 1, 1, 0, 0], atol=1e-9)
+    half = np.arange(0, len(f), 2)   # a subset of the faces: the same as those faces alone
+    np.testing.assert_array_equal(M._winding_number(pts, v, f, half), M._winding_number(pts, v, f[half]))
+
+
+def test_cavities_inside_solids_and_inside_out_bodies():
+    """Two solid spheres with three inward shells: two inside the solids (cavities, one in each),
+    one outside both (inside-out), and the report of the repair flips only that one."""
+    inner = lambda c: (_sphere(c, 3.0, 2)[0], _sphere(c, 3.0, 2)[1][:, ::-1])   # noqa: E731
+    v, f = _cat([_sphere((0, 0, 0)), _sphere((40, 0, 0)), inner((2, 0, 0)), inner((40, 3, 0)), inner((20, 30, 0))])
+    r = M.analyse(v, f)
+    assert r["bodies"] == 5 and r["cavities"] == 2 and r["inverted_body_ids"] == [4]
+    v2, f2, actions = M.repair_arrays(v, f)
+    assert actions["flipped_bodies"] == 1
+    r2 = M.analyse(v2, f2)
+    assert r2["cavities"] == 2 and r2["inverted_bodies"] == 0

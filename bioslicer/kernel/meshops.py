@@ -422,3 +422,35 @@ def faces_meeting_box(v, f, faces, lo, hi, ax0, ax1):
             out[n] = i
             n += 1
     return out[:n]
+
+
+@njit(cache=True)
+def winding_numbers(points, v, f, faces):
+    """Generalised winding number of the triangles ``f[faces]`` at every point (solid angle / 4π).
+
+    Parameters
+    ----------
+    points : (k, 3) float64, µm; v : (n, 3) float64, µm; f : (m, 3) int64; faces : (q,) int64
+
+    Returns
+    -------
+    (k,) float64: 1 inside a closed outward shell, 0 outside it, summed over shells.
+    """
+    out = np.zeros(points.shape[0])
+    for q in range(points.shape[0]):
+        px, py, pz = points[q, 0], points[q, 1], points[q, 2]
+        total = 0.0
+        for t in faces:
+            i, j, k = f[t, 0], f[t, 1], f[t, 2]
+            ax, ay, az = v[i, 0] - px, v[i, 1] - py, v[i, 2] - pz
+            bx, by, bz = v[j, 0] - px, v[j, 1] - py, v[j, 2] - pz
+            cx, cy, cz = v[k, 0] - px, v[k, 1] - py, v[k, 2] - pz
+            la = np.sqrt(ax * ax + ay * ay + az * az)
+            lb = np.sqrt(bx * bx + by * by + bz * bz)
+            lc = np.sqrt(cx * cx + cy * cy + cz * cz)
+            num = ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)
+            den = (la * lb * lc + (ax * bx + ay * by + az * bz) * lc + (bx * cx + by * cy + bz * cz) * la
+                   + (cx * ax + cy * ay + cz * az) * lb)
+            total += np.arctan2(num, den)
+        out[q] = total / (2.0 * np.pi)
+    return out
