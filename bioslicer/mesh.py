@@ -6,8 +6,10 @@ watertight slicing) and whose faces are oriented with outward normals around mat
 Several closed shells may overlap (they print as their union); an inward-facing shell
 inside another one is a cavity.
 
-Every check here is vectorised numpy (edges by sorted keys, bodies by sparse connected
-components), so a report on 10^6 faces takes about a second.
+The checks run in single passes over the faces (Numba hash tables for edges and repeated
+faces, union-find for shells, :mod:`bioslicer.kernel.meshops`), the overlap and self-intersection
+checks on coarse grids of scan rows (the slicing kernel), with manifold3d only for the pairs of
+bodies the sampled test cannot decide; a report on 2.6 M faces takes a few seconds.
 """
 
 from __future__ import annotations
