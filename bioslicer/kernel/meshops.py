@@ -34,6 +34,20 @@ def _table_size(k):
     return size
 
 
+@njit(cache=True, inline="always")
+def _local_slot(lo, hi, per, mask):
+    """Slot near ``lo * per`` (a few slots per vertex, picked by ``hi``): keys of one vertex land
+    together, and faces in first-use order touch the table almost in order (few cache misses)."""
+    return (lo * per + np.int64(np.uint64(hi) * _M1 >> np.uint64(60))) & mask
+
+
+@njit(cache=True)
+def _slots_per_vertex(size, n):
+    """Table slots per vertex for :func:`_local_slot` (0: too few, hash at random instead)."""
+    per = size // max(n, 1)
+    return per if per >= 4 else 0
+
+
 @njit(cache=True)
 def weld_first_use(words, corners):
     """Number the distinct vertices used by ``corners`` in order of first use.
@@ -145,7 +159,12 @@ def edge_table(f, n):
     m = f.shape[0]
     k = 3 * m
     size = _table_size(k)
-    mask = np.uint64(size - 1)
+    mask = size - 1
+    per = _slots_per_vertex(size, n)
+    deg = np.zeros(n, np.int32)             # edge uses per low vertex: a fan's hub hashes at random
+    for i in range(m):
+        for j in range(3):
+            deg[min(f[i, j], f[i, (j + 1) % 3])] += 1
     table = np.full(size, -1, np.int32)     # slot -> edge id
     keys = np.empty(k, np.int64)            # edge id -> lo * n + hi
     eid = np.empty(k, np.int32)
@@ -158,7 +177,10 @@ def edge_table(f, n):
             b = f[i, (j + 1) % 3]
             lo, hi = (a, b) if a < b else (b, a)
             key = lo * n + hi
-            slot = np.int64(_mix(np.uint64(key) * _M1) & mask)
+            if per and deg[lo] <= 16:
+                slot = _local_slot(lo, hi, per, mask)
+            else:
+                slot = np.int64(_mix(np.uint64(key) * _M1) & np.uint64(mask))
             while True:
                 s = table[slot]
                 if s < 0:
@@ -170,7 +192,7 @@ def edge_table(f, n):
                 if keys[s] == key:
                     e = s
                     break
-                slot = (slot + 1) & (size - 1)
+                slot = (slot + 1) & mask
             eid[3 * i + j] = e
             uses[e] += 1
             balance[e] += 1 if a < b else -1
@@ -227,13 +249,21 @@ def face_groups(f):
     m = f.shape[0]
     size = _table_size(m)
     mask = np.uint64(size - 1)
+    n = 0
+    for i in range(m):
+        n = max(n, f[i, 0] + 1, f[i, 1] + 1, f[i, 2] + 1)
+    per = _slots_per_vertex(size, n)
+    deg = np.zeros(n, np.int32)             # faces per lowest vertex: a fan's hub hashes at random
+    for i in range(m):
+        deg[min(f[i, 0], f[i, 1], f[i, 2])] += 1
     t_or = np.full(size, -1, np.int32)      # slot -> face (oriented triple)
     t_set = np.full(size, -1, np.int32)     # slot -> face (vertex set)
     rep = np.empty(m, np.int64)
     n_dup = 0
     for i in range(m):
         a, b, c = _rotated(f, i)
-        slot = np.int64(_hash3(a, b, c) & mask)
+        local = per > 0 and deg[a] <= 16
+        slot = _local_slot(a, b + 65599 * c, per, size - 1) if local else np.int64(_hash3(a, b, c) & mask)
         while True:
             s = t_or[slot]
             if s < 0:
@@ -246,7 +276,7 @@ def face_groups(f):
                 break
             slot = (slot + 1) & (size - 1)
         a, b, c = _sorted3(f, i)
-        slot = np.int64(_hash3(a, b, c) & mask)
+        slot = _local_slot(a, b + 65599 * c, per, size - 1) if local else np.int64(_hash3(a, b, c) & mask)
         while True:
             s = t_set[slot]
             if s < 0:
