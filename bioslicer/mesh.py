@@ -416,7 +416,8 @@ def _edge_balance(f: np.ndarray, n: int):
     return uses, balance, eid
 
 
-def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: int = 48, n_rows: int = 96):
+def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: int = 48, n_rows: int = 96,
+                      bounds=None):
     """Where the winding number is below zero outside every solid shell (inside-out material that
     is no cavity: a shell through itself), sampled on a coarse grid of scan rows.
 
@@ -426,6 +427,7 @@ def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: 
     solid_faces : (m,) bool, optional
         Faces of the shells with positive volume; negative winding inside them is overlapping
         cavities (allowed). None: all faces.
+    bounds : (lo, hi) of ``v``, optional (computed when None)
 
     Returns
     -------
@@ -437,7 +439,7 @@ def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: 
 
     if len(f) == 0:
         return 0.0, None
-    lo, hi = v.min(axis=0), v.max(axis=0)
+    lo, hi = (v.min(axis=0), v.max(axis=0)) if bounds is None else bounds
     dz = (hi[2] - lo[2]) / n_layers
     dy = (hi[1] - lo[1]) / n_rows
     if not (dz > 0 and dy > 0):
@@ -709,7 +711,7 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
         overlaps, checked, total_pairs = _overlaps(v, f, body, is_rep, vols, closed_body, blo, bhi)
     neg_vol, neg_at = 0.0, None
     if m and boundary_edges == 0 and misoriented == 0:
-        neg_vol, neg_at = _negative_winding(v, f, (vols > 0)[body])
+        neg_vol, neg_at = _negative_winding(v, f, (vols > 0)[body], bounds=(lo, hi))
         if neg_vol <= 1e-6 * max(abs(float(vols.sum())), float(np.prod(np.maximum(hi - lo, 1e-12)))) or inverted:
             neg_vol, neg_at = 0.0, None       # inside-out bodies are reported as such
     loops = []
