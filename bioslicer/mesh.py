@@ -6,8 +6,10 @@ watertight slicing) and whose faces are oriented with outward normals around mat
 Several closed shells may overlap (they print as their union); an inward-facing shell
 inside another one is a cavity.
 
-Every check here is vectorised numpy (edges by sorted keys, bodies by sparse connected
-components), so a report on 10^6 faces takes about a second.
+The checks run in single passes over the faces (Numba hash tables for edges and repeated
+faces, union-find for shells, :mod:`bioslicer.kernel.meshops`), the overlap and self-intersection
+checks on coarse grids of scan rows (the slicing kernel), with manifold3d only for the pairs of
+bodies the sampled test cannot decide; a report on 2.6 M faces takes a few seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from .meshio import merge_exact, read_stl
 UNITS_TO_UM = {"um": 1.0, "mm": 1000.0, "nm": 0.001}
 FORMATS = ("stl", "obj", "ply", "off", "3mf", "glb")
 MAX_FILL_HOLE_EDGES = 64       # --repair fills boundary loops with at most this many edges
-MAX_OVERLAP_PAIRS = 200        # body pairs checked for overlap with manifold3d
+MAX_OVERLAP_PAIRS = 200        # body pairs checked for overlap
+OVERLAP_SAMPLES = 48           # layers and scan rows of the sampled overlap screen (each)
+OVERLAP_SURE = 1e-3            # sampled overlap above this share of the smaller body: no exact test
 
 
 # ============================================================================ Solid
@@ -62,6 +66,7 @@ class Solid:
     units: str = "um"
     report: dict = field(default_factory=dict)
     fill_rule: str = "positive"
+    _bounds: tuple = field(default=(None, None), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.vertices_um = np.ascontiguousarray(self.vertices_um, dtype=np.float64).reshape(-1, 3)
@@ -69,10 +74,13 @@ class Solid:
 
     @property
     def bounds_um(self) -> np.ndarray:
-        """(2, 3) min / max corner, µm."""
-        if len(self.vertices_um) == 0:
-            return np.zeros((2, 3))
-        return np.array([self.vertices_um.min(axis=0), self.vertices_um.max(axis=0)])
+        """(2, 3) min / max corner, µm (computed once per vertex array: the stages ask often)."""
+        v, b = self._bounds
+        if v is not self.vertices_um:
+            v = self.vertices_um
+            b = np.array([v.min(axis=0), v.max(axis=0)]) if len(v) else np.zeros((2, 3))
+            self._bounds = (v, b)
+        return b.copy()
 
     @property
     def size_um(self) -> np.ndarray:
@@ -201,6 +209,12 @@ def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray, bytes]:
         return _parse(path, ext, data)
 
 
+def _reader_welds(path: Path) -> bool:
+    """True when :func:`_read_file` returns this file's vertices welded exactly, in first-use order
+    (the STL reader does)."""
+    return path.suffix.lower() == ".stl"
+
+
 def _parse(path: Path, ext: str, data: bytes) -> tuple[np.ndarray, np.ndarray, bytes]:
     if ext == "stl":  # numpy reader, exact duplicates welded (issue 20: no Python work per facet)
         v, f = read_stl(data, path.name)
@@ -288,46 +302,8 @@ def _edges(f: np.ndarray, n: int):
     return d, ukey, dkey
 
 
-def _bodies(f: np.ndarray, n: int):
-    """(n_bodies, face body label) from vertex connectivity."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    if len(f) == 0:
-        return 0, np.zeros(0, np.int64)
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]]])
-    g = coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])), shape=(n, n))
-    nb, lab = connected_components(g, directed=False)
-    face_lab = lab[f[:, 0]]
-    # relabel bodies by first face so labels are stable and dense
-    uniq, first = np.unique(face_lab, return_index=True)
-    order = uniq[np.argsort(first)]
-    remap = np.full(nb, -1, np.int64)
-    remap[order] = np.arange(len(order))
-    return len(order), remap[face_lab]
-
-
-def _oriented_duplicates(f: np.ndarray, n: int):
-    """(representative face of each face, is-representative mask): faces with the same three
-    vertices in the same cyclic order are one face used several times."""
-    m = len(f)
-    if m == 0:
-        return np.zeros(0, np.int64), np.zeros(0, bool)
-    k = np.argmin(f, axis=1)
-    rows = np.arange(m)
-    g = np.stack([f[rows, k], f[rows, (k + 1) % 3], f[rows, (k + 2) % 3]], axis=1).astype(np.int64)
-    o = np.lexsort((g[:, 2], g[:, 1], g[:, 0]))
-    gs = g[o]
-    new = np.ones(m, bool)
-    new[1:] = np.any(gs[1:] != gs[:-1], axis=1)
-    first = o[np.flatnonzero(new)][np.cumsum(new) - 1]     # first face (in sorted order) of each group
-    rep = np.empty(m, np.int64)
-    rep[o] = first
-    return rep, rep == rows
-
-
-def _shells(v: np.ndarray, f: np.ndarray, n: int):
-    """Split faces into closed shells by manifold connectivity (vectorised).
+def _shells(v: np.ndarray, f: np.ndarray, n: int, edges=None, rep=None):
+    """Split faces into closed shells by manifold connectivity (Numba hash tables, union-find).
 
     Two faces are in one shell when they meet at an edge used by exactly those two faces in
     opposite directions; at an edge used by more faces (shells that touch along it, or share
@@ -336,55 +312,67 @@ def _shells(v: np.ndarray, f: np.ndarray, n: int):
     they share vertices, edges or faces. Faces repeated with the same orientation (a shell
     exported twice) are one face here: the copy belongs to the same shell.
 
+    Parameters
+    ----------
+    v : (n, 3) float64; f : (m, 3) int64; n : number of vertices
+    edges : the :func:`_edge_balance` of ``f``, optional (computed when None)
+    rep : (m,) int64 representative face of each face (``face_groups``), optional
+
     Returns
     -------
     n_shells : int
     label : (m,) int64 shell of each face (stable: shells numbered by their first face)
     is_rep : (m,) bool, False for the repeated copies of a face
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from .kernel.meshops import face_groups, rep_edge_uses, shell_labels
 
     m = len(f)
     if m == 0:
         return 0, np.zeros(0, np.int64), np.zeros(0, bool)
-    rep, is_rep = _oriented_duplicates(f, n)
-    uf = np.flatnonzero(is_rep)
-    fu = f[uf].astype(np.int64)
-    a = fu.reshape(-1)                                   # edge uses: (a -> b) with third vertex c
-    b = np.roll(fu, -1, axis=1).reshape(-1)
-    c = np.roll(fu, -2, axis=1).reshape(-1)
-    face = np.repeat(np.arange(len(uf)), 3)
+    f = np.ascontiguousarray(f, dtype=np.int64)
+    if rep is None:
+        rep = face_groups(f)[0]
+    is_rep = rep == np.arange(m)
+    uses, _, eid = _edge_balance(f, n) if edges is None else edges
+    count, first, second = rep_edge_uses(eid, len(uses), is_rep)
+    extra = _pairs_at_shared_edges(v, f, eid, count, is_rep)
+    nb, label = shell_labels(f, count, first, second, extra, rep)
+    return int(nb), label, is_rep
+
+
+def _pairs_at_shared_edges(v, f, eid, count, is_rep):
+    """(p, 2) face pairs joined at edges used by more than two representative faces.
+
+    Exported shells keep their faces together, so first pair the uses in file order (1st with
+    2nd, 3rd with 4th ...) where each pair runs both ways; edges where that fails pair by angle:
+    each use running b -> a with the next one around the edge on the side of its material.
+    """
+    ks = np.flatnonzero((count[eid] > 2) & np.repeat(is_rep, 3))
+    if len(ks) == 0:
+        return np.zeros((0, 2), np.int64)
+    face, j = ks // 3, ks % 3
+    a, b, c = f[face, j], f[face, (j + 1) % 3], f[face, (j + 2) % 3]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     sign = np.where(a < b, 1, -1)
-    key = lo * n + hi
+    key = eid[ks].astype(np.int64)
     o = np.lexsort((face, key))
-    ks = key[o]
+    ks_ = key[o]
     start = np.ones(len(o), bool)
-    start[1:] = ks[1:] != ks[:-1]
+    start[1:] = ks_[1:] != ks_[:-1]
     gid = np.cumsum(start) - 1
     gstart = np.flatnonzero(start)
     cnt = np.diff(np.append(gstart, len(o)))[gid]
     pairs = []
-    # plain manifold edges: two uses in opposite directions
-    two = (cnt == 2) & start
-    i0 = np.flatnonzero(two)
-    ok = sign[o[i0]] != sign[o[i0 + 1]]
-    pairs.append(np.stack([face[o[i0[ok]]], face[o[i0[ok] + 1]]], axis=1))
-    # edges with more uses: exported shells keep their faces together, so first pair the uses
-    # in file order (1st with 2nd, 3rd with 4th ...) where each pair runs both ways; edges where
-    # that fails pair by angle: each use running b -> a with the next one around the edge
-    many = np.flatnonzero(cnt > 2)
-    if len(many):
-        rank = np.arange(len(o)) - gstart[gid]                # position of the use in its edge (file order)
-        ev = many[((rank[many] % 2) == 0) & (rank[many] + 1 < cnt[many])]
-        same = sign[o[ev]] == sign[o[ev + 1]]
-        bad_edge = np.zeros(len(gstart), bool)
-        bad_edge[gid[ev[same]]] = True
-        bad_edge[gid[many[(cnt[many] % 2) == 1]]] = True     # an odd number of uses: no pairing by order
-        good = ev[~bad_edge[gid[ev]]]
-        pairs.append(np.stack([face[o[good]], face[o[good + 1]]], axis=1))
-        many = many[bad_edge[gid[many]]]
+    many = np.arange(len(o))
+    rank = many - gstart[gid]                             # position of the use in its edge (file order)
+    ev = many[((rank % 2) == 0) & (rank + 1 < cnt)]
+    same = sign[o[ev]] == sign[o[ev + 1]]
+    bad_edge = np.zeros(len(gstart), bool)
+    bad_edge[gid[ev[same]]] = True
+    bad_edge[gid[(cnt % 2) == 1]] = True                  # an odd number of uses: no pairing by order
+    good = ev[~bad_edge[gid[ev]]]
+    pairs.append(np.stack([face[o[good]], face[o[good + 1]]], axis=1))
+    many = many[bad_edge[gid]]
     if len(many):
         u = o[many]
         g = gid[many]
@@ -409,32 +397,27 @@ def _shells(v: np.ndarray, f: np.ndarray, n: int):
         minus = sign[u] < 0
         okm = minus & (sign[u[nxt]] > 0)
         pairs.append(np.stack([face[u[okm]], face[u[nxt[okm]]]], axis=1))
-    e = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
-    nu = len(uf)
-    g = coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])), shape=(nu, nu))
-    _, lab_u = connected_components(g, directed=False)
-    lab = np.empty(m, np.int64)
-    lab[uf] = lab_u
-    lab = lab[rep]
-    uniq, firstpos = np.unique(lab, return_index=True)
-    order = uniq[np.argsort(firstpos)]
-    remap = np.full(int(lab.max()) + 1, -1, np.int64)
-    remap[order] = np.arange(len(order))
-    return len(order), remap[lab], is_rep
+    return np.ascontiguousarray(np.concatenate(pairs), dtype=np.int64)
 
 
-def _edge_balance(f: np.ndarray, n: int, edges=None):
-    """(uses, balance) per undirected edge: how many faces use it, and uses low->high minus
-    high->low. A closed, consistently oriented set of shells (touching or not) uses every edge
-    as often in one direction as in the other (balance 0): the winding number is defined."""
-    d, ukey, _ = _edges(f, n) if edges is None else edges
-    _, inv, cnt = np.unique(ukey, return_inverse=True, return_counts=True)
-    inv = inv.ravel()
-    sign = np.where(d[:, 0] < d[:, 1], 1, -1)
-    return cnt, np.bincount(inv, sign, minlength=len(cnt)).astype(np.int64), inv
+def _edge_balance(f: np.ndarray, n: int):
+    """(uses, balance, edge of each directed edge) per undirected edge (Numba hash, edges numbered
+    by first use): how many faces use it, and uses low->high minus high->low. A closed,
+    consistently oriented set of shells (touching or not) uses every edge as often in one
+    direction as in the other (balance 0): the winding number is defined.
+
+    Returns
+    -------
+    uses, balance : (E,) int32; eid : (3 m,) int32 edge of directed edge ``3 face + corner``.
+    """
+    from .kernel.meshops import edge_table
+
+    eid, uses, balance = edge_table(np.ascontiguousarray(f, dtype=np.int64), int(n))
+    return uses, balance, eid
 
 
-def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: int = 48, n_rows: int = 96):
+def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: int = 48, n_rows: int = 96,
+                      bounds=None):
     """Where the winding number is below zero outside every solid shell (inside-out material that
     is no cavity: a shell through itself), sampled on a coarse grid of scan rows.
 
@@ -444,6 +427,7 @@ def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: 
     solid_faces : (m,) bool, optional
         Faces of the shells with positive volume; negative winding inside them is overlapping
         cavities (allowed). None: all faces.
+    bounds : (lo, hi) of ``v``, optional (computed when None)
 
     Returns
     -------
@@ -455,7 +439,7 @@ def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: 
 
     if len(f) == 0:
         return 0.0, None
-    lo, hi = v.min(axis=0), v.max(axis=0)
+    lo, hi = (v.min(axis=0), v.max(axis=0)) if bounds is None else bounds
     dz = (hi[2] - lo[2]) / n_layers
     dy = (hi[1] - lo[1]) / n_rows
     if not (dz > 0 and dy > 0):
@@ -464,7 +448,7 @@ def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: 
     off = lo[1] + dy / 2
     sl = lambda ff, rule: slice_spans(SimpleNamespace(vertices_um=v, faces=ff), z, dy,   # noqa: E731
                                       row_offset_um=off, fill_rule=rule)
-    neg = span_boolean(sl(f, "nonzero"), sl(f, "positive"), "difference")
+    neg = sl(np.ascontiguousarray(f[:, ::-1], dtype=np.int32), "positive")   # winding < 0: reversed faces, > 0
     if neg.n_spans and solid_faces is not None and np.any(solid_faces):
         neg = span_boolean(neg, sl(f[solid_faces], "positive"), "difference")
     if neg.n_spans == 0:
@@ -475,17 +459,37 @@ def _negative_winding(v: np.ndarray, f: np.ndarray, solid_faces=None, n_layers: 
     return float(neg.volume_um3(dz)), point
 
 
-def _winding_number(points, v, f):
-    """Generalised winding number of the triangles (v, f) at points (k, 3) (solid angle / 4π)."""
-    out = np.zeros(len(points))
-    a0, b0, c0 = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    for i, p in enumerate(points):
-        a, b, c = a0 - p, b0 - p, c0 - p
-        la, lb, lc = (np.linalg.norm(x, axis=1) for x in (a, b, c))
-        num = np.einsum("ij,ij->i", a, np.cross(b, c))
-        den = la * lb * lc + np.einsum("ij,ij->i", a, b) * lc + np.einsum("ij,ij->i", b, c) * la \
-            + np.einsum("ij,ij->i", c, a) * lb
-        out[i] = np.arctan2(num, den).sum() / (2 * np.pi)
+def _winding_number(points, v, f, faces=None):
+    """Generalised winding number of the triangles ``f[faces]`` (all when None) at points (k, 3)
+    (solid angle / 4π; Numba, no per-face temporaries)."""
+    from .kernel.meshops import winding_numbers
+
+    f = np.ascontiguousarray(f, dtype=np.int64).reshape(-1, 3)
+    faces = np.arange(len(f)) if faces is None else np.ascontiguousarray(faces, dtype=np.int64)
+    return winding_numbers(np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3),
+                           np.ascontiguousarray(v, dtype=np.float64), f, faces)
+
+
+def _cavities(v, f, body, cand, vols, blo, bhi) -> np.ndarray:
+    """Which bodies of ``cand`` (negative volume) are cavities: the winding number of the solid
+    (positive) bodies at the centroid of their first face is above 1/2. Only solid bodies whose box
+    holds the point are summed (a closed body's winding number is 0 outside its box).
+
+    Returns
+    -------
+    (len(cand),) bool
+    """
+    run = np.maximum.accumulate(body)
+    first = np.flatnonzero(np.diff(run, prepend=-1) > 0)     # first face of every body (numbered so)
+    order = np.argsort(body, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(body, minlength=len(vols)))])
+    out = np.zeros(len(cand), bool)
+    for q, b in enumerate(cand):
+        p = v[f[first[b]]].mean(axis=0)
+        near = np.flatnonzero((vols > 0) & np.all((blo <= p) & (p <= bhi), axis=1))
+        if len(near):
+            faces = np.concatenate([order[starts[c]:starts[c + 1]] for c in near])
+            out[q] = _winding_number(p, v, f, faces)[0] > 0.5
     return out
 
 
@@ -520,19 +524,33 @@ def _boundary_loops(d, ukey, v):
     return (be, lab, local, verts), loops
 
 
-def _overlaps(v, f, body, nb, vols, closed_body):
-    """Pairs of (positive, closed) bodies whose volumes intersect: [(i, j, volume_um3)], pairs checked, total."""
+def _overlaps(v, f, body, is_rep, vols, closed_body, blo, bhi):
+    """Pairs of (positive, closed) bodies whose volumes intersect.
+
+    Candidates are the pairs whose bounding boxes overlap (at most :data:`MAX_OVERLAP_PAIRS`
+    tested). Each is screened on a grid of scan rows through the overlap of the two boxes
+    (:func:`_overlap_estimate`); a pair found overlapping there by far more than the threshold
+    keeps that estimate as its volume. Every other pair (no or little sampled overlap: touching,
+    nearly disjoint or thinly overlapping shells) gets the exact test, a manifold3d boolean, so
+    the verdicts are those of the exact test.
+
+    Parameters
+    ----------
+    v : (n, 3) float64 µm; f : (m, 3) int64; body : (m,) int64 body of each face
+    is_rep : (m,) bool faces that are not repeated copies
+    vols : (nb,) float64 body volumes, µm³; closed_body : (nb,) bool
+    blo, bhi : (nb, 3) float64 body bounding boxes, µm
+
+    Returns
+    -------
+    [(i, j, volume_um3)] overlapping pairs, pairs checked, candidate pairs
+    """
     cand = np.flatnonzero((vols > 0) & closed_body)
     if len(cand) < 2:
         return [], 0, 0
-    lo = np.full((nb, 3), np.inf)
-    hi = np.full((nb, 3), -np.inf)
-    fv = v[f]
-    np.minimum.at(lo, body, fv.min(axis=1))
-    np.maximum.at(hi, body, fv.max(axis=1))
     pairs = []
     if len(cand) <= 3000:
-        L, H = lo[cand], hi[cand]
+        L, H = blo[cand], bhi[cand]
         ov = np.all((L[:, None, :] < H[None, :, :]) & (L[None, :, :] < H[:, None, :]), axis=2)
         ii, jj = np.nonzero(np.triu(ov, 1))
         pairs = list(zip(cand[ii].tolist(), cand[jj].tolist()))
@@ -540,50 +558,106 @@ def _overlaps(v, f, body, nb, vols, closed_body):
     pairs = pairs[:MAX_OVERLAP_PAIRS]
     if not pairs:
         return [], 0, total
+    rep_faces = np.flatnonzero(is_rep)
+    rb = body[rep_faces]
+    face_order = rep_faces[np.argsort(rb, kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(rb, minlength=len(vols)))])
+    faces_of = lambda b: face_order[starts[b]:starts[b + 1]]   # noqa: E731
+    found: dict[tuple, float] = {}
+    exact = []
+    frames: dict = {}
+    for i, j in pairs:
+        est = _overlap_estimate(v, f, faces_of(i), faces_of(j), blo[[i, j]], bhi[[i, j]], frames=frames)
+        if est is not None and est > OVERLAP_SURE * min(vols[i], vols[j]):
+            found[(i, j)] = est
+        else:
+            exact.append((i, j))
+    if exact:
+        found.update(_overlaps_exact(v, f, faces_of, exact, vols))
+    out = [(int(i), int(j), found[(i, j)]) for i, j in pairs if (i, j) in found]
+    return out, len(pairs), total
+
+
+def _overlaps_exact(v, f, faces_of, pairs, vols) -> dict:
+    """{(i, j): volume µm³} of the pairs whose intersection (a manifold3d boolean) exceeds
+    1e-6 of the smaller body; pairs manifold3d cannot take are skipped."""
     try:
         import manifold3d
     except ImportError:  # pragma: no cover
-        return [], 0, total
+        return {}
     cache: dict[int, object] = {}
-    face_order = np.argsort(body, kind="stable")
-    starts = np.searchsorted(body[face_order], np.arange(nb + 1))
 
     def man(b):
         if b not in cache:
-            fb = f[face_order[starts[b]:starts[b + 1]]]
-            used, loc = np.unique(fb.ravel(), return_inverse=True)
+            used, loc = np.unique(f[faces_of(b)].ravel(), return_inverse=True)
             mesh = manifold3d.Mesh(vert_properties=np.ascontiguousarray(v[used], dtype=np.float32),
                                    tri_verts=np.ascontiguousarray(loc.reshape(-1, 3), dtype=np.uint32))
             cache[b] = manifold3d.Manifold(mesh)
         return cache[b]
 
-    out = []
+    out = {}
     for i, j in pairs:
         try:
             vol = float((man(i) ^ man(j)).volume())
         except Exception:  # a body manifold3d cannot take: skip the pair
             continue
         if vol > 1e-6 * min(vols[i], vols[j]):
-            out.append((int(i), int(j), vol))
-    return out, len(pairs), total
+            out[(i, j)] = vol
+    return out
+
+
+def _overlap_estimate(v, f, fa, fb, lo2, hi2, n_samples: int = OVERLAP_SAMPLES, frames: dict | None = None):
+    """Sampled volume common to two closed bodies (faces ``fa`` and ``fb`` of ``f``), µm³, or None.
+
+    Both bodies are sliced (positive winding) on ``n_samples`` layers x ``n_samples`` scan rows
+    through the overlap of their bounding boxes ``lo2``, ``hi2`` ((2, 3) µm), the spans
+    intersected and summed (midpoint rule; exact along the rows). The rows run along the axis on
+    which the overlap box covers the most of the bodies, in a frame rotated cyclically (so the
+    winding keeps its sign), and only faces meeting the box across the rows are sliced. Returns
+    None when the common material lies in fewer than two layers or two rows (a sheet thinner
+    than the grid could be over- or under-counted there: the caller then tests exactly).
+    ``frames`` caches the rotated copies of ``v`` between calls.
+    """
+    from types import SimpleNamespace
+
+    from .kernel.meshops import faces_meeting_box
+    from .slicing import slice_spans, span_boolean
+
+    box_lo, box_hi = np.maximum(lo2[0], lo2[1]), np.minimum(hi2[0], hi2[1])
+    ext = box_hi - box_lo
+    if not np.all(ext > 0):
+        return None
+    size = np.maximum(np.maximum(hi2[0], hi2[1]) - np.minimum(lo2[0], lo2[1]), 1e-300)
+    r = int(np.argmax(ext / size))                    # row axis
+    perm = [(0, 1, 2), (1, 2, 0), (2, 0, 1)][r]       # cyclic: new x = row axis
+    p_lo, p_hi, p_ext = box_lo[list(perm)], box_hi[list(perm)], ext[list(perm)]
+
+    if frames is None:
+        frames = {}
+    if perm not in frames:
+        frames[perm] = np.ascontiguousarray(v[:, list(perm)])
+
+    def spans(faces):
+        sel = faces_meeting_box(v, f, faces, box_lo, box_hi, perm[1], perm[2])
+        sub = SimpleNamespace(vertices_um=frames[perm], faces=f[sel])
+        dy = p_ext[1] / n_samples
+        z = p_lo[2] + p_ext[2] * (np.arange(n_samples) + 0.5) / n_samples
+        return slice_spans(sub, z, dy, row_offset_um=p_lo[1] + dy / 2, fill_rule="positive",
+                           region_um=((p_lo[0], p_lo[1]), (p_hi[0], p_hi[1])))
+
+    both = span_boolean(spans(fa), spans(fb), "intersection")
+    if both.n_spans == 0:
+        return None
+    if len(np.unique(both.span_layer())) < 2 or len(np.unique(both.row_index())) < 2:
+        return None
+    return both.volume_um3(p_ext[2] / n_samples)
 
 
 def _count_duplicate_faces(f: np.ndarray, n: int) -> int:
-    """Faces using the same three vertices as an earlier face (any order)."""
-    if len(f) < 2:
-        return 0
-    if n < 1 << 21:  # one int64 key per face: sorted vertex triple in base n
-        a, b, c = (f[:, i].astype(np.int64) for i in range(3))
-        lo = np.minimum(np.minimum(a, b), c)
-        hi = np.maximum(np.maximum(a, b), c)
-        key = (lo * n + (a + b + c - lo - hi)) * n + hi
-        key.sort()
-        return int(np.count_nonzero(key[1:] == key[:-1]))
-    sf = np.sort(f, axis=1)
-    k1 = sf[:, 0] * n + sf[:, 1]
-    o = np.lexsort((sf[:, 2], k1))
-    a, c = k1[o], sf[o, 2]
-    return int(np.count_nonzero((np.diff(a) == 0) & (np.diff(c) == 0)))
+    """Faces using the same three vertices as an earlier face (any order); ``n`` vertices."""
+    from .kernel.meshops import face_groups
+
+    return int(face_groups(np.ascontiguousarray(f, dtype=np.int64))[1]) if len(f) > 1 else 0
 
 
 # ============================================================================ analysis
@@ -602,59 +676,48 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
         JSON-able: counts, bounds, size, volume, bodies, watertight, winding, holes (with location),
         degenerate/duplicate faces, inverted bodies, cavities, overlapping body pairs, problems.
     """
-    v = np.asarray(vertices_um, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
+    from .kernel.meshops import body_stats, degenerate_faces, face_groups
+
+    v = np.ascontiguousarray(vertices_um, dtype=np.float64)
+    f = np.ascontiguousarray(faces, dtype=np.int64)
     n, m = len(v), len(f)
     lo = v.min(axis=0) if n else np.zeros(3)
     hi = v.max(axis=0) if n else np.zeros(3)
     diag = float(np.linalg.norm(hi - lo)) or 1.0
-    d, ukey, dkey = _edges(f, max(n, 1))
-    cnt_u, balance, inv_u = _edge_balance(f, max(n, 1), (d, ukey, dkey))
-    boundary_edges = int(np.sum(cnt_u == 1))
-    nonmanifold_edges = int(np.sum(cnt_u > 2))
+    edges = _edge_balance(f, max(n, 1))
+    cnt_u, balance, eid = edges
+    boundary_edges = int(np.count_nonzero(cnt_u == 1))
+    nonmanifold_edges = int(np.count_nonzero(cnt_u > 2))
     misoriented = int(np.count_nonzero((cnt_u >= 2) & (balance != 0)))
     # degenerate: repeated index or zero area (relative to the part size)
-    rep = (f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 2] == f[:, 0])
-    cr = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]) if m else np.zeros((0, 3))
-    area2 = np.linalg.norm(cr, axis=1)
-    degenerate = rep | (area2 <= 1e-14 * diag * diag)
-    duplicate = _count_duplicate_faces(f, max(n, 1))
-    nb, body, is_rep = _shells(v, f, max(n, 1))
+    degenerate = degenerate_faces(v, f, 1e-14 * diag * diag)
+    rep_face, duplicate = face_groups(f)
+    nb, body, is_rep = _shells(v, f, max(n, 1), edges, rep_face)
     fvol = _face_signed_volumes(v, f) if m else np.zeros(0)
-    vols = np.bincount(body[is_rep], fvol[is_rep], minlength=nb) if nb else np.zeros(0)
-    dup_shells = _repeated_shells(f, max(n, 1), body, nb)
-    # closed bodies: no boundary edge in the body
-    edge_open = (cnt_u[inv_u] == 1).reshape(-1, 3).any(axis=1) if m else np.zeros(0, bool)
-    open_body = np.bincount(body, edge_open.astype(np.int64), minlength=nb) > 0 if nb else np.zeros(0, bool)
+    mult = np.bincount(rep_face, minlength=m)[rep_face]      # copies of each face's oriented triple
+    blo, bhi, vols, open_body, fewest = body_stats(v, f, body, nb, is_rep, fvol, eid, cnt_u, mult)
+    del mult, rep_face
+    dup_shells = int(np.sum(fewest - 1))                      # extra copies of shells exported twice
     closed_body = ~open_body
     # a shell through itself whose halves cancel has volume ~0: not inside-out (see self_intersecting)
-    scale = np.zeros(nb)
-    if nb:
-        blo = np.full((nb, 3), np.inf)
-        bhi = np.full((nb, 3), -np.inf)
-        a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-        np.minimum.at(blo, body, np.minimum(np.minimum(a, b), c))
-        np.maximum.at(bhi, body, np.maximum(np.maximum(a, b), c))
-        scale = np.prod(bhi - blo, axis=1)
+    scale = np.prod(bhi - blo, axis=1)
     neg = np.flatnonzero((vols < -1e-6 * scale) & closed_body)
     cavities, inverted = [], []
-    if len(neg):
-        for b in neg[:200]:
-            fi = int(np.flatnonzero(body == b)[0])
-            p = v[f[fi]].mean(axis=0, keepdims=True)
-            others = vols[body] > 0  # cavities may overlap each other: test against solid bodies only
-            w = _winding_number(p, v, f[others])[0] if others.any() else 0.0
-            (cavities if w > 0.5 else inverted).append(int(b))
+    if len(neg):   # cavities may overlap each other: tested against solid bodies only
+        for b, inside in zip(neg[:200], _cavities(v, f, body, neg[:200], vols, blo, bhi)):
+            (cavities if inside else inverted).append(int(b))
     overlaps, checked, total_pairs = ([], 0, 0)
     if check_overlaps and nb > 1:
-        overlaps, checked, total_pairs = _overlaps(v, f[is_rep], body[is_rep], nb, vols, closed_body)
+        overlaps, checked, total_pairs = _overlaps(v, f, body, is_rep, vols, closed_body, blo, bhi)
     neg_vol, neg_at = 0.0, None
     if m and boundary_edges == 0 and misoriented == 0:
-        neg_vol, neg_at = _negative_winding(v, f, (vols > 0)[body])
+        neg_vol, neg_at = _negative_winding(v, f, (vols > 0)[body], bounds=(lo, hi))
         if neg_vol <= 1e-6 * max(abs(float(vols.sum())), float(np.prod(np.maximum(hi - lo, 1e-12)))) or inverted:
             neg_vol, neg_at = 0.0, None       # inside-out bodies are reported as such
     loops = []
+    del eid, edges
     if boundary_edges:
+        d, ukey, _ = _edges(f, max(n, 1))
         _, loops = _boundary_loops(d, ukey, v)
         for lp in loops:
             lp.pop("_label", None)
@@ -674,7 +737,7 @@ def analyse(vertices_um: np.ndarray, faces: np.ndarray, check_overlaps: bool = T
         "nonmanifold_edges": nonmanifold_edges,
         "holes": len(loops),
         "hole_loops": loops[:50],
-        "degenerate_faces": int(degenerate.sum()),
+        "degenerate_faces": int(degenerate),
         "duplicate_faces": int(duplicate),
         "inverted_bodies": len(inverted),
         "inverted_body_ids": inverted,
@@ -717,17 +780,6 @@ def _self_intersection(r: dict) -> str:
     at = r.get("negative_winding_at_um") or [0.0, 0.0, 0.0]
     return (f"self-intersecting surface: parts of it are inside-out (winding number below zero in about "
             f"{r['negative_winding_um3']:.4g} µm³ around ({', '.join(f'{x:.4g}' for x in at)}) µm)")
-
-
-def _repeated_shells(f: np.ndarray, n: int, body: np.ndarray, nb: int) -> int:
-    """Extra copies of shells exported more than once (every face of the shell repeated)."""
-    if nb == 0:
-        return 0
-    rep, _ = _oriented_duplicates(f, n)
-    mult = np.bincount(rep, minlength=len(f))[rep]          # copies of each face's oriented triple
-    low = np.full(nb, np.iinfo(np.int64).max)
-    np.minimum.at(low, body, mult)
-    return int(np.sum(low - 1))
 
 
 def _hole_where(r: dict) -> str:
@@ -810,16 +862,22 @@ def repair_arrays(vertices_um: np.ndarray, faces: np.ndarray, max_hole_edges: in
     actions["filled_holes"] = filled
     # 5. inside-out bodies that are not inside another body: flip
     nb, body, _ = _shells(v, f, max(len(v), 1))
-    vols = np.bincount(body, _face_signed_volumes(v, f), minlength=nb)
+    fvol = _face_signed_volumes(v, f)
+    vols = np.bincount(body, fvol, minlength=nb)
     flipped = 0
-    for b in np.flatnonzero(vols < 0)[:1000]:
-        sel = body == b
-        p = v[f[np.flatnonzero(sel)[0]]].mean(axis=0, keepdims=True)
-        pos = vols[body] > 0
-        w = _winding_number(p, v, f[pos])[0] if pos.any() else 0.0
-        if w <= 0.5:
-            f[sel] = f[sel][:, ::-1]
-            flipped += 1
+    neg = np.flatnonzero(vols < 0)[:1000]
+    if len(neg):
+        from .kernel.meshops import body_stats
+
+        uses, _, eid = _edge_balance(f, max(len(v), 1))
+        ones = np.ones(len(f), np.int64)
+        blo, bhi = body_stats(v, np.ascontiguousarray(f, dtype=np.int64), body, nb, ones.astype(bool), fvol, eid,
+                              uses, ones)[:2]
+        for b, inside in zip(neg, _cavities(v, f, body, neg, vols, blo, bhi)):
+            if not inside:
+                sel = body == b
+                f[sel] = f[sel][:, ::-1]
+                flipped += 1
     actions["flipped_bodies"] = flipped
     # 6. a self-intersecting shell with inside-out parts: print every region of nonzero winding
     cnt_u, balance, _ = _edge_balance(f, max(len(v), 1))
@@ -882,11 +940,13 @@ def _plausibility(size_um: np.ndarray, printer, units: str, recipe=None) -> str 
     return None
 
 
-def _prepare(v, f, units, name, sha, repair):
+def _prepare(v, f, units, name, sha, repair, welded: bool = False):
+    """Units to µm, exact weld (skipped when ``welded``: the reader welded already and the units
+    are µm, so a weld would change nothing), optional repair, the report."""
     if units not in UNITS_TO_UM:
         raise BioslicerError(f"unknown units {units!r}; use um, mm or nm")
-    v = v * UNITS_TO_UM[units]
-    v, f = merge_vertices_exact(v, f)
+    if not (welded and UNITS_TO_UM[units] == 1.0):
+        v, f = merge_vertices_exact(v * UNITS_TO_UM[units], f)
     actions = None
     if repair:
         v, f, actions = repair_arrays(v, f)
@@ -898,7 +958,7 @@ def _prepare(v, f, units, name, sha, repair):
     return v, f, rep
 
 
-def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None) -> dict:
+def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None, keep_solid: bool = False):
     """The inspect report of a mesh file (or a trimesh already in µm).
 
     Parameters
@@ -910,18 +970,22 @@ def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None) -
         Report on the repaired mesh (the report then holds a 'repair' section).
     printer : printer name, path or Printer, optional
         Add a size plausibility check for this printer ('size_problem').
+    keep_solid : bool
+        Also return the :class:`Solid` that :func:`load_mesh` would give (None when the report is
+        not 'ok'), so a caller needing both reads and analyses the file once.
 
     Returns
     -------
     dict
         JSON-able report; 'problems' lists what would stop slicing, 'ok' is True when nothing does.
+        With ``keep_solid``: (report, Solid or None).
     """
     if isinstance(path_or_mesh, (str, os.PathLike)):
         path = Path(path_or_mesh)
         v, f, data = _read_file(path)
         sha = hashlib.sha256(data).hexdigest()
         del data  # the file bytes (131 MB for 2.6 M faces) are not needed during the analysis
-        v, f, rep = _prepare(v, f, units, path.name, sha, repair)
+        v, f, rep = _prepare(v, f, units, path.name, sha, repair, _reader_welds(path))
     else:
         src = path_or_mesh
         vv = getattr(src, "vertices_um", None)
@@ -935,7 +999,13 @@ def inspect_mesh(path_or_mesh, units="um", repair: bool = False, printer=None) -
         if msg:
             rep["problems"].append(msg)
     rep["ok"] = not _blocking(rep) and not rep.get("size_problem")
-    return rep
+    if not keep_solid:
+        return rep
+    solid = None
+    if rep["ok"]:
+        solid = Solid(v, f.astype(np.int32), rep["file"], rep["sha256"], rep["units"], dict(rep),
+                      rep.get("fill_rule", "positive"))
+    return rep, solid
 
 
 def _blocking(rep: dict) -> str | None:
@@ -996,7 +1066,7 @@ def load_mesh(path, units="um", repair=False, printer=None, recipe=None) -> Soli
     v, f, data = _read_file(path)
     sha = hashlib.sha256(data).hexdigest()
     del data
-    v, f, rep = _prepare(v, f, units, path.name, sha, repair)
+    v, f, rep = _prepare(v, f, units, path.name, sha, repair, _reader_welds(path))
     if printer is not None:
         msg = _plausibility(np.asarray(rep["size_um"]), printer, units, recipe)
         if msg:

@@ -52,7 +52,7 @@ def inspect_(mesh: str, units: str, repair: bool, printer: str, radius_array, se
         return _inspect_tree(mesh, units, printer, radius_array, sets, check, as_json)
     from ..mesh import Solid, _prepare, _read_file, inspect_mesh, load_mesh, save_mesh
 
-    report = inspect_mesh(mesh, units=units, repair=repair, printer=printer)
+    report, solid = inspect_mesh(mesh, units=units, repair=repair, printer=printer, keep_solid=True)
     if out:
         import hashlib
         from pathlib import Path
@@ -67,8 +67,7 @@ def inspect_(mesh: str, units: str, repair: bool, printer: str, radius_array, se
         from ..printers import load_printer
 
         pr = load_printer(printer)
-        report["airborne"] = airborne_report(load_mesh(mesh, units=units, repair=repair, printer=pr),
-                                             resolve_recipe(pr), pr)
+        report["airborne"] = airborne_report(solid, resolve_recipe(pr), pr)   # the inspected mesh, not read again
     if as_json:
         echo_json(report)
         if check and not report["ok"]:
