@@ -82,32 +82,20 @@ class Comparison:
 
 
 def _rasterise_moves(mv, rom, origin, vox, shape, k0, grid) -> None:
-    """Set the voxels of ``grid`` (layers k0.. of the batch) that laser-on moves pass through."""
+    """Set the voxels of ``grid`` (layers k0.. of the batch) that laser-on moves pass through
+    (:func:`bioslicer.kernel.raster.rasterise_segments`; a move starts at the move before it
+    when both are in one range)."""
+    from ..kernel.raster import rasterise_segments
+
     on = mv.laser_on.astype(bool)
     prev_ok = np.concatenate([[False], rom[1:] == rom[:-1]])
-    seg = np.flatnonzero(on & prev_ok)
+    seg = np.flatnonzero(on & prev_ok).astype(np.int64)
     if len(seg) == 0:
         return
-    nz, ny, nx = grid.shape
-    for a in range(0, len(seg), 1 << 16):
-        s = seg[a:a + (1 << 16)]
-        p1 = np.column_stack([mv.x[s], mv.y[s], mv.z[s]]) - origin
-        p0 = np.column_stack([mv.x[s - 1], mv.y[s - 1], mv.z[s - 1]]) - origin
-        n = np.maximum(np.ceil(np.linalg.norm((p1 - p0) / vox, axis=1) * 4).astype(np.int64), 1) + 1
-        idx = np.repeat(np.arange(len(s)), n)
-        t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n - 1, n).clip(1)
-        q = p0[idx] + (p1 - p0)[idx] * t[:, None]
-        f = q / vox
-        ijk = np.floor(f).astype(np.int64)
-        # a voxel is printed when a mark passes strictly within half a voxel of its centre: a sample
-        # on a voxel face (a contour on the part's surface) prints neither neighbour
-        on_face = np.any(np.abs(f[:, :2] - np.rint(f[:, :2])) < 1e-6, axis=1)
-        ijk = ijk[~on_face]
-        ijk[:, 0] = np.clip(ijk[:, 0], 0, shape[2] - 1)
-        ijk[:, 1] = np.clip(ijk[:, 1], 0, shape[1] - 1)
-        ijk[:, 2] = np.clip(ijk[:, 2], 0, shape[0] - 1) - k0
-        ok = (ijk[:, 2] >= 0) & (ijk[:, 2] < nz)
-        grid[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]] = True
+    f8 = np.float64
+    rasterise_segments(np.ascontiguousarray(mv.x, f8), np.ascontiguousarray(mv.y, f8),
+                       np.ascontiguousarray(mv.z, f8), seg, np.asarray(origin, f8), np.asarray(vox, f8),
+                       np.asarray(shape, np.int64), np.int64(k0), grid)
 
 
 def _pool(a: np.ndarray, s: int) -> np.ndarray:
