@@ -318,7 +318,6 @@ def build_program_index(main, printer, dialect: str | None = None, layer_z_um=No
         The program is missing, or its reader refuses it (the reader's message).
     """
     from ..printers import load_printer
-    from ..programs.dialects import program_origin_um
 
     printer = load_printer(printer)
     main = Path(main)
@@ -339,6 +338,38 @@ def build_program_index(main, printer, dialect: str | None = None, layer_z_um=No
             raise BioslicerError(f"{files[fi] if fi < len(files) else main}:{line}: {msg}; the {d.name} reader "
                                  "refuses this program")
         rb.feed(mv)
+    return index_from_builder(rb, main, files, printer, d.name, layer_z_um)
+
+
+def index_builder() -> "_RangeBuilder":
+    """An empty range builder: ``feed(moves)`` every chunk of a program in order (as
+    :func:`build_program_index` does), then :func:`index_from_builder`."""
+    return _RangeBuilder()
+
+
+def index_from_builder(rb: "_RangeBuilder", main, files, printer, dialect: str, layer_z_um=None) -> ProgramIndex:
+    """The :class:`ProgramIndex` of a program whose every move chunk went through ``rb.feed`` in
+    program order (here by :func:`build_program_index`, or while the program was read back
+    block by block, ``programs.StreamCheck``): the same index either way.
+
+    Parameters
+    ----------
+    rb : the builder (:func:`index_builder`)
+    main : path
+        The main program file.
+    files : list of path
+        The program's files in the reader's order (file index of the moves), main first.
+    printer : Printer or str
+    dialect : str
+    layer_z_um : (n,) float, optional
+        See :func:`build_program_index`.
+    """
+    from ..printers import load_printer
+    from ..programs.dialects import program_origin_um
+
+    printer = load_printer(printer)
+    main = Path(main)
+    files = [str(f) for f in files]
     if rb.tail is not None:
         t = rb.tail
         rb.tail = None
@@ -390,7 +421,7 @@ def build_program_index(main, printer, dialect: str | None = None, layer_z_um=No
             layer, n_layers = np.arange(len(levels), dtype=np.int64), len(levels)
     else:
         layer, n_layers = np.arange(len(levels), dtype=np.int64), len(levels)
-    return ProgramIndex(main, d.name, rel, file_bytes, header, level_z, layer, int(n_layers), r_file, r_start,
+    return ProgramIndex(main, dialect, rel, file_bytes, header, level_z, layer, int(n_layers), r_file, r_start,
                         r_end, line0, r_level.astype(np.int64), first, sums, rb.n_moves,
                         {"printer": printer.name})
 
@@ -403,16 +434,22 @@ class _Tail:
             setattr(self, k, v)
 
 
-def write_job_program_index(job_folder, main, printer, dialect: str | None = None, layer_z_um=None
-                            ) -> ProgramIndex | None:
+def write_job_program_index(job_folder, main, printer, dialect: str | None = None, layer_z_um=None,
+                            builder=None, files=None) -> ProgramIndex | None:
     """Index a job's program into ``job_folder/program_index.npz`` (:data:`INDEX_NAME`, for the
     manifest); returns the index (None for waveform and voxel programs: no text layers).
 
-    The pipeline calls this once, after the program is written and validated.
+    The pipeline calls this once, after the program is written and validated. ``builder``: a
+    range builder fed with every move of the program in order while it was read back
+    (``programs.StreamCheck``), with ``files`` the program's files (main first): the index is
+    then made from it (:func:`index_from_builder`) instead of parsing the program again.
     """
     if dialect in ("waveform", "voxel"):
         return None
-    idx = build_program_index(main, printer, dialect, layer_z_um)
+    if builder is not None:
+        idx = index_from_builder(builder, main, files, printer, dialect, layer_z_um)
+    else:
+        idx = build_program_index(main, printer, dialect, layer_z_um)
     idx.save(Path(job_folder) / INDEX_NAME)
     return idx
 
