@@ -514,6 +514,7 @@ class _Reader:
         self.st[_SP] = np.nan
         self.pa, self.pb, check, self.to_mw = reader_power(printer, check)
         self.check = check is not None
+        self.reuse = self.check     # a chunk's arrays are reused for the next one (its reader keeps none)
         self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
         self.canonical = canonical
 
@@ -549,7 +550,7 @@ class _Reader:
             while r <= R:
                 # checking: the few failing moves of each piece are used at once, the arrays are reused;
                 # reading: every piece keeps its own arrays
-                if out is None or len(out["x"]) < R or not self.check:
+                if out is None or len(out["x"]) < R or not self.reuse:
                     out = new_move_arrays(max(R, 1))
                 el = np.empty(32, np.int64)
                 ek = np.empty(32, np.int64)
