@@ -220,6 +220,7 @@ def _stream_case(tmp_path, pr, tp, order):
     from bioslicer.programs import gwl
 
     w = ProgramWriter(pr, tp.blocks, tmp_path / "job", name="part")
+    w.sync_later = True                          # block files fsynced by the stream's thread
     stream = w.stream_check(range(len(tp.blocks)))
     parts = {b: w.write_block(b, tp.select_marks(tp.mark_block == b)) for b in range(len(tp.blocks))}
     for b in order:
@@ -239,11 +240,12 @@ def test_streamed_check_gives_the_report_of_a_whole_parse(tmp_path, case):
     tp = job_toolpath(speed=1e9 if case == "speed" else 1000.0)
     if case == "field":
         tp.x_um[tp.mark_block[tp.point_mark()] >= 2] += 150.0     # blocks 2 and 3 reach out of the field
-    w, stream, main, _ = _stream_case(tmp_path, pr, tp, [3, 1, 0, 2])
+    w, stream, main, used = _stream_case(tmp_path, pr, tp, [3, 1, 0, 2])
     got = stream.confirm(main)
     want = validate_program(main, pr, "gwl")
     assert got is not None and stream.confirmed and stream.records and stream.busy_s > 0
     assert got.to_dict() == want.to_dict()
+    assert stream.synced == {str(w.out_dir / f) for p in used for f in p.files}
     assert want.ok == (case == "clean") and want.n_moves > 0
     if case != "clean":
         assert want.n_violations > len(want.violations) == 20

@@ -229,6 +229,11 @@ class ProgramWriter:
         reported. :func:`write_program` (one process: the parts never leave it, a failure
         removes them) sets it False: no fsync, no hashes (empty strings), no re-check. The
         bytes written are the same either way.
+    sync_later : bool
+        False (default): a durable block file is fsynced as it is written. True (one process
+        with a :class:`StreamCheck`): its fsync is left to the stream's reading thread, off the
+        block loop, and :meth:`finish` fsyncs whatever that thread did not before anything is
+        moved into place.
 
     Raises
     ------
@@ -251,6 +256,7 @@ class ProgramWriter:
             raise BioslicerError(f"find_interface must be one of {', '.join(FIND_INTERFACE)}, got {find_interface!r}")
         self.find_interface = find_interface
         self.durable = True
+        self.sync_later = False
         self.direct = None      # one-file dialects in one process: a gcode.DirectMain (blocks straight in)
         self.timings_s: dict = {}   # finish(): wall seconds of "main_s" (check, main file(s)) and "validate_s"
         d = DIALECTS[self.dialect]
@@ -409,6 +415,12 @@ class ProgramWriter:
                       "n_blocks": len(parts), "n_table": len(self.blocks)}
             staging.mkdir(parents=True, exist_ok=True)
             files = d.module.write_main(self, parts, counts, staging)
+            if self.durable and self.sync_later:    # the block files the stream's thread did not fsync
+                done = stream.synced if stream is not None else set()
+                for p in parts:
+                    for rel in p.files:
+                        if str(self.out_dir / rel) not in done:
+                            _fsync_path(self.out_dir / rel)
             t1 = time.perf_counter()
             self.timings_s = {"main_s": t1 - t0}
             report = None
@@ -456,6 +468,15 @@ class ProgramWriter:
         if self.direct is not None:
             self.direct.abort()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _fsync_path(path) -> None:
+    """fsync a written file by its path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, validate,
@@ -718,6 +739,7 @@ class StreamCheck:
         self.pending: dict = {}
         self.records: list = []     # per include: the chunk summaries of the included file
         self.stats: list = []       # per include: (size, mtime_ns, inode) of the file when read
+        self.synced: set = set()    # files fsynced here (ProgramWriter.sync_later)
         self.main_moves = 0         # moves of the main file's own lines (none in programs we write)
         self.error: BaseException | None = None
         self.confirmed = False      # the streamed reading stood in for a whole parse (after confirm)
@@ -806,8 +828,12 @@ class StreamCheck:
         if len(self.reader.includes) != n0 + 1:
             raise RuntimeError("a block's main file lines did not include exactly one file")
         self.records.append(summaries)
-        st = os.stat(self.reader.includes[-1][0])
+        path = self.reader.includes[-1][0]
+        st = os.stat(path)
         self.stats.append((st.st_size, st.st_mtime_ns, st.st_ino))
+        if self.writer.durable and self.writer.sync_later:
+            _fsync_path(path)
+            self.synced.add(path)
 
     def confirm(self, main) -> ValidationReport | None:
         """The validation report of the finished program (main file ``main``) from the streamed
