@@ -299,7 +299,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             parameter_sets=merge_sets(r.extra.get("sets") for r in used),
             preview_toolpath="preview_toolpath.npz", perfusion=perfusion,
             program_index=INDEX_NAME if pindex is not None else None, compare=design_vs_print)
-        path = jw.commit(manifest, zip=zip)
+        path = jw.commit(manifest, zip=zip, known_sha256={rel(f): h for f, h in files.sha256.items()})
         timings["manifest_s"] = time.perf_counter() - t_manifest
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None

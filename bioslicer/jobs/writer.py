@@ -121,7 +121,7 @@ class JobWriter:
                                          "choose another -o")
 
     # ---------------------------------------------------------------- commit
-    def commit(self, manifest: dict, zip: bool = False) -> Path:
+    def commit(self, manifest: dict, zip: bool = False, known_sha256: dict | None = None) -> Path:
         """Hash the files, write report.txt and manifest.json, fsync, publish the folder.
 
         Parameters
@@ -131,6 +131,10 @@ class JobWriter:
             ``software`` are filled in when absent. Not modified.
         zip : bool
             Also write ``<out_dir>.zip`` (files at the archive root, sorted, fixed timestamps).
+        known_sha256 : dict, optional
+            POSIX path relative to the folder -> sha256 hex of files this process has just
+            hashed and checked (e.g. ``ProgramFiles.sha256``: the program's block files, checked
+            against what their writers reported); they are not read again.
 
         Returns
         -------
@@ -165,9 +169,10 @@ class JobWriter:
                 (tmp / name).unlink(missing_ok=True)
             rels = _list_files(tmp)
             files = {}
+            known = known_sha256 or {}
             for rel in rels:
                 p = tmp / rel
-                files[rel] = sha256_file(p)
+                files[rel] = known[rel] if rel in known else sha256_file(p)
                 _fsync_path(p)
             named = list(m["program"]["files"]) + [m.get(k) for k in ("preview", "toolpath")
                                                    if isinstance(m.get(k), str)]

@@ -107,6 +107,9 @@ class ProgramFiles:
         Their total size.
     report : ValidationReport
         The validation that passed before the files were moved into place.
+    sha256 : dict
+        Path (as in ``files``) -> sha256 hex of the block files :meth:`ProgramWriter.finish`
+        checked against what their writers reported (durable writers only).
     """
 
     dialect: str
@@ -114,6 +117,7 @@ class ProgramFiles:
     files: list
     n_bytes: int
     report: ValidationReport | None = field(default=None, repr=False)
+    sha256: dict = field(default_factory=dict, repr=False)   # file (as in ``files``) -> sha256 checked by finish
 
     def to_dict(self) -> dict:
         return {"dialect": self.dialect, "main": str(self.main), "files": [str(f) for f in self.files],
@@ -436,8 +440,12 @@ class ProgramWriter:
                                          "toolpath or choose a printer that can make it")
             self.timings_s["validate_s"] = time.perf_counter() - t1
             final = []
+            checked = {self.out_dir / rel: h for p in parts for rel, h in p.sha256.items()} if self.durable else {}
+            sha = {}
             for f in files:
                 dst = self.out_dir / Path(f).relative_to(staging)
+                if Path(f) in checked:
+                    sha[dst] = checked[Path(f)]
                 if not dst.parent.is_dir():
                     dst.parent.mkdir(parents=True)
                     made.append(dst.parent)
@@ -446,7 +454,7 @@ class ProgramWriter:
                 final.append(dst)
             n_bytes = sum(p.stat().st_size for p in final)
             shutil.rmtree(staging, ignore_errors=True)
-            return ProgramFiles(d.name, final[0], final, n_bytes, report)
+            return ProgramFiles(d.name, final[0], final, n_bytes, report, sha)
         except BaseException:
             if stream is not None:
                 stream.close(stop=True)
