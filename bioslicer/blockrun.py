@@ -282,8 +282,10 @@ def unit_marks(source, plan: BlockPlan, blocks):
             rep = dict(rep, dropped_segments=0)
         need = grid.marks_for_block(tp, b, boxes)    # whole-layer contours reach every block of a tier
         tpb = tp.select_marks(need) if not need.all() else tp
-        tpb = stitch(tpb, printer, grid=grid, blocks=[b])
         del need
+        if i == len(blocks) - 1:
+            tp = boxes = None           # the unit's last block: its plan is not needed any more
+        tpb = stitch(tpb, printer, grid=grid, blocks=[b])
         clock("stitch")
         tpb, _ = order_marks(tpb, inplace=True, recipe=rec)
         clock("order")
