@@ -269,3 +269,18 @@ def test_streamed_check_stands_only_for_the_program_it_read(tmp_path):
     assert stream.confirm(main) is None
     pf = w.finish(used, stream=stream)
     assert pf.report.ok and not stream.confirmed
+
+
+def test_finish_with_a_stream_still_refuses_a_block_file_changed_after_it_was_read(tmp_path):
+    # the stream's thread hashed the block files as it read them; a file changed afterwards is
+    # hashed again by finish() and refused, as without a stream
+    pr, tp = _case("gwl")
+    w, stream, main, used = _stream_case(tmp_path, pr, tp, [0, 1, 2, 3])
+    stream.close()
+    victim = w.out_dir / used[1].files[0]
+    assert stream.sha256_of(victim) == used[1].sha256[used[1].files[0]]
+    victim.write_bytes(victim.read_bytes() + b"\n")    # one more (blank) line: another size
+    assert stream.sha256_of(victim) is None
+    with pytest.raises(BioslicerError, match="differs from what the worker reported"):
+        w.finish(used, stream=stream)
+    assert list(w.out_dir.iterdir()) == []

@@ -338,14 +338,18 @@ class ProgramWriter:
             seen.add(p.block)
         return parts
 
-    def _verify(self, parts, progress) -> None:
-        """Every part's files exist with the sha256 its worker reported (hashed in threads)."""
+    def _verify(self, parts, progress, stream=None) -> None:
+        """Every part's files exist with the sha256 its worker reported (hashed in threads, or
+        by ``stream``'s thread when the file is still the one it hashed)."""
         from concurrent.futures import ThreadPoolExecutor
 
         todo = [(p, rel) for p in parts for rel in p.files]
 
         def sha(item):
             path = self.out_dir / item[1]
+            known = stream.sha256_of(path) if stream is not None else None
+            if known is not None:
+                return known
             return sha256_file(path)[0] if path.is_file() else None
 
         if not todo:
@@ -412,8 +416,10 @@ class ProgramWriter:
         t0 = time.perf_counter()
         try:
             parts = self._check_parts(parts)
+            if stream is not None:
+                stream.close()          # the stream's thread has read (and hashed) every block it was given
             if self.durable:
-                self._verify(parts, progress)
+                self._verify(parts, progress, stream)
             counts = {"n_marks": sum(p.n_marks for p in parts),
                       "n_points": sum(int(p.info.get("n_points", 0)) for p in parts),
                       "n_blocks": len(parts), "n_table": len(self.blocks)}
@@ -765,6 +771,7 @@ class StreamCheck:
         self.records: list = []     # per include: the chunk summaries of the included file
         self.stats: list = []       # per include: (size, mtime_ns, inode) of the file when read
         self.synced: set = set()    # files fsynced here (ProgramWriter.sync_later)
+        self.hashed: dict = {}      # file -> (sha256, (size, mtime_ns, inode)) hashed here (durable writers)
         self.main_moves = 0         # moves of the main file's own lines (none in programs we write)
         self.error: BaseException | None = None
         self.confirmed = False      # the streamed reading stood in for a whole parse (after confirm)
@@ -857,9 +864,26 @@ class StreamCheck:
         path = self.reader.includes[-1][0]
         st = os.stat(path)
         self.stats.append((st.st_size, st.st_mtime_ns, st.st_ino))
+        if self.writer.durable:        # hashed here, beside the block loop, for finish()'s check
+            h = sha256_file(path)[0]
+            st1 = os.stat(path)
+            if (st1.st_size, st1.st_mtime_ns, st1.st_ino) == self.stats[-1]:
+                self.hashed[path] = (h, self.stats[-1])
         if self.writer.durable and self.writer.sync_later:
             _fsync_path(path)
             self.synced.add(path)
+
+    def sha256_of(self, path) -> str | None:
+        """The sha256 this stream's thread computed of ``path``, if the file is still the one it
+        hashed (same size, mtime and inode); else None."""
+        rec = self.hashed.get(str(path))
+        if rec is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return rec[0] if (st.st_size, st.st_mtime_ns, st.st_ino) == rec[1] else None
 
     def confirm(self, main) -> ValidationReport | None:
         """The validation report of the finished program (main file ``main``) from the streamed
