@@ -183,6 +183,17 @@ class _RangeBuilder:
         self.first = []
         self.sums = []
         self.n_moves = 0
+        self.offsets = {}                # file -> (lines wanted, their byte offsets), see file_read
+
+    def file_read(self, fi: int, path) -> None:
+        """File ``fi`` (at ``path``) has been fed whole: find the byte offsets of the lines its
+        ranges start on now, while it is in the page cache (:func:`index_from_builder` uses them
+        when they are the lines it wants, else reads the file again)."""
+        rows = [k for k, r in enumerate(self.ranges) if r[0] == fi]
+        if rows:
+            want = _wanted_lines(np.array([self.ranges[k] for k in rows], np.int64),
+                                 int(self.first[rows[0]][FIRST_FIELDS.index("line")]))
+            self.offsets[fi] = (want, _line_offsets(Path(path), want))
 
     def feed(self, mv, final: bool = False) -> None:
         a = {k: np.asarray(getattr(mv, k)) for k in (*FIRST_FIELDS, "file", "laser_on", "jump")}
@@ -264,6 +275,24 @@ class _RangeBuilder:
             for u, v in zip(ur.tolist(), sums.tolist()):
                 self.sums[u][col] += v
         self.n_moves += len(sel)
+
+
+def _wanted_lines(rows: np.ndarray, first_line: int) -> np.ndarray:
+    """The lines whose byte offsets a file's index needs: where each of its ranges starts (line 1
+    for the first, else the line after the previous range's last move; ``rows`` (n, 4) are its
+    ranges [file, level, first line, last line] in order), then its first move's line (the header)."""
+    line0 = rows[:, 2].copy()
+    line0[0] = 1
+    line0[1:] = rows[:-1, 3] + 1
+    return np.concatenate([line0, [first_line]]).astype(np.int64)
+
+
+def _line_offsets(path: Path, want: np.ndarray) -> np.ndarray:
+    """Byte offset where each line of ``want`` (1-based, any order) starts in ``path``."""
+    order = np.argsort(want, kind="stable")
+    offs = np.empty(len(want), np.int64)
+    offs[order] = _line_starts(path, want[order])
+    return offs
 
 
 def _line_starts(path: Path, lines: np.ndarray, chunk: int = 1 << 24) -> np.ndarray:
@@ -383,10 +412,11 @@ def index_from_builder(rb: "_RangeBuilder", main, files, printer, dialect: str, 
     # a range starts on the line after the last move of the previous range of its file (line 1 for the first)
     r_file = rng[:, 0]
     line0 = rng[:, 2].copy()
+    wanted = {}
     for fi in np.unique(r_file):
         rs = np.flatnonzero(r_file == fi)
-        line0[rs[0]] = 1
-        line0[rs[1:]] = rng[rs[:-1], 3] + 1
+        wanted[int(fi)] = _wanted_lines(rng[rs], int(first[rs[0], FIRST_FIELDS.index("line")]))
+        line0[rs] = wanted[int(fi)][:-1]
     root = main.parent
     rel = [os.path.relpath(p, root).replace(os.sep, "/") for p in files]
     F = len(files)
@@ -398,11 +428,12 @@ def index_from_builder(rb: "_RangeBuilder", main, files, printer, dialect: str, 
         rs = np.flatnonzero(r_file == fi)
         if len(rs) == 0:
             continue
-        first_line = int(first[rs[0], FIRST_FIELDS.index("line")])
-        want = np.concatenate([line0[rs], [first_line]])
-        order = np.argsort(want, kind="stable")
-        offs = np.empty(len(want), np.int64)
-        offs[order] = _line_starts(Path(files[fi]), want[order])
+        want = wanted[fi]
+        known = rb.offsets.get(fi)
+        if known is not None and np.array_equal(known[0], want):
+            offs = known[1]                # found while the file was read back (StreamCheck)
+        else:
+            offs = _line_offsets(Path(files[fi]), want)
         r_start[rs] = offs[:-1]
         header[fi] = offs[-1] if offs[-1] <= _MAX_HEADER_BYTES else 0
         r_end[rs[:-1]] = r_start[rs[1:]]

@@ -363,7 +363,7 @@ class ProgramWriter:
                                      "storage this machine sees (a shared filesystem)")
         progress(len(parts), len(parts), "checking blocks")
 
-    def stream_check(self, blocks, on_moves=None) -> "StreamCheck":
+    def stream_check(self, blocks, on_moves=None, on_file=None) -> "StreamCheck":
         """A :class:`StreamCheck` of this program: give it each block's part as soon as it is
         written (:meth:`StreamCheck.add`), and to :meth:`finish` (``stream=``), which then takes
         its reading instead of parsing the whole program again when it stands for one.
@@ -375,8 +375,10 @@ class ProgramWriter:
         on_moves : callable, optional
             ``on_moves(moves)`` with every chunk of moves read, in program order (from the
             reading thread).
+        on_file : callable, optional
+            ``on_file(file index, path)`` after each included file was read whole (same thread).
         """
-        return StreamCheck(self, blocks, on_moves)
+        return StreamCheck(self, blocks, on_moves, on_file)
 
     def finish(self, parts, progress=silent, validate: bool = True, stream=None) -> ProgramFiles:
         """Check the blocks' files, write the main file(s), validate, then move everything into place.
@@ -756,13 +758,14 @@ class StreamCheck:
     validated by a whole parse as before. Either way no program appears unvalidated.
     """
 
-    def __init__(self, writer, blocks, on_moves=None, max_violations: int = 20) -> None:
+    def __init__(self, writer, blocks, on_moves=None, on_file=None, max_violations: int = 20) -> None:
         import queue
         import threading
 
         self.writer = writer
         self.d = DIALECTS[writer.dialect]
         self.on_moves = on_moves
+        self.on_file = on_file
         self.max_violations = max_violations
         self.supported = hasattr(self.d.module, "StreamReader") and writer.direct is None
         self.todo = sorted(int(b) for b in blocks)
@@ -861,7 +864,9 @@ class StreamCheck:
         if len(self.reader.includes) != n0 + 1:
             raise RuntimeError("a block's main file lines did not include exactly one file")
         self.records.append(summaries)
-        path = self.reader.includes[-1][0]
+        path, fi = self.reader.includes[-1][:2]
+        if self.on_file is not None:
+            self.on_file(fi, path)
         st = os.stat(path)
         self.stats.append((st.st_size, st.st_mtime_ns, st.st_ino))
         if self.writer.durable:        # hashed here, beside the block loop, for finish()'s check
