@@ -304,10 +304,10 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
     clock.restart()
     part = plan.writer.write_block(b, tp) if plan.writer is not None else None
     clock("write")
-    est = estimate_block(tp, plan.printer)
     n = tp.n_marks
+    lengths = tp.mark_lengths() if n else np.zeros(0)      # once, for the estimate and the sets too
+    est = estimate_block(tp, plan.printer, lengths)
     if n:
-        lengths = tp.mark_lengths()
         kinds = np.bincount(tp.mark_kind, minlength=len(Kind))
         by_kind = {k.name.lower(): int(kinds[int(k)]) for k in Kind}
         bounds = tp.bounds()
@@ -315,7 +315,6 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
         last = [float(tp.x_um[-1]), float(tp.y_um[-1]), float(tp.z_um[-1])]
         lo, hi = bounds[0].tolist(), bounds[1].tolist()
     else:
-        lengths = np.zeros(0)
         by_kind = {k.name.lower(): 0 for k in Kind}
         first = last = lo = hi = None
     clip = rep.get("power_clip")
@@ -328,7 +327,7 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
     if rec is not None:
         from .paramsets import block_sets
 
-        sets = block_sets(tp, rec, printer, rep.get("modulation"))
+        sets = block_sets(tp, rec, printer, rep.get("modulation"), lengths)
     prev = None
     if plan.preview_layer_step:
         prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)
