@@ -275,16 +275,24 @@ def unit_marks(source, plan: BlockPlan, blocks):
 
             tp.mark_set += np.int32(plan.set_source * SOURCE_STRIDE)
     clock("plan")
-    boxes = mark_boxes(tp) if len(blocks) > 1 and tp.n_marks else None
+    needs = [None] * len(blocks)
+    if len(blocks) > 1 and tp.n_marks:
+        # every block's selection at once from the marks' boxes, which are then dropped: (M,) bools
+        # per block are held through the unit instead of four (M,) float64 box arrays
+        boxes = mark_boxes(tp)
+        needs = [grid.marks_for_block(tp, b, boxes) for b in blocks]
+        del boxes
     for i, b in enumerate(blocks):
         if i:
             clock = _Clock()
             rep = dict(rep, dropped_segments=0)
-        need = grid.marks_for_block(tp, b, boxes)    # whole-layer contours reach every block of a tier
+        # whole-layer contours reach every block of a tier
+        need = needs[i] if needs[i] is not None else grid.marks_for_block(tp, b)
+        needs[i] = None
         tpb = tp.select_marks(need) if not need.all() else tp
         del need
         if i == len(blocks) - 1:
-            tp = boxes = None           # the unit's last block: its plan is not needed any more
+            tp = None                   # the unit's last block: its plan is not needed any more
         tpb = stitch(tpb, printer, grid=grid, blocks=[b])
         clock("stitch")
         tpb, _ = order_marks(tpb, inplace=True, recipe=rec)
