@@ -254,7 +254,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         timings["main_s"] = writer.timings_s.get("main_s", 0.0)
         timings["validate_s"] = writer.timings_s.get("validate_s", 0.0)
         timings["check_thread_s"] = stream.busy_s       # reading back while the blocks ran (overlapped)
-        timings["check_wait_s"] = stream.wait_s         # of validate_s: waiting for that reading to end
+        timings["check_wait_s"] = stream.wait_s         # of write_s: waiting for that reading to end
         timings["check_streamed"] = stream.confirmed
         t_manifest = time.perf_counter()
         validation = files.report
