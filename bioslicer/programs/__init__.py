@@ -7,6 +7,9 @@ Public entries
     file(s) from that block's marks alone (in any process, any order, retried at will) into a
     hidden staging folder of ``out_dir``; :meth:`~ProgramWriter.finish` checks what the blocks
     reported, writes the main file(s), validates the program and only then moves it into place.
+:class:`StreamCheck`
+    :meth:`ProgramWriter.stream_check`: the blocks' files read back and checked by a thread as
+    they are written (GWL), which ``finish`` then confirms instead of parsing the whole program.
 :func:`write_program`
     Toolpath -> program files, on top of :class:`ProgramWriter` (so a whole-toolpath export and
     a block-parallel run give the same bytes); nothing is left behind on a violation.
