@@ -229,7 +229,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         rb = index_builder() if writer.dialect not in ("waveform", "voxel") else None
         with writer.stream_check(todo, on_moves=rb.feed if rb is not None else None,
                                  on_file=rb.file_read if rb is not None else None) as stream:
-            writer.sync_later = stream.supported and client is None   # fsync in the reading thread
+            writer.sync_later = stream.supported and client is None   # hash, fsync in the reading thread
             t = time.perf_counter()
             on_result = lambda r: stream.add(r.part)  # noqa: E731
             if client is None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bioslicer.errors import BioslicerError
+from bioslicer.fileio import sha256_file
 from bioslicer.printers import load_printer
 from bioslicer.programs import ProgramWriter, read_program, validate_program, write_program
 from bioslicer.toolpath import Blocks, Toolpath
@@ -215,12 +216,12 @@ def test_tokenizer_reads_no_numbers_after_a_text_keyword():
     assert out["codes"][1] == T.CODE_BAD          # a number word elsewhere is still malformed
 
 
-def _stream_case(tmp_path, pr, tp, order):
+def _stream_case(tmp_path, pr, tp, order, later=True):
     """Blocks written, given to a StreamCheck in ``order``, the main file written: (stream, main, parts)."""
     from bioslicer.programs import gwl
 
     w = ProgramWriter(pr, tp.blocks, tmp_path / "job", name="part")
-    w.sync_later = True                          # block files fsynced by the stream's thread
+    w.sync_later = later                         # block files hashed and fsynced by the stream's thread
     stream = w.stream_check(range(len(tp.blocks)))
     parts = {b: w.write_block(b, tp.select_marks(tp.mark_block == b)) for b in range(len(tp.blocks))}
     for b in order:
@@ -265,6 +266,8 @@ def test_streamed_check_stands_only_for_the_program_it_read(tmp_path):
     assert stream.confirm(main) is None and not stream.confirmed
     pf = w.finish(used, stream=stream)           # validated by a whole parse instead
     assert pf.report.ok and pf.report.n_moves == len(read_program(pf.main, pr))
+    assert all(p.sha256[f] == "" for p in used for f in p.files)      # hashed by the thread, not the writer
+    assert pf.sha256 == {f: sha256_file(f)[0] for f in pf.files[1:]}   # what finish checked and hands on
     w, stream, main, used = _stream_case(tmp_path / "b", pr, tp, [0, 1, 3])    # block 2 never given
     assert stream.confirm(main) is None
     pf = w.finish(used, stream=stream)
@@ -275,7 +278,7 @@ def test_finish_with_a_stream_still_refuses_a_block_file_changed_after_it_was_re
     # the stream's thread hashed the block files as it read them; a file changed afterwards is
     # hashed again by finish() and refused, as without a stream
     pr, tp = _case("gwl")
-    w, stream, main, used = _stream_case(tmp_path, pr, tp, [0, 1, 2, 3])
+    w, stream, main, used = _stream_case(tmp_path, pr, tp, [0, 1, 2, 3], later=False)
     stream.close()
     victim = w.out_dir / used[1].files[0]
     assert stream.sha256_of(victim) == used[1].sha256[used[1].files[0]]

@@ -237,10 +237,10 @@ class ProgramWriter:
         removes them) sets it False: no fsync, no hashes (empty strings), no re-check. The
         bytes written are the same either way.
     sync_later : bool
-        False (default): a durable block file is fsynced as it is written. True (one process
-        with a :class:`StreamCheck`): its fsync is left to the stream's reading thread, off the
-        block loop, and :meth:`finish` fsyncs whatever that thread did not before anything is
-        moved into place.
+        False (default): a durable block file is hashed and fsynced as it is written. True (one
+        process with a :class:`StreamCheck`): both are left to the stream's reading thread, off
+        the block loop (``BlockPart.sha256`` values are then ''), and :meth:`finish` hashes and
+        fsyncs whatever that thread did not before anything is moved into place.
 
     Raises
     ------
@@ -341,9 +341,11 @@ class ProgramWriter:
             seen.add(p.block)
         return parts
 
-    def _verify(self, parts, progress, stream=None) -> None:
+    def _verify(self, parts, progress, stream=None) -> dict:
         """Every part's files exist with the sha256 its worker reported (hashed in threads, or
-        by ``stream``'s thread when the file is still the one it hashed)."""
+        by ``stream``'s thread when the file is still the one it hashed); a file whose writer
+        left its hash to the stream (``sync_later``: reported '') only has to exist. Returns
+        {path: sha256} of every file checked."""
         from concurrent.futures import ThreadPoolExecutor
 
         todo = [(p, rel) for p in parts for rel in p.files]
@@ -356,15 +358,17 @@ class ProgramWriter:
             return sha256_file(path)[0] if path.is_file() else None
 
         if not todo:
-            return
+            return {}
         with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
             got = list(pool.map(sha, todo))
         for (p, rel), h in zip(todo, got):
-            if h != p.sha256.get(rel):
+            want = p.sha256.get(rel)
+            if h is None or (h != want and not (want == "" and self.sync_later)):
                 what = "was not found" if h is None else "differs from what the worker reported"
                 raise BioslicerError(f"block {p.block} file {self.out_dir / rel} {what}; the workers must write to "
                                      "storage this machine sees (a shared filesystem)")
         progress(len(parts), len(parts), "checking blocks")
+        return {self.out_dir / rel: h for (_, rel), h in zip(todo, got)}
 
     def stream_check(self, blocks, on_moves=None, on_file=None) -> "StreamCheck":
         """A :class:`StreamCheck` of this program: give it each block's part as soon as it is
@@ -423,8 +427,7 @@ class ProgramWriter:
             parts = self._check_parts(parts)
             if stream is not None:
                 stream.close()          # the stream's thread has read (and hashed) every block it was given
-            if self.durable:
-                self._verify(parts, progress, stream)
+            checked = self._verify(parts, progress, stream) if self.durable else {}
             counts = {"n_marks": sum(p.n_marks for p in parts),
                       "n_points": sum(int(p.info.get("n_points", 0)) for p in parts),
                       "n_blocks": len(parts), "n_table": len(self.blocks)}
@@ -451,7 +454,6 @@ class ProgramWriter:
                                          "toolpath or choose a printer that can make it")
             self.timings_s["validate_s"] = time.perf_counter() - t1
             final = []
-            checked = {self.out_dir / rel: h for p in parts for rel, h in p.sha256.items()} if self.durable else {}
             sha = {}
             for f in files:
                 dst = self.out_dir / Path(f).relative_to(staging)

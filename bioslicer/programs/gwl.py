@@ -262,7 +262,8 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     o = w.blocks.origin_um[b]
     st = o + program_origin_um(printer)
     folder, fname = _block_file(spec, w.name, b)
-    with AtomicFile(staging / folder / fname, hashed=w.durable, fsync=w.durable and not w.sync_later,
+    later = w.sync_later        # hashed and fsynced by the stream's thread (one process)
+    with AtomicFile(staging / folder / fname, hashed=w.durable and not later, fsync=w.durable and not later,
                     root=staging) as fb:
         fb.write(f"{spec.comment} block {b}: origin x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
                  f"z {F.fmt(st[2], dec)} um, {toolpath.n_marks} marks{line_ending(printer, spec)}")
