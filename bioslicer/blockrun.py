@@ -280,15 +280,25 @@ def unit_marks(source, plan: BlockPlan, blocks):
 
             tp.mark_set += np.int32(plan.set_source * SOURCE_STRIDE)
     clock("plan")
-    boxes = mark_boxes(tp) if len(blocks) > 1 and tp.n_marks else None
+    needs = [None] * len(blocks)
+    if len(blocks) > 1 and tp.n_marks:
+        # every block's selection at once from the marks' boxes, which are then dropped: (M,) bools
+        # per block are held through the unit instead of four (M,) float64 box arrays
+        boxes = mark_boxes(tp)
+        needs = [grid.marks_for_block(tp, b, boxes) for b in blocks]
+        del boxes
     for i, b in enumerate(blocks):
         if i:
             clock = _Clock()
             rep = dict(rep, dropped_segments=0)
-        need = grid.marks_for_block(tp, b, boxes)    # whole-layer contours reach every block of a tier
+        # whole-layer contours reach every block of a tier
+        need = needs[i] if needs[i] is not None else grid.marks_for_block(tp, b)
+        needs[i] = None
         tpb = tp.select_marks(need) if not need.all() else tp
-        tpb = stitch(tpb, printer, grid=grid, blocks=[b])
         del need
+        if i == len(blocks) - 1:
+            tp = None                   # the unit's last block: its plan is not needed any more
+        tpb = stitch(tpb, printer, grid=grid, blocks=[b])
         clock("stitch")
         tpb, _ = order_marks(tpb, inplace=True, recipe=rec)
         clock("order")
@@ -307,10 +317,10 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
     clock.restart()
     part = plan.writer.write_block(b, tp) if plan.writer is not None else None
     clock("write")
-    est = estimate_block(tp, plan.printer)
     n = tp.n_marks
+    lengths = tp.mark_lengths() if n else np.zeros(0)      # once, for the estimate and the sets too
+    est = estimate_block(tp, plan.printer, lengths)
     if n:
-        lengths = tp.mark_lengths()
         kinds = np.bincount(tp.mark_kind, minlength=len(Kind))
         by_kind = {k.name.lower(): int(kinds[int(k)]) for k in Kind}
         bounds = tp.bounds()
@@ -318,7 +328,6 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
         last = [float(tp.x_um[-1]), float(tp.y_um[-1]), float(tp.z_um[-1])]
         lo, hi = bounds[0].tolist(), bounds[1].tolist()
     else:
-        lengths = np.zeros(0)
         by_kind = {k.name.lower(): 0 for k in Kind}
         first = last = lo = hi = None
     clip = rep.get("power_clip")
@@ -331,7 +340,7 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
     if rec is not None:
         from .paramsets import block_sets
 
-        sets = block_sets(tp, rec, printer, rep.get("modulation"))
+        sets = block_sets(tp, rec, printer, rep.get("modulation"), lengths)
     prev = None
     if plan.preview_layer_step:
         prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)

@@ -43,9 +43,10 @@ LOST_RETRIES = 3
 JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
 
 
-def run_blocks_local(solid, plan, block_ids, progress: Progress = silent) -> dict:
+def run_blocks_local(solid, plan, block_ids, progress: Progress = silent, on_result=None) -> dict:
     """Run every block here, unit by unit (:func:`~bioslicer.blockrun.plan_units`: a row of
     blocks of one tier, planned once), one block after another (``blockrun.run_unit``).
+    ``on_result(BlockResult)`` is called as each block is done.
 
     Returns
     -------
@@ -60,6 +61,8 @@ def run_blocks_local(solid, plan, block_ids, progress: Progress = silent) -> dic
     for unit in plan_units(plan.grid_obj(), block_ids):
         for bm in unit_marks(solid, plan, unit):
             out[bm.block] = finish_block(plan, bm)
+            if on_result is not None:
+                on_result(out[bm.block])
             progress(len(out), total, "blocks")
             del bm
     return out
@@ -197,9 +200,10 @@ def jobqueue_cluster(path):
     return cluster
 
 
-def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent) -> dict:
+def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent, on_result=None) -> dict:
     """Run every unit of blocks (:func:`~bioslicer.blockrun.plan_units`) as a task on ``client``'s
     cluster (``blockrun.run_unit``: the same blocks, bytes and results as a local run).
+    ``on_result(BlockResult)`` is called here as each block's result arrives (in any order).
 
     A worker that dies mid-block has its block re-run by Dask (tasks are pure functions of their
     inputs and write through temporary names, so a re-run leaves no torn file). An exception in
@@ -245,6 +249,8 @@ def run_blocks_dask(client, solid, plan, block_ids, progress: Progress = silent)
                 raise BioslicerError(f"block {unit[0]} failed: {_one_line(exc) if exc is not None else f.status}")
             for r in f.result():
                 out[r.block] = r
+                if on_result is not None:
+                    on_result(r)
             progress(len(out), total, "blocks")
     except BaseException:
         client.cancel(list(futures), force=True)

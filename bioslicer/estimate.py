@@ -42,7 +42,7 @@ class Estimate:
         }
 
 
-def estimate_print_time(toolpath: Toolpath, printer) -> Estimate:
+def estimate_print_time(toolpath: Toolpath, printer, mark_lengths_um=None) -> Estimate:
     """Estimate how long the printer takes to write a toolpath, in toolpath order.
 
     Model (every figure from the printer profile; lengths µm, times s):
@@ -69,6 +69,8 @@ def estimate_print_time(toolpath: Toolpath, printer) -> Estimate:
     toolpath : Toolpath
         Usually stitched (``blocks`` set); an unstitched toolpath counts as one block.
     printer : Printer or str
+    mark_lengths_um : (M,) float64, optional
+        ``toolpath.mark_lengths()`` when the caller has it already.
 
     Returns
     -------
@@ -83,7 +85,7 @@ def estimate_print_time(toolpath: Toolpath, printer) -> Estimate:
         raise BioslicerError("some marks have a scan speed <= 0 µm/s; set a positive speed for every kind")
     blk = tp.mark_block.astype(np.int64) if stitched else np.zeros(m, np.int64)
 
-    length = tp.mark_lengths()
+    length = tp.mark_lengths() if mark_lengths_um is None else mark_lengths_um
     mark_t = length / tp.mark_speed_um_s if m else np.zeros(0)
     delay_t = np.full(m, pr.laser_on_delay_s + pr.laser_off_delay_s)
 
@@ -118,7 +120,7 @@ _PART_TIMES = ("mark_s", "jump_s", "laser_delay_s", "layer_change_s")
 _PART_COUNTS = ("marks", "jumps", "layer_changes", "mark_length_um", "jump_length_um")
 
 
-def estimate_block(toolpath: Toolpath, printer) -> dict | None:
+def estimate_block(toolpath: Toolpath, printer, mark_lengths_um=None) -> dict | None:
     """The additive parts of the print time of one block, for :func:`combine_estimates`.
 
     Lets each block of a job be estimated where it was stitched (a separate task or machine)
@@ -130,6 +132,8 @@ def estimate_block(toolpath: Toolpath, printer) -> dict | None:
         Stitched marks of one block (``blocks`` set, every ``mark_block`` equal), in writing
         order, e.g. ``stitch(..., grid=g, blocks=[b])`` after ordering.
     printer : Printer or str
+    mark_lengths_um : (M,) float64, optional
+        ``toolpath.mark_lengths()`` when the caller has it already.
 
     Returns
     -------
@@ -146,7 +150,7 @@ def estimate_block(toolpath: Toolpath, printer) -> dict | None:
     if tp.blocks is None or tp.mark_block.min() < 0 or tp.mark_block.min() != tp.mark_block.max():
         raise BioslicerError("estimate_block needs the stitched marks of exactly one block; select them with "
                              "toolpath.select_marks(toolpath.mark_block == b)")
-    est = estimate_print_time(tp, printer)
+    est = estimate_print_time(tp, printer, mark_lengths_um)
     b, c = est.breakdown, est.breakdown["counts"]
     d = {"block": int(tp.mark_block[0])}
     d.update({k: float(b[k]) for k in _PART_TIMES})

@@ -101,8 +101,9 @@ def describe_set(set_id: int, recipe, printer, mod: str | None) -> dict:
             "source": source_d}
 
 
-def block_sets(tp, recipe, printer, mod: str | None) -> dict:
-    """The sets the marks of ``tp`` use, with their mark count, mark length and z range.
+def block_sets(tp, recipe, printer, mod: str | None, mark_lengths_um=None) -> dict:
+    """The sets the marks of ``tp`` use, with their mark count, mark length and z range
+    (``mark_lengths_um``: ``tp.mark_lengths()`` when the caller has it already).
 
     Returns
     -------
@@ -112,7 +113,7 @@ def block_sets(tp, recipe, printer, mod: str | None) -> dict:
     """
     if tp.n_marks == 0:
         return {}
-    lengths = tp.mark_lengths()
+    lengths = tp.mark_lengths() if mark_lengths_um is None else mark_lengths_um
     z0 = tp.z_um[tp.mark_start[:-1]]
     out = {}
     ids, inv = np.unique(tp.mark_set, return_inverse=True)

@@ -230,28 +230,40 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
                                find_interface=rec.find_interface, tilt_points=rec.tilt_measure_points())
         plan = BlockPlan(prec.to_dict(), pr, grid.to_dict(), writer, layer_step, mark_step)
         todo = cells_to_run(solid, prec, grid)
-        t = time.perf_counter()
-        if client is None:
-            from .cluster import run_blocks_local
+        from .preview.program import INDEX_NAME, index_builder, write_job_program_index
 
-            results = run_blocks_local(solid, plan, todo, progress)
-        else:
-            from .cluster import run_blocks_dask
+        # every block file is read back and checked (and its moves indexed) by a thread as soon as
+        # it is written, while the next blocks are planned; finish() confirms that reading
+        rb = index_builder() if writer.dialect not in ("waveform", "voxel") else None
+        with writer.stream_check(todo, on_moves=rb.feed if rb is not None else None,
+                                 on_file=rb.file_read if rb is not None else None) as stream:
+            writer.sync_later = stream.supported and client is None   # hash, fsync in the reading thread
+            t = time.perf_counter()
+            on_result = lambda r: stream.add(r.part)  # noqa: E731
+            if client is None:
+                from .cluster import run_blocks_local
 
-            results = run_blocks_dask(client, solid, plan, todo, progress)
-        timings["blocks_s"] = time.perf_counter() - t
-        ordered = [results[b] for b in sorted(results)]
-        timings["block_stages_s"] = stage_times(ordered)
-        used = [r for r in ordered if r.n_marks]
-        if not used:
-            raise BioslicerError(
-                f"nothing to print: the recipe gives no marks inside {solid.name or 'the mesh'}; "
-                "check the units (--units) and that slice_um/hatch_um are smaller than the part")
-        t = time.perf_counter()
-        files = writer.finish([r.part for r in used], progress=progress)
+                results = run_blocks_local(solid, plan, todo, progress, on_result=on_result)
+            else:
+                from .cluster import run_blocks_dask
+
+                results = run_blocks_dask(client, solid, plan, todo, progress, on_result=on_result)
+            timings["blocks_s"] = time.perf_counter() - t
+            ordered = [results[b] for b in sorted(results)]
+            timings["block_stages_s"] = stage_times(ordered)
+            used = [r for r in ordered if r.n_marks]
+            if not used:
+                raise BioslicerError(
+                    f"nothing to print: the recipe gives no marks inside {solid.name or 'the mesh'}; "
+                    "check the units (--units) and that slice_um/hatch_um are smaller than the part")
+            t = time.perf_counter()
+            files = writer.finish([r.part for r in used], progress=progress, stream=stream)
         timings["write_s"] = time.perf_counter() - t
         timings["main_s"] = writer.timings_s.get("main_s", 0.0)
         timings["validate_s"] = writer.timings_s.get("validate_s", 0.0)
+        timings["check_thread_s"] = stream.busy_s       # reading back while the blocks ran (overlapped)
+        timings["check_wait_s"] = stream.wait_s         # of write_s: waiting for that reading to end
+        timings["check_streamed"] = stream.confirmed
         t_manifest = time.perf_counter()
         validation = files.report
         est = combined_estimate(blocks, results, pr)
@@ -260,10 +272,10 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
         prev.meta = {"preview": {"layer_step": layer_step, "mark_step": mark_step}}
         prev.save(jw.path / "preview_toolpath.npz")
         from .preview.compare import job_comparison
-        from .preview.program import INDEX_NAME, write_job_program_index
 
         t = time.perf_counter()
-        pindex = write_job_program_index(jw.path, files.main, pr, files.dialect, lz)   # layer offsets
+        pindex = write_job_program_index(jw.path, files.main, pr, files.dialect, lz,   # layer offsets
+                                         builder=rb if stream.confirmed else None, files=files.files)
         timings["program_index_s"] = time.perf_counter() - t
         t = time.perf_counter()
         design_vs_print = job_comparison(solid, pindex, pr, rec.hatch_um, rec.slice_um, lz,
@@ -301,7 +313,7 @@ def slice_to_job(mesh_path, out_dir, printer="nanoscribe-gt2-25x", recipe=None, 
             parameter_sets=merge_sets(r.extra.get("sets") for r in used),
             preview_toolpath="preview_toolpath.npz", perfusion=perfusion,
             program_index=INDEX_NAME if pindex is not None else None, compare=design_vs_print)
-        path = jw.commit(manifest, zip=zip)
+        path = jw.commit(manifest, zip=zip, known_sha256={rel(f): h for f, h in files.sha256.items()})
         timings["manifest_s"] = time.perf_counter() - t_manifest
     timings["total_s"] = time.perf_counter() - t_all
     zip_path = path.with_name(path.name + ".zip") if zip else None

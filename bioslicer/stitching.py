@@ -285,7 +285,7 @@ class StitchGrid:
         :class:`CellOwner`); the cells of a tier tile the plane, so every point has one owner."""
         return CellOwner(self, b)
 
-    def marks_for_block(self, toolpath: Toolpath, b: int, boxes: np.ndarray | None = None) -> np.ndarray:
+    def marks_for_block(self, toolpath: Toolpath, b: int, boxes: tuple | None = None) -> np.ndarray:
         """(M,) bool: marks on :meth:`block_layers` whose x/y bounding box meets
         :meth:`block_window_um` -- a sufficient input to ``stitch(..., grid=self, blocks=[b])``.
 
@@ -332,11 +332,12 @@ class StitchGrid:
         return grid
 
 
-def mark_boxes(toolpath: Toolpath) -> np.ndarray:
-    """(4, M) float64: xmin, xmax, ymin, ymax of every mark, µm."""
+def mark_boxes(toolpath: Toolpath) -> tuple:
+    """(xmin, xmax, ymin, ymax) of every mark, µm: four (M,) float64 arrays (not stacked: a unit's
+    marks are millions, and a (4, M) copy would be made at the unit's memory peak)."""
     s = toolpath.mark_start[:-1]
-    return np.stack([np.minimum.reduceat(toolpath.x_um, s), np.maximum.reduceat(toolpath.x_um, s),
-                     np.minimum.reduceat(toolpath.y_um, s), np.maximum.reduceat(toolpath.y_um, s)])
+    return (np.minimum.reduceat(toolpath.x_um, s), np.maximum.reduceat(toolpath.x_um, s),
+            np.minimum.reduceat(toolpath.y_um, s), np.maximum.reduceat(toolpath.y_um, s))
 
 
 class CellOwner:

@@ -227,3 +227,41 @@ def test_stale_cached_index_is_rebuilt(gwl_job, tmp_path):
     blk = prog / a.files[1]
     blk.write_bytes(blk.read_bytes() + b"% appended\n")
     assert not a.is_current() and program_index(main_path, pr).is_current()
+
+
+def test_index_made_while_the_job_was_read_back_equals_a_full_parse_index(tmp_path, monkeypatch):
+    # the job's index comes from the moves its validation read block by block (no second parse;
+    # the byte offsets of each file's ranges found by the reading thread, not by reading the
+    # files again afterwards); it is the index build_program_index makes from the finished
+    # program, array for array
+    import threading
+
+    import bioslicer.preview.program as pp
+    from bioslicer.pipeline import slice_to_job
+    from test_preview import JOB_SET, box_mesh
+
+    seen = []
+    line_starts = pp._line_starts
+
+    def spy(*args, **kw):
+        seen.append(threading.current_thread().name)
+        return line_starts(*args, **kw)
+
+    monkeypatch.setattr(pp, "_line_starts", spy)
+    mesh = tmp_path / "box.stl"
+    mesh.write_bytes(box_mesh().export(file_type="stl"))
+    res = slice_to_job(mesh, tmp_path / "job", printer="nanoscribe-gt2-25x", overrides=dict(JOB_SET),
+                       preview=False)
+    assert res.timings_s["check_streamed"] is True
+    assert seen == ["bioslicer-stream-check"] * 4           # once per block file, in the thread
+    monkeypatch.setattr(pp, "_line_starts", line_starts)
+    m, pr = _job_printer(res.path)
+    main = res.path / m["program"]["main"]
+    got = ProgramIndex.load(res.path / INDEX_NAME, main)
+    lz = Toolpath.load(res.path / "preview_toolpath.npz").layer_z_um
+    want = build_program_index(main, pr, m["program"]["dialect"], lz)
+    for k in ("file_bytes", "header_bytes", "level_z_um", "layer", "r_file", "r_start", "r_end", "r_line0",
+              "r_level", "first", "sums"):
+        assert np.array_equal(getattr(got, k), getattr(want, k)), k
+    assert (got.files, got.n_layers, got.n_moves, got.dialect) == (want.files, want.n_layers, want.n_moves,
+                                                                     want.dialect)

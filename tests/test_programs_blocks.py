@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bioslicer.errors import BioslicerError
+from bioslicer.fileio import sha256_file
 from bioslicer.printers import load_printer
 from bioslicer.programs import ProgramWriter, read_program, validate_program, write_program
 from bioslicer.toolpath import Blocks, Toolpath
@@ -213,3 +214,76 @@ def test_tokenizer_reads_no_numbers_after_a_text_keyword():
     assert r == 2
     assert out["codes"][0] == kw.code["include"] and out["nvals"][0] == 0
     assert out["codes"][1] == T.CODE_BAD          # a number word elsewhere is still malformed
+
+
+def _stream_case(tmp_path, pr, tp, order, later=True):
+    """Blocks written, given to a StreamCheck in ``order``, the main file written: (stream, main, parts)."""
+    from bioslicer.programs import gwl
+
+    w = ProgramWriter(pr, tp.blocks, tmp_path / "job", name="part")
+    w.sync_later = later                         # block files hashed and fsynced by the stream's thread
+    stream = w.stream_check(range(len(tp.blocks)))
+    parts = {b: w.write_block(b, tp.select_marks(tp.mark_block == b)) for b in range(len(tp.blocks))}
+    for b in order:
+        stream.add(parts[b])
+    used = [parts[b] for b in sorted(parts) if parts[b].n_marks]
+    counts = {"n_marks": sum(p.n_marks for p in used), "n_points": sum(p.info["n_points"] for p in used),
+              "n_blocks": len(used), "n_table": len(tp.blocks)}
+    files = gwl.write_main(w, used, counts, w.staging)
+    return w, stream, files[0], used
+
+
+@pytest.mark.parametrize("case", ["clean", "field", "speed"])
+def test_streamed_check_gives_the_report_of_a_whole_parse(tmp_path, case):
+    # blocks read back as they come (any order), the main file then read alone: the same report
+    # as parsing the finished program whole, violations (file, line, message) and counts included
+    pr = load_printer("nanoscribe-gt2-63x")      # 200 µm field
+    tp = job_toolpath(speed=1e9 if case == "speed" else 1000.0)
+    if case == "field":
+        tp.x_um[tp.mark_block[tp.point_mark()] >= 2] += 150.0     # blocks 2 and 3 reach out of the field
+    w, stream, main, used = _stream_case(tmp_path, pr, tp, [3, 1, 0, 2])
+    got = stream.confirm(main)
+    want = validate_program(main, pr, "gwl")
+    assert got is not None and stream.confirmed and stream.records and stream.busy_s > 0
+    assert got.to_dict() == want.to_dict()
+    assert stream.synced == {str(w.out_dir / f) for p in used for f in p.files}
+    assert want.ok == (case == "clean") and want.n_moves > 0
+    if case != "clean":
+        assert want.n_violations > len(want.violations) == 20
+    w.abort()
+
+
+def test_streamed_check_stands_only_for_the_program_it_read(tmp_path):
+    # a block file replaced after it was read, or a block missing from the stream: a whole parse
+    pr = load_printer("nanoscribe-gt2-25x")
+    tp = job_toolpath()
+    w, stream, main, used = _stream_case(tmp_path / "a", pr, tp, [0, 1, 2, 3])
+    stream.close()
+    f = w.out_dir / used[1].files[0]
+    data = f.read_bytes()
+    f.unlink()
+    f.write_bytes(data)                          # the same bytes, but not the file that was read
+    assert stream.confirm(main) is None and not stream.confirmed
+    pf = w.finish(used, stream=stream)           # validated by a whole parse instead
+    assert pf.report.ok and pf.report.n_moves == len(read_program(pf.main, pr))
+    assert all(p.sha256[f] == "" for p in used for f in p.files)      # hashed by the thread, not the writer
+    assert pf.sha256 == {f: sha256_file(f)[0] for f in pf.files[1:]}   # what finish checked and hands on
+    w, stream, main, used = _stream_case(tmp_path / "b", pr, tp, [0, 1, 3])    # block 2 never given
+    assert stream.confirm(main) is None
+    pf = w.finish(used, stream=stream)
+    assert pf.report.ok and not stream.confirmed
+
+
+def test_finish_with_a_stream_still_refuses_a_block_file_changed_after_it_was_read(tmp_path):
+    # the stream's thread hashed the block files as it read them; a file changed afterwards is
+    # hashed again by finish() and refused, as without a stream
+    pr, tp = _case("gwl")
+    w, stream, main, used = _stream_case(tmp_path, pr, tp, [0, 1, 2, 3], later=False)
+    stream.close()
+    victim = w.out_dir / used[1].files[0]
+    assert stream.sha256_of(victim) == used[1].sha256[used[1].files[0]]
+    victim.write_bytes(victim.read_bytes() + b"\n")    # one more (blank) line: another size
+    assert stream.sha256_of(victim) is None
+    with pytest.raises(BioslicerError, match="differs from what the worker reported"):
+        w.finish(used, stream=stream)
+    assert list(w.out_dir.iterdir()) == []

@@ -121,7 +121,7 @@ class JobWriter:
                                          "choose another -o")
 
     # ---------------------------------------------------------------- commit
-    def commit(self, manifest: dict, zip: bool = False) -> Path:
+    def commit(self, manifest: dict, zip: bool = False, known_sha256: dict | None = None) -> Path:
         """Hash the files, write report.txt and manifest.json, fsync, publish the folder.
 
         Parameters
@@ -131,6 +131,10 @@ class JobWriter:
             ``software`` are filled in when absent. Not modified.
         zip : bool
             Also write ``<out_dir>.zip`` (files at the archive root, sorted, fixed timestamps).
+        known_sha256 : dict, optional
+            POSIX path relative to the folder -> sha256 hex of files this process has just
+            hashed and checked (e.g. ``ProgramFiles.sha256``: the program's block files, checked
+            against what their writers reported); they are not read again.
 
         Returns
         -------
@@ -164,7 +168,8 @@ class JobWriter:
             for name in (MANIFEST_NAME, REPORT_NAME):
                 (tmp / name).unlink(missing_ok=True)
             rels = _list_files(tmp)
-            hashes = _hash_and_fsync([tmp / rel for rel in rels])     # (`zip` is an argument here)
+            known = known_sha256 or {}
+            hashes = _hash_and_fsync([tmp / rel for rel in rels], [known.get(rel) for rel in rels])
             files = {rel: hashes[i] for i, rel in enumerate(rels)}
             named = list(m["program"]["files"]) + [m.get(k) for k in ("preview", "toolpath")
                                                    if isinstance(m.get(k), str)]
@@ -226,19 +231,22 @@ class JobWriter:
 COMMIT_THREADS = 8
 
 
-def _hash_and_fsync(paths) -> list:
-    """SHA-256 of every file (in the order given), each fsynced, in :data:`COMMIT_THREADS` threads."""
+def _hash_and_fsync(paths, known=None) -> list:
+    """SHA-256 of every file (in the order given), each fsynced, in :data:`COMMIT_THREADS` threads;
+    ``known[i]``, where given (not None), is file i's hash already checked (not read again)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(p):
-        h = sha256_file(p)
-        _fsync_path(p)
+    known = list(known) if known is not None else [None] * len(paths)
+
+    def one(i):
+        h = known[i] if known[i] is not None else sha256_file(paths[i])
+        _fsync_path(paths[i])
         return h
 
     if len(paths) < 2:
-        return [one(p) for p in paths]
+        return [one(i) for i in range(len(paths))]
     with ThreadPoolExecutor(max_workers=min(COMMIT_THREADS, len(paths))) as pool:
-        return list(pool.map(one, paths))
+        return list(pool.map(one, range(len(paths))))
 
 
 def _is_job_folder(path: Path) -> bool:

@@ -183,6 +183,17 @@ class _RangeBuilder:
         self.first = []
         self.sums = []
         self.n_moves = 0
+        self.offsets = {}                # file -> (lines wanted, their byte offsets), see file_read
+
+    def file_read(self, fi: int, path) -> None:
+        """File ``fi`` (at ``path``) has been fed whole: find the byte offsets of the lines its
+        ranges start on now, while it is in the page cache (:func:`index_from_builder` uses them
+        when they are the lines it wants, else reads the file again)."""
+        rows = [k for k, r in enumerate(self.ranges) if r[0] == fi]
+        if rows:
+            want = _wanted_lines(np.array([self.ranges[k] for k in rows], np.int64),
+                                 int(self.first[rows[0]][FIRST_FIELDS.index("line")]))
+            self.offsets[fi] = (want, _line_offsets(Path(path), want))
 
     def feed(self, mv, final: bool = False) -> None:
         a = {k: np.asarray(getattr(mv, k)) for k in (*FIRST_FIELDS, "file", "laser_on", "jump")}
@@ -266,6 +277,24 @@ class _RangeBuilder:
         self.n_moves += len(sel)
 
 
+def _wanted_lines(rows: np.ndarray, first_line: int) -> np.ndarray:
+    """The lines whose byte offsets a file's index needs: where each of its ranges starts (line 1
+    for the first, else the line after the previous range's last move; ``rows`` (n, 4) are its
+    ranges [file, level, first line, last line] in order), then its first move's line (the header)."""
+    line0 = rows[:, 2].copy()
+    line0[0] = 1
+    line0[1:] = rows[:-1, 3] + 1
+    return np.concatenate([line0, [first_line]]).astype(np.int64)
+
+
+def _line_offsets(path: Path, want: np.ndarray) -> np.ndarray:
+    """Byte offset where each line of ``want`` (1-based, any order) starts in ``path``."""
+    order = np.argsort(want, kind="stable")
+    offs = np.empty(len(want), np.int64)
+    offs[order] = _line_starts(path, want[order])
+    return offs
+
+
 def _line_starts(path: Path, lines: np.ndarray, chunk: int = 1 << 24) -> np.ndarray:
     """Byte offset where each (1-based, ascending) line of ``path`` starts."""
     out = np.zeros(len(lines), np.int64)
@@ -318,7 +347,6 @@ def build_program_index(main, printer, dialect: str | None = None, layer_z_um=No
         The program is missing, or its reader refuses it (the reader's message).
     """
     from ..printers import load_printer
-    from ..programs.dialects import program_origin_um
 
     printer = load_printer(printer)
     main = Path(main)
@@ -339,6 +367,38 @@ def build_program_index(main, printer, dialect: str | None = None, layer_z_um=No
             raise BioslicerError(f"{files[fi] if fi < len(files) else main}:{line}: {msg}; the {d.name} reader "
                                  "refuses this program")
         rb.feed(mv)
+    return index_from_builder(rb, main, files, printer, d.name, layer_z_um)
+
+
+def index_builder() -> "_RangeBuilder":
+    """An empty range builder: ``feed(moves)`` every chunk of a program in order (as
+    :func:`build_program_index` does), then :func:`index_from_builder`."""
+    return _RangeBuilder()
+
+
+def index_from_builder(rb: "_RangeBuilder", main, files, printer, dialect: str, layer_z_um=None) -> ProgramIndex:
+    """The :class:`ProgramIndex` of a program whose every move chunk went through ``rb.feed`` in
+    program order (here by :func:`build_program_index`, or while the program was read back
+    block by block, ``programs.StreamCheck``): the same index either way.
+
+    Parameters
+    ----------
+    rb : the builder (:func:`index_builder`)
+    main : path
+        The main program file.
+    files : list of path
+        The program's files in the reader's order (file index of the moves), main first.
+    printer : Printer or str
+    dialect : str
+    layer_z_um : (n,) float, optional
+        See :func:`build_program_index`.
+    """
+    from ..printers import load_printer
+    from ..programs.dialects import program_origin_um
+
+    printer = load_printer(printer)
+    main = Path(main)
+    files = [str(f) for f in files]
     if rb.tail is not None:
         t = rb.tail
         rb.tail = None
@@ -352,10 +412,11 @@ def build_program_index(main, printer, dialect: str | None = None, layer_z_um=No
     # a range starts on the line after the last move of the previous range of its file (line 1 for the first)
     r_file = rng[:, 0]
     line0 = rng[:, 2].copy()
+    wanted = {}
     for fi in np.unique(r_file):
         rs = np.flatnonzero(r_file == fi)
-        line0[rs[0]] = 1
-        line0[rs[1:]] = rng[rs[:-1], 3] + 1
+        wanted[int(fi)] = _wanted_lines(rng[rs], int(first[rs[0], FIRST_FIELDS.index("line")]))
+        line0[rs] = wanted[int(fi)][:-1]
     root = main.parent
     rel = [os.path.relpath(p, root).replace(os.sep, "/") for p in files]
     F = len(files)
@@ -367,11 +428,12 @@ def build_program_index(main, printer, dialect: str | None = None, layer_z_um=No
         rs = np.flatnonzero(r_file == fi)
         if len(rs) == 0:
             continue
-        first_line = int(first[rs[0], FIRST_FIELDS.index("line")])
-        want = np.concatenate([line0[rs], [first_line]])
-        order = np.argsort(want, kind="stable")
-        offs = np.empty(len(want), np.int64)
-        offs[order] = _line_starts(Path(files[fi]), want[order])
+        want = wanted[fi]
+        known = rb.offsets.get(fi)
+        if known is not None and np.array_equal(known[0], want):
+            offs = known[1]                # found while the file was read back (StreamCheck)
+        else:
+            offs = _line_offsets(Path(files[fi]), want)
         r_start[rs] = offs[:-1]
         header[fi] = offs[-1] if offs[-1] <= _MAX_HEADER_BYTES else 0
         r_end[rs[:-1]] = r_start[rs[1:]]
@@ -390,7 +452,7 @@ def build_program_index(main, printer, dialect: str | None = None, layer_z_um=No
             layer, n_layers = np.arange(len(levels), dtype=np.int64), len(levels)
     else:
         layer, n_layers = np.arange(len(levels), dtype=np.int64), len(levels)
-    return ProgramIndex(main, d.name, rel, file_bytes, header, level_z, layer, int(n_layers), r_file, r_start,
+    return ProgramIndex(main, dialect, rel, file_bytes, header, level_z, layer, int(n_layers), r_file, r_start,
                         r_end, line0, r_level.astype(np.int64), first, sums, rb.n_moves,
                         {"printer": printer.name})
 
@@ -403,16 +465,22 @@ class _Tail:
             setattr(self, k, v)
 
 
-def write_job_program_index(job_folder, main, printer, dialect: str | None = None, layer_z_um=None
-                            ) -> ProgramIndex | None:
+def write_job_program_index(job_folder, main, printer, dialect: str | None = None, layer_z_um=None,
+                            builder=None, files=None) -> ProgramIndex | None:
     """Index a job's program into ``job_folder/program_index.npz`` (:data:`INDEX_NAME`, for the
     manifest); returns the index (None for waveform and voxel programs: no text layers).
 
-    The pipeline calls this once, after the program is written and validated.
+    The pipeline calls this once, after the program is written and validated. ``builder``: a
+    range builder fed with every move of the program in order while it was read back
+    (``programs.StreamCheck``), with ``files`` the program's files (main first): the index is
+    then made from it (:func:`index_from_builder`) instead of parsing the program again.
     """
     if dialect in ("waveform", "voxel"):
         return None
-    idx = build_program_index(main, printer, dialect, layer_z_um)
+    if builder is not None:
+        idx = index_from_builder(builder, main, files, printer, dialect, layer_z_um)
+    else:
+        idx = build_program_index(main, printer, dialect, layer_z_um)
     idx.save(Path(job_folder) / INDEX_NAME)
     return idx
 

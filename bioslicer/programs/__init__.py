@@ -7,6 +7,9 @@ Public entries
     file(s) from that block's marks alone (in any process, any order, retried at will) into a
     hidden staging folder of ``out_dir``; :meth:`~ProgramWriter.finish` checks what the blocks
     reported, writes the main file(s), validates the program and only then moves it into place.
+:class:`StreamCheck`
+    :meth:`ProgramWriter.stream_check`: the blocks' files read back and checked by a thread as
+    they are written (GWL), which ``finish`` then confirms instead of parsing the whole program.
 :func:`write_program`
     Toolpath -> program files, on top of :class:`ProgramWriter` (so a whole-toolpath export and
     a block-parallel run give the same bytes); nothing is left behind on a violation.
@@ -40,8 +43,8 @@ from ..fileio import sha256_file
 from .checks import ValidationReport, Violation, check_moves, limits
 from .dialects import DialectSpec, Moves, block_runs, load_spec
 
-__all__ = ["DIALECTS", "FIND_INTERFACE", "BlockPart", "Dialect", "Moves", "ProgramFiles", "ProgramWriter", "ValidationReport",
-           "Violation", "guess_dialect", "read_program", "validate_program", "write_program"]
+__all__ = ["DIALECTS", "FIND_INTERFACE", "BlockPart", "Dialect", "Moves", "ProgramFiles", "ProgramWriter", "StreamCheck",
+           "ValidationReport", "Violation", "guess_dialect", "read_program", "validate_program", "write_program"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class ProgramFiles:
         Their total size.
     report : ValidationReport
         The validation that passed before the files were moved into place.
+    sha256 : dict
+        Path (as in ``files``) -> sha256 hex of the block files :meth:`ProgramWriter.finish`
+        checked against what their writers reported (durable writers only).
     """
 
     dialect: str
@@ -114,6 +120,7 @@ class ProgramFiles:
     files: list
     n_bytes: int
     report: ValidationReport | None = field(default=None, repr=False)
+    sha256: dict = field(default_factory=dict, repr=False)   # file (as in ``files``) -> sha256 checked by finish
 
     def to_dict(self) -> dict:
         return {"dialect": self.dialect, "main": str(self.main), "files": [str(f) for f in self.files],
@@ -234,6 +241,11 @@ class ProgramWriter:
         reported. :func:`write_program` (one process: the parts never leave it, a failure
         removes them) sets it False: no fsync, no hashes (empty strings), no re-check. The
         bytes written are the same either way.
+    sync_later : bool
+        False (default): a durable block file is hashed and fsynced as it is written. True (one
+        process with a :class:`StreamCheck`): both are left to the stream's reading thread, off
+        the block loop (``BlockPart.sha256`` values are then ''), and :meth:`finish` hashes and
+        fsyncs whatever that thread did not before anything is moved into place.
 
     Raises
     ------
@@ -257,6 +269,7 @@ class ProgramWriter:
         self.find_interface = find_interface
         self.tilt_points = int(tilt_points)
         self.durable = True
+        self.sync_later = False
         self.direct = None      # one-file dialects in one process: a gcode.DirectMain (blocks straight in)
         self.timings_s: dict = {}   # finish(): wall seconds of "main_s" (check, main file(s)) and "validate_s"
         d = DIALECTS[self.dialect]
@@ -344,28 +357,53 @@ class ProgramWriter:
             seen.add(p.block)
         return parts
 
-    def _verify(self, parts, progress) -> None:
-        """Every part's files exist with the sha256 its worker reported (hashed in threads)."""
+    def _verify(self, parts, progress, stream=None) -> dict:
+        """Every part's files exist with the sha256 its worker reported (hashed in threads, or
+        by ``stream``'s thread when the file is still the one it hashed); a file whose writer
+        left its hash to the stream (``sync_later``: reported '') only has to exist. Returns
+        {path: sha256} of every file checked."""
         from concurrent.futures import ThreadPoolExecutor
 
         todo = [(p, rel) for p in parts for rel in p.files]
 
         def sha(item):
             path = self.out_dir / item[1]
+            known = stream.sha256_of(path) if stream is not None else None
+            if known is not None:
+                return known
             return sha256_file(path)[0] if path.is_file() else None
 
         if not todo:
-            return
+            return {}
         with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
             got = list(pool.map(sha, todo))
         for (p, rel), h in zip(todo, got):
-            if h != p.sha256.get(rel):
+            want = p.sha256.get(rel)
+            if h is None or (h != want and not (want == "" and self.sync_later)):
                 what = "was not found" if h is None else "differs from what the worker reported"
                 raise BioslicerError(f"block {p.block} file {self.out_dir / rel} {what}; the workers must write to "
                                      "storage this machine sees (a shared filesystem)")
         progress(len(parts), len(parts), "checking blocks")
+        return {self.out_dir / rel: h for (_, rel), h in zip(todo, got)}
 
-    def finish(self, parts, progress=silent, validate: bool = True) -> ProgramFiles:
+    def stream_check(self, blocks, on_moves=None, on_file=None) -> "StreamCheck":
+        """A :class:`StreamCheck` of this program: give it each block's part as soon as it is
+        written (:meth:`StreamCheck.add`), and to :meth:`finish` (``stream=``), which then takes
+        its reading instead of parsing the whole program again when it stands for one.
+
+        Parameters
+        ----------
+        blocks : sequence of int
+            Every block that will be written (rows of the Blocks table; with or without marks).
+        on_moves : callable, optional
+            ``on_moves(moves)`` with every chunk of moves read, in program order (from the
+            reading thread).
+        on_file : callable, optional
+            ``on_file(file index, path)`` after each included file was read whole (same thread).
+        """
+        return StreamCheck(self, blocks, on_moves, on_file)
+
+    def finish(self, parts, progress=silent, validate: bool = True, stream=None) -> ProgramFiles:
         """Check the blocks' files, write the main file(s), validate, then move everything into place.
 
         Parameters
@@ -378,6 +416,10 @@ class ProgramWriter:
         validate : bool
             Parse the program back and check it against the printer before it appears
             (default; False only for benchmarks of the writer alone).
+        stream : StreamCheck, optional
+            The blocks' files already read back while they were written
+            (:meth:`stream_check`): when its reading is confirmed against the finished main
+            file, only the main file is read here; otherwise the whole program is.
 
         Returns
         -------
@@ -399,18 +441,27 @@ class ProgramWriter:
         t0 = time.perf_counter()
         try:
             parts = self._check_parts(parts)
-            if self.durable:
-                self._verify(parts, progress)
+            if stream is not None:
+                stream.close()          # the stream's thread has read (and hashed) every block it was given
+            checked = self._verify(parts, progress, stream) if self.durable else {}
             counts = {"n_marks": sum(p.n_marks for p in parts),
                       "n_points": sum(int(p.info.get("n_points", 0)) for p in parts),
                       "n_blocks": len(parts), "n_table": len(self.blocks)}
             staging.mkdir(parents=True, exist_ok=True)
             files = d.module.write_main(self, parts, counts, staging)
+            if self.durable and self.sync_later:    # the block files the stream's thread did not fsync
+                done = stream.synced if stream is not None else set()
+                for p in parts:
+                    for rel in p.files:
+                        if str(self.out_dir / rel) not in done:
+                            _fsync_path(self.out_dir / rel)
             t1 = time.perf_counter()
             self.timings_s = {"main_s": t1 - t0}
             report = None
             if validate:
-                report = validate_program(files[0], self.printer, d.name, max_violations=20)
+                report = stream.confirm(files[0]) if stream is not None else None
+                if report is None:
+                    report = validate_program(files[0], self.printer, d.name, max_violations=20)
                 rel = lambda p: os.path.relpath(p, staging) if str(p).startswith(str(staging)) else str(p)  # noqa: E731
                 report.violations = [Violation(rel(v.file), v.line, v.message) for v in report.violations]
                 report.path = str(self.out_dir / Path(files[0]).relative_to(staging))
@@ -419,8 +470,11 @@ class ProgramWriter:
                                          "toolpath or choose a printer that can make it")
             self.timings_s["validate_s"] = time.perf_counter() - t1
             final = []
+            sha = {}
             for f in files:
                 dst = self.out_dir / Path(f).relative_to(staging)
+                if Path(f) in checked:
+                    sha[dst] = checked[Path(f)]
                 if not dst.parent.is_dir():
                     dst.parent.mkdir(parents=True)
                     made.append(dst.parent)
@@ -429,8 +483,10 @@ class ProgramWriter:
                 final.append(dst)
             n_bytes = sum(p.stat().st_size for p in final)
             shutil.rmtree(staging, ignore_errors=True)
-            return ProgramFiles(d.name, final[0], final, n_bytes, report)
+            return ProgramFiles(d.name, final[0], final, n_bytes, report, sha)
         except BaseException:
+            if stream is not None:
+                stream.close(stop=True)
             for f in moved:
                 try:
                     f.unlink()
@@ -449,6 +505,32 @@ class ProgramWriter:
         if self.direct is not None:
             self.direct.abort()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):    # not glibc: nothing to trim
+        return None
+
+
+def _malloc_trim() -> None:
+    """Return the C heap's free memory to the system (glibc ``malloc_trim``; elsewhere nothing)."""
+    trim = _libc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _fsync_path(path) -> None:
+    """fsync a written file by its path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, validate,
@@ -619,33 +701,246 @@ def validate_program(path, printer, dialect: str | None = None, max_violations: 
         chunks = d.iter_moves(path, printer, d.spec, check=limits(printer, d.check_min_speed, d.check_speed))
     else:
         chunks = d.iter_moves(path, printer, d.spec)
-    found: list = []
-    notes: list = []
-    n_moves = n_bad = n_notes = 0
+    tally = _Tally(printer, d, max_violations)
     files: list = []
-    for seq, mv in enumerate(chunks):
+    for mv in chunks:
         if mv is None:      # the fast reader handed the program to the general reader: start again
-            found, notes, n_moves, n_bad, n_notes = [], [], 0, 0, 0
+            tally = _Tally(printer, d, max_violations)
             continue
         files = mv.files
-        f, c = check_moves(mv, printer, max_violations, d.check_min_speed, d.check_speed) if len(mv) else ([], 0)
-        n_bad += c + len(mv.problems)
-        found += [(seq, i, fi, ln, msg) for i, fi, ln, msg in f]
-        # parse problems sort by line among the chunk's moves
-        for fi, ln, msg in mv.problems:
-            k = int(np.searchsorted(mv.line, ln)) if len(mv) else 0
-            found.append((seq, k, fi, ln, msg))
-        n_notes += len(mv.notes)
-        notes += mv.notes[:max(0, max_violations - len(notes))]
-        n_moves += len(mv) if mv.n_total is None else mv.n_total
-        if len(found) > 4 * max_violations:
-            found.sort(key=lambda t: (t[0], t[1], t[3]))
-            found = found[:max_violations]
-    found.sort(key=lambda t: (t[0], t[1], t[3]))
-    if n_moves == 0 and n_bad == 0:
-        found.append((0, 0, 0, 0, "nothing to print: the program has no moves"))
-        n_bad = 1
-    name = lambda fi: files[fi] if fi < len(files) else str(path)  # noqa: E731
-    viol = [Violation(name(fi), ln, msg) for _, _, fi, ln, msg in found[:max_violations]]
-    return ValidationReport(str(path), d.name, printer.name, n_bad == 0, n_moves, n_bad, viol,
-                            [Violation(name(fi), ln, msg) for fi, ln, msg in notes], n_notes)
+        tally.add(tally.summary(mv))
+    return tally.report(path, files)
+
+
+class _Tally:
+    """A validation as it goes: moves counted, the first violations and notes in program order.
+
+    :meth:`summary` condenses one :class:`Moves` chunk (every move, or only the failing ones
+    with ``n_total``), :meth:`add` takes the summaries in program order, :meth:`report` makes
+    the :class:`ValidationReport`. A summary is small, so chunks read early (``StreamCheck``)
+    can be added later, in their place.
+    """
+
+    def __init__(self, printer, d: Dialect, max_violations: int) -> None:
+        self.printer, self.d, self.max_violations = printer, d, max_violations
+        self.found: list = []      # (chunk, move index, file, line, message)
+        self.notes: list = []
+        self.n_moves = self.n_bad = self.n_notes = self.seq = 0
+
+    def summary(self, mv) -> tuple:
+        """(found [(move index, file, line, message)], violations, notes, n_notes, n_moves) of a chunk."""
+        f, c = (check_moves(mv, self.printer, self.max_violations, self.d.check_min_speed, self.d.check_speed)
+                if len(mv) else ([], 0))
+        found = list(f)
+        for fi, ln, msg in mv.problems:   # parse problems sort by line among the chunk's moves
+            found.append((int(np.searchsorted(mv.line, ln)) if len(mv) else 0, fi, ln, msg))
+        return (found, c + len(mv.problems), list(mv.notes[:self.max_violations]), len(mv.notes),
+                len(mv) if mv.n_total is None else int(mv.n_total))
+
+    def add(self, summary: tuple) -> None:
+        found, n_bad, notes, n_notes, n_moves = summary
+        seq = self.seq
+        self.seq += 1
+        self.n_bad += n_bad
+        self.found += [(seq, i, fi, ln, msg) for i, fi, ln, msg in found]
+        self.n_notes += n_notes
+        self.notes += notes[:max(0, self.max_violations - len(self.notes))]
+        self.n_moves += n_moves
+        if len(self.found) > 4 * self.max_violations:
+            self.found.sort(key=lambda t: (t[0], t[1], t[3]))
+            self.found = self.found[:self.max_violations]
+
+    def report(self, path, files) -> ValidationReport:
+        found = sorted(self.found, key=lambda t: (t[0], t[1], t[3]))
+        n_bad = self.n_bad
+        if self.n_moves == 0 and n_bad == 0:
+            found.append((0, 0, 0, 0, "nothing to print: the program has no moves"))
+            n_bad = 1
+        name = lambda fi: files[fi] if fi < len(files) else str(path)  # noqa: E731
+        viol = [Violation(name(fi), ln, msg) for _, _, fi, ln, msg in found[:self.max_violations]]
+        return ValidationReport(str(path), self.d.name, self.printer.name, n_bad == 0, self.n_moves, n_bad, viol,
+                                [Violation(name(fi), ln, msg) for fi, ln, msg in self.notes], self.n_notes)
+
+
+class StreamCheck:
+    """Parse a program back and check it block by block while the blocks are still being made.
+
+    Made by :meth:`ProgramWriter.stream_check` with the blocks that will be run. :meth:`add`
+    takes each block's :class:`BlockPart` as it is written (any order; a block waits until
+    every block before it has come); in execution order a background thread then reads the
+    main file's lines for the block (the dialect's ``main_block``, as ``write_main`` writes
+    them) and the block's file with the reader state those lines leave, exactly as a whole
+    parse of the finished program reads them: while the next block is planned, the block just
+    written is still in the page cache, and the reader kernels release the GIL. Every move is
+    checked (``check_moves``) and handed to ``on_moves`` (e.g. the program index builder).
+
+    :meth:`confirm` (called by :meth:`ProgramWriter.finish` after the main file is written)
+    reads the finished main file again without its includes and accepts the streamed reading
+    only when every include comes in the same order, with the very same reader state and the
+    block file unchanged since it was read; the report is then the one a whole parse gives.
+    Otherwise (or for dialects without a streaming reader) it returns None and the program is
+    validated by a whole parse as before. Either way no program appears unvalidated.
+    """
+
+    def __init__(self, writer, blocks, on_moves=None, on_file=None, max_violations: int = 20) -> None:
+        import queue
+        import threading
+
+        self.writer = writer
+        self.d = DIALECTS[writer.dialect]
+        self.on_moves = on_moves
+        self.on_file = on_file
+        self.max_violations = max_violations
+        self.supported = hasattr(self.d.module, "StreamReader") and writer.direct is None
+        self.todo = sorted(int(b) for b in blocks)
+        self.next = 0
+        self.pending: dict = {}
+        self.records: list = []     # per include: the chunk summaries of the included file
+        self.stats: list = []       # per include: (size, mtime_ns, inode) of the file when read
+        self.synced: set = set()    # files fsynced here (ProgramWriter.sync_later)
+        self.hashed: dict = {}      # file -> (sha256, (size, mtime_ns, inode)) hashed here (durable writers)
+        self.main_moves = 0         # moves of the main file's own lines (none in programs we write)
+        self.error: BaseException | None = None
+        self.confirmed = False      # the streamed reading stood in for a whole parse (after confirm)
+        self.busy_s = 0.0           # seconds the thread spent reading
+        self.wait_s = 0.0           # seconds close() waited for it
+        self._queue: "queue.Queue" = queue.Queue()
+        self._thread = None
+        self._stopped = False
+        if self.supported:
+            self.reader = self.d.module.StreamReader(writer.printer, self.d.spec,
+                                                     self.d.module.main_path(writer, writer.staging))
+            self.tally = _Tally(writer.printer, self.d, max_violations)
+            self._carry: dict = {}
+            self._thread = threading.Thread(target=self._run, name="bioslicer-stream-check", daemon=True)
+            self._queue.put("head")
+            self._thread.start()
+
+    def __enter__(self) -> "StreamCheck":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(stop=exc_type is not None)
+
+    def add(self, part: BlockPart) -> None:
+        """A block's part, as soon as it is written (call from one thread)."""
+        if not self.supported or self._stopped:
+            return
+        self.pending[int(part.block)] = part
+        while self.next < len(self.todo) and self.todo[self.next] in self.pending:
+            p = self.pending.pop(self.todo[self.next])
+            self.next += 1
+            if p.n_marks > 0:
+                self._queue.put(p)
+
+    def close(self, stop: bool = False) -> None:
+        """Wait for the thread to read what it was given (``stop``: skip what it has not started)."""
+        import time
+
+        if self._thread is None:
+            return
+        if stop:
+            self._stopped = True
+        t = time.perf_counter()
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+        self.wait_s += time.perf_counter() - t
+
+    def _run(self) -> None:
+        import time
+
+        w, mod = self.writer, self.d.module
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.error is not None or self._stopped:
+                continue
+            t = time.perf_counter()
+            try:
+                if isinstance(item, str):   # the header (its counts are not known yet: comments only)
+                    counts = {"n_marks": 0, "n_points": 0, "n_blocks": 0, "n_table": len(w.blocks)}
+                    for mv in self.reader.feed(mod.main_head(w, counts)):
+                        self.main_moves += len(mv)
+                else:
+                    self._block(mod.main_block(w, item, self._carry))
+            except BaseException as exc:  # noqa: BLE001 - confirm() falls back to a whole parse
+                self.error = exc
+            _malloc_trim()      # give the freed chunk buffers back: this thread runs beside the block peak
+            self.busy_s += time.perf_counter() - t
+
+    def _block(self, text: str) -> None:
+        n0 = len(self.reader.includes)
+        summaries: list = []
+        for mv in self.reader.feed(text):
+            if not self.reader.inside:       # a chunk of the main file's own lines
+                self.main_moves += len(mv)
+                continue
+            s = self.tally.summary(mv)
+            if s[0] or s[2] or not summaries or summaries[-1][0] or summaries[-1][2]:
+                summaries.append(s)
+            else:                            # a clean chunk after a clean chunk: one summary
+                p = summaries[-1]
+                summaries[-1] = (p[0], p[1] + s[1], p[2], p[3] + s[3], p[4] + s[4])
+            if self.on_moves is not None and len(mv):
+                self.on_moves(mv)
+        if len(self.reader.includes) != n0 + 1:
+            raise RuntimeError("a block's main file lines did not include exactly one file")
+        self.records.append(summaries)
+        path, fi = self.reader.includes[-1][:2]
+        if self.on_file is not None:
+            self.on_file(fi, path)
+        st = os.stat(path)
+        self.stats.append((st.st_size, st.st_mtime_ns, st.st_ino))
+        if self.writer.durable:        # hashed here, beside the block loop, for finish()'s check
+            h = sha256_file(path)[0]
+            st1 = os.stat(path)
+            if (st1.st_size, st1.st_mtime_ns, st1.st_ino) == self.stats[-1]:
+                self.hashed[path] = (h, self.stats[-1])
+        if self.writer.durable and self.writer.sync_later:
+            _fsync_path(path)
+            self.synced.add(path)
+
+    def sha256_of(self, path) -> str | None:
+        """The sha256 this stream's thread computed of ``path``, if the file is still the one it
+        hashed (same size, mtime and inode); else None."""
+        rec = self.hashed.get(str(path))
+        if rec is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return rec[0] if (st.st_size, st.st_mtime_ns, st.st_ino) == rec[1] else None
+
+    def confirm(self, main) -> ValidationReport | None:
+        """The validation report of the finished program (main file ``main``) from the streamed
+        reading, or None when the program must be parsed whole (see the class)."""
+        self.close()
+        if not self.supported or self.error is not None or self.main_moves:
+            return None
+        for (path, *_), st0 in zip(self.reader.includes, self.stats):
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns, st.st_ino) != st0:
+                return None
+        mod = self.d.module
+        pr = self.writer.printer
+        tally = _Tally(pr, self.d, self.max_violations)
+        rr = mod.ReplayReader(pr, self.d.spec, self.reader.includes,
+                              check=limits(pr, self.d.check_min_speed, self.d.check_speed))
+        try:
+            for item in rr.read(Path(main)):
+                if isinstance(item, mod.Replayed):
+                    for s in self.records[item.k]:
+                        tally.add(s)
+                else:
+                    tally.add(tally.summary(item))
+                    if item.n_total:       # moves in the main file: not read in the stream
+                        return None
+        except (mod.ReplayMismatch, mod.NeedsGeneral):
+            return None
+        if rr.done != len(self.reader.includes):
+            return None
+        self.confirmed = True
+        return tally.report(Path(main), rr.files)

@@ -182,7 +182,7 @@ def move_bits(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, acc, on, jump, lim, flags
     return b
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _check_kernel(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, acc, on, jump, lim, flags, bits, counts):
     """:func:`move_bits` of every move into ``bits``; ``counts`` per check (one serial pass: memory-bound)."""
     for k in range(N_CHECKS):

@@ -280,7 +280,9 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     o = w.blocks.origin_um[b]
     st = o + program_origin_um(printer)
     folder, fname = _block_file(spec, w.name, b)
-    with AtomicFile(staging / folder / fname, hashed=w.durable, fsync=w.durable, root=staging) as fb:
+    later = w.sync_later        # hashed and fsynced by the stream's thread (one process)
+    with AtomicFile(staging / folder / fname, hashed=w.durable and not later, fsync=w.durable and not later,
+                    root=staging) as fb:
         fb.write(f"{spec.comment} block {b}: origin x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
                  f"z {F.fmt(st[2], dec)} um, {toolpath.n_marks} marks{line_ending(printer, spec)}")
         _write_block(fb, toolpath, printer, ts, T, buf, 0, toolpath.n_marks, o, dec, pdec, vdec,
@@ -288,10 +290,68 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     return [fb.written], {}
 
 
+def main_path(w, staging: Path) -> Path:
+    """Where :func:`write_main` writes the main file under ``staging``."""
+    return staging / f"{w.name}{w.spec.get('main_suffix', '_job.gwl')}"
+
+
+def main_head(w, counts: dict) -> str:
+    """The main file's header: provenance comments and the whole machine state (line ends included)."""
+    printer, spec = w.printer, w.spec
+    cm = spec.comment
+    absolute = "origin_um" in printer.program
+    eol = line_ending(printer, spec)
+    head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "gwl")]
+    head.append(f"{cm} stage {'absolute (program.origin_um)' if absolute else 'relative to the start position'}"
+                f"; interface finding {w.find_interface}")
+    head += header_state(printer, spec, w.tilt_points)
+    return eol.join(head) + eol
+
+
+def main_block(w, part, carry: dict) -> str:
+    """The main file's lines for one block with marks (``part``: its BlockPart): the stage move,
+    the interface finding, the z drive and the include. ``carry`` (empty for the first block)
+    holds what the lines of the blocks before it leave behind and is updated."""
+    printer, spec = w.printer, w.spec
+    cm = spec.comment
+    cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
+    dec = printer.decimals
+    absolute = "origin_um" in printer.program
+    sep = spec.get("path_separator", "\\")
+    mode = w.find_interface
+    eol = line_ending(printer, spec)
+    fz = F.fmt(float(printer.program.get("find_interface_at_um", 0.0)), dec)
+    stage_q = carry.get("stage_q", np.zeros(2, np.int64))
+    zdrive_q = carry.get("zdrive_q", 0)
+    first = carry.get("first", True)
+    b = part.block
+    st = w.blocks.origin_um[b] + program_origin_um(printer)
+    folder, fname = _block_file(spec, w.name, b)
+    lines = [f"{cm} block {b} index {tuple(int(v) for v in w.blocks.index[b])}, {part.n_marks} marks"]
+    q = np.array([int(F.quantize(st[0], dec)), int(F.quantize(st[1], dec))], np.int64)
+    if absolute:
+        lines += [cmd["stage_x"].format(x=F.fmt(st[0], dec)), cmd["stage_y"].format(y=F.fmt(st[1], dec))]
+    else:
+        d = q - stage_q
+        lines += [cmd["move_stage_x"].format(x=F.fmt(d[0] / 10 ** dec, dec)),
+                  cmd["move_stage_y"].format(y=F.fmt(d[1] / 10 ** dec, dec))]
+    if (mode == "every-block" and int(w.blocks.index[b][2]) == 0) or (mode == "once" and first):
+        lines.append(cmd["find_interface"].format(z=fz))
+        zdrive_q = 0
+    zq = int(F.quantize(st[2], dec))
+    if zq != zdrive_q:
+        lines.append(cmd["add_z_drive"].format(z=F.fmt((zq - zdrive_q) / 10 ** dec, dec)))
+        zdrive_q = zq
+    lines.append(cmd["include"].format(path=f"{folder}{sep}{fname}"))
+    carry.update(stage_q=q, zdrive_q=zdrive_q, first=False)
+    return eol.join(lines) + eol
+
+
 def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
-    """Write ``<name>_job.gwl`` under ``staging``: header (provenance and the whole machine state),
-    then per block with marks the stage move, the interface finding, the z drive and the
-    include of its file. Returns [main, block files...] (staging paths).
+    """Write ``<name>_job.gwl`` under ``staging``: header (provenance and the whole machine state,
+    :func:`main_head`), then per block with marks the stage move, the interface finding, the z
+    drive and the include of its file (:func:`main_block`). Returns [main, block files...]
+    (staging paths).
 
     The stage moves relative to where the operator placed it (``MoveStageX/Y``, part (0, 0) at
     the start position) unless the profile gives a stage origin (``program.origin_um``: then
@@ -299,50 +359,14 @@ def write_main(w, parts, counts: dict, staging: Path) -> list[Path]:
     'every-block' after the stage reaches each bottom-tier block, 'once' at the first block,
     'off' never; blocks above inherit the last interface found.
     """
-    printer, spec = w.printer, w.spec
-    cm = spec.comment
-    cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
-    dec = printer.decimals
-    absolute = "origin_um" in printer.program
-    origin = program_origin_um(printer)
-    sep = spec.get("path_separator", "\\")
-    mode = w.find_interface
-    eol = line_ending(printer, spec)
-    fz = F.fmt(float(printer.program.get("find_interface_at_um", 0.0)), dec)
-    main = staging / f"{w.name}{spec.get('main_suffix', '_job.gwl')}"
+    main = main_path(w, staging)
     files = [main]
+    carry: dict = {}
     with AtomicFile(main, hashed=False, fsync=w.durable) as fm:
-        head = [f"{cm} {t}" for t in provenance_lines(counts, printer, w.provenance, "gwl")]
-        head.append(f"{cm} stage {'absolute (program.origin_um)' if absolute else 'relative to the start position'}"
-                    f"; interface finding {mode}")
-        head += header_state(printer, spec, w.tilt_points)
-        fm.write(eol.join(head) + eol)
-        zdrive_q = 0
-        stage_q = np.zeros(2, np.int64)
-        first = True
+        fm.write(main_head(w, counts))
         for part in parts:
-            b = part.block
-            st = w.blocks.origin_um[b] + origin
-            folder, fname = _block_file(spec, w.name, b)
-            lines = [f"{cm} block {b} index {tuple(int(v) for v in w.blocks.index[b])}, {part.n_marks} marks"]
-            q = np.array([int(F.quantize(st[0], dec)), int(F.quantize(st[1], dec))], np.int64)
-            if absolute:
-                lines += [cmd["stage_x"].format(x=F.fmt(st[0], dec)), cmd["stage_y"].format(y=F.fmt(st[1], dec))]
-            else:
-                d = q - stage_q
-                lines += [cmd["move_stage_x"].format(x=F.fmt(d[0] / 10 ** dec, dec)),
-                          cmd["move_stage_y"].format(y=F.fmt(d[1] / 10 ** dec, dec))]
-            stage_q = q
-            if (mode == "every-block" and int(w.blocks.index[b][2]) == 0) or (mode == "once" and first):
-                lines.append(cmd["find_interface"].format(z=fz))
-                zdrive_q = 0
-            first = False
-            zq = int(F.quantize(st[2], dec))
-            if zq != zdrive_q:
-                lines.append(cmd["add_z_drive"].format(z=F.fmt((zq - zdrive_q) / 10 ** dec, dec)))
-                zdrive_q = zq
-            lines.append(cmd["include"].format(path=f"{folder}{sep}{fname}"))
-            fm.write(eol.join(lines) + eol)
+            fm.write(main_block(w, part, carry))
+            folder, fname = _block_file(w.spec, w.name, part.block)
             files.append(staging / folder / fname)
     return files
 
@@ -357,7 +381,7 @@ _ERR = {1: "a point line needs 3 numbers (x y z), or 4 (x y z p) after PowerValu
 _SX, _SY, _SZ, _XO, _YO, _ZO, _LP, _PS, _SP, _PV, _NL, _PL, _BL, _FP, _DF = range(15)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y, z, lx, ly, lz, sx, sy, sz, pw,
           sp, on, jmp, blk, ln, pln, err_line, err_kind, total):
     """Run the GWL state machine from record r0 until an include or the end.
@@ -526,6 +550,7 @@ class _Reader:
         self.st[_SP] = np.nan
         self.pa, self.pb, check, self.to_mw = reader_power(printer, check)
         self.check = check is not None
+        self.reuse = self.check     # a chunk's arrays are reused for the next one (its reader keeps none)
         self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
         self.canonical = canonical
 
@@ -547,11 +572,13 @@ class _Reader:
                                     "the list; end it with Write")]
             yield mv
 
-    def run(self, source, path: Path, depth: int = 0):
+    def run(self, source, path: Path, depth: int = 0, fidx: int | None = None):
+        """Chunks of ``source`` (a file, or text with ``fidx``: more of the file already listed there)."""
         if depth > 8:
             raise BioslicerError(f"{path}: includes nest deeper than 8 levels; flatten the program")
-        fidx = len(self.files)
-        self.files.append(str(path))
+        if fidx is None:
+            fidx = len(self.files)
+            self.files.append(str(path))
         out = None
         for rec, part in T.ChunkReader(source, self.kw, self.spec.comment):
             R = len(rec["codes"])
@@ -559,7 +586,7 @@ class _Reader:
             while r <= R:
                 # checking: the few failing moves of each piece are used at once, the arrays are reused;
                 # reading: every piece keeps its own arrays
-                if out is None or len(out["x"]) < R or not self.check:
+                if out is None or len(out["x"]) < R or not self.reuse:
                     out = new_move_arrays(max(R, 1))
                 el = np.empty(32, np.int64)
                 ek = np.empty(32, np.int64)
@@ -584,11 +611,82 @@ class _Reader:
                 sub = path.parent / rel
                 if not sub.is_file():
                     raise NeedsGeneral(path)   # the general reader looks for it case-insensitively, or says so
-                yield from self.run(sub, sub, depth + 1)
+                yield from self.include(sub, depth + 1)
                 self.st[_BL] += 1
                 r = r2 + 1
                 if r >= R:
                     break
+
+
+    def include(self, sub: Path, depth: int):
+        """Read an included file (the reader's state goes on through it)."""
+        yield from self.run(sub, sub, depth)
+
+
+class StreamReader(_Reader):
+    """Every move of a program whose main file is given piece by piece as it is written
+    (``programs.StreamCheck``): :meth:`feed` reads a piece of the main file and the block files
+    it includes, with the state the lines before it left, as a whole parse reads them. Each
+    include is recorded with the state the reader entered and left it with (``includes``:
+    (path, file index, entry state, exit state)), so the finished main file can be read again
+    without its includes (:class:`ReplayReader`), and every include checked to meet the same state.
+    """
+
+    def __init__(self, printer, spec, main: Path):
+        super().__init__(printer, spec)
+        self.main = Path(main)
+        self.files.append(str(self.main))       # file 0, as in a whole parse
+        self.includes: list = []
+        self.inside = 0                         # > 0 while the chunks come from an included file
+
+    def feed(self, text: str):
+        """Chunks of a piece of the main file (whole lines) and of the files it includes."""
+        yield from self.run(text.encode("utf-8"), self.main, fidx=0)
+
+    def include(self, sub: Path, depth: int):
+        fi, entry = len(self.files), self.st.copy()
+        self.inside += 1
+        try:
+            yield from self.run(sub, sub, depth)
+        finally:
+            self.inside -= 1
+        self.includes.append((str(sub), fi, entry, self.st.copy()))
+
+
+class Replayed:
+    """What :class:`ReplayReader` yields in place of an include read before: its rank in ``includes``."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+
+class ReplayMismatch(Exception):
+    """The finished main file reaches an include in another state than the streamed reading did."""
+
+
+class ReplayReader(_Reader):
+    """Read a main file whose includes a :class:`StreamReader` read already (``includes``): each
+    include must be the next one recorded, with the same file index and the very same reader
+    state (else :class:`ReplayMismatch`); it is not read again: the reader takes the recorded
+    exit state and yields :class:`Replayed` in its place. Everything else is the plain reader
+    (``check`` as in :func:`iter_moves`)."""
+
+    def __init__(self, printer, spec, includes: list, check=None):
+        super().__init__(printer, spec, check)
+        self.known = includes
+        self.done = 0
+
+    def include(self, sub: Path, depth: int):
+        k = self.done
+        if depth != 1 or k >= len(self.known):
+            raise ReplayMismatch(str(sub))
+        path, fi, entry, exit_ = self.known[k]
+        if path != str(sub) or fi != len(self.files) or not np.array_equal(self.st, entry, equal_nan=True):
+            raise ReplayMismatch(str(sub))
+        self.files.append(path)
+        self.st[:] = exit_
+        self.done = k + 1
+        yield Replayed(k)
 
 
 def iter_moves(path, printer, spec, check=None):

@@ -228,7 +228,7 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, kw_raw, first_line,
                            codes, lines, nvals, vals, tags, starts, ends)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def count_lines(buf, bounds, counts):
     """Line ends (``\\n``) in each piece ``buf[bounds[t]:bounds[t+1]]``, in parallel."""
     for t in prange(bounds.shape[0] - 1):
@@ -238,7 +238,7 @@ def count_lines(buf, bounds, counts):
         counts[t] = k
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, kw_raw,
                     codes, lines, nvals, vals, tags, starts, ends):
     """:func:`tokenize` of the pieces ``buf[bounds[t]:bounds[t+1]]`` (whole lines) in parallel.
@@ -260,7 +260,7 @@ def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwlo, kwhi, kw_blo
                 tags[q, k] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tokenize_range(buf, lo, hi, iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, kw_raw, first_line, r0,
                     codes, lines, nvals, vals, tags, starts, ends):
     """:func:`tokenize` over the whole lines in ``buf[lo:hi]``, records from index ``r0``; returns the count.
