@@ -8,7 +8,9 @@ the callee inside its own compile; exclusive time subtracts that). Functions com
 than one signature (int32 vs int64, C vs A layout, readonly arrays, ...) are marked: each extra
 signature is a full extra compile.
 
-Run ``--cache-dir DIR`` twice to see the warm figure (second run: cache loads only).
+Run ``--cache-dir DIR`` twice to see the warm figure (second run: cache loads only). The sha256
+of the job's program files (every ``.gwl``/``.nc``/``.pgm`` ... under the job folder, by
+relative path) is recorded, so runs of two branches can be checked for identical programs.
 
 Run:  .venv/bin/python benchmarks/cold_start.py [--json FILE] [--cache-dir DIR] [-- CLI ARGS ...]
 """
@@ -16,6 +18,7 @@ Run:  .venv/bin/python benchmarks/cold_start.py [--json FILE] [--cache-dir DIR] 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -35,6 +38,21 @@ def quick_start_args(out_dir: str) -> list[str]:
 def _name(dispatcher) -> str:
     f = dispatcher.py_func
     return f"{f.__module__.replace('bioslicer.', '')}.{f.__qualname__}"
+
+
+PROGRAM_SUFFIXES = (".gwl", ".nc", ".ngc", ".gcode", ".pgm", ".ab", ".txt.wave", ".csv")
+
+
+def programs_sha256(job_dir: str | Path) -> tuple[int, str]:
+    """(files, sha256) over the program files of a job folder: relative path and bytes of each, sorted."""
+    job = Path(job_dir)
+    h = hashlib.sha256()
+    files = sorted(p for p in job.rglob("*") if p.is_file() and p.name.endswith(PROGRAM_SUFFIXES)
+                   and p.name != "report.txt")
+    for p in files:
+        h.update(p.relative_to(job).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return len(files), h.hexdigest()
 
 
 def run(cli_args: list[str]) -> dict:
@@ -106,9 +124,14 @@ def main(argv=None) -> int:
     res = run(a.cli or quick_start_args(out_dir))
     res["cache_dir"] = cache
     res["load_average"] = os.getloadavg()[0]
+    if not a.cli:
+        res["program_files"], res["programs_sha256"] = programs_sha256(out_dir)
     print(f"{res['command']}\nexit {res['exit_code']}; run {res['run_s']:.1f} s (imports {res['import_s']:.1f} s "
-          f"before), {res['compiles']} compiles of {res['functions']} functions, {res['compile_s']:.1f} s compiling; "
-          f"load average {res['load_average']:.1f}\n")
+          f"before), {res['compiles']} compiles of {res['functions']} functions, {res['compile_s']:.1f} s compiling "
+          f"(run without compiling {res['run_s'] - res['compile_s']:.1f} s); load average {res['load_average']:.1f}")
+    if "programs_sha256" in res:
+        print(f"programs: {res['program_files']} files, sha256 {res['programs_sha256']}")
+    print()
     print(table(res))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))

@@ -19,6 +19,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .pool import run_chunks
+
 # ----------------------------------------------------------------------------- stitching
 
 
@@ -296,8 +298,10 @@ def _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov):
     """(z0, ulo, uhi, vlo, vhi): the z origin and sheared walls of task ``t``'s cell (µm)."""
     ix = task_cell[t, 0]
     iy = task_cell[t, 1]
-    return (tier_z0[task_cell[t, 2]], _wall(gx0, a, ix, nx, half_ov, True), _wall(gx0, a, ix, nx, half_ov, False),
-            _wall(gy0, a, iy, ny, half_ov, True), _wall(gy0, a, iy, ny, half_ov, False))
+    lo = np.bool_(True)   # not literals: one compile of _wall, not one per literal
+    hi = np.bool_(False)
+    return (tier_z0[task_cell[t, 2]], _wall(gx0, a, ix, nx, half_ov, lo), _wall(gx0, a, ix, nx, half_ov, hi),
+            _wall(gy0, a, iy, ny, half_ov, lo), _wall(gy0, a, iy, ny, half_ov, hi))
 
 
 @njit(cache=True)
@@ -400,7 +404,6 @@ def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_
     return cnt, entries
 
 
-@njit(cache=True, parallel=True)
 def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
                  tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um):
     """Count pass: pieces and points each task gives after clipping to its grid cell.
@@ -440,22 +443,12 @@ def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e
     n_points = np.zeros(nt, np.int64)
     d = np.zeros(0)
     di = np.zeros(0, np.int64)
-    for t in prange(nt):
-        z0, ulo, uhi, vlo, vhi = _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov)
-        cp = 0
-        cn = 0
-        for j in range(task_e0[t], task_e1[t]):
-            k = entries[j]
-            kp, kn = clip_mark(x, y, z, p, mark_start[k], mark_start[k + 1], mark_closed[k], tan_s, z0,
-                               ulo, uhi, vlo, vhi, min_len_um, False, d, d, d, d, di, 0, 0)
-            cp += kp
-            cn += kn
-        n_pieces[t] = cp
-        n_points[t] = cn
+    run_chunks(_stitch_range, nt, False, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
+               tier_z0, float(gx0), float(gy0), float(a), int(nx), int(ny), float(half_ov), float(tan_s),
+               float(min_len_um), n_pieces, n_points, d, d, d, d, di, di)
     return n_pieces, n_points
 
 
-@njit(cache=True, parallel=True)
 def stitch_fill(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
                 tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um, task_kbase, task_pbase,
                 ox, oy, oz, op, piece_start, piece_source):
@@ -466,16 +459,31 @@ def stitch_fill(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0
     (µm, mW), the first point of every piece into ``piece_start`` and the index of its source
     mark into ``piece_source``.
     """
-    nt = len(task_e0)
-    for t in prange(nt):
+    run_chunks(_stitch_range, len(task_e0), True, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0,
+               task_e1, tier_z0, float(gx0), float(gy0), float(a), int(nx), int(ny), float(half_ov), float(tan_s),
+               float(min_len_um), task_kbase, task_pbase, ox, oy, oz, op, piece_start, piece_source)
+
+
+@njit(cache=True, nogil=True)
+def _stitch_range(t_lo, t_hi, write, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
+                  tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um, task_k, task_p, ox, oy, oz, op,
+                  piece_start, piece_source):
+    """Tasks ``t_lo .. t_hi - 1`` of :func:`stitch_count` (``write`` False: counts into ``task_k``,
+    ``task_p``; the outputs are empty) or :func:`stitch_fill` (``write``: bases in ``task_k``,
+    ``task_p``). One kernel for both passes: they share :func:`clip_mark`."""
+    for t in range(t_lo, t_hi):
         z0, ulo, uhi, vlo, vhi = _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov)
-        kb = task_kbase[t]
-        pb = task_pbase[t]
+        kb = task_k[t] if write else 0
+        pb = task_p[t] if write else 0
         for j in range(task_e0[t], task_e1[t]):
             k = entries[j]
             kp, kn = clip_mark(x, y, z, p, mark_start[k], mark_start[k + 1], mark_closed[k], tan_s, z0,
-                               ulo, uhi, vlo, vhi, min_len_um, True, ox, oy, oz, op, piece_start, pb, kb)
-            for q in range(kb, kb + kp):
-                piece_source[q] = k
+                               ulo, uhi, vlo, vhi, min_len_um, write, ox, oy, oz, op, piece_start, pb, kb)
+            if write:
+                for q in range(kb, kb + kp):
+                    piece_source[q] = k
             kb += kp
             pb += kn
+        if not write:
+            task_k[t] = kb
+            task_p[t] = pb

@@ -25,10 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..errors import BioslicerError
 from ..fileio import AtomicFile
+from ..kernel.pool import run_chunks
 from . import _format as F
 from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
@@ -102,10 +103,9 @@ def _chunk_states(pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st
             state[:] = cur
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps, vs, ppw, T,
                    ops, op_start, lit, pow10, digits2, cb, st0, off, out, lens):
-    """Quantize, emit and render GWL block lines for the chunks of marks ``cb`` in parallel.
+    """Quantize, emit and render GWL block lines for the chunks of marks ``cb`` in parallel threads.
 
     x, y, z, pp (N,) point coordinates (µm, part) and power (program unit) of the batch; ms (M+1,)
     local mark starts; mlayer, mspeed (M,); layer_z (L,); ox, oy, oz the block origin (µm); cs, ps,
@@ -114,7 +114,16 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
     start; off (K+1,) byte offsets of the chunks in ``out``. Fills ``lens`` (K,) with the bytes of
     each chunk. Byte-identical to the former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
     """
-    for c in prange(cb.shape[0] - 1):
+    run_chunks(_render_range, cb.shape[0] - 1, x, y, z, pp, ms, mlayer, layer_z, mspeed, float(ox), float(oy), float(oz),
+               float(cs), float(ps), float(vs), int(ppw), T, ops, op_start, lit, pow10, digits2, cb, st0, off, out, lens)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _render_range(c_lo, c_hi, x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps, vs, ppw, T,
+                  ops, op_start, lit, pow10, digits2, cb, st0, off, out, lens):
+    """:func:`_render_chunks` of chunks ``c_lo .. c_hi - 1``."""
+    zero = np.int64(0)   # not the literal 0: one compile of put_line, not one per literal pattern
+    for c in range(c_lo, c_hi):
         zs, vsd, pst = st0[c, 0], st0[c, 1], st0[c, 2]
         hz, hv, hp = st0[c, 3], st0[c, 4], st0[c, 5]
         pos = off[c]
@@ -123,12 +132,12 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
             e = ms[m + 1]
             qz = qround((layer_z[mlayer[m]] - oz) * cs)
             if hz == 0 or qz != zs:
-                pos = put_line(T[7], qz, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line(T[7], qz, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
                 zs = qz
                 hz = 1
             qv = qround(mspeed[m] * vs)
             if hv == 0 or qv != vsd:
-                pos = put_line(T[4], qv, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line(T[4], qv, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
                 vsd = qv
                 hv = 1
             q0 = qround(pp[s] * ps)
@@ -139,11 +148,11 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
                     break
             if const:
                 if hp == 0 or q0 != pst:
-                    pos = put_line(T[3], q0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                    pos = put_line(T[3], q0, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
                     pst = q0
                     hp = 1
             else:
-                pos = put_line(T[5], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line(T[5], zero, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
             i = s
             while True:
                 j = min(i + ppw - 1, e - 1)
@@ -152,20 +161,20 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
                     qy = qround((y[k] - oy) * cs)
                     qzk = qround((z[k] - oz) * cs) - qz
                     if const:
-                        pos = put_line_hot(T[0], qx, qy, qzk, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                        pos = put_line_hot(T[0], qx, qy, qzk, zero, ops, op_start, lit, out, pos, pow10, digits2)
                     else:
                         pos = put_line(T[1], qx, qy, qzk, qround(pp[k] * ps), ops, op_start, lit, out, pos,
                                        pow10, digits2)
-                pos = put_line_hot(T[2], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line_hot(T[2], zero, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
                 if j >= e - 1:
                     break
                 i = j
             if not const:
-                pos = put_line(T[6], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line(T[6], zero, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
         lens[c] = pos - off[c]
 
 
-# points per chunk (one prange task) and chunks per batch (one kernel call, one reused buffer)
+# points per chunk (one thread task) and chunks per batch (one kernel call, one reused buffer)
 CHUNK_POINTS = 1 << 14
 BATCH_CHUNKS = 16
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from ..kernel.pool import run_chunks
 
 MAX_SLOTS = 6          # numbers per line read back
 CODE_NUMBERS = 0       # a line of bare numbers (GWL point)
@@ -228,25 +230,37 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, kw_raw, first_line,
                            codes, lines, nvals, vals, tags, starts, ends)
 
 
-@njit(cache=True, parallel=True)
 def count_lines(buf, bounds, counts):
-    """Line ends (``\\n``) in each piece ``buf[bounds[t]:bounds[t+1]]``, in parallel."""
-    for t in prange(bounds.shape[0] - 1):
+    """Line ends (``\\n``) in each piece ``buf[bounds[t]:bounds[t+1]]``, in parallel threads."""
+    run_chunks(_count_lines_range, bounds.shape[0] - 1, buf, bounds, counts)
+
+
+@njit(cache=True, nogil=True)
+def _count_lines_range(t_lo, t_hi, buf, bounds, counts):
+    """:func:`count_lines` of pieces ``t_lo .. t_hi - 1``."""
+    for t in range(t_lo, t_hi):
         k = 0
         for i in range(bounds[t], bounds[t + 1]):
             k += buf[i] == 10
         counts[t] = k
 
 
-@njit(cache=True, parallel=True)
 def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, kw_raw,
                     codes, lines, nvals, vals, tags, starts, ends):
-    """:func:`tokenize` of the pieces ``buf[bounds[t]:bounds[t+1]]`` (whole lines) in parallel.
+    """:func:`tokenize` of the pieces ``buf[bounds[t]:bounds[t+1]]`` (whole lines) in parallel threads.
 
     Piece t fills records ``rec_off[t] .. rec_off[t+1]`` (room for its lines); records it does
     not use get code :data:`CODE_SKIP`, which the readers ignore.
     """
-    for t in prange(bounds.shape[0] - 1):
+    run_chunks(_tokenize_pieces_range, bounds.shape[0] - 1, buf, bounds, first_lines, rec_off, iscom, kwlo, kwhi, kw_blob,
+               kw_off, kw_order, kw_raw, codes, lines, nvals, vals, tags, starts, ends)
+
+
+@njit(cache=True, nogil=True)
+def _tokenize_pieces_range(t_lo, t_hi, buf, bounds, first_lines, rec_off, iscom, kwlo, kwhi, kw_blob, kw_off, kw_order,
+                           kw_raw, codes, lines, nvals, vals, tags, starts, ends):
+    """:func:`tokenize_pieces` of pieces ``t_lo .. t_hi - 1``."""
+    for t in range(t_lo, t_hi):
         r = _tokenize_range(buf, bounds[t], bounds[t + 1], iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, kw_raw,
                             first_lines[t], rec_off[t], codes, lines, nvals, vals, tags, starts, ends)
         for q in range(rec_off[t] + r, rec_off[t + 1]):

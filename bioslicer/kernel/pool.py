@@ -1,0 +1,72 @@
+"""Run a serial Numba kernel over chunks of its work on a thread pool (instead of ``prange``).
+
+A ``parallel=True`` kernel costs numba a second optimisation of its whole body (and of every
+callee inlined into it) for the parallel region, and that was half of the cold-start compile
+time. A serial ``@njit(nogil=True, cache=True)`` kernel that takes its chunk range
+``(i0, i1)`` compiles once, releases the GIL while it runs, and is called here from
+``n_threads()`` threads at once, so run time keeps both cores busy as ``prange`` did.
+Chunks write disjoint parts of preallocated outputs, so results do not depend on the thread
+count or schedule.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = None   # a forked child has no threads of its parent's pool
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def n_threads() -> int:
+    """Threads kernels use: numba's setting (``NUMBA_NUM_THREADS``, default: the cores)."""
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="bioslicer-kernel")
+        return _pool
+
+
+def run_chunks(kernel, n: int, *args, parts: int | None = None) -> None:
+    """Call ``kernel(i0, i1, *args)`` on contiguous ranges covering ``0..n``, in parallel.
+
+    Parameters
+    ----------
+    kernel : numba dispatcher (``nogil=True``) whose first two arguments are the range.
+    n : int
+        Work items (chunks, runs, tasks, ...).
+    *args
+        The kernel's other arguments.
+    parts : int, optional
+        Ranges to split ``0..n`` into (at most ``n``); default 4 per thread, so uneven items
+        even out.
+    """
+    n = int(n)
+    if n <= 0:
+        return
+    t = n_threads()
+    parts = min(n, parts if parts is not None else 4 * t)
+    if t == 1 or parts <= 1:
+        kernel(0, n, *args)
+        return
+    bounds = [i * n // parts for i in range(parts + 1)]
+    pool = _executor()
+    futures = [pool.submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(parts) if bounds[i + 1] > bounds[i]]
+    for f in futures:
+        f.result()
