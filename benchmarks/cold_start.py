@@ -85,11 +85,17 @@ def run(cli_args: list[str]) -> dict:
     rc = main(cli_args)
     wall = time.perf_counter() - t
     event.unregister("numba:compile", listener)
+    try:
+        from bioslicer.kernel.pool import warmup_wait_s
+    except ImportError:   # a branch without the warm-up helper
+        def warmup_wait_s():
+            return {}
     per_fn: dict[str, list] = {}
     for r in records:
         per_fn.setdefault(r["function"], []).append(r)
     return {"command": "bioslicer " + " ".join(cli_args), "exit_code": rc, "run_s": wall, "import_s": import_s,
             "compile_s": sum(r["excl_s"] for r in records), "compiles": len(records),
+            "warmup_wait_s": warmup_wait_s(),
             "functions": len(per_fn), "records": records}
 
 
@@ -120,6 +126,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     cache = a.cache_dir or tempfile.mkdtemp(prefix="numba_cold_")
     os.environ["NUMBA_CACHE_DIR"] = cache   # before numba is imported
+    helper_log = Path(tempfile.mkdtemp(prefix="cold_start_warmup_")) / "warmup.json"
+    os.environ["BIOSLICER_WARMUP_LOG"] = str(helper_log)   # the warm-up helper (if started) reports here
     out_dir = str(Path(tempfile.mkdtemp(prefix="cold_start_")) / "job")   # a new folder: --overwrite takes only jobs
     res = run(a.cli or quick_start_args(out_dir))
     res["cache_dir"] = cache
@@ -128,7 +136,14 @@ def main(argv=None) -> int:
         res["program_files"], res["programs_sha256"] = programs_sha256(out_dir)
     print(f"{res['command']}\nexit {res['exit_code']}; run {res['run_s']:.1f} s (imports {res['import_s']:.1f} s "
           f"before), {res['compiles']} compiles of {res['functions']} functions, {res['compile_s']:.1f} s compiling "
-          f"(run without compiling {res['run_s'] - res['compile_s']:.1f} s); load average {res['load_average']:.1f}")
+          f"(run without compiling {res['run_s'] - res['compile_s']:.1f} s, of which "
+          f"{sum(res['warmup_wait_s'].values()):.1f} s waiting for the warm-up helper: "
+          f"{ {k: round(v, 1) for k, v in res['warmup_wait_s'].items()} }); load average {res['load_average']:.1f}")
+    if helper_log.exists():
+        res["warmup_helper"] = json.loads(helper_log.read_text())
+        h = res["warmup_helper"]
+        print(f"warm-up helper (the other core): {h['wall_s']:.1f} s, {h['compiles']} compiles, {h['compile_s']:.1f} s "
+              f"compiling; stages done at {h['stages_s']} s")
     if "programs_sha256" in res:
         print(f"programs: {res['program_files']} files, sha256 {res['programs_sha256']}")
     print()

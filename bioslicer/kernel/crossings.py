@@ -25,7 +25,7 @@ facing shells subtract even where they overlap each other), 1 = nonzero (winding
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .pool import run_chunks
 
@@ -649,10 +649,15 @@ def compact_layers(nrows, nspans, row_base, span_base, row_v, row_end, u0, u1, l
     return R, S
 
 
-@njit(cache=True, parallel=True)
 def gather_ranges(src, src_start, counts, dst_start, dst):
     """dst[dst_start[k]:+counts[k]] = src[src_start[k]:+counts[k]] for every k (compaction)."""
-    for k in prange(counts.shape[0]):
+    run_chunks(_gather_ranges_range, counts.shape[0], src, src_start, counts, dst_start, dst)
+
+
+@njit(cache=True, nogil=True)
+def _gather_ranges_range(k_lo, k_hi, src, src_start, counts, dst_start, dst):
+    """:func:`gather_ranges` of ranges ``k_lo .. k_hi - 1``."""
+    for k in range(k_lo, k_hi):
         a = src_start[k]
         d = dst_start[k]
         for i in range(counts[k]):

@@ -70,3 +70,55 @@ def run_chunks(kernel, n: int, *args, parts: int | None = None) -> None:
     futures = [pool.submit(kernel, bounds[i], bounds[i + 1], *args) for i in range(parts) if bounds[i + 1] > bounds[i]]
     for f in futures:
         f.result()
+
+
+# ----------------------------------------------------------------------------- warm-up gate
+# A first run with an empty Numba cache may start a helper process that compiles the later
+# stages' kernels while this process slices (:mod:`bioslicer.warmup`). The helper prints the name
+# of every stage it has finished (``WARMUP_STAGES``, in that order); the kernels of a stage call
+# :func:`wait_for_warmup` with its name first, so this process never compiles a function the
+# helper may still be compiling: it waits for that stage, then loads the helper's compiles from
+# the cache.
+WARMUP_STAGES = ("stitch", "order", "write", "estimate", "read")
+_warmup = {"proc": None, "done": set(), "wait_s": {}}
+_warmup_lock = threading.Lock()
+
+
+def set_warmup(proc) -> None:
+    """Register the running warm-up helper (a ``subprocess.Popen`` with ``stdout`` a pipe), or None."""
+    with _warmup_lock:
+        _warmup["proc"] = proc
+        _warmup["done"] = set()
+
+
+def wait_for_warmup(stage: str, timeout_s: float = 600.0) -> None:
+    """Wait until the warm-up helper, if one runs, has finished ``stage`` (or ended). No cost otherwise.
+
+    A helper silent for ``timeout_s`` is stopped (then this process compiles what it needs)."""
+    if _warmup["proc"] is None:
+        return
+    import select
+    import time
+
+    with _warmup_lock:
+        proc = _warmup["proc"]
+        if proc is None or stage in _warmup["done"]:
+            return
+        t = time.perf_counter()
+        while stage not in _warmup["done"]:
+            if os.name == "posix" and not select.select([proc.stdout], [], [], timeout_s)[0]:
+                proc.kill()
+                line = b""
+            else:
+                line = proc.stdout.readline()
+            if not line:       # the helper ended (done, or failed: its missing compiles happen here)
+                proc.wait()
+                _warmup["proc"] = None
+                break
+            _warmup["done"].add(line.decode(errors="replace").strip())
+        _warmup["wait_s"][stage] = _warmup["wait_s"].get(stage, 0.0) + time.perf_counter() - t
+
+
+def warmup_wait_s() -> dict:
+    """Seconds this process has waited for the warm-up helper, per stage."""
+    return dict(_warmup["wait_s"])

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .pool import run_chunks
+from .pool import run_chunks, wait_for_warmup
 
 # ----------------------------------------------------------------------------- stitching
 
@@ -184,7 +184,6 @@ def clip_mark(x, y, z, p, s, e, closed, tan_s, z0, ulo, uhi, vlo, vhi, min_len_u
     return n_pieces, n_pts
 
 
-@njit(cache=True, parallel=True)
 def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
     """Extents of the marks, reduced per chunk of ``chunk`` marks.
 
@@ -206,10 +205,19 @@ def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
         Per chunk: the highest ``z - layer_z`` (how far points rise above their layer), the
         highest ``layer_z - z`` (how far they dip below), then xmin, xmax, ymin, ymax, µm.
     """
+    wait_for_warmup("stitch")
     m = len(mark_start) - 1
     nc = (m + chunk - 1) // chunk
     out = np.empty((nc, 6))
-    for c in prange(nc):
+    run_chunks(_mark_extents_range, nc, x, y, z, mark_start, mark_layer, layer_z, int(chunk), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _mark_extents_range(c_lo, c_hi, x, y, z, mark_start, mark_layer, layer_z, chunk, out):
+    """:func:`mark_extents` of chunks ``c_lo .. c_hi - 1`` into ``out``."""
+    m = len(mark_start) - 1
+    for c in range(c_lo, c_hi):
         up = -np.inf
         down = -np.inf
         xmin = np.inf
@@ -231,7 +239,6 @@ def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
         out[c, 3] = xmax
         out[c, 4] = ymin
         out[c, 5] = ymax
-    return out
 
 
 @njit(cache=True, inline="always")
@@ -254,7 +261,6 @@ def _mark_uv(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, k):
     return umin, umax, vmin, vmax
 
 
-@njit(cache=True, parallel=True)
 def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chunk):
     """Extents of the sheared coordinates ``u = x - t``, ``v = y - t`` with
     ``t = (z - z0) * tan_s`` and ``z0 = tier_z0[layer_tier[mark_layer]]``, per chunk of marks.
@@ -264,10 +270,20 @@ def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chun
     (C, 4) float64
         umin, umax, vmin, vmax of each chunk of ``chunk`` marks, µm.
     """
+    wait_for_warmup("stitch")
     m = len(mark_start) - 1
     nc = (m + chunk - 1) // chunk
     out = np.empty((nc, 4))
-    for c in prange(nc):
+    run_chunks(_uv_extents_range, nc, x, y, z, mark_start, mark_layer, layer_tier, tier_z0, float(tan_s), int(chunk),
+               out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _uv_extents_range(c_lo, c_hi, x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chunk, out):
+    """:func:`uv_extents` of chunks ``c_lo .. c_hi - 1`` into ``out``."""
+    m = len(mark_start) - 1
+    for c in range(c_lo, c_hi):
         umin = np.inf
         umax = -np.inf
         vmin = np.inf
@@ -282,7 +298,6 @@ def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chun
         out[c, 1] = umax
         out[c, 2] = vmin
         out[c, 3] = vmax
-    return out
 
 
 @njit(cache=True)
@@ -312,7 +327,6 @@ def _cand_range(lo, hi, g0, a, n, half_ov):
     return min(max(i0, 0), n - 1), max(min(i1, n - 1), 0)
 
 
-@njit(cache=True, parallel=True)
 def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0, gy0, a, nx, ny, half_ov):
     """Candidate grid cells of every mark, from the bounds of its sheared coordinates.
 
@@ -340,9 +354,19 @@ def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0,
     (M, 4) int32
         ix0, ix1, iy0, iy1: the mark can only give pieces in cells ix0..ix1 x iy0..iy1.
     """
+    wait_for_warmup("stitch")
     m = len(mark_start) - 1
     out = np.empty((m, 4), np.int32)
-    for k in prange(m):
+    run_chunks(_mark_cells_range, m, x, y, z, mark_start, mark_layer, layer_tier, tier_z0, float(tan_s), float(gx0),
+               float(gy0), float(a), int(nx), int(ny), float(half_ov), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _mark_cells_range(k_lo, k_hi, x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0, gy0, a, nx, ny,
+                      half_ov, out):
+    """:func:`mark_cells` of marks ``k_lo .. k_hi - 1`` into ``out``."""
+    for k in range(k_lo, k_hi):
         umin, umax, vmin, vmax = _mark_uv(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, k)
         ix0, ix1 = _cand_range(umin, umax, gx0, a, nx, half_ov)
         iy0, iy1 = _cand_range(vmin, vmax, gy0, a, ny, half_ov)
@@ -350,10 +374,8 @@ def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0,
         out[k, 1] = ix1
         out[k, 2] = iy0
         out[k, 3] = iy1
-    return out
 
 
-@njit(cache=True)
 def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_cells):
     """Lists of the marks that may give pieces in each grid cell (CSR), in ``mark_order``.
 
@@ -377,6 +399,13 @@ def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_
     entries : (E,) int64
         Mark indices.
     """
+    wait_for_warmup("stitch")
+    return _cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, int(nx), int(ny), int(n_cells))
+
+
+@njit(cache=True)
+def _cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_cells):
+    """:func:`cell_entries` (the kernel)."""
     m = len(mark_layer)
     ident = len(mark_order) == 0
     cnt = np.zeros(n_cells + 1, np.int64)
@@ -438,6 +467,7 @@ def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e
     -------
     n_pieces, n_points : (T,) int64
     """
+    wait_for_warmup("stitch")
     nt = len(task_e0)
     n_pieces = np.zeros(nt, np.int64)
     n_points = np.zeros(nt, np.int64)
@@ -459,6 +489,7 @@ def stitch_fill(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0
     (µm, mW), the first point of every piece into ``piece_start`` and the index of its source
     mark into ``piece_source``.
     """
+    wait_for_warmup("stitch")
     run_chunks(_stitch_range, len(task_e0), True, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0,
                task_e1, tier_z0, float(gx0), float(gy0), float(a), int(nx), int(ny), float(half_ov), float(tan_s),
                float(min_len_um), task_kbase, task_pbase, ox, oy, oz, op, piece_start, piece_source)

@@ -29,7 +29,7 @@ from numba import njit
 
 from ..errors import BioslicerError
 from ..fileio import AtomicFile
-from ..kernel.pool import run_chunks
+from ..kernel.pool import run_chunks, wait_for_warmup
 from . import _format as F
 from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
@@ -114,6 +114,7 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
     start; off (K+1,) byte offsets of the chunks in ``out``. Fills ``lens`` (K,) with the bytes of
     each chunk. Byte-identical to the former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
     """
+    wait_for_warmup("write")
     run_chunks(_render_range, cb.shape[0] - 1, x, y, z, pp, ms, mlayer, layer_z, mspeed, float(ox), float(oy), float(oz),
                float(cs), float(ps), float(vs), int(ppw), T, ops, op_start, lit, pow10, digits2, cb, st0, off, out, lens)
 
@@ -181,6 +182,7 @@ BATCH_CHUNKS = 16
 
 def _write_block(fb, toolpath, printer, ts, T, buf, m0, m1, o, dec, pdec, vdec, ppw) -> None:
     """Stream the lines of block marks [m0, m1) (block origin ``o``) into ``fb`` in batches of chunks."""
+    wait_for_warmup("write")
     ms_all = toolpath.mark_start
     cs, ps, vs = float(10 ** dec), float(10 ** pdec), float(10 ** vdec)
     state = np.zeros(6, np.int64)

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from numba import njit
 
-from ..kernel.pool import run_chunks
+from ..kernel.pool import run_chunks, wait_for_warmup
 
 MAX_SLOTS = 6          # numbers per line read back
 CODE_NUMBERS = 0       # a line of bare numbers (GWL point)
@@ -232,6 +232,7 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, kw_raw, first_line,
 
 def count_lines(buf, bounds, counts):
     """Line ends (``\\n``) in each piece ``buf[bounds[t]:bounds[t+1]]``, in parallel threads."""
+    wait_for_warmup("read")
     run_chunks(_count_lines_range, bounds.shape[0] - 1, buf, bounds, counts)
 
 
@@ -252,6 +253,7 @@ def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwlo, kwhi, kw_blo
     Piece t fills records ``rec_off[t] .. rec_off[t+1]`` (room for its lines); records it does
     not use get code :data:`CODE_SKIP`, which the readers ignore.
     """
+    wait_for_warmup("read")
     run_chunks(_tokenize_pieces_range, bounds.shape[0] - 1, buf, bounds, first_lines, rec_off, iscom, kwlo, kwhi, kw_blob,
                kw_off, kw_order, kw_raw, codes, lines, nvals, vals, tags, starts, ends)
 
@@ -470,6 +472,7 @@ class ChunkReader:
         self.comment = np.frombuffer(comment.encode() or b"\0", dtype=np.uint8).copy()
         self.chunk_bytes = chunk_bytes
         self.pieces = max(1, int(pieces))
+        wait_for_warmup("read")
         self.iscom, self.kwlo, self.kwhi = char_tables(self.comment, keywords.blob, keywords.off, keywords.order)
 
     def _bounds(self, part: bytes) -> np.ndarray:
