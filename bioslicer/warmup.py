@@ -194,8 +194,11 @@ def main(argv=None) -> int:
 
     with event.install_listener("numba:compile", _Compiles()):
         warm(argv[0], report)
-    Path(log).write_text(json.dumps({"wall_s": time.perf_counter() - t0, "compile_s": compiles[1],
-                                     "compiles": compiles[0], "stages_s": stages}))
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    Path(log).write_text(json.dumps({"wall_s": time.perf_counter() - t0, "cpu_s": ru.ru_utime + ru.ru_stime,
+                                     "compile_s": compiles[1], "compiles": compiles[0], "stages_s": stages}))
     return 0
 
 

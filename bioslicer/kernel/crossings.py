@@ -422,6 +422,26 @@ def _layer_spans(x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, jbase, nrows, rule,
 
 
 # ----------------------------------------------------------------------------- mesh driver
+@njit(cache=True)
+def _layer_pass(fill, k, x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, cos_a, sin_a, ncross, jmin, jmax, rule,
+                has_region, bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu, cs, row_base, span_base, row_v_out,
+                row_end_out, u0_out, u1_out, nrows_out, nspans_out):
+    """Layer k from its n segments (part frame): rotated into the row frame, then counted
+    (``fill`` False: ``ncross``, ``jmin``, ``jmax``) or swept into spans (``nrows_out``, ``nspans_out``)."""
+    _rotate(x0, y0, x1, y1, n, cos_a[k], sin_a[k])
+    if fill:
+        nr, ns = _layer_spans(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], jmin[k], jmax[k] - jmin[k] + 1,
+                              rule, cos_a[k], sin_a[k], has_region, bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu,
+                              cs, row_v_out, row_end_out, u0_out, u1_out, row_base[k], span_base[k])
+        nrows_out[k] = nr
+        nspans_out[k] = ns
+    else:
+        cnt, a, b = _row_ranges(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], sj0, sj1)
+        ncross[k] = cnt
+        jmin[k] = a
+        jmax[k] = b
+
+
 def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy, jr0, jr1, umax,
                     chunk_start):
     """Pass 1: crossings per layer and their row range (layers in chunks, chunks in parallel threads).
@@ -504,19 +524,9 @@ def _mesh_pass_range(ch_lo, ch_hi, fill, V, F, bstart, btri, layer_pos, layer_z,
             p = layer_pos[k]
             tris = btri[bstart[p]:bstart[p + 1]]
             n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, dummy_e, e0, e1, np.bool_(False))
-            _rotate(x0, y0, x1, y1, n, cos_a[k], sin_a[k])
-            if fill:
-                nr, ns = _layer_spans(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], jmin[k],
-                                      jmax[k] - jmin[k] + 1, rule, cos_a[k], sin_a[k], has_region, bx0, by0, bx1,
-                                      by1, sj0, sj1, rstart, rptr, cu, cs, row_v_out, row_end_out, u0_out, u1_out,
-                                      row_base[k], span_base[k])
-                nrows_out[k] = nr
-                nspans_out[k] = ns
-            else:
-                cnt, a, b = _row_ranges(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], sj0, sj1)
-                ncross[k] = cnt
-                jmin[k] = a
-                jmax[k] = b
+            _layer_pass(fill, k, x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, cos_a, sin_a, ncross, jmin, jmax, rule,
+                        has_region, bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu, cs, row_base, span_base, row_v_out,
+                        row_end_out, u0_out, u1_out, nrows_out, nspans_out)
 
 
 # ----------------------------------------------------------------------------- 2-D segments driver
@@ -594,19 +604,9 @@ def _seg_pass_range(ch_lo, ch_hi, fill, lstart, X0, Y0, X1, Y1, cos_a, sin_a, of
             a = lstart[k]
             b = lstart[k + 1]
             _load_segments(X0, Y0, X1, Y1, a, b, x0, y0, x1, y1)
-            _rotate(x0, y0, x1, y1, b - a, cos_a[k], sin_a[k])
-            if fill:
-                nr, ns = _layer_spans(x0, y0, x1, y1, b - a, off, dy, jr0[k], jr1[k], umax[k], jmin[k],
-                                      jmax[k] - jmin[k] + 1, rule, cos_a[k], sin_a[k], has_region, bx0, by0, bx1,
-                                      by1, sj0, sj1, rstart, rptr, cu, cs, row_v_out, row_end_out, u0_out, u1_out,
-                                      row_base[k], span_base[k])
-                nrows_out[k] = nr
-                nspans_out[k] = ns
-            else:
-                cnt, j0, j1 = _row_ranges(x0, y0, x1, y1, b - a, off, dy, jr0[k], jr1[k], umax[k], sj0, sj1)
-                ncross[k] = cnt
-                jmin[k] = j0
-                jmax[k] = j1
+            _layer_pass(fill, k, x0, y0, x1, y1, b - a, off, dy, jr0, jr1, umax, cos_a, sin_a, ncross, jmin, jmax, rule,
+                        has_region, bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu, cs, row_base, span_base, row_v_out,
+                        row_end_out, u0_out, u1_out, nrows_out, nspans_out)
 
 
 # ----------------------------------------------------------------------------- output

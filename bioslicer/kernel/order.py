@@ -15,7 +15,7 @@ from numba import njit
 
 from .measure import _dist
 from .pool import run_chunks, wait_for_warmup
-from .sorting import argsort_stable
+from .sorting import argsort_stable, insertion_sort_by
 
 @njit(cache=True)
 def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
@@ -81,14 +81,7 @@ def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
         a0 = rstart[q]
         a1 = rstart[q + 1]
         if a1 - a0 <= 32:
-            for i in range(a0 + 1, a1):
-                v = seq[i]
-                key = al[v]
-                t = i
-                while t > a0 and al[seq[t - 1]] > key:
-                    seq[t] = seq[t - 1]
-                    t -= 1
-                seq[t] = v
+            insertion_sort_by(seq, a0, a1, al)
         else:
             sub = seq[a0:a1].copy()
             o = argsort_stable(al[sub])

@@ -15,6 +15,19 @@ _RUN = 16   # runs sorted by insertion before merging
 
 
 @njit(cache=True, nogil=True)
+def insertion_sort_by(idx, a, b, keys):
+    """Sort ``idx[a:b]`` in place by ``keys[idx]``, stable (short runs: no allocation)."""
+    for i in range(a + 1, b):
+        v = idx[i]
+        k = keys[v]
+        t = i
+        while t > a and keys[idx[t - 1]] > k:
+            idx[t] = idx[t - 1]
+            t -= 1
+        idx[t] = v
+
+
+@njit(cache=True, nogil=True)
 def argsort_stable(keys):
     """Indices that sort ``keys`` ascending; equal keys keep their order (as ``kind="mergesort"``).
 
@@ -33,15 +46,7 @@ def argsort_stable(keys):
     if n < 2:
         return src
     for a in range(0, n, _RUN):
-        b = min(a + _RUN, n)
-        for i in range(a + 1, b):
-            v = src[i]
-            k = keys[v]
-            t = i
-            while t > a and keys[src[t - 1]] > k:
-                src[t] = src[t - 1]
-                t -= 1
-            src[t] = v
+        insertion_sort_by(src, a, min(a + _RUN, n), keys)
     dst = np.empty(n, np.int64)
     width = _RUN
     while width < n:
