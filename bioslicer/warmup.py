@@ -37,7 +37,7 @@ def _sentinels() -> list:
     from .kernel import measure, order, stitch
     from .programs import gwl, tokenize
 
-    return [stitch._stitch_range, order._order_run_range, measure._run_jump_lengths_range, gwl._render_range,
+    return [stitch._stitch_tasks, order._order_run_range, measure._run_jump_lengths_range, gwl._render_chunks,
             tokenize._tokenize_pieces_range, gwl._read]
 
 

@@ -22,8 +22,9 @@ _pool: ThreadPoolExecutor | None = None
 
 
 def _forget_pool() -> None:
-    global _pool
-    _pool = None   # a forked child has no threads of its parent's pool
+    global _pool, _lock
+    _pool = None   # a forked child has no threads of its parent's pool (nor their lock holder)
+    _lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

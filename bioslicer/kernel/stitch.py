@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .pool import run_chunks, wait_for_warmup
 
@@ -473,9 +473,9 @@ def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e
     n_points = np.zeros(nt, np.int64)
     d = np.zeros(0)
     di = np.zeros(0, np.int64)
-    run_chunks(_stitch_range, nt, False, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
-               tier_z0, float(gx0), float(gy0), float(a), int(nx), int(ny), float(half_ov), float(tan_s),
-               float(min_len_um), n_pieces, n_points, d, d, d, d, di, di)
+    _stitch_tasks(False, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1, tier_z0, float(gx0),
+                  float(gy0), float(a), int(nx), int(ny), float(half_ov), float(tan_s), float(min_len_um), n_pieces,
+                  n_points, d, d, d, d, di, di)
     return n_pieces, n_points
 
 
@@ -490,19 +490,21 @@ def stitch_fill(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0
     mark into ``piece_source``.
     """
     wait_for_warmup("stitch")
-    run_chunks(_stitch_range, len(task_e0), True, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0,
-               task_e1, tier_z0, float(gx0), float(gy0), float(a), int(nx), int(ny), float(half_ov), float(tan_s),
-               float(min_len_um), task_kbase, task_pbase, ox, oy, oz, op, piece_start, piece_source)
+    _stitch_tasks(True, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1, tier_z0, float(gx0),
+                  float(gy0), float(a), int(nx), int(ny), float(half_ov), float(tan_s), float(min_len_um), task_kbase,
+                  task_pbase, ox, oy, oz, op, piece_start, piece_source)
 
 
-@njit(cache=True, nogil=True)
-def _stitch_range(t_lo, t_hi, write, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
+@njit(cache=True, parallel=True)
+def _stitch_tasks(write, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
                   tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um, task_k, task_p, ox, oy, oz, op,
                   piece_start, piece_source):
-    """Tasks ``t_lo .. t_hi - 1`` of :func:`stitch_count` (``write`` False: counts into ``task_k``,
-    ``task_p``; the outputs are empty) or :func:`stitch_fill` (``write``: bases in ``task_k``,
-    ``task_p``). One kernel for both passes: they share :func:`clip_mark`."""
-    for t in range(t_lo, t_hi):
+    """Every task of :func:`stitch_count` (``write`` False: counts into ``task_k``, ``task_p``; the
+    outputs are empty) or :func:`stitch_fill` (``write``: bases in ``task_k``, ``task_p``). One
+    kernel for both passes (they share :func:`clip_mark`). Kept a ``prange`` kernel, unlike the
+    others (see :mod:`bioslicer.kernel.pool`): its parallel region gets its arrays marked
+    ``noalias``, and the clipping loop runs about twice as fast per core with that."""
+    for t in prange(len(task_e0)):
         z0, ulo, uhi, vlo, vhi = _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov)
         kb = task_k[t] if write else 0
         pb = task_p[t] if write else 0
