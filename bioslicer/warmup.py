@@ -38,7 +38,7 @@ def _sentinels() -> list:
     from .programs import gwl, tokenize
 
     return [stitch._stitch_tasks, order._order_run_range, measure._run_jump_lengths_range, gwl._render_chunks,
-            tokenize._tokenize_pieces_range, gwl._read]
+            tokenize.tokenize_pieces, gwl._read]
 
 
 def cache_is_cold() -> bool:
