@@ -69,7 +69,8 @@ def start_background(printer) -> bool:
     env["NUMBA_NUM_THREADS"] = "1"    # one core for the helper, the other for the slicer
     env["BIOSLICER_WARMUP"] = "0"
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "bioslicer.warmup", os.fspath(printer)], env=env,
+        # unbuffered: a stage line read never drags the next one into a buffer select() cannot see
+        proc = subprocess.Popen([sys.executable, "-m", "bioslicer.warmup", os.fspath(printer)], env=env, bufsize=0,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     except OSError:
         return False

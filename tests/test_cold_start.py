@@ -49,7 +49,7 @@ def test_run_chunks_raises_the_kernel_error():
 
 def test_wait_for_warmup_follows_the_helper_stages():
     code = "import sys; print('stitch'); print('order'); sys.stdout.flush()"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, bufsize=0)
     pool.set_warmup(proc)
     try:
         pool.wait_for_warmup("order")

@@ -86,7 +86,8 @@ _warmup_lock = threading.Lock()
 
 
 def set_warmup(proc) -> None:
-    """Register the running warm-up helper (a ``subprocess.Popen`` with ``stdout`` a pipe), or None."""
+    """Register the running warm-up helper (a ``subprocess.Popen`` with ``stdout`` an unbuffered
+    pipe, ``bufsize=0``), or None."""
     with _warmup_lock:
         _warmup["proc"] = proc
         _warmup["done"] = set()
