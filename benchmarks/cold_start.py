@@ -11,6 +11,9 @@ signature is a full extra compile.
 Run ``--cache-dir DIR`` twice to see the warm figure (second run: cache loads only). The sha256
 of the job's program files (every ``.gwl``/``.nc``/``.pgm`` ... under the job folder, by
 relative path) is recorded, so runs of two branches can be checked for identical programs.
+When the run starts the warm-up helper (:mod:`bioslicer.warmup`, the later stages' kernels
+compiled in a second process), its compiles are not in the table: the time this process waited
+for it per stage and the helper's own figures (``BIOSLICER_WARMUP_LOG``) are printed instead.
 
 Run:  .venv/bin/python benchmarks/cold_start.py [--json FILE] [--cache-dir DIR] [-- CLI ARGS ...]
 """
