@@ -126,6 +126,9 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
         res = plate_to_job(mesh, out_dir, load_printer(printer), recipe=recipe, overrides=ov, overwrite=overwrite,
                            preview=not no_preview, dialect=dialect)
     elif workers is None and scheduler is None and cluster_config is None:
+        from ..warmup import start_background
+
+        start_background(printer)    # first run only: compile the later stages on the other core
         res = slice_to_job(mesh, out_dir, **kwargs)
     else:
         from ..cluster import dask_client

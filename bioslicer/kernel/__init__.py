@@ -10,6 +10,9 @@
 * :mod:`.order` - scan order inside every (block, layer) run (the order, reversals, rotations).
 * :mod:`.measure` - mark lengths (the one kernel), closed contours, jumps, transition times.
 * :mod:`.meshops` - mesh intake: exact vertex welding (hash table), per-face signed volumes.
+* :mod:`.pool` - parallel kernels: a serial ``nogil`` kernel per chunk of work on a thread pool
+  (no ``prange``: each compiles once, fast), and the gate of the first-run warm-up helper.
+* :mod:`.sorting` - the one stable argsort the kernels use (numba's own sorts compile per caller).
 
 The Python drivers (:mod:`bioslicer.slicing`, :mod:`bioslicer.stitching`, :mod:`bioslicer.ordering`,
 :mod:`bioslicer.estimate`) validate inputs, size the outputs and call these; per-mark fields are

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .pool import run_chunks
 
 OP_UNION = 0
 OP_INTERSECTION = 1
@@ -60,7 +62,6 @@ def _row_boolean(op, au0, au1, a0, a1, bu0, bu1, b0, b1, u0_out, u1_out, o):
     return o
 
 
-@njit(cache=True, parallel=True)
 def span_boolean_kernel(op, a_lrs, a_j, a_rss, a_u0, a_u1, b_lrs, b_j, b_rss, b_u0, b_u1,
                         row_base, span_base, row_j_out, row_n_out, u0_out, u1_out, nrows_out, nspans_out):
     """Per layer, merge rows of A and B by row index and combine their spans.
@@ -74,8 +75,15 @@ def span_boolean_kernel(op, a_lrs, a_j, a_rss, a_u0, a_u1, b_lrs, b_j, b_rss, b_
 
     Returns (in the out arrays) rows with >= 1 span and their spans, counts per layer.
     """
-    L = a_lrs.shape[0] - 1
-    for k in prange(L):
+    run_chunks(_span_boolean_range, a_lrs.shape[0] - 1, int(op), a_lrs, a_j, a_rss, a_u0, a_u1, b_lrs, b_j, b_rss, b_u0,
+               b_u1, row_base, span_base, row_j_out, row_n_out, u0_out, u1_out, nrows_out, nspans_out)
+
+
+@njit(cache=True, nogil=True)
+def _span_boolean_range(k_lo, k_hi, op, a_lrs, a_j, a_rss, a_u0, a_u1, b_lrs, b_j, b_rss, b_u0, b_u1,
+                        row_base, span_base, row_j_out, row_n_out, u0_out, u1_out, nrows_out, nspans_out):
+    """:func:`span_boolean_kernel` of layers ``k_lo .. k_hi - 1``."""
+    for k in range(k_lo, k_hi):
         ra = a_lrs[k]
         rb = b_lrs[k]
         ra1 = a_lrs[k + 1]

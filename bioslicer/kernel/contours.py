@@ -9,12 +9,13 @@ rings are chained by edge id, never by matching floating-point coordinates.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .crossings import layer_segments
+from .pool import run_chunks
+from .sorting import argsort_stable
 
 
-@njit(cache=True, parallel=True)
 def chain_rings(V, F, face_edges, n_edges, bstart, btri, layer_pos, layer_z, chunk_start,
                 base, ring_len_out, xy_out, nrings_out, npts_out):
     """Chain each layer's segments into rings.
@@ -23,7 +24,7 @@ def chain_rings(V, F, face_edges, n_edges, bstart, btri, layer_pos, layer_z, chu
     ----------
     V, F : mesh (µm, int32 faces); face_edges : (m, 3) int64 unique edge ids; n_edges : int.
     bstart, btri : layer buckets (CSR over sorted layers); layer_pos : (L,) sorted position of layer k.
-    layer_z : (L,) float64, µm. chunk_start : (C+1,) int64 layer chunks for prange.
+    layer_z : (L,) float64, µm. chunk_start : (C+1,) int64 layer chunks (run in parallel threads).
     base : (L,) int64 where layer k may write (upper bound: its bucket size) in the outputs.
 
     Returns (in the out arrays)
@@ -32,8 +33,15 @@ def chain_rings(V, F, face_edges, n_edges, bstart, btri, layer_pos, layer_z, chu
     nrings_out, npts_out : (L,) rings and points written per layer. Open chains (a mesh that is
     not closed) are dropped; consecutive equal points are merged; rings with < 3 points dropped.
     """
-    nchunks = chunk_start.shape[0] - 1
-    for ch in prange(nchunks):
+    run_chunks(_chain_rings_range, chunk_start.shape[0] - 1, V, F, face_edges, n_edges, bstart, btri, layer_pos,
+               layer_z, chunk_start, base, ring_len_out, xy_out, nrings_out, npts_out, parts=chunk_start.shape[0] - 1)
+
+
+@njit(cache=True, nogil=True)
+def _chain_rings_range(ch_lo, ch_hi, V, F, face_edges, n_edges, bstart, btri, layer_pos, layer_z, chunk_start,
+                       base, ring_len_out, xy_out, nrings_out, npts_out):
+    """:func:`chain_rings` of layer chunks ``ch_lo .. ch_hi - 1``."""
+    for ch in range(ch_lo, ch_hi):
         k0 = chunk_start[ch]
         k1 = chunk_start[ch + 1]
         cap = 1
@@ -161,7 +169,7 @@ def _layer_rings_clean(rps, r0, r1, xy, nxt, order, xmin):
     for i in range(n):
         q = nxt[i]
         xmin[i] = min(xy[a + i, 0], xy[a + q, 0])
-    o = np.argsort(xmin[:n], kind="mergesort")
+    o = argsort_stable(xmin[:n])
     for i in range(n):
         order[i] = o[i]
     for ii in range(n):
@@ -229,23 +237,29 @@ def _layer_rings_clean(rps, r0, r1, xy, nxt, order, xmin):
     return True
 
 
-@njit(cache=True, parallel=True)
 def clean_layers(layer_ring_start, ring_point_start, xy, chunk_start):
     """Per layer: True when its raw rings need no resolving (see :func:`_layer_rings_clean`).
 
     Parameters
     ----------
     layer_ring_start : (L+1,) int64; ring_point_start : (Q+1,) int64; xy : (P, 2) float64, µm.
-    chunk_start : (C+1,) int64 layer chunks for prange.
+    chunk_start : (C+1,) int64 layer chunks (run in parallel threads).
 
     Returns
     -------
     clean : (L,) bool. Layers without rings are clean; one-ring layers are clean when the
     ring is CCW with at least 3 points (a single closed chain of a mesh is simple).
     """
-    L = layer_ring_start.shape[0] - 1
-    out = np.zeros(L, np.bool_)
-    for ch in prange(chunk_start.shape[0] - 1):
+    out = np.zeros(layer_ring_start.shape[0] - 1, np.bool_)
+    run_chunks(_clean_layers_range, chunk_start.shape[0] - 1, layer_ring_start, ring_point_start, xy, chunk_start, out,
+               parts=chunk_start.shape[0] - 1)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _clean_layers_range(ch_lo, ch_hi, layer_ring_start, ring_point_start, xy, chunk_start, out):
+    """:func:`clean_layers` of layer chunks ``ch_lo .. ch_hi - 1`` into ``out``."""
+    for ch in range(ch_lo, ch_hi):
         k0 = chunk_start[ch]
         k1 = chunk_start[ch + 1]
         cap = 1
@@ -269,4 +283,3 @@ def clean_layers(layer_ring_start, ring_point_start, xy, chunk_start):
                 out[k] = area2 > 0
             else:
                 out[k] = _layer_rings_clean(ring_point_start, r0, r1, xy, nxt, order, xmin)
-    return out

@@ -25,7 +25,9 @@ facing shells subtract even where they overlap each other), 1 = nonzero (winding
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .pool import run_chunks
 
 BIG_ROW = 1 << 60
 
@@ -420,10 +422,29 @@ def _layer_spans(x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, jbase, nrows, rule,
 
 
 # ----------------------------------------------------------------------------- mesh driver
-@njit(cache=True, parallel=True)
+@njit(cache=True)
+def _layer_pass(fill, k, x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, cos_a, sin_a, ncross, jmin, jmax, rule,
+                has_region, bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu, cs, row_base, span_base, row_v_out,
+                row_end_out, u0_out, u1_out, nrows_out, nspans_out):
+    """Layer k from its n segments (part frame): rotated into the row frame, then counted
+    (``fill`` False: ``ncross``, ``jmin``, ``jmax``) or swept into spans (``nrows_out``, ``nspans_out``)."""
+    _rotate(x0, y0, x1, y1, n, cos_a[k], sin_a[k])
+    if fill:
+        nr, ns = _layer_spans(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], jmin[k], jmax[k] - jmin[k] + 1,
+                              rule, cos_a[k], sin_a[k], has_region, bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu,
+                              cs, row_v_out, row_end_out, u0_out, u1_out, row_base[k], span_base[k])
+        nrows_out[k] = nr
+        nspans_out[k] = ns
+    else:
+        cnt, a, b = _row_ranges(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], sj0, sj1)
+        ncross[k] = cnt
+        jmin[k] = a
+        jmax[k] = b
+
+
 def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy, jr0, jr1, umax,
                     chunk_start):
-    """Pass 1: crossings per layer and their row range (layers in chunks, chunks in prange).
+    """Pass 1: crossings per layer and their row range (layers in chunks, chunks in parallel threads).
 
     Parameters
     ----------
@@ -440,36 +461,13 @@ def mesh_count_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, d
     ncross = np.zeros(L, np.int64)
     jmin = np.zeros(L, np.int64)
     jmax = np.zeros(L, np.int64)
-    nchunks = chunk_start.shape[0] - 1
-    dummy_e = np.zeros((1, 3), np.int64)
-    for ch in prange(nchunks):
-        k0 = chunk_start[ch]
-        k1 = chunk_start[ch + 1]
-        cap = 1
-        for k in range(k0, k1):
-            p = layer_pos[k]
-            cap = max(cap, bstart[p + 1] - bstart[p])
-        x0 = np.empty(cap)
-        y0 = np.empty(cap)
-        x1 = np.empty(cap)
-        y1 = np.empty(cap)
-        sj0 = np.empty(cap, np.int64)
-        sj1 = np.empty(cap, np.int64)
-        e0 = np.empty(1, np.int64)
-        e1 = np.empty(1, np.int64)
-        for k in range(k0, k1):
-            p = layer_pos[k]
-            tris = btri[bstart[p]:bstart[p + 1]]
-            n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, dummy_e, e0, e1, np.bool_(False))
-            _rotate(x0, y0, x1, y1, n, cos_a[k], sin_a[k])
-            cnt, a, b = _row_ranges(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], sj0, sj1)
-            ncross[k] = cnt
-            jmin[k] = a
-            jmax[k] = b
+    f0, i0 = np.zeros(0), np.zeros(0, np.int64)
+    run_chunks(_mesh_pass_range, chunk_start.shape[0] - 1, False, V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a,
+               off, dy, jr0, jr1, umax, chunk_start, ncross, jmin, jmax, 0, False, 0.0, 0.0, 0.0, 0.0, i0, i0, f0, i0,
+               f0, f0, i0, i0, parts=chunk_start.shape[0] - 1)
     return ncross, jmin, jmax
 
 
-@njit(cache=True, parallel=True)
 def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy, jr0, jr1, umax,
                    chunk_start, ncross, jmin, jmax, rule, has_region, bx0, by0, bx1, by1,
                    row_base, span_base, row_v_out, row_end_out, u0_out, u1_out, nrows_out, nspans_out):
@@ -479,9 +477,21 @@ def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy
     bounds from pass 1, see :func:`compact_layers`); ``nrows_out[k]``, ``nspans_out[k]`` get
     the counts. Scratch is allocated once per chunk and reused for its layers.
     """
-    nchunks = chunk_start.shape[0] - 1
+    run_chunks(_mesh_pass_range, chunk_start.shape[0] - 1, True, V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a,
+               off, dy, jr0, jr1, umax, chunk_start, ncross, jmin, jmax, int(rule), bool(has_region), float(bx0),
+               float(by0), float(bx1), float(by1), row_base, span_base, row_v_out, row_end_out, u0_out, u1_out,
+               nrows_out, nspans_out, parts=chunk_start.shape[0] - 1)
+
+
+@njit(cache=True, nogil=True)
+def _mesh_pass_range(ch_lo, ch_hi, fill, V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy, jr0, jr1, umax,
+                     chunk_start, ncross, jmin, jmax, rule, has_region, bx0, by0, bx1, by1,
+                     row_base, span_base, row_v_out, row_end_out, u0_out, u1_out, nrows_out, nspans_out):
+    """Layer chunks ``ch_lo .. ch_hi - 1`` of :func:`mesh_count_pass` (``fill`` False: writes
+    ``ncross``, ``jmin``, ``jmax``; the fill arguments are unused) or :func:`mesh_fill_pass`
+    (``fill`` True). One kernel for both passes: they share the segment and row code."""
     dummy_e = np.zeros((1, 3), np.int64)
-    for ch in prange(nchunks):
+    for ch in range(ch_lo, ch_hi):
         k0 = chunk_start[ch]
         k1 = chunk_start[ch + 1]
         cap = 1
@@ -490,9 +500,10 @@ def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy
         for k in range(k0, k1):
             p = layer_pos[k]
             cap = max(cap, bstart[p + 1] - bstart[p])
-            ccap = max(ccap, ncross[k])
-            if ncross[k] > 0:
-                rcap = max(rcap, jmax[k] - jmin[k] + 1)
+            if fill:
+                ccap = max(ccap, ncross[k])
+                if ncross[k] > 0:
+                    rcap = max(rcap, jmax[k] - jmin[k] + 1)
         x0 = np.empty(cap)
         y0 = np.empty(cap)
         x1 = np.empty(cap)
@@ -506,20 +517,16 @@ def mesh_fill_pass(V, F, bstart, btri, layer_pos, layer_z, cos_a, sin_a, off, dy
         rstart = np.empty(rcap + 1, np.int64)
         rptr = np.empty(rcap, np.int64)
         for k in range(k0, k1):
-            if ncross[k] == 0:
+            if fill and ncross[k] == 0:
                 nrows_out[k] = 0
                 nspans_out[k] = 0
                 continue
             p = layer_pos[k]
             tris = btri[bstart[p]:bstart[p + 1]]
             n = layer_segments(V, F, tris, layer_z[k], x0, y0, x1, y1, dummy_e, e0, e1, np.bool_(False))
-            _rotate(x0, y0, x1, y1, n, cos_a[k], sin_a[k])
-            nr, ns = _layer_spans(x0, y0, x1, y1, n, off, dy, jr0[k], jr1[k], umax[k], jmin[k],
-                                  jmax[k] - jmin[k] + 1, rule, cos_a[k], sin_a[k], has_region, bx0, by0, bx1,
-                                  by1, sj0, sj1, rstart, rptr, cu, cs, row_v_out, row_end_out, u0_out, u1_out,
-                                  row_base[k], span_base[k])
-            nrows_out[k] = nr
-            nspans_out[k] = ns
+            _layer_pass(fill, k, x0, y0, x1, y1, n, off, dy, jr0, jr1, umax, cos_a, sin_a, ncross, jmin, jmax, rule,
+                        has_region, bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu, cs, row_base, span_base, row_v_out,
+                        row_end_out, u0_out, u1_out, nrows_out, nspans_out)
 
 
 # ----------------------------------------------------------------------------- 2-D segments driver
@@ -540,52 +547,45 @@ def _load_segments(X0, Y0, X1, Y1, a, b, x0, y0, x1, y1):
         y1[i] = Y1[a + i]
 
 
-@njit(cache=True, parallel=True)
 def seg_count_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax, chunk_start):
     """Pass 1 for segments given per layer (CSR ``lstart``) in part coordinates; see :func:`mesh_count_pass`."""
     L = lstart.shape[0] - 1
     ncross = np.zeros(L, np.int64)
     jmin = np.zeros(L, np.int64)
     jmax = np.zeros(L, np.int64)
-    nchunks = chunk_start.shape[0] - 1
-    for ch in prange(nchunks):
-        k0 = chunk_start[ch]
-        k1 = chunk_start[ch + 1]
-        cap = _chunk_max_segments(lstart, k0, k1)
-        x0 = np.empty(cap)
-        y0 = np.empty(cap)
-        x1 = np.empty(cap)
-        y1 = np.empty(cap)
-        sj0 = np.empty(cap, np.int64)
-        sj1 = np.empty(cap, np.int64)
-        for k in range(k0, k1):
-            a = lstart[k]
-            b = lstart[k + 1]
-            _load_segments(X0, Y0, X1, Y1, a, b, x0, y0, x1, y1)
-            _rotate(x0, y0, x1, y1, b - a, cos_a[k], sin_a[k])
-            cnt, j0, j1 = _row_ranges(x0, y0, x1, y1, b - a, off, dy, jr0[k], jr1[k], umax[k], sj0, sj1)
-            ncross[k] = cnt
-            jmin[k] = j0
-            jmax[k] = j1
+    f0, i0 = np.zeros(0), np.zeros(0, np.int64)
+    run_chunks(_seg_pass_range, chunk_start.shape[0] - 1, False, lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1,
+               umax, chunk_start, ncross, jmin, jmax, 0, False, 0.0, 0.0, 0.0, 0.0, i0, i0, f0, i0, f0, f0, i0, i0,
+               parts=chunk_start.shape[0] - 1)
     return ncross, jmin, jmax
 
 
-@njit(cache=True, parallel=True)
 def seg_fill_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax, chunk_start,
                   ncross, jmin, jmax, rule, has_region, bx0, by0, bx1, by1,
                   row_base, span_base, row_v_out, row_end_out, u0_out, u1_out, nrows_out, nspans_out):
     """Pass 2 for segments given per layer; see :func:`mesh_fill_pass`."""
-    nchunks = chunk_start.shape[0] - 1
-    for ch in prange(nchunks):
+    run_chunks(_seg_pass_range, chunk_start.shape[0] - 1, True, lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1,
+               umax, chunk_start, ncross, jmin, jmax, int(rule), bool(has_region), float(bx0), float(by0), float(bx1),
+               float(by1), row_base, span_base, row_v_out, row_end_out, u0_out, u1_out, nrows_out, nspans_out,
+               parts=chunk_start.shape[0] - 1)
+
+
+@njit(cache=True, nogil=True)
+def _seg_pass_range(ch_lo, ch_hi, fill, lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax, chunk_start,
+                    ncross, jmin, jmax, rule, has_region, bx0, by0, bx1, by1,
+                    row_base, span_base, row_v_out, row_end_out, u0_out, u1_out, nrows_out, nspans_out):
+    """Layer chunks ``ch_lo .. ch_hi - 1`` of :func:`seg_count_pass` or (``fill``) :func:`seg_fill_pass`."""
+    for ch in range(ch_lo, ch_hi):
         k0 = chunk_start[ch]
         k1 = chunk_start[ch + 1]
         cap = _chunk_max_segments(lstart, k0, k1)
         ccap = 1
         rcap = 1
-        for k in range(k0, k1):
-            ccap = max(ccap, ncross[k])
-            if ncross[k] > 0:
-                rcap = max(rcap, jmax[k] - jmin[k] + 1)
+        if fill:
+            for k in range(k0, k1):
+                ccap = max(ccap, ncross[k])
+                if ncross[k] > 0:
+                    rcap = max(rcap, jmax[k] - jmin[k] + 1)
         x0 = np.empty(cap)
         y0 = np.empty(cap)
         x1 = np.empty(cap)
@@ -597,20 +597,16 @@ def seg_fill_pass(lstart, X0, Y0, X1, Y1, cos_a, sin_a, off, dy, jr0, jr1, umax,
         rstart = np.empty(rcap + 1, np.int64)
         rptr = np.empty(rcap, np.int64)
         for k in range(k0, k1):
-            if ncross[k] == 0:
+            if fill and ncross[k] == 0:
                 nrows_out[k] = 0
                 nspans_out[k] = 0
                 continue
             a = lstart[k]
             b = lstart[k + 1]
             _load_segments(X0, Y0, X1, Y1, a, b, x0, y0, x1, y1)
-            _rotate(x0, y0, x1, y1, b - a, cos_a[k], sin_a[k])
-            nr, ns = _layer_spans(x0, y0, x1, y1, b - a, off, dy, jr0[k], jr1[k], umax[k], jmin[k],
-                                  jmax[k] - jmin[k] + 1, rule, cos_a[k], sin_a[k], has_region, bx0, by0, bx1,
-                                  by1, sj0, sj1, rstart, rptr, cu, cs, row_v_out, row_end_out, u0_out, u1_out,
-                                  row_base[k], span_base[k])
-            nrows_out[k] = nr
-            nspans_out[k] = ns
+            _layer_pass(fill, k, x0, y0, x1, y1, b - a, off, dy, jr0, jr1, umax, cos_a, sin_a, ncross, jmin, jmax, rule,
+                        has_region, bx0, by0, bx1, by1, sj0, sj1, rstart, rptr, cu, cs, row_base, span_base, row_v_out,
+                        row_end_out, u0_out, u1_out, nrows_out, nspans_out)
 
 
 # ----------------------------------------------------------------------------- output
@@ -653,10 +649,15 @@ def compact_layers(nrows, nspans, row_base, span_base, row_v, row_end, u0, u1, l
     return R, S
 
 
-@njit(cache=True, parallel=True)
 def gather_ranges(src, src_start, counts, dst_start, dst):
     """dst[dst_start[k]:+counts[k]] = src[src_start[k]:+counts[k]] for every k (compaction)."""
-    for k in prange(counts.shape[0]):
+    run_chunks(_gather_ranges_range, counts.shape[0], src, src_start, counts, dst_start, dst)
+
+
+@njit(cache=True, nogil=True)
+def _gather_ranges_range(k_lo, k_hi, src, src_start, counts, dst_start, dst):
+    """:func:`gather_ranges` of ranges ``k_lo .. k_hi - 1``."""
+    for k in range(k_lo, k_hi):
         a = src_start[k]
         d = dst_start[k]
         for i in range(counts[k]):

@@ -12,9 +12,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .pool import run_chunks
+
 
 # ----------------------------------------------------------------------------- spans -> segments
-@njit(cache=True, parallel=True)
 def count_kept_spans(layer_row_start, row_span_start, span_u0, span_u1, keep_row, min_len_um, out_count):
     """Count, per layer, spans at least ``min_len_um`` long on rows with ``keep_row`` set.
 
@@ -27,8 +28,15 @@ def count_kept_spans(layer_row_start, row_span_start, span_u0, span_u1, keep_row
     min_len_um : float
     out_count : (L,) int64, filled
     """
-    n_layers = len(layer_row_start) - 1
-    for k in prange(n_layers):
+    run_chunks(_count_kept_spans_range, len(layer_row_start) - 1, layer_row_start, row_span_start, span_u0, span_u1,
+               keep_row, float(min_len_um), out_count)
+
+
+@njit(cache=True, nogil=True)
+def _count_kept_spans_range(k_lo, k_hi, layer_row_start, row_span_start, span_u0, span_u1, keep_row, min_len_um,
+                            out_count):
+    """:func:`count_kept_spans` of layers ``k_lo .. k_hi - 1``."""
+    for k in range(k_lo, k_hi):
         c = 0
         for r in range(layer_row_start[k], layer_row_start[k + 1]):
             if not keep_row[r]:
@@ -39,7 +47,6 @@ def count_kept_spans(layer_row_start, row_span_start, span_u0, span_u1, keep_row
         out_count[k] = c
 
 
-@njit(cache=True, parallel=True)
 def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, row_rev, cos_l, sin_l,
                        z_l, min_len_um, layer_offset, x, y, z):
     """Write the kept spans of each layer as 2-point marks in part coordinates, in scan order.
@@ -61,8 +68,15 @@ def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1,
         Output mark index of each layer's first segment (prefix sum of the counts).
     x, y, z : (2M,) float64, filled: start and end point of mark m at 2m and 2m+1, µm
     """
-    n_layers = len(layer_row_start) - 1
-    for k in prange(n_layers):
+    run_chunks(_fill_span_segments_range, len(layer_row_start) - 1, layer_row_start, row_span_start, row_v, span_u0,
+               span_u1, keep_row, row_rev, cos_l, sin_l, z_l, float(min_len_um), layer_offset, x, y, z)
+
+
+@njit(cache=True, nogil=True)
+def _fill_span_segments_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, row_rev,
+                              cos_l, sin_l, z_l, min_len_um, layer_offset, x, y, z):
+    """:func:`fill_span_segments` of layers ``k_lo .. k_hi - 1``."""
+    for k in range(k_lo, k_hi):
         o = 2 * layer_offset[k]
         c = cos_l[k]
         sn = sin_l[k]
@@ -92,7 +106,6 @@ def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1,
 
 
 # ----------------------------------------------------------------------------- merging
-@njit(cache=True, parallel=True)
 def scatter_marks(src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, dst_y, dst_z):
     """Copy the points of every source mark m to destination mark ``dest_mark[m]``.
 
@@ -104,7 +117,14 @@ def scatter_marks(src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, d
     dst_start : (M'+1,) int64, the destination layout (already sized)
     dst_x, dst_y, dst_z : (N',) float64, filled
     """
-    for m in prange(len(dest_mark)):
+    run_chunks(_scatter_marks_range, len(dest_mark), src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, dst_y,
+               dst_z)
+
+
+@njit(cache=True, nogil=True)
+def _scatter_marks_range(m_lo, m_hi, src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, dst_y, dst_z):
+    """:func:`scatter_marks` of source marks ``m_lo .. m_hi - 1``."""
+    for m in range(m_lo, m_hi):
         d = dst_start[dest_mark[m]]
         for p in range(src_start[m], src_start[m + 1]):
             dst_x[d] = src_x[p]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .pool import run_chunks, wait_for_warmup
 
 
 @njit(cache=True)
@@ -17,33 +19,41 @@ def _dist(ax, ay, az, bx, by, bz):
     return math.sqrt((ax - bx) ** 2 + (ay - by) ** 2 + (az - bz) ** 2)
 
 
-@njit(cache=True, parallel=True)
 def closed_marks(x, y, z, mark_start):
     """(M,) bool: the mark has at least 4 points and its last point equals its first."""
-    m = len(mark_start) - 1
-    out = np.zeros(m, np.bool_)
-    for k in prange(m):
+    wait_for_warmup("stitch")
+    out = np.zeros(len(mark_start) - 1, np.bool_)
+    run_chunks(_closed_marks_range, len(out), x, y, z, mark_start, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _closed_marks_range(k_lo, k_hi, x, y, z, mark_start, out):
+    """:func:`closed_marks` of marks ``k_lo .. k_hi - 1`` into ``out``."""
+    for k in range(k_lo, k_hi):
         s = mark_start[k]
         e = mark_start[k + 1] - 1
         if e - s >= 3 and x[s] == x[e] and y[s] == y[e] and z[s] == z[e]:
             out[k] = True
+
+
+def mark_lengths(x, y, z, mark_start):
+    """(M,) float64 polyline length of each mark, µm."""
+    out = np.empty(len(mark_start) - 1)
+    run_chunks(_mark_lengths_range, len(out), x, y, z, mark_start, out)
     return out
 
 
-@njit(cache=True, parallel=True)
-def mark_lengths(x, y, z, mark_start):
-    """(M,) float64 polyline length of each mark, µm."""
-    m = len(mark_start) - 1
-    out = np.empty(m)
-    for k in prange(m):
+@njit(cache=True, nogil=True)
+def _mark_lengths_range(k_lo, k_hi, x, y, z, mark_start, out):
+    """:func:`mark_lengths` of marks ``k_lo .. k_hi - 1`` into ``out``."""
+    for k in range(k_lo, k_hi):
         t = 0.0
         for i in range(mark_start[k], mark_start[k + 1] - 1):
             t += _dist(x[i + 1], y[i + 1], z[i + 1], x[i], y[i], z[i])
         out[k] = t
-    return out
 
 
-@njit(cache=True, parallel=True)
 def run_jump_lengths(x, y, z, mark_start, run_start):
     """Lengths of the jumps between consecutive marks of the same run, µm.
 
@@ -60,10 +70,16 @@ def run_jump_lengths(x, y, z, mark_start, run_start):
         The jumps of run 0, then of run 1, ... (3D distance from the last point of a mark to
         the first point of the next).
     """
-    nr = len(run_start) - 1
-    m = len(mark_start) - 1
-    out = np.empty(max(m - nr, 0))
-    for r in prange(nr):
+    wait_for_warmup("order")
+    out = np.empty(max(len(mark_start) - len(run_start), 0))
+    run_chunks(_run_jump_lengths_range, len(run_start) - 1, x, y, z, mark_start, run_start, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _run_jump_lengths_range(r_lo, r_hi, x, y, z, mark_start, run_start, out):
+    """:func:`run_jump_lengths` of runs ``r_lo .. r_hi - 1`` into ``out``."""
+    for r in range(r_lo, r_hi):
         a = run_start[r]
         b = run_start[r + 1]
         base = a - r
@@ -74,10 +90,8 @@ def run_jump_lengths(x, y, z, mark_start, run_start):
             dy = y[s] - y[e]
             dz = z[s] - z[e]
             out[base + k - a] = math.sqrt(dx * dx + dy * dy + dz * dz)
-    return out
 
 
-@njit(cache=True)
 def transition_times(x, y, z, mark_start, mark_block, mark_layer, origin, n_blocks, jump_speed, jump_delay,
                      layer_settle, stage_speed, stage_settle):
     """Jumps, layer changes and block changes between consecutive marks (see
@@ -99,6 +113,15 @@ def transition_times(x, y, z, mark_start, mark_block, mark_layer, origin, n_bloc
     lengths : (2,) float64
         Jump length and stage travel, µm.
     """
+    wait_for_warmup("estimate")
+    return _transition_times(x, y, z, mark_start, mark_block, mark_layer, origin, int(n_blocks), float(jump_speed),
+                             float(jump_delay), float(layer_settle), float(stage_speed), float(stage_settle))
+
+
+@njit(cache=True)
+def _transition_times(x, y, z, mark_start, mark_block, mark_layer, origin, n_blocks, jump_speed, jump_delay,
+                      layer_settle, stage_speed, stage_settle):
+    """:func:`transition_times` (the kernel)."""
     m = len(mark_start) - 1
     per_block = np.zeros((n_blocks, 3))
     counts = np.zeros(3, np.int64)

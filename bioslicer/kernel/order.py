@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .measure import _dist
+from .pool import run_chunks, wait_for_warmup
+from .sorting import argsort_stable, insertion_sort_by
 
 @njit(cache=True)
 def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
@@ -54,7 +56,7 @@ def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
         fwd[j] = (x[s + 1] - x[s]) * dx + (y[s + 1] - y[s]) * dy >= 0.0
     # rows: sorted offsets split where consecutive ones differ by more than 1e-3 µm (tied
     # offsets share a row, so the sort need not be stable)
-    ow = np.argsort(w)
+    ow = argsort_stable(w)
     row = np.empty(n, np.int64)
     r = 0
     for j in range(n):
@@ -79,17 +81,10 @@ def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
         a0 = rstart[q]
         a1 = rstart[q + 1]
         if a1 - a0 <= 32:
-            for i in range(a0 + 1, a1):
-                v = seq[i]
-                key = al[v]
-                t = i
-                while t > a0 and al[seq[t - 1]] > key:
-                    seq[t] = seq[t - 1]
-                    t -= 1
-                seq[t] = v
+            insertion_sort_by(seq, a0, a1, al)
         else:
             sub = seq[a0:a1].copy()
-            o = np.argsort(al[sub], kind="mergesort")
+            o = argsort_stable(al[sub])
             for i in range(a1 - a0):
                 seq[a0 + i] = sub[o[i]]
     # choose the variant whose first point is nearest to the current position
@@ -324,9 +319,9 @@ def _one_mark_per_row(idx, x, y, mark_start):
     for j in range(n):
         s = mark_start[idx[j]]
         w[j] = (-dy * (x[s] + x[s + 1]) + dx * (y[s] + y[s + 1])) / (2 * nl)
-    w.sort()
+    o = argsort_stable(w)
     for j in range(1, n):
-        if w[j] - w[j - 1] <= 1e-3:
+        if w[o[j]] - w[o[j - 1]] <= 1e-3:
             return False
     return True
 
@@ -384,16 +379,15 @@ def _radial(idx, x, y, mark_start, out, flip, pos, outward):
     for j in range(n):
         r = math.sqrt((mx[j] - ccx) ** 2 + (my[j] - ccy) ** 2)
         d[j] = r if outward else -r
-    o = np.argsort(d, kind="mergesort")
+    o = argsort_stable(d)
     for j in range(n):
         out[pos + j] = idx[o[j]]
         flip[pos + j] = False
     return mark_start[idx[o[n - 1]] + 1] - 1
 
 
-@njit(cache=True, parallel=True)
 def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind, mode_kind, rank_kind):
-    """Order the marks of every run (block, layer) independently (runs in parallel).
+    """Order the marks of every run (block, layer) independently (runs in parallel threads).
 
     Marks are grouped by (kind, serpentine-able); groups are written by ``rank_kind[kind]``
     (lower first), equal ranks in order of first appearance in the run. Within a group the
@@ -412,12 +406,21 @@ def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind
     rot : (M,) int32
         Output mark j is its closed source mark started at vertex ``rot[j]`` (0: unchanged).
     """
+    wait_for_warmup("order")
     m_total = len(mark_start) - 1
     order = np.empty(m_total, np.int64)
     flip = np.zeros(m_total, np.bool_)
     rot = np.zeros(m_total, np.int32)
-    nr = len(run_start) - 1
-    for r in prange(nr):
+    run_chunks(_order_run_range, len(run_start) - 1, run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind,
+               mode_kind, rank_kind, order, flip, rot)
+    return order, flip, rot
+
+
+@njit(cache=True, nogil=True)
+def _order_run_range(r_lo, r_hi, run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind, mode_kind,
+                     rank_kind, order, flip, rot):
+    """:func:`order_runs` of runs ``r_lo .. r_hi - 1`` into the preallocated ``order``, ``flip``, ``rot``."""
+    for r in range(r_lo, r_hi):
         a = run_start[r]
         b = run_start[r + 1]
         keys = np.empty(b - a, np.int64)
@@ -443,10 +446,10 @@ def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind
             for jj in range(j, b - a):
                 if keys[jj] == keys[j]:
                     seen[jj] = True
-        gsort = np.empty(ng, np.int64)
+        gsort = np.empty(ng)   # exact: below 2**53
         for g in range(ng):
             gsort[g] = rank_kind[keys[first[g]] // 2] * (b - a) + first[g]
-        gorder = np.argsort(gsort)
+        gorder = argsort_stable(gsort)
         for g in range(ng):
             j0 = first[gorder[g]]
             key = keys[j0]
@@ -501,7 +504,6 @@ def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind
                 rot[pos + t] = r1[t]
             cx, cy, cz = e1
             pos += cnt
-    return order, flip, rot
 
 
 @njit(cache=True)
@@ -521,7 +523,6 @@ def _put_mark(sx, sy, sz, sp, s, n, r, f, ox, oy, oz, op, d):
         op[d + i] = sp[si]
 
 
-@njit(cache=True, parallel=True)
 def apply_order(run_start, mark_start, order, flip, rot, x, y, z, p, inplace, n_chunks, ox, oy, oz, op, ostart):
     """Write the points of mark ``order[j]`` as output mark j, reversed where ``flip[j]`` and
     rotated to start at vertex ``rot[j]`` (closed marks).
@@ -532,8 +533,17 @@ def apply_order(run_start, mark_start, order, flip, rot, x, y, z, p, inplace, n_
     allocated once per chunk. Otherwise the outputs are preallocated (``ostart[M]`` set by the
     caller). Per-mark fields are not touched (the caller takes them at ``order``).
     """
+    wait_for_warmup("order")
+    run_chunks(_apply_order_range, n_chunks, run_start, mark_start, order, flip, rot, x, y, z, p, inplace, n_chunks,
+               ox, oy, oz, op, ostart)
+
+
+@njit(cache=True, nogil=True)
+def _apply_order_range(c_lo, c_hi, run_start, mark_start, order, flip, rot, x, y, z, p, inplace, n_chunks, ox, oy, oz,
+                       op, ostart):
+    """:func:`apply_order` of chunks ``c_lo .. c_hi - 1``."""
     nr = len(run_start) - 1
-    for c in prange(n_chunks):
+    for c in range(c_lo, c_hi):
         r0 = c * nr // n_chunks
         r1 = (c + 1) * nr // n_chunks
         mp = 0

@@ -19,6 +19,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .pool import run_chunks, wait_for_warmup
+
 # ----------------------------------------------------------------------------- stitching
 
 
@@ -182,7 +184,6 @@ def clip_mark(x, y, z, p, s, e, closed, tan_s, z0, ulo, uhi, vlo, vhi, min_len_u
     return n_pieces, n_pts
 
 
-@njit(cache=True, parallel=True)
 def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
     """Extents of the marks, reduced per chunk of ``chunk`` marks.
 
@@ -204,10 +205,19 @@ def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
         Per chunk: the highest ``z - layer_z`` (how far points rise above their layer), the
         highest ``layer_z - z`` (how far they dip below), then xmin, xmax, ymin, ymax, µm.
     """
+    wait_for_warmup("stitch")
     m = len(mark_start) - 1
     nc = (m + chunk - 1) // chunk
     out = np.empty((nc, 6))
-    for c in prange(nc):
+    run_chunks(_mark_extents_range, nc, x, y, z, mark_start, mark_layer, layer_z, int(chunk), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _mark_extents_range(c_lo, c_hi, x, y, z, mark_start, mark_layer, layer_z, chunk, out):
+    """:func:`mark_extents` of chunks ``c_lo .. c_hi - 1`` into ``out``."""
+    m = len(mark_start) - 1
+    for c in range(c_lo, c_hi):
         up = -np.inf
         down = -np.inf
         xmin = np.inf
@@ -229,7 +239,6 @@ def mark_extents(x, y, z, mark_start, mark_layer, layer_z, chunk):
         out[c, 3] = xmax
         out[c, 4] = ymin
         out[c, 5] = ymax
-    return out
 
 
 @njit(cache=True, inline="always")
@@ -252,7 +261,6 @@ def _mark_uv(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, k):
     return umin, umax, vmin, vmax
 
 
-@njit(cache=True, parallel=True)
 def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chunk):
     """Extents of the sheared coordinates ``u = x - t``, ``v = y - t`` with
     ``t = (z - z0) * tan_s`` and ``z0 = tier_z0[layer_tier[mark_layer]]``, per chunk of marks.
@@ -262,10 +270,20 @@ def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chun
     (C, 4) float64
         umin, umax, vmin, vmax of each chunk of ``chunk`` marks, µm.
     """
+    wait_for_warmup("stitch")
     m = len(mark_start) - 1
     nc = (m + chunk - 1) // chunk
     out = np.empty((nc, 4))
-    for c in prange(nc):
+    run_chunks(_uv_extents_range, nc, x, y, z, mark_start, mark_layer, layer_tier, tier_z0, float(tan_s), int(chunk),
+               out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _uv_extents_range(c_lo, c_hi, x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chunk, out):
+    """:func:`uv_extents` of chunks ``c_lo .. c_hi - 1`` into ``out``."""
+    m = len(mark_start) - 1
+    for c in range(c_lo, c_hi):
         umin = np.inf
         umax = -np.inf
         vmin = np.inf
@@ -280,7 +298,6 @@ def uv_extents(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, chun
         out[c, 1] = umax
         out[c, 2] = vmin
         out[c, 3] = vmax
-    return out
 
 
 @njit(cache=True)
@@ -296,8 +313,10 @@ def _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov):
     """(z0, ulo, uhi, vlo, vhi): the z origin and sheared walls of task ``t``'s cell (µm)."""
     ix = task_cell[t, 0]
     iy = task_cell[t, 1]
-    return (tier_z0[task_cell[t, 2]], _wall(gx0, a, ix, nx, half_ov, True), _wall(gx0, a, ix, nx, half_ov, False),
-            _wall(gy0, a, iy, ny, half_ov, True), _wall(gy0, a, iy, ny, half_ov, False))
+    lo = np.bool_(True)   # not literals: one compile of _wall, not one per literal
+    hi = np.bool_(False)
+    return (tier_z0[task_cell[t, 2]], _wall(gx0, a, ix, nx, half_ov, lo), _wall(gx0, a, ix, nx, half_ov, hi),
+            _wall(gy0, a, iy, ny, half_ov, lo), _wall(gy0, a, iy, ny, half_ov, hi))
 
 
 @njit(cache=True)
@@ -308,7 +327,6 @@ def _cand_range(lo, hi, g0, a, n, half_ov):
     return min(max(i0, 0), n - 1), max(min(i1, n - 1), 0)
 
 
-@njit(cache=True, parallel=True)
 def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0, gy0, a, nx, ny, half_ov):
     """Candidate grid cells of every mark, from the bounds of its sheared coordinates.
 
@@ -336,9 +354,19 @@ def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0,
     (M, 4) int32
         ix0, ix1, iy0, iy1: the mark can only give pieces in cells ix0..ix1 x iy0..iy1.
     """
+    wait_for_warmup("stitch")
     m = len(mark_start) - 1
     out = np.empty((m, 4), np.int32)
-    for k in prange(m):
+    run_chunks(_mark_cells_range, m, x, y, z, mark_start, mark_layer, layer_tier, tier_z0, float(tan_s), float(gx0),
+               float(gy0), float(a), int(nx), int(ny), float(half_ov), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _mark_cells_range(k_lo, k_hi, x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0, gy0, a, nx, ny,
+                      half_ov, out):
+    """:func:`mark_cells` of marks ``k_lo .. k_hi - 1`` into ``out``."""
+    for k in range(k_lo, k_hi):
         umin, umax, vmin, vmax = _mark_uv(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, k)
         ix0, ix1 = _cand_range(umin, umax, gx0, a, nx, half_ov)
         iy0, iy1 = _cand_range(vmin, vmax, gy0, a, ny, half_ov)
@@ -346,10 +374,8 @@ def mark_cells(x, y, z, mark_start, mark_layer, layer_tier, tier_z0, tan_s, gx0,
         out[k, 1] = ix1
         out[k, 2] = iy0
         out[k, 3] = iy1
-    return out
 
 
-@njit(cache=True)
 def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_cells):
     """Lists of the marks that may give pieces in each grid cell (CSR), in ``mark_order``.
 
@@ -373,6 +399,13 @@ def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_
     entries : (E,) int64
         Mark indices.
     """
+    wait_for_warmup("stitch")
+    return _cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, int(nx), int(ny), int(n_cells))
+
+
+@njit(cache=True)
+def _cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_cells):
+    """:func:`cell_entries` (the kernel)."""
     m = len(mark_layer)
     ident = len(mark_order) == 0
     cnt = np.zeros(n_cells + 1, np.int64)
@@ -400,7 +433,6 @@ def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_
     return cnt, entries
 
 
-@njit(cache=True, parallel=True)
 def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
                  tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um):
     """Count pass: pieces and points each task gives after clipping to its grid cell.
@@ -435,27 +467,18 @@ def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e
     -------
     n_pieces, n_points : (T,) int64
     """
+    wait_for_warmup("stitch")
     nt = len(task_e0)
     n_pieces = np.zeros(nt, np.int64)
     n_points = np.zeros(nt, np.int64)
     d = np.zeros(0)
     di = np.zeros(0, np.int64)
-    for t in prange(nt):
-        z0, ulo, uhi, vlo, vhi = _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov)
-        cp = 0
-        cn = 0
-        for j in range(task_e0[t], task_e1[t]):
-            k = entries[j]
-            kp, kn = clip_mark(x, y, z, p, mark_start[k], mark_start[k + 1], mark_closed[k], tan_s, z0,
-                               ulo, uhi, vlo, vhi, min_len_um, False, d, d, d, d, di, 0, 0)
-            cp += kp
-            cn += kn
-        n_pieces[t] = cp
-        n_points[t] = cn
+    _stitch_tasks(False, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1, tier_z0, float(gx0),
+                  float(gy0), float(a), int(nx), int(ny), float(half_ov), float(tan_s), float(min_len_um), n_pieces,
+                  n_points, d, d, d, d, di, di)
     return n_pieces, n_points
 
 
-@njit(cache=True, parallel=True)
 def stitch_fill(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
                 tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um, task_kbase, task_pbase,
                 ox, oy, oz, op, piece_start, piece_source):
@@ -466,16 +489,34 @@ def stitch_fill(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0
     (µm, mW), the first point of every piece into ``piece_start`` and the index of its source
     mark into ``piece_source``.
     """
-    nt = len(task_e0)
-    for t in prange(nt):
+    wait_for_warmup("stitch")
+    _stitch_tasks(True, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1, tier_z0, float(gx0),
+                  float(gy0), float(a), int(nx), int(ny), float(half_ov), float(tan_s), float(min_len_um), task_kbase,
+                  task_pbase, ox, oy, oz, op, piece_start, piece_source)
+
+
+@njit(cache=True, parallel=True)
+def _stitch_tasks(write, x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e0, task_e1,
+                  tier_z0, gx0, gy0, a, nx, ny, half_ov, tan_s, min_len_um, task_k, task_p, ox, oy, oz, op,
+                  piece_start, piece_source):
+    """Every task of :func:`stitch_count` (``write`` False: counts into ``task_k``, ``task_p``; the
+    outputs are empty) or :func:`stitch_fill` (``write``: bases in ``task_k``, ``task_p``). One
+    kernel for both passes (they share :func:`clip_mark`). Kept a ``prange`` kernel, unlike the
+    others (see :mod:`bioslicer.kernel.pool`): its parallel region gets its arrays marked
+    ``noalias``, and the clipping loop runs about twice as fast per core with that."""
+    for t in prange(len(task_e0)):
         z0, ulo, uhi, vlo, vhi = _task_walls(task_cell, t, tier_z0, gx0, gy0, a, nx, ny, half_ov)
-        kb = task_kbase[t]
-        pb = task_pbase[t]
+        kb = task_k[t] if write else 0
+        pb = task_p[t] if write else 0
         for j in range(task_e0[t], task_e1[t]):
             k = entries[j]
             kp, kn = clip_mark(x, y, z, p, mark_start[k], mark_start[k + 1], mark_closed[k], tan_s, z0,
-                               ulo, uhi, vlo, vhi, min_len_um, True, ox, oy, oz, op, piece_start, pb, kb)
-            for q in range(kb, kb + kp):
-                piece_source[q] = k
+                               ulo, uhi, vlo, vhi, min_len_um, write, ox, oy, oz, op, piece_start, pb, kb)
+            if write:
+                for q in range(kb, kb + kp):
+                    piece_source[q] = k
             kb += kp
             pb += kn
+        if not write:
+            task_k[t] = kb
+            task_p[t] = pb

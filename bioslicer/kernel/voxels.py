@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .pool import run_chunks
+
 
 @njit(cache=True)
 def _first_center_at_or_above(u, ox, dx):
@@ -17,7 +19,6 @@ def _first_center_at_or_above(u, ox, dx):
     return i
 
 
-@njit(cache=True, parallel=True)
 def fill_voxels_bool(layer_row_start, row_iy, row_span_start, u0, u1, ox, dx, nx, grid):
     """Mark voxels whose centre x lies in a span ``[u0, u1)`` of their row.
 
@@ -28,8 +29,14 @@ def fill_voxels_bool(layer_row_start, row_iy, row_span_start, u0, u1, ox, dx, nx
     ox, dx : grid origin and voxel size along x, µm; nx : voxels along x.
     grid : (nz, ny, nx) bool, written in place.
     """
-    nz = layer_row_start.shape[0] - 1
-    for k in prange(nz):
+    run_chunks(_fill_voxels_bool_range, layer_row_start.shape[0] - 1, layer_row_start, row_iy, row_span_start, u0, u1,
+               float(ox), float(dx), int(nx), grid)
+
+
+@njit(cache=True, nogil=True)
+def _fill_voxels_bool_range(k_lo, k_hi, layer_row_start, row_iy, row_span_start, u0, u1, ox, dx, nx, grid):
+    """:func:`fill_voxels_bool` of layers ``k_lo .. k_hi - 1``."""
+    for k in range(k_lo, k_hi):
         for r in range(layer_row_start[k], layer_row_start[k + 1]):
             iy = row_iy[r]
             for s in range(row_span_start[r], row_span_start[r + 1]):

@@ -30,6 +30,7 @@ from numba import njit, prange
 
 from ..errors import BioslicerError
 from ..fileio import AtomicFile
+from ..kernel.pool import wait_for_warmup
 from . import _format as F
 from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
@@ -115,7 +116,12 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
     ``_ROLES_OUT`` order; cb (K+1,) local mark bounds of the chunks; st0 (K, 6) state at each chunk
     start; off (K+1,) byte offsets of the chunks in ``out``. Fills ``lens`` (K,) with the bytes of
     each chunk. Byte-identical to the former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
+
+    Kept a ``prange`` kernel (unlike the others, see :mod:`bioslicer.kernel.pool`): numba compiles
+    the parallel region with its arrays marked ``noalias``, and this byte-writing loop runs about
+    3.5x faster per core with that than as a serial kernel.
     """
+    zero = np.int64(0)   # not the literal 0: one compile of put_line, not one per literal pattern
     for c in prange(cb.shape[0] - 1):
         zs, vsd, pst = st0[c, 0], st0[c, 1], st0[c, 2]
         hz, hv, hp = st0[c, 3], st0[c, 4], st0[c, 5]
@@ -125,12 +131,12 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
             e = ms[m + 1]
             qz = qround((layer_z[mlayer[m]] - oz) * cs)
             if hz == 0 or qz != zs:
-                pos = put_line(T[7], qz, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line(T[7], qz, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
                 zs = qz
                 hz = 1
             qv = qround(mspeed[m] * vs)
             if hv == 0 or qv != vsd:
-                pos = put_line(T[4], qv, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line(T[4], qv, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
                 vsd = qv
                 hv = 1
             q0 = qround(pp[s] * ps)
@@ -141,11 +147,11 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
                     break
             if const:
                 if hp == 0 or q0 != pst:
-                    pos = put_line(T[3], q0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                    pos = put_line(T[3], q0, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
                     pst = q0
                     hp = 1
             else:
-                pos = put_line(T[5], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line(T[5], zero, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
             i = s
             while True:
                 j = min(i + ppw - 1, e - 1)
@@ -154,16 +160,16 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
                     qy = qround((y[k] - oy) * cs)
                     qzk = qround((z[k] - oz) * cs) - qz
                     if const:
-                        pos = put_line_hot(T[0], qx, qy, qzk, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                        pos = put_line_hot(T[0], qx, qy, qzk, zero, ops, op_start, lit, out, pos, pow10, digits2)
                     else:
                         pos = put_line(T[1], qx, qy, qzk, qround(pp[k] * ps), ops, op_start, lit, out, pos,
                                        pow10, digits2)
-                pos = put_line_hot(T[2], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line_hot(T[2], zero, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
                 if j >= e - 1:
                     break
                 i = j
             if not const:
-                pos = put_line(T[6], 0, 0, 0, 0, ops, op_start, lit, out, pos, pow10, digits2)
+                pos = put_line(T[6], zero, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
         lens[c] = pos - off[c]
 
 
@@ -174,6 +180,7 @@ BATCH_CHUNKS = 16
 
 def _write_block(fb, toolpath, printer, ts, T, buf, m0, m1, o, dec, pdec, vdec, ppw) -> None:
     """Stream the lines of block marks [m0, m1) (block origin ``o``) into ``fb`` in batches of chunks."""
+    wait_for_warmup("write")
     ms_all = toolpath.mark_start
     cs, ps, vs = float(10 ** dec), float(10 ** pdec), float(10 ** vdec)
     state = np.zeros(6, np.int64)

@@ -14,6 +14,8 @@ import io
 import numpy as np
 from numba import njit, prange
 
+from ..kernel.pool import run_chunks, wait_for_warmup
+
 MAX_SLOTS = 6          # numbers per line read back
 CODE_NUMBERS = 0       # a line of bare numbers (GWL point)
 CODE_UNKNOWN = -2      # a line starting with a word not in the dialect
@@ -228,10 +230,16 @@ def tokenize(buf, comment, kw_blob, kw_off, kw_order, kw_raw, first_line,
                            codes, lines, nvals, vals, tags, starts, ends)
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def count_lines(buf, bounds, counts):
-    """Line ends (``\\n``) in each piece ``buf[bounds[t]:bounds[t+1]]``, in parallel."""
-    for t in prange(bounds.shape[0] - 1):
+    """Line ends (``\\n``) in each piece ``buf[bounds[t]:bounds[t+1]]``, in parallel threads."""
+    wait_for_warmup("read")
+    run_chunks(_count_lines_range, bounds.shape[0] - 1, buf, bounds, counts)
+
+
+@njit(cache=True, nogil=True)
+def _count_lines_range(t_lo, t_hi, buf, bounds, counts):
+    """:func:`count_lines` of pieces ``t_lo .. t_hi - 1``."""
+    for t in range(t_lo, t_hi):
         k = 0
         for i in range(bounds[t], bounds[t + 1]):
             k += buf[i] == 10
@@ -245,6 +253,9 @@ def tokenize_pieces(buf, bounds, first_lines, rec_off, iscom, kwlo, kwhi, kw_blo
 
     Piece t fills records ``rec_off[t] .. rec_off[t+1]`` (room for its lines); records it does
     not use get code :data:`CODE_SKIP`, which the readers ignore.
+
+    Kept a ``prange`` kernel (unlike :func:`count_lines`, see :mod:`bioslicer.kernel.pool`): its
+    parallel region gets its arrays marked ``noalias``, about 15 % faster per core here.
     """
     for t in prange(bounds.shape[0] - 1):
         r = _tokenize_range(buf, bounds[t], bounds[t + 1], iscom, kwlo, kwhi, kw_blob, kw_off, kw_order, kw_raw,
@@ -456,6 +467,7 @@ class ChunkReader:
         self.comment = np.frombuffer(comment.encode() or b"\0", dtype=np.uint8).copy()
         self.chunk_bytes = chunk_bytes
         self.pieces = max(1, int(pieces))
+        wait_for_warmup("read")
         self.iscom, self.kwlo, self.kwhi = char_tables(self.comment, keywords.blob, keywords.off, keywords.order)
 
     def _bounds(self, part: bytes) -> np.ndarray:
