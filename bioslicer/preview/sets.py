@@ -54,6 +54,7 @@ def mark_sets(toolpath: Toolpath, sets: list | None = None) -> tuple[np.ndarray,
     listed = {int(d["id"]): d for d in (sets or []) if isinstance(d, dict) and "id" in d}
     own = tp.mark_set if tp.mark_set is not None and tp.n_marks else None
     same: dict = {}
+    values = None            # (K, 2) power and speed of set k when the sets are the distinct pairs
     if own is not None and np.all(own >= 0):
         ids = own.astype(np.int64)
     elif listed:
@@ -61,33 +62,43 @@ def mark_sets(toolpath: Toolpath, sets: list | None = None) -> tuple[np.ndarray,
         same = _equal_sets(listed)
     else:
         pairs = np.column_stack([power, speed]) if tp.n_marks else np.zeros((0, 2))
-        uniq, inv = np.unique(np.round(pairs, 9), axis=0, return_inverse=True)
+        values, inv = np.unique(np.round(pairs, 9), axis=0, return_inverse=True)
         ids = inv.reshape(-1).astype(np.int64)
     table = {}
-    for sid in np.unique(ids).tolist():
-        sel = ids == sid
+    uids, counts = np.unique(ids, return_counts=True)
+    for sid, n in zip(uids.tolist(), counts.tolist()):
         d = listed.get(int(sid))
         if d is not None:
             table[int(sid)] = {"power_mw": float(d.get("power_mw", np.nan)),
                                "speed_um_s": float(d.get("speed_um_s", np.nan)),
-                               "source": dict(d.get("source") or {}), "marks": int(sel.sum()),
+                               "source": dict(d.get("source") or {}), "marks": int(n),
                                "equal_sets": same.get(int(sid), [])}
-        else:   # described by its marks
-            table[int(sid)] = {"power_mw": float(np.median(power[sel])) if sid >= 0 else float("nan"),
-                               "speed_um_s": float(np.median(speed[sel])) if sid >= 0 else float("nan"),
-                               "source": {}, "marks": int(sel.sum())}
+            continue
+        if sid < 0:
+            p = v = float("nan")
+        elif values is not None:     # the pair itself (every mark of the set rounds to it)
+            p, v = float(values[sid, 0]), float(values[sid, 1])
+        else:                        # described by its marks
+            sel = ids == sid
+            p, v = float(np.median(power[sel])), float(np.median(speed[sel]))
+        table[int(sid)] = {"power_mw": p, "speed_um_s": v, "source": {}, "marks": int(n)}
     return ids, table
 
 
 def _match(power: np.ndarray, speed: np.ndarray, listed: dict) -> np.ndarray:
-    """Ids of the listed sets with each mark's power and speed (-1: none matches)."""
-    ids = np.full(len(power), -1, np.int64)
+    """Ids of the listed sets with each mark's power and speed (-1: none matches); the distinct
+    (power, speed) pairs of the marks (a few) are matched, not every mark against every set."""
+    if len(power) == 0:
+        return np.zeros(0, np.int64)
+    pairs, inv = np.unique(np.column_stack([power, speed]), axis=0, return_inverse=True)
+    ids = np.full(len(pairs), -1, np.int64)
     for sid in sorted(listed):
         d = listed[sid]
         p, v = float(d.get("power_mw", np.nan)), float(d.get("speed_um_s", np.nan))
-        hit = (ids < 0) & np.isclose(power, p, rtol=_REL_TOL, atol=_ABS_TOL_MW) & np.isclose(speed, v, rtol=_REL_TOL)
+        hit = ((ids < 0) & np.isclose(pairs[:, 0], p, rtol=_REL_TOL, atol=_ABS_TOL_MW)
+               & np.isclose(pairs[:, 1], v, rtol=_REL_TOL))
         ids[hit] = sid
-    return ids
+    return ids[inv.reshape(-1)]
 
 
 def _equal_sets(listed: dict) -> dict:
