@@ -140,6 +140,26 @@ def copy_fd(src: int, dst: int, chunk_bytes: int = 1 << 24) -> int:
     return done
 
 
+def fsync_path(path) -> None:
+    """fsync a file or a folder by its path (folders: best effort where the OS does not allow it)."""
+    path = Path(path)
+    # files: read-write, as Windows cannot flush a read-only handle; folders: POSIX only
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDWR | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if path.is_dir():
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
 def copy_file_fsync(src, dst) -> None:
     """Copy ``src`` to a new file ``dst`` (refused if it exists) and fsync it."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from ..fileio import copy_file_fsync as _copy_file_fsync  # noqa: F401 (used by submit)
+from ..fileio import fsync_path as _fsync_path  # noqa: F401 (used by writer and submit)
 from ..fileio import sha256_file as _sha256_size
 
 PARTIAL_MARK = ".partial-"
@@ -16,25 +17,6 @@ _CHUNK = 1 << 20
 def sha256_file(path) -> str:
     """SHA-256 hex digest of a file."""
     return _sha256_size(path)[0]
-
-
-def _fsync_path(path: Path) -> None:
-    """fsync a file or a folder (folders: best effort where the OS does not allow it)."""
-    # files: read-write, as Windows cannot flush a read-only handle; folders: POSIX only
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDWR | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        if path.is_dir():
-            return
-        raise
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not path.is_dir():
-            raise
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data) -> None:

@@ -39,7 +39,7 @@ from ..printers import load_printer
 from ..progress import silent
 from ..recipe import FIND_INTERFACE
 from . import aerobasic, gcode, gwl, voxel, waveform
-from ..fileio import sha256_file
+from ..fileio import fsync_path, sha256_file
 from .checks import ValidationReport, Violation, check_moves, limits
 from .dialects import DialectSpec, Moves, block_runs, load_spec
 
@@ -454,7 +454,7 @@ class ProgramWriter:
                 for p in parts:
                     for rel in p.files:
                         if str(self.out_dir / rel) not in done:
-                            _fsync_path(self.out_dir / rel)
+                            fsync_path(self.out_dir / rel)
             t1 = time.perf_counter()
             self.timings_s = {"main_s": t1 - t0}
             report = None
@@ -522,15 +522,6 @@ def _malloc_trim() -> None:
     trim = _libc_trim()
     if trim is not None:
         trim(0)
-
-
-def _fsync_path(path) -> None:
-    """fsync a written file by its path."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(toolpath, printer, out_dir, name, dialect, provenance, progress, validate,
@@ -899,7 +890,7 @@ class StreamCheck:
             if (st1.st_size, st1.st_mtime_ns, st1.st_ino) == self.stats[-1]:
                 self.hashed[path] = (h, self.stats[-1])
         if self.writer.durable and self.writer.sync_later:
-            _fsync_path(path)
+            fsync_path(path)
             self.synced.add(path)
 
     def sha256_of(self, path) -> str | None:
