@@ -45,26 +45,59 @@ JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
 
 def run_blocks_local(solid, plan, block_ids, progress: Progress = silent, on_result=None) -> dict:
     """Run every block here, unit by unit (:func:`~bioslicer.blockrun.plan_units`: a row of
-    blocks of one tier, planned once), one block after another (``blockrun.run_unit``).
-    ``on_result(BlockResult)`` is called as each block is done.
+    blocks of one tier, planned once), as a two-stage pipeline: this thread plans, stitches and
+    orders block k+1 (``blockrun.unit_marks``) while a second thread writes and estimates block
+    k (``blockrun.finish_block``). Both stages spend their time in Numba kernels and numpy calls
+    that release the GIL, so the serial parts of one overlap the other; the blocks are still
+    finished one after another in execution order, so the files and results are the same as a
+    one-thread run. At most two blocks' marks are held besides the unit's plan.
+    ``on_result(BlockResult)`` is called (in this thread, in block order) as each block is done.
 
     Returns
     -------
     dict
         block index -> BlockResult
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
     from .blockrun import finish_block, plan_units, unit_marks
 
     out = {}
     total = len(block_ids)
     progress(0, total, "blocks")
-    for unit in plan_units(plan.grid_obj(), block_ids):
-        for bm in unit_marks(solid, plan, unit):
-            out[bm.block] = finish_block(plan, bm)
-            if on_result is not None:
-                on_result(out[bm.block])
-            progress(len(out), total, "blocks")
-            del bm
+    threads = numba.get_num_threads()      # thread-local: the finishing thread runs kernels as this one
+
+    def finish(bm):
+        if numba.get_num_threads() != threads:
+            numba.set_num_threads(threads)
+        return finish_block(plan, bm)
+
+    def collect(fut) -> None:
+        r = fut.result()
+        out[r.block] = r
+        if on_result is not None:
+            on_result(r)
+        progress(len(out), total, "blocks")
+
+    ex = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bioslicer-finish")
+    pending = None
+    try:
+        for unit in plan_units(plan.grid_obj(), block_ids):
+            for bm in unit_marks(solid, plan, unit):
+                fut = ex.submit(finish, bm)
+                del bm
+                if pending is not None:
+                    collect(pending)
+                pending = fut
+        if pending is not None:
+            fut, pending = pending, None
+            collect(fut)
+    finally:
+        # on an error: let the block being written end (its files sit in the job's staging
+        # folder, which the caller removes), drop the ones not started
+        ex.shutdown(wait=True, cancel_futures=True)
     return out
 
 
