@@ -226,25 +226,27 @@ def _put_fixed_const(v, D, P, out, pos, digits2):
 def put_milli(v, out, pos, int3, frac3, digits2):
     """:func:`put_fixed` with 3 decimals by table (``int3``, ``frac3`` = ``_INT3``, ``_FRAC3``):
     fixed-size stores, later ones overwriting the unused bytes (the caller's bound leaves room),
-    so the sign and the digit count cost no branch that mispredicts. Same bytes as put_fixed."""
+    so the sign and the digit count cost no branch that mispredicts; unsigned arithmetic and
+    indices (no floor-division fix-up, no negative-index wrap). Same bytes as put_fixed."""
     out[pos] = 45  # '-', overwritten by the first digit when v >= 0
     if v < 0:
         pos += 1
         v = -v
-    ip = v // 1000
-    j = (v - ip * 1000) * 4
-    if ip < 1000:
-        i = ip * 4
+    u = np.uint64(v)
+    ip = u // np.uint64(1000)
+    j = (u - ip * np.uint64(1000)) * np.uint64(4)
+    if ip < np.uint64(1000):
+        i = ip * np.uint64(4)
         out[pos] = int3[i]
-        out[pos + 1] = int3[i + 1]
-        out[pos + 2] = int3[i + 2]
-        pos += int3[i + 3]
+        out[pos + 1] = int3[i + np.uint64(1)]
+        out[pos + 2] = int3[i + np.uint64(2)]
+        pos += np.int64(int3[i + np.uint64(3)])
     else:
-        pos = _put_uint(ip, out, pos, digits2)
+        pos = _put_uint(np.int64(ip), out, pos, digits2)
     out[pos] = frac3[j]
-    out[pos + 1] = frac3[j + 1]
-    out[pos + 2] = frac3[j + 2]
-    out[pos + 3] = frac3[j + 3]
+    out[pos + 1] = frac3[j + np.uint64(1)]
+    out[pos + 2] = frac3[j + np.uint64(2)]
+    out[pos + 3] = frac3[j + np.uint64(3)]
     return pos + 4
 
 

@@ -107,19 +107,18 @@ def _chunk_states(pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps, vs, ppw, T,
-                   ops, op_start, lit, pow10, digits2, plain, int3, frac3, plit, pl, wlit, cb, st0, off, out, lens):
+                   ops, op_start, lit, pow10, digits2, plain, crlf, int3, frac3, wlit, cb, st0, off, out, lens):
     """Quantize, emit and render GWL block lines for the chunks of marks ``cb`` in parallel.
 
     x, y, z, pp (N,) point coordinates (µm, part) and power (program unit) of the batch; ms (M+1,)
     local mark starts; mlayer, mspeed (M,); layer_z (L,); ox, oy, oz the block origin (µm); cs, ps,
     vs = 10**decimals of coordinates, power and speed; ppw points per Write; T template ids in
-    ``_ROLES_OUT`` order; plain: the point template is ``x``, ``y``, ``z`` with 3 decimals and
-    literal text ``plit[pl[i]:pl[i + 1]]`` before, between and after them (end of line included),
-    written by :func:`~bioslicer.programs._format.put_milli` (tables ``int3``, ``frac3``), else
-    by the template; wlit the bytes of the Write line; cb (K+1,) local mark bounds of the chunks;
-    st0 (K, 6) state at each chunk start; off (K+1,) byte offsets of the chunks in ``out``. Fills
-    ``lens`` (K,) with the bytes of each chunk. Byte-identical to the former per-line table +
-    :meth:`~bioslicer.programs._format.TemplateSet.render`.
+    ``_ROLES_OUT`` order; plain: the point template is ``{x} {y} {z}`` with 3 decimals, written
+    by :func:`~bioslicer.programs._format.put_milli` (tables ``int3``, ``frac3``) and ended by
+    ``\\r\\n`` (crlf) or ``\\n``, else by the template; wlit the bytes of the Write line; cb (K+1,)
+    local mark bounds of the chunks; st0 (K, 6) state at each chunk start; off (K+1,) byte offsets
+    of the chunks in ``out``. Fills ``lens`` (K,) with the bytes of each chunk. Byte-identical to
+    the former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
 
     Kept a ``prange`` kernel (unlike the others, see :mod:`bioslicer.kernel.pool`): numba compiles
     the parallel region with its arrays marked ``noalias``, and this byte-writing loop runs about
@@ -167,21 +166,16 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
                     qy = qround((y[k] - oy) * cs)
                     qzk = qround((z[k] - oz) * cs) - qz
                     if fast:
-                        for t in range(pl[0], pl[1]):
-                            out[pos] = plit[t]
-                            pos += 1
                         pos = put_milli(qx, out, pos, int3, frac3, digits2)
-                        for t in range(pl[1], pl[2]):
-                            out[pos] = plit[t]
+                        out[pos] = 32
+                        pos = put_milli(qy, out, pos + 1, int3, frac3, digits2)
+                        out[pos] = 32
+                        pos = put_milli(qzk, out, pos + 1, int3, frac3, digits2)
+                        if crlf:
+                            out[pos] = 13
                             pos += 1
-                        pos = put_milli(qy, out, pos, int3, frac3, digits2)
-                        for t in range(pl[2], pl[3]):
-                            out[pos] = plit[t]
-                            pos += 1
-                        pos = put_milli(qzk, out, pos, int3, frac3, digits2)
-                        for t in range(pl[3], pl[4]):
-                            out[pos] = plit[t]
-                            pos += 1
+                        out[pos] = 10
+                        pos += 1
                     elif const:
                         pos = put_line_hot(T[0], qx, qy, qzk, zero, ops, op_start, lit, out, pos, pow10, digits2)
                     else:
@@ -204,18 +198,16 @@ BATCH_CHUNKS = 16
 
 
 class _Lines:
-    """What the renderer needs besides the marks: templates, their ids, the plain point line's
-    literal pieces and the Write line's bytes."""
+    """What the renderer needs besides the marks: templates, their ids, whether the point lines
+    are plain ``x y z`` and end with CRLF, the Write line's bytes."""
 
     def __init__(self, printer, spec) -> None:
         self.ts = ts = _templates(spec, printer)
         self.T = np.array([ts[r] for r in _ROLES_OUT], dtype=np.int64)
-        pt = ts.templates[_ROLES_OUT[0]]
-        self.plain = pt.slots == ["x", "y", "z"] and printer.decimals == 3
-        pieces = [p.encode() for p in pt.pieces] if self.plain else [b"", b"", b"", b""]
-        pieces[-1] += line_ending(printer, spec).encode()
-        self.plit = np.frombuffer(b"".join(pieces) or b" ", dtype=np.uint8).copy()
-        self.pl = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
+        eol = line_ending(printer, spec)
+        self.plain = (ts.templates[_ROLES_OUT[0]].text == "{x} {y} {z}" and printer.decimals == 3
+                      and eol in ("\n", "\r\n"))
+        self.crlf = eol == "\r\n"
         self.wlit = np.frombuffer(ts.render(self.T[2:3], np.zeros((1, F.TEMPLATE_SLOTS), np.int64)),
                                   dtype=np.uint8).copy()
 
@@ -245,8 +237,8 @@ def _write_block(fb, toolpath, printer, lines, bufs, m0, m1, o, dec, pdec, vdec,
             off = buf.offsets(ms_all, cb)
             lens = np.zeros(len(cb) - 1, np.int64)
             _render_chunks(x, y, z, pp, ms, ml, toolpath.layer_z_um, msp, o[0], o[1], o[2], cs, ps, vs, ppw, T,
-                           ts.ops, ts.op_start, ts.lit, F._POW10, F._DIGITS2, lines.plain, F._INT3, F._FRAC3,
-                           lines.plit, lines.pl, lines.wlit, cbl, st0, off, buf.out, lens)
+                           ts.ops, ts.op_start, ts.lit, F._POW10, F._DIGITS2, lines.plain, lines.crlf, F._INT3,
+                           F._FRAC3, lines.wlit, cbl, st0, off, buf.out, lens)
             wb.submit(buf, off, lens)
 
 
