@@ -23,6 +23,7 @@ from numba import njit
 
 
 TEMPLATE_SLOTS = 4     # numbers per written line (put_line's v0..v3)
+BOUND_PER_SLOT = 22    # bytes a number can take: sign, 19 digits, point (and one spare)
 
 _POW10 = np.array([10 ** i for i in range(19)], dtype=np.int64)
 _DIGITS2 = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint8).copy()
@@ -123,7 +124,7 @@ class TemplateSet:
                     size += len(b)
                 if k < len(t.slots):
                     ops.append((1, k, int(decimals.get(t.slots[k], 0))))
-                    size += 22
+                    size += BOUND_PER_SLOT
             for b in eol[:-1].encode():            # "\r" of a CRLF ending; put_line adds the "\n"
                 ops.append((0, len(lit), len(lit) + 1))
                 lit.append(b)
@@ -358,9 +359,12 @@ class ChunkBuffer:
     def offsets(self, mark_start: np.ndarray, cb: np.ndarray) -> np.ndarray:
         """(K+1,) byte offset of each chunk of marks ``cb`` (global mark bounds); grows the buffer."""
         pts = mark_start[cb[1:]] - mark_start[cb[:-1]]
-        size = pts * self.bp + np.diff(cb) * self.bm
-        off = np.zeros(len(cb), np.int64)
-        np.cumsum(size, out=off[1:])
+        return self.place(pts * self.bp + np.diff(cb) * self.bm)
+
+    def place(self, sizes: np.ndarray) -> np.ndarray:
+        """(K+1,) byte offsets of K chunks of ``sizes`` bytes laid end to end; grows the buffer."""
+        off = np.zeros(len(sizes) + 1, np.int64)
+        np.cumsum(sizes, out=off[1:])
         if off[-1] > self.out.shape[0]:
             self.out = np.empty(int(off[-1] * 1.25) + 4096, np.uint8)
         return off

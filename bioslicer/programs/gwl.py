@@ -23,6 +23,7 @@ reference power on GT-class systems, mW on newer ones).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,8 @@ def _chunk_states(pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps, vs, ppw, T,
-                   ops, op_start, lit, pow10, digits2, plain, crlf, int3, frac3, wlit, cb, st0, off, out, lens):
+                   ops, op_start, lit, pow10, digits2, plain, crlf, int3, frac3, wlit, room, cb, st0, off, end, out,
+                   lens):
     """Quantize, emit and render GWL block lines for the chunks of marks ``cb`` in parallel.
 
     x, y, z, pp (N,) point coordinates (µm, part) and power (program unit) of the batch; ms (M+1,)
@@ -116,9 +118,11 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
     ``_ROLES_OUT`` order; plain: the point template is ``{x} {y} {z}`` with 3 decimals, written
     by :func:`~bioslicer.programs._format.put_milli` (tables ``int3``, ``frac3``) and ended by
     ``\\r\\n`` (crlf) or ``\\n``, else by the template; wlit the bytes of the Write line; cb (K+1,)
-    local mark bounds of the chunks; st0 (K, 6) state at each chunk start; off (K+1,) byte offsets
-    of the chunks in ``out``. Fills ``lens`` (K,) with the bytes of each chunk. Byte-identical to
-    the former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
+    local mark bounds of the chunks; st0 (K, 6) state at each chunk start; off (K,) and end (K,)
+    where each chunk may write in ``out``. Fills ``lens`` (K,) with the bytes of each chunk, or -1
+    for a chunk that did not fit: no mark or point line starts with fewer than ``room`` bytes left
+    (the bound of a point line, a Write line and a mark's other lines). Byte-identical to the
+    former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
 
     Kept a ``prange`` kernel (unlike the others, see :mod:`bioslicer.kernel.pool`): numba compiles
     the parallel region with its arrays marked ``noalias``, and this byte-writing loop runs about
@@ -131,7 +135,12 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
         zs, vsd, pst = st0[c, 0], st0[c, 1], st0[c, 2]
         hz, hv, hp = st0[c, 3], st0[c, 4], st0[c, 5]
         pos = off[c]
+        lim = end[c] - room
+        full = False
         for m in range(cb[c], cb[c + 1]):
+            if pos > lim:
+                full = True
+                break
             s = ms[m]
             e = ms[m + 1]
             qz = qround((layer_z[mlayer[m]] - oz) * cs)
@@ -162,6 +171,9 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
             while True:
                 j = min(i + ppw - 1, e - 1)
                 for k in range(i, j + 1):
+                    if pos > lim:
+                        full = True
+                        break
                     qx = qround((x[k] - ox) * cs)
                     qy = qround((y[k] - oy) * cs)
                     qzk = qround((z[k] - oz) * cs) - qz
@@ -181,15 +193,19 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
                     else:
                         pos = put_line(T[1], qx, qy, qzk, qround(pp[k] * ps), ops, op_start, lit, out, pos,
                                        pow10, digits2)
+                if full:
+                    break
                 for t in range(nw):
                     out[pos + t] = wlit[t]
                 pos += nw
                 if j >= e - 1:
                     break
                 i = j
+            if full:
+                break
             if not const:
                 pos = put_line(T[6], zero, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
-        lens[c] = pos - off[c]
+        lens[c] = -1 if full else pos - off[c]
 
 
 # points per chunk (one prange task) and chunks per batch (one kernel call, one reused buffer)
@@ -210,17 +226,38 @@ class _Lines:
         self.crlf = eol == "\r\n"
         self.wlit = np.frombuffer(ts.render(self.T[2:3], np.zeros((1, F.TEMPLATE_SLOTS), np.int64)),
                                   dtype=np.uint8).copy()
+        T, b = self.T, ts.bound
+        # byte bounds: a point line, a Write line, a mark's other lines (ZOffset, ScanSpeed,
+        # LaserPower or PowerValuesOn, PowerValuesOff); typical: numbers of up to 10 characters
+        self.point_b = int(max(b[T[0]], b[T[1]]))
+        self.write_b = int(b[T[2]])
+        self.mark_b = int(b[T[7]] + b[T[4]] + max(b[T[3]], b[T[5]]) + b[T[6]])
+        typ = b - np.array([(F.BOUND_PER_SLOT - 10) * len(ts.templates[n].slots) for n in ts.names])
+        self.point_typ = int(typ[T[0]])          # power-varying marks: see _write_block
+        self.mark_typ = int(max(typ[T[7]], typ[T[4]], typ[T[3]], typ[T[5]]))    # one of them per mark
+        self.room = self.point_b + self.write_b + self.mark_b
+
+    def chunk_bytes(self, pts: np.ndarray, marks: np.ndarray, ppw: int, safe: bool) -> np.ndarray:
+        """Bytes to reserve for chunks of ``pts`` points and ``marks`` marks, plus :attr:`room`:
+        ``safe``, an upper bound (a mark of n points has n + L - 1 point lines in
+        L = ceil((n - 1) / (ppw - 1)) Write lists), else an estimate for typical lines."""
+        rep = pts // (ppw - 1)            # Sum L <= rep + marks; point lines <= pts + rep
+        if safe:
+            return (pts + rep) * self.point_b + (marks + rep) * self.write_b + marks * self.mark_b + self.room
+        return (pts + rep) * self.point_typ + (marks + rep) * self.write_b + marks * self.mark_typ + self.room
 
 
-def _write_block(fb, toolpath, printer, lines, bufs, m0, m1, o, dec, pdec, vdec, ppw) -> None:
+def _write_block(fb, toolpath, printer, lines, m0, m1, o, dec, pdec, vdec, ppw) -> None:
     """Stream the lines of block marks [m0, m1) (block origin ``o``) into ``fb`` in batches of chunks,
-    rendered into the two buffers ``bufs`` in turn, each written while the next one renders."""
+    rendered into two buffers in turn (:func:`_buffers`), each written while the next one renders."""
     wait_for_warmup("write")
     ts, T = lines.ts, lines.T
     ms_all = toolpath.mark_start
     cs, ps, vs = float(10 ** dec), float(10 ** pdec), float(10 ** vdec)
     state = np.zeros(6, np.int64)
     cb_all = F.chunk_bounds(ms_all, m0, m1, CHUNK_POINTS)
+    bufs = _buffers()
+    safe = False
     with F.WriteBehind(fb) as wb:
         for n, k in enumerate(range(0, len(cb_all) - 1, BATCH_CHUNKS)):
             buf = bufs[n % 2]
@@ -234,12 +271,31 @@ def _write_block(fb, toolpath, printer, lines, bufs, m0, m1, o, dec, pdec, vdec,
             ml, msp = toolpath.mark_layer[a:c], toolpath.mark_speed_um_s[a:c]
             st0 = np.empty((len(cb) - 1, 6), np.int64)
             _chunk_states(pp, ms, ml, toolpath.layer_z_um, msp, o[2], cs, ps, vs, cbl, state, st0)
-            off = buf.offsets(ms_all, cb)
+            pts, marks = ms_all[cb[1:]] - ms_all[cb[:-1]], np.diff(cb)
             lens = np.zeros(len(cb) - 1, np.int64)
-            _render_chunks(x, y, z, pp, ms, ml, toolpath.layer_z_um, msp, o[0], o[1], o[2], cs, ps, vs, ppw, T,
-                           ts.ops, ts.op_start, ts.lit, F._POW10, F._DIGITS2, lines.plain, lines.crlf, F._INT3,
-                           F._FRAC3, lines.wlit, cbl, st0, off, buf.out, lens)
+            while True:        # typical sizes first; a chunk that did not fit: the batch again with bounds
+                off = buf.place(lines.chunk_bytes(pts, marks, ppw, safe))
+                _render_chunks(x, y, z, pp, ms, ml, toolpath.layer_z_um, msp, o[0], o[1], o[2], cs, ps, vs, ppw, T,
+                               ts.ops, ts.op_start, ts.lit, F._POW10, F._DIGITS2, lines.plain, lines.crlf, F._INT3,
+                               F._FRAC3, lines.wlit, lines.room, cbl, st0, off[:-1], off[1:], buf.out, lens)
+                if lens.min() >= 0:
+                    break
+                if safe:
+                    raise AssertionError("GWL chunk bound too small")      # cannot happen: the bound holds
+                safe = True       # for the rest of the block
             wb.submit(buf, off, lens)
+
+
+_local = threading.local()
+
+
+def _buffers() -> list:
+    """This thread's two render buffers, kept between blocks (fresh memory costs a page fault and
+    zeroing per page at every first touch)."""
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = [F.ChunkBuffer(0, 0), F.ChunkBuffer(0, 0)]
+    return bufs
 
 
 def prepare(printer, spec) -> None:
@@ -315,15 +371,9 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
     """
     printer, spec = w.printer, w.spec
     lines = _Lines(printer, spec)
-    T = lines.T
     dec = printer.decimals
     pdec = spec.decimals.get("power", 3)
     vdec = spec.decimals.get("speed", 1)
-    bound = lines.ts.bound
-    pt = 2 * max(bound[T[0]], bound[T[1]])
-    bufs = [F.ChunkBuffer(pt + bound[T[2]],
-                          bound[T[7]] + bound[T[4]] + max(bound[T[3]], bound[T[5]]) + bound[T[6]] + pt + bound[T[2]])
-            for _ in range(2)]
     o = w.blocks.origin_um[b]
     st = o + program_origin_um(printer)
     folder, fname = _block_file(spec, w.name, b)
@@ -332,7 +382,7 @@ def write_block(w, b: int, toolpath, staging: Path) -> tuple[list, dict]:
                     root=staging) as fb:
         fb.write(f"{spec.comment} block {b}: origin x {F.fmt(st[0], dec)} y {F.fmt(st[1], dec)} "
                  f"z {F.fmt(st[2], dec)} um, {toolpath.n_marks} marks{line_ending(printer, spec)}")
-        _write_block(fb, toolpath, printer, lines, bufs, 0, toolpath.n_marks, o, dec, pdec, vdec,
+        _write_block(fb, toolpath, printer, lines, 0, toolpath.n_marks, o, dec, pdec, vdec,
                      int(printer.program["points_per_write"]))
     return [fb.written], {}
 
