@@ -343,23 +343,10 @@ def chunk_bounds(mark_start: np.ndarray, m0: int, m1: int, points: int) -> np.nd
 
 
 class ChunkBuffer:
-    """One reusable byte buffer holding the rendered chunks of a batch at precomputed offsets.
+    """One reusable byte buffer holding the rendered chunks of a batch at given offsets."""
 
-    Parameters
-    ----------
-    bound_per_point, bound_per_mark : int
-        Upper bounds of the bytes a chunk can take per point and per mark.
-    """
-
-    def __init__(self, bound_per_point: int, bound_per_mark: int) -> None:
-        self.bp = int(bound_per_point)
-        self.bm = int(bound_per_mark)
+    def __init__(self) -> None:
         self.out = np.empty(0, np.uint8)
-
-    def offsets(self, mark_start: np.ndarray, cb: np.ndarray) -> np.ndarray:
-        """(K+1,) byte offset of each chunk of marks ``cb`` (global mark bounds); grows the buffer."""
-        pts = mark_start[cb[1:]] - mark_start[cb[:-1]]
-        return self.place(pts * self.bp + np.diff(cb) * self.bm)
 
     def place(self, sizes: np.ndarray) -> np.ndarray:
         """(K+1,) byte offsets of K chunks of ``sizes`` bytes laid end to end; grows the buffer."""
@@ -384,6 +371,18 @@ def _write_views(fh, views) -> None:
     else:
         for v in views:
             fh.write(v)
+
+
+_local = threading.local()
+
+
+def thread_buffers() -> list:
+    """This thread's two render buffers (for :class:`WriteBehind`), kept between blocks: fresh
+    memory costs a page fault and the zeroing of each page at its first touch."""
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = [ChunkBuffer(), ChunkBuffer()]
+    return bufs
 
 
 _writer_lock = threading.Lock()

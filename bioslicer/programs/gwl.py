@@ -23,7 +23,6 @@ reference power on GT-class systems, mW on newer ones).
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -249,14 +248,15 @@ class _Lines:
 
 def _write_block(fb, toolpath, printer, lines, m0, m1, o, dec, pdec, vdec, ppw) -> None:
     """Stream the lines of block marks [m0, m1) (block origin ``o``) into ``fb`` in batches of chunks,
-    rendered into two buffers in turn (:func:`_buffers`), each written while the next one renders."""
+    rendered into two buffers in turn (:func:`~bioslicer.programs._format.thread_buffers`), each
+    written while the next one renders."""
     wait_for_warmup("write")
     ts, T = lines.ts, lines.T
     ms_all = toolpath.mark_start
     cs, ps, vs = float(10 ** dec), float(10 ** pdec), float(10 ** vdec)
     state = np.zeros(6, np.int64)
     cb_all = F.chunk_bounds(ms_all, m0, m1, CHUNK_POINTS)
-    bufs = _buffers()
+    bufs = F.thread_buffers()
     safe = False
     with F.WriteBehind(fb) as wb:
         for n, k in enumerate(range(0, len(cb_all) - 1, BATCH_CHUNKS)):
@@ -284,18 +284,6 @@ def _write_block(fb, toolpath, printer, lines, m0, m1, o, dec, pdec, vdec, ppw) 
                     raise AssertionError("GWL chunk bound too small")      # cannot happen: the bound holds
                 safe = True       # for the rest of the block
             wb.submit(buf, off, lens)
-
-
-_local = threading.local()
-
-
-def _buffers() -> list:
-    """This thread's two render buffers, kept between blocks (fresh memory costs a page fault and
-    zeroing per page at every first touch)."""
-    bufs = getattr(_local, "bufs", None)
-    if bufs is None:
-        bufs = _local.bufs = [F.ChunkBuffer(0, 0), F.ChunkBuffer(0, 0)]
-    return bufs
 
 
 def prepare(printer, spec) -> None:
