@@ -97,3 +97,20 @@ def test_put_milli_writes_what_put_fixed_writes():
     assert out[:mid].tobytes() == out[mid:end].tobytes()
     want = "".join(f"{'-' if x < 0 else ''}{abs(x) // 1000}.{abs(x) % 1000:03d}\n" for x in v.tolist())
     assert out[:mid].tobytes().decode() == want
+
+
+@pytest.mark.parametrize("field,what", [("x_um", "x"), ("y_um", "y"), ("z_um", "z"), ("power_mw", "power"),
+                                        ("mark_speed_um_s", "speed")])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_block_writer_refuses_non_finite_values_and_leaves_nothing(tmp_path, field, what, value):
+    from bioslicer.errors import BioslicerError
+    from bioslicer.programs import ProgramWriter
+
+    tp = two_block_toolpath(speed=1000.0)
+    arr = getattr(tp, field)
+    arr[len(arr) - 2] = value            # late in the last block: found while rendering
+    w = ProgramWriter(load_printer("nanoscribe-gt2-25x"), tp.blocks, tmp_path, name="p")
+    b = int(tp.mark_block[-1])
+    with pytest.raises(BioslicerError, match=f"NaN or infinite {what};"):
+        w.write_block(b, tp.select_marks(tp.mark_block == b))
+    assert not [f for f in tmp_path.rglob("*") if f.is_file() and f.suffix in (".gwl", ".tmp")]

@@ -106,12 +106,13 @@ def _chunk_states(pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st
 
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps, vs, ppw, T,
+def _render_chunks(x, y, z, pw, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps, vs, ppw, T,
                    ops, op_start, lit, pow10, digits2, plain, crlf, int3, frac3, wlit, room, cb, st0, off, end, out,
                    lens):
     """Quantize, emit and render GWL block lines for the chunks of marks ``cb`` in parallel.
 
-    x, y, z, pp (N,) point coordinates (µm, part) and power (program unit) of the batch; ms (M+1,)
+    x, y, z, pw, pp (N,) point coordinates (µm, part), power (mW) and power (program unit) of the
+    batch; ms (M+1,)
     local mark starts; mlayer, mspeed (M,); layer_z (L,); ox, oy, oz the block origin (µm); cs, ps,
     vs = 10**decimals of coordinates, power and speed; ppw points per Write; T template ids in
     ``_ROLES_OUT`` order; plain: the point template is ``{x} {y} {z}`` with 3 decimals, written
@@ -120,8 +121,9 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
     local mark bounds of the chunks; st0 (K, 6) state at each chunk start; off (K,) and end (K,)
     where each chunk may write in ``out``. Fills ``lens`` (K,) with the bytes of each chunk, or -1
     for a chunk that did not fit: no mark or point line starts with fewer than ``room`` bytes left
-    (the bound of a point line, a Write line and a mark's other lines). Byte-identical to the
-    former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
+    (the bound of a point line, a Write line and a mark's other lines), -2 for a chunk with a NaN
+    or infinite x, y, z, power or speed (checked here, where the values are read anyway).
+    Byte-identical to the former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
 
     Kept a ``prange`` kernel (unlike the others, see :mod:`bioslicer.kernel.pool`): numba compiles
     the parallel region with its arrays marked ``noalias``, and this byte-writing loop runs about
@@ -136,12 +138,14 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
         pos = off[c]
         lim = end[c] - room
         full = False
+        finite = True
         for m in range(cb[c], cb[c + 1]):
             if pos > lim:
                 full = True
                 break
             s = ms[m]
             e = ms[m + 1]
+            finite = finite and mspeed[m] - mspeed[m] == 0.0     # False for NaN and +-inf
             qz = qround((layer_z[mlayer[m]] - oz) * cs)
             if hz == 0 or qz != zs:
                 pos = put_line(T[7], qz, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
@@ -173,9 +177,11 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
                     if pos > lim:
                         full = True
                         break
-                    qx = qround((x[k] - ox) * cs)
-                    qy = qround((y[k] - oy) * cs)
-                    qzk = qround((z[k] - oz) * cs) - qz
+                    xk, yk, zk, wk = x[k], y[k], z[k], pw[k]
+                    finite = finite and (xk - xk) + (yk - yk) + (zk - zk) + (wk - wk) == 0.0
+                    qx = qround((xk - ox) * cs)
+                    qy = qround((yk - oy) * cs)
+                    qzk = qround((zk - oz) * cs) - qz
                     if fast:
                         pos = put_milli(qx, out, pos, int3, frac3, digits2)
                         out[pos] = 32
@@ -204,12 +210,13 @@ def _render_chunks(x, y, z, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs, ps,
                 break
             if not const:
                 pos = put_line(T[6], zero, zero, zero, zero, ops, op_start, lit, out, pos, pow10, digits2)
-        lens[c] = -1 if full else pos - off[c]
+        lens[c] = -2 if not finite else (-1 if full else pos - off[c])
 
 
 # points per chunk (one prange task) and chunks per batch (one kernel call, one reused buffer)
 CHUNK_POINTS = 1 << 14
 BATCH_CHUNKS = 16
+CHECKS_FINITE = True     # the renderer refuses NaN and infinite values (ProgramWriter need not look first)
 
 
 class _Lines:
@@ -266,7 +273,8 @@ def _write_block(fb, toolpath, printer, lines, m0, m1, o, dec, pdec, vdec, ppw) 
             p0, p1 = int(ms_all[a]), int(ms_all[c])
             ms = ms_all[a:c + 1] - p0
             cbl = cb - a
-            pp = np.ascontiguousarray(printer.power_to_program(toolpath.power_mw[p0:p1]), dtype=np.float64)
+            pw = toolpath.power_mw[p0:p1]
+            pp = np.ascontiguousarray(printer.power_to_program(pw), dtype=np.float64)
             x, y, z = toolpath.x_um[p0:p1], toolpath.y_um[p0:p1], toolpath.z_um[p0:p1]
             ml, msp = toolpath.mark_layer[a:c], toolpath.mark_speed_um_s[a:c]
             st0 = np.empty((len(cb) - 1, 6), np.int64)
@@ -275,11 +283,14 @@ def _write_block(fb, toolpath, printer, lines, m0, m1, o, dec, pdec, vdec, ppw) 
             lens = np.zeros(len(cb) - 1, np.int64)
             while True:        # typical sizes first; a chunk that did not fit: the batch again with bounds
                 off = buf.place(lines.chunk_bytes(pts, marks, ppw, safe))
-                _render_chunks(x, y, z, pp, ms, ml, toolpath.layer_z_um, msp, o[0], o[1], o[2], cs, ps, vs, ppw, T,
+                _render_chunks(x, y, z, pw, pp, ms, ml, toolpath.layer_z_um, msp, o[0], o[1], o[2], cs, ps, vs, ppw, T,
                                ts.ops, ts.op_start, ts.lit, F._POW10, F._DIGITS2, lines.plain, lines.crlf, F._INT3,
                                F._FRAC3, lines.wlit, lines.room, cbl, st0, off[:-1], off[1:], buf.out, lens)
                 if lens.min() >= 0:
                     break
+                if lens.min() == -2:
+                    from . import non_finite_error
+                    raise non_finite_error(toolpath) or BioslicerError("the toolpath has a NaN or infinite value")
                 if safe:
                     raise AssertionError("GWL chunk bound too small")      # cannot happen: the bound holds
                 safe = True       # for the rest of the block
