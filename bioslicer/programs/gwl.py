@@ -112,9 +112,8 @@ def _render_chunks(x, y, z, pw, pp, ms, mlayer, layer_z, mspeed, ox, oy, oz, cs,
     """Quantize, emit and render GWL block lines for the chunks of marks ``cb`` in parallel.
 
     x, y, z, pw, pp (N,) point coordinates (µm, part), power (mW) and power (program unit) of the
-    batch; ms (M+1,)
-    local mark starts; mlayer, mspeed (M,); layer_z (L,); ox, oy, oz the block origin (µm); cs, ps,
-    vs = 10**decimals of coordinates, power and speed; ppw points per Write; T template ids in
+    batch; ms (M+1,) local mark starts; mlayer, mspeed (M,); layer_z (L,); ox, oy, oz the block
+    origin (µm); cs, ps, vs = 10**decimals of coordinates, power and speed; ppw points per Write; T template ids in
     ``_ROLES_OUT`` order; plain: the point template is ``{x} {y} {z}`` with 3 decimals, written
     by :func:`~bioslicer.programs._format.put_milli` (tables ``int3``, ``frac3``) and ended by
     ``\\r\\n`` (crlf) or ``\\n``, else by the template; wlit the bytes of the Write line; cb (K+1,)
