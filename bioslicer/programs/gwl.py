@@ -70,7 +70,7 @@ def _const_power(pp, ms, m, ps):
     return q0, True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _chunk_states(pp, ms, mlayer, layer_z, mspeed, oz, cs, ps, vs, cb, state, st_out):
     """Modal state [zoff, speed, power, has_zoff, has_speed, has_power] at the start of each chunk.
 
