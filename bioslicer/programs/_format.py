@@ -385,6 +385,11 @@ def thread_buffers() -> list:
     return bufs
 
 
+def drop_thread_buffers() -> None:
+    """Free this thread's render buffers (after they grew for an unusual block)."""
+    _local.bufs = None
+
+
 _writer_lock = threading.Lock()
 _writer: ThreadPoolExecutor | None = None
 

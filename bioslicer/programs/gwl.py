@@ -294,6 +294,8 @@ def _write_block(fb, toolpath, printer, lines, m0, m1, o, dec, pdec, vdec, ppw) 
                     raise AssertionError("GWL chunk bound too small")      # cannot happen: the bound holds
                 safe = True       # for the rest of the block
             wb.submit(buf, off, lens)
+    if safe:
+        F.drop_thread_buffers()   # grown to the upper bound: not kept for the next blocks
 
 
 def prepare(printer, spec) -> None:
