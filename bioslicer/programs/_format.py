@@ -373,23 +373,6 @@ def _write_views(fh, views) -> None:
             fh.write(v)
 
 
-_local = threading.local()
-
-
-def thread_buffers() -> list:
-    """This thread's two render buffers (for :class:`WriteBehind`), kept between blocks: fresh
-    memory costs a page fault and the zeroing of each page at its first touch."""
-    bufs = getattr(_local, "bufs", None)
-    if bufs is None:
-        bufs = _local.bufs = [ChunkBuffer(), ChunkBuffer()]
-    return bufs
-
-
-def drop_thread_buffers() -> None:
-    """Free this thread's render buffers (after they grew for an unusual block)."""
-    _local.bufs = None
-
-
 _writer_lock = threading.Lock()
 _writer: ThreadPoolExecutor | None = None
 

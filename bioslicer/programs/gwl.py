@@ -254,15 +254,15 @@ class _Lines:
 
 def _write_block(fb, toolpath, printer, lines, m0, m1, o, dec, pdec, vdec, ppw) -> None:
     """Stream the lines of block marks [m0, m1) (block origin ``o``) into ``fb`` in batches of chunks,
-    rendered into two buffers in turn (:func:`~bioslicer.programs._format.thread_buffers`), each
-    written while the next one renders."""
+    rendered into two buffers in turn, each written while the next one renders
+    (:class:`~bioslicer.programs._format.WriteBehind`)."""
     wait_for_warmup("write")
     ts, T = lines.ts, lines.T
     ms_all = toolpath.mark_start
     cs, ps, vs = float(10 ** dec), float(10 ** pdec), float(10 ** vdec)
     state = np.zeros(6, np.int64)
     cb_all = F.chunk_bounds(ms_all, m0, m1, CHUNK_POINTS)
-    bufs = F.thread_buffers()
+    bufs = [F.ChunkBuffer(), F.ChunkBuffer()]    # per block: kept between blocks they would add to the peak RSS
     safe = False
     with F.WriteBehind(fb) as wb:
         for n, k in enumerate(range(0, len(cb_all) - 1, BATCH_CHUNKS)):
@@ -294,8 +294,6 @@ def _write_block(fb, toolpath, printer, lines, m0, m1, o, dec, pdec, vdec, ppw) 
                     raise AssertionError("GWL chunk bound too small")      # cannot happen: the bound holds
                 safe = True       # for the rest of the block
             wb.submit(buf, off, lens)
-    if safe:
-        F.drop_thread_buffers()   # grown to the upper bound: not kept for the next blocks
 
 
 def prepare(printer, spec) -> None:
