@@ -243,6 +243,28 @@ class AtomicFile:
             self.hash.update(data)
         self.n_bytes += len(data)
 
+    def write_views(self, views) -> None:
+        """Write the byte buffers ``views`` in order by ``writev`` (no copy into the file buffer:
+        for large rendered pieces). Not at the same time as another write to this file."""
+        self.fh.flush()
+        fd = self.fh.fileno()
+        todo = [memoryview(v).cast("B") for v in views if len(v)]
+        i = 0
+        while i < len(todo):
+            k = os.writev(fd, todo[i:i + 1024])        # IOV_MAX
+            while k > 0:
+                v = todo[i]
+                n = min(k, len(v))
+                if self.hash is not None:
+                    self.hash.update(v[:n])
+                self.n_bytes += n
+                k -= n
+                if n == len(v):
+                    i += 1
+                else:
+                    todo[i] = v[n:]            # written in part: the rest goes next
+        self.fh.seek(0, os.SEEK_END)
+
     def append_file(self, path, chunk_bytes: int = 1 << 24) -> None:
         """Append the bytes of file ``path`` (in the kernel where it can: ``copy_file_range``)."""
         if self.hash is not None:

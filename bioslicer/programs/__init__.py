@@ -153,11 +153,19 @@ def _check_name(name) -> None:
         raise BioslicerError(f"program name {name!r} must be a plain file name (no folders, not starting with '.')")
 
 
-def _check_finite(toolpath) -> None:
+def non_finite_error(toolpath) -> BioslicerError | None:
+    """The error for the first NaN or infinite x, y, z, power or speed of ``toolpath`` (None: all finite)."""
     for arr, what in ((toolpath.x_um, "x"), (toolpath.y_um, "y"), (toolpath.z_um, "z"),
                       (toolpath.power_mw, "power"), (toolpath.mark_speed_um_s, "speed")):
         if arr.size and not bool(np.isfinite(arr).all()):
-            raise BioslicerError(f"the toolpath has a NaN or infinite {what}; fix the step that produced it")
+            return BioslicerError(f"the toolpath has a NaN or infinite {what}; fix the step that produced it")
+    return None
+
+
+def _check_finite(toolpath) -> None:
+    err = non_finite_error(toolpath)
+    if err is not None:
+        raise err
 
 
 def _same_blocks(a, b) -> bool:
@@ -333,8 +341,9 @@ class ProgramWriter:
         if not _same_blocks(tp.blocks, self.blocks):
             raise BioslicerError(f"the toolpath of block {b} was stitched with another block table than the "
                                  "program writer's; plan the blocks once and pass the same table")
-        _check_finite(tp)
         d = DIALECTS[self.dialect]
+        if not getattr(d.module, "CHECKS_FINITE", False):    # else its renderer checks as it reads the values
+            _check_finite(tp)
         if not self.staging.is_dir():
             raise FileNotFoundError(2, "program finished or job folder removed while a block was still running",
                                     str(self.staging))

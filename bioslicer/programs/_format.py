@@ -12,7 +12,10 @@ text exact and deterministic (no float formatting, no ``-0.000``).
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,10 +23,27 @@ from numba import njit
 
 
 TEMPLATE_SLOTS = 4     # numbers per written line (put_line's v0..v3)
+BOUND_PER_SLOT = 22    # bytes a number can take: sign, 19 digits, point (and one spare)
 
 _POW10 = np.array([10 ** i for i in range(19)], dtype=np.int64)
 _DIGITS2 = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint8).copy()
 _SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _milli_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Tables of :func:`put_milli`: 4 bytes per value 0..999, the integer's digits (left aligned)
+    and their count in the last byte; ``.`` and the three digits of a fraction."""
+    ints = np.zeros(4000, np.uint8)
+    fracs = np.zeros(4000, np.uint8)
+    for i in range(1000):
+        s = str(i).encode()
+        ints[4 * i:4 * i + len(s)] = np.frombuffer(s, np.uint8)
+        ints[4 * i + 3] = len(s)
+        fracs[4 * i:4 * i + 4] = np.frombuffer(b"." + f"{i:03d}".encode(), np.uint8)
+    return ints, fracs
+
+
+_INT3, _FRAC3 = _milli_tables()
 
 
 # ----------------------------------------------------------------------------- templates
@@ -104,7 +124,7 @@ class TemplateSet:
                     size += len(b)
                 if k < len(t.slots):
                     ops.append((1, k, int(decimals.get(t.slots[k], 0))))
-                    size += 22
+                    size += BOUND_PER_SLOT
             for b in eol[:-1].encode():            # "\r" of a CRLF ending; put_line adds the "\n"
                 ops.append((0, len(lit), len(lit) + 1))
                 lit.append(b)
@@ -203,6 +223,34 @@ def _put_fixed_const(v, D, P, out, pos, digits2):
     return _put_frac(v - ip * P, D, out, pos + 1, digits2)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def put_milli(v, out, pos, int3, frac3, digits2):
+    """:func:`put_fixed` with 3 decimals by table (``int3``, ``frac3`` = ``_INT3``, ``_FRAC3``):
+    fixed-size stores, later ones overwriting the unused bytes (the caller's bound leaves room),
+    so the sign and the digit count cost no branch that mispredicts; unsigned arithmetic and
+    indices (no floor-division fix-up, no negative-index wrap). Same bytes as put_fixed."""
+    out[pos] = 45  # '-', overwritten by the first digit when v >= 0
+    if v < 0:
+        pos += 1
+        v = -v
+    u = np.uint64(v)
+    ip = u // np.uint64(1000)
+    j = (u - ip * np.uint64(1000)) * np.uint64(4)
+    if ip < np.uint64(1000):
+        i = ip * np.uint64(4)
+        out[pos] = int3[i]
+        out[pos + 1] = int3[i + np.uint64(1)]
+        out[pos + 2] = int3[i + np.uint64(2)]
+        pos += np.int64(int3[i + np.uint64(3)])
+    else:
+        pos = _put_uint(np.int64(ip), out, pos, digits2)
+    out[pos] = frac3[j]
+    out[pos + 1] = frac3[j + np.uint64(1)]
+    out[pos + 2] = frac3[j + np.uint64(2)]
+    out[pos + 3] = frac3[j + np.uint64(3)]
+    return pos + 4
+
+
 _EXACT_F = 1 << 52
 
 
@@ -295,33 +343,86 @@ def chunk_bounds(mark_start: np.ndarray, m0: int, m1: int, points: int) -> np.nd
 
 
 class ChunkBuffer:
-    """One reusable byte buffer holding the rendered chunks of a batch at precomputed offsets.
+    """One reusable byte buffer holding the rendered chunks of a batch at given offsets."""
 
-    Parameters
-    ----------
-    bound_per_point, bound_per_mark : int
-        Upper bounds of the bytes a chunk can take per point and per mark.
-    """
-
-    def __init__(self, bound_per_point: int, bound_per_mark: int) -> None:
-        self.bp = int(bound_per_point)
-        self.bm = int(bound_per_mark)
+    def __init__(self) -> None:
         self.out = np.empty(0, np.uint8)
 
-    def offsets(self, mark_start: np.ndarray, cb: np.ndarray) -> np.ndarray:
-        """(K+1,) byte offset of each chunk of marks ``cb`` (global mark bounds); grows the buffer."""
-        pts = mark_start[cb[1:]] - mark_start[cb[:-1]]
-        size = pts * self.bp + np.diff(cb) * self.bm
-        off = np.zeros(len(cb), np.int64)
-        np.cumsum(size, out=off[1:])
+    def place(self, sizes: np.ndarray) -> np.ndarray:
+        """(K+1,) byte offsets of K chunks of ``sizes`` bytes laid end to end; grows the buffer."""
+        off = np.zeros(len(sizes) + 1, np.int64)
+        np.cumsum(sizes, out=off[1:])
         if off[-1] > self.out.shape[0]:
             self.out = np.empty(int(off[-1] * 1.25) + 4096, np.uint8)
         return off
 
+    def views(self, off: np.ndarray, lens: np.ndarray) -> list:
+        """The rendered chunks, in order (views of the buffer, no copy)."""
+        return [self.out[off[c]:off[c] + lens[c]] for c in range(len(lens))]
+
     def write(self, fh, off: np.ndarray, lens: np.ndarray) -> None:
-        """Write the rendered chunks in order."""
-        for c in range(len(lens)):
-            fh.write(self.out[off[c]:off[c] + lens[c]])
+        """Write the rendered chunks in order (one ``writev`` when ``fh`` has ``write_views``)."""
+        _write_views(fh, self.views(off, lens))
+
+
+def _write_views(fh, views) -> None:
+    if hasattr(fh, "write_views"):
+        fh.write_views(views)
+    else:
+        for v in views:
+            fh.write(v)
+
+
+_writer_lock = threading.Lock()
+_writer: ThreadPoolExecutor | None = None
+
+
+def _forget_writer() -> None:
+    global _writer, _writer_lock
+    _writer = None     # a forked child has no thread of its parent's executor
+    _writer_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_writer)
+
+
+class WriteBehind:
+    """Write rendered batches on a background thread while the caller renders the next one.
+
+    Use two :class:`ChunkBuffer` in turn: :meth:`submit` waits for the batch before (so the
+    buffer of the batch before that is free again) and queues this one. Leaving the ``with``
+    block waits for the last write (and raises its error, if any).
+    """
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
+        self.pending = None
+
+    def submit(self, buf: ChunkBuffer, off: np.ndarray, lens: np.ndarray) -> None:
+        global _writer
+        self.wait()
+        with _writer_lock:
+            if _writer is None:
+                _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bioslicer-write")
+            ex = _writer
+        self.pending = ex.submit(_write_views, self.fh, buf.views(off, lens))
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            p, self.pending = self.pending, None
+            p.result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.wait()
+        elif self.pending is not None:
+            self.pending.exception()     # let it finish before the file closes; the first error wins
+            self.pending = None
+        return False
 
 
 def quantize(a, decimals: int) -> np.ndarray:

@@ -89,12 +89,13 @@ class StepFormat:
         self.eol = line_ending(printer, spec)
         self.ts = F.TemplateSet(t, dec, self.eol)
 
-    def buffer(self) -> F.ChunkBuffer:
-        """A reusable render buffer sized for this format's lines."""
+    def chunk_bytes(self, mark_start: np.ndarray, cb: np.ndarray) -> np.ndarray:
+        """Upper bound of the bytes of each chunk of marks ``cb`` (global mark bounds)."""
         b = self.ts.bound
         T = self.ids()
         on = int(b[T[3]]) if T[3] >= 0 else 0
-        return F.ChunkBuffer(b[T[1]] + b[T[2]], b[T[0]] + b[T[2]] + on + b[T[4]])
+        pts = mark_start[cb[1:]] - mark_start[cb[:-1]]
+        return pts * int(b[T[1]] + b[T[2]]) + np.diff(cb) * int(b[T[0]] + b[T[2]] + on + b[T[4]])
 
     def ids(self) -> np.ndarray:
         return np.array([self.ts["jump"], self.ts["mark"], self.ts["power"],
@@ -102,7 +103,7 @@ class StepFormat:
                          self.ts["laser_off"]], dtype=np.int64)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def _render_step_chunks(x, y, z, pp, ms, mspeed, offx, offy, offz, scale, feed_s, cs, ps, fs, T, has_on,
                         first, ops, op_start, lit, pow10, digits2, cb, off, out, lens):
     """Quantize, emit and render step-dialect lines for the chunks of marks ``cb`` in parallel.
@@ -114,6 +115,7 @@ def _render_step_chunks(x, y, z, pp, ms, mspeed, offx, offy, offz, scale, feed_s
     first: True when local mark 0 is the program's first mark (no power in effect before it);
     cb (K+1,) local mark bounds; off (K+1,) byte offsets in ``out``; fills ``lens`` (K,).
     Byte-identical to the former per-line table + :meth:`~bioslicer.programs._format.TemplateSet.render`.
+    ``nogil``: other threads (a stream check, the next block's planning) run meanwhile.
     """
     for c in prange(cb.shape[0] - 1):
         pos = off[c]
@@ -153,16 +155,16 @@ CHUNK_POINTS = 1 << 14
 BATCH_CHUNKS = 16
 
 
-def emit_marks(fmt: StepFormat, printer, toolpath, m0, m1, offset_um, fh, buf=None) -> None:
+def emit_marks(fmt: StepFormat, printer, toolpath, m0, m1, offset_um, fh) -> None:
     """Write the lines of marks [m0, m1) to ``fh``: points + ``offset_um`` (3,) in the program unit.
 
     Streams in batches of :data:`BATCH_CHUNKS` chunks of about :data:`CHUNK_POINTS` points, the
-    chunks rendered in parallel into ``buf`` (a :class:`~bioslicer.programs._format.ChunkBuffer`
-    from :meth:`StepFormat.buffer`, reused between calls when given).
+    chunks rendered in parallel into one buffer (its chunks laid out by their upper bound, which
+    is several times the text: not kept between calls), each batch written by one ``writev``.
     """
     T = fmt.ids()
     has_on = bool(T[3] >= 0)
-    buf = fmt.buffer() if buf is None else buf
+    buf = F.ChunkBuffer()
     ms_all = toolpath.mark_start
     cs, ps, fs = float(10 ** fmt.coord_decimals), float(10 ** fmt.power_decimals), float(10 ** fmt.feed_decimals)
     off3 = np.asarray(offset_um, dtype=np.float64)
@@ -176,7 +178,7 @@ def emit_marks(fmt: StepFormat, printer, toolpath, m0, m1, offset_um, fh, buf=No
         q0 = max(p0 - 1, 0)
         ms = ms_all[a:c + 1] - q0
         pp = np.ascontiguousarray(printer.power_to_program(toolpath.power_mw[q0:p1]), dtype=np.float64)
-        off = buf.offsets(ms_all, cb)
+        off = buf.place(fmt.chunk_bytes(ms_all, cb))
         lens = np.zeros(len(cb) - 1, np.int64)
         _render_step_chunks(toolpath.x_um[q0:p1], toolpath.y_um[q0:p1], toolpath.z_um[q0:p1], pp, ms,
                             toolpath.mark_speed_um_s[a:c], off3[0], off3[1], off3[2], float(fmt.scale_um),
