@@ -282,7 +282,7 @@ def unit_marks(source, plan: BlockPlan, blocks):
     clock("plan")
     # the unit's marks are checked and indexed once; each block is cut straight from them
     # (no selected copy of the marks a block needs)
-    src = stitch_source(tp, printer, grid)
+    src = stitch_source(tp, printer, grid, blocks)
     del tp
     for i, b in enumerate(blocks):
         if i:

@@ -643,10 +643,10 @@ def stitch(toolpath: Toolpath, printer, block_size_um: float | None = None, over
             raise BioslicerError("stitch(blocks=...) needs a grid; plan one with plan_grid() and pass grid=")
         grid = grid_for_toolpath(toolpath, printer, block_size_um, overlap_um, shear_deg, order, block_height_um)
     progress(0, 4, "stitching")
-    return stitch_source(toolpath, printer, grid).stitch(blocks, progress)
+    return stitch_source(toolpath, printer, grid, blocks).stitch(blocks, progress)
 
 
-def stitch_source(toolpath: Toolpath, printer, grid) -> "StitchSource":
+def stitch_source(toolpath: Toolpath, printer, grid, blocks=None) -> "StitchSource":
     """An unstitched toolpath checked against a grid and indexed for clipping, once: blocks are
     then cut from it one call at a time (:meth:`StitchSource.stitch`), each bit-identical to
     ``stitch(toolpath, printer, grid=grid, blocks=...)``, without selecting (copying) the marks a
@@ -658,6 +658,9 @@ def stitch_source(toolpath: Toolpath, printer, grid) -> "StitchSource":
         Unstitched marks, µm, on the grid's layer table.
     printer : Printer or str
     grid : StitchGrid or dict
+    blocks : sequence of int, optional
+        The blocks that will be cut (execution ranks; default: all): the marks that may give
+        pieces in each are listed once, here.
 
     Returns
     -------
@@ -675,8 +678,9 @@ def stitch_source(toolpath: Toolpath, printer, grid) -> "StitchSource":
     if not np.array_equal(tp.layer_z_um, grid.layer_z_um):
         raise BioslicerError("the toolpath's layer heights differ from the grid's; plan the grid with the "
                              "toolpath's layer table")
+    sel = _selection(grid, blocks)
     if tp.n_marks == 0:
-        return StitchSource(tp, grid, None, None, None)
+        return StitchSource(tp, grid, sel, None, None, None)
     ext = _mark_extents(tp)
     used = np.bincount(tp.mark_layer, minlength=tp.n_layers) > 0
     _check_fits(tp, grid, ext, used)
@@ -693,26 +697,34 @@ def stitch_source(toolpath: Toolpath, printer, grid) -> "StitchSource":
         cells = _k.mark_cells(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_layer, layer_tier, grid.tier_z0_um,
                               grid.tan_shear, grid.gx0_um, grid.gy0_um, grid.block_size_um, grid.nx, grid.ny,
                               grid.half_overlap_um)
+    cell_sel = np.zeros(grid.n_blocks(), bool)
+    cell_sel[grid.sequence()[sel]] = True
+    cell_start, entries = _k.cell_entries(mord, tp.mark_layer, layer_tier, cells, cell_sel, grid.nx, grid.ny,
+                                          grid.n_blocks())
+    del cells, mord
     closed = closed_marks(tp.x_um, tp.y_um, tp.z_um, tp.mark_start)
-    return StitchSource(tp, grid, mord, cells, closed)
+    return StitchSource(tp, grid, sel, cell_start, entries, closed)
 
 
 class StitchSource:
     """A toolpath ready to be cut into blocks (made by :func:`stitch_source`).
 
-    Holds the toolpath (not copied), its grid, its marks' order by (tier, layer) (``mord``,
-    empty when already so), their candidate cells (``kernel.stitch.mark_cells``, (M, 4) int32)
-    and which are closed contours.
+    Holds the toolpath (not copied), its grid, the blocks it was made for (``sel``, execution
+    ranks), the marks that may give pieces in each of their cells (``kernel.stitch.cell_entries``:
+    ``cell_start``, ``entries``) and which marks are closed contours.
     """
 
-    def __init__(self, tp: Toolpath, grid: StitchGrid, mord, cells, closed) -> None:
-        self.tp, self.grid, self.mord, self.cells, self.closed = tp, grid, mord, cells, closed
+    def __init__(self, tp: Toolpath, grid: StitchGrid, sel, cell_start, entries, closed) -> None:
+        self.tp, self.grid, self.sel = tp, grid, sel
+        self.cell_start, self.entries, self.closed = cell_start, entries, closed
 
     def stitch(self, blocks=None, progress: Progress = silent) -> Toolpath:
-        """The pieces of the toolpath in ``blocks`` (execution ranks; None: every block), as
-        ``stitch(toolpath, printer, grid=grid, blocks=blocks)``."""
+        """The pieces of the toolpath in ``blocks`` (execution ranks; None: every block it was
+        made for), as ``stitch(toolpath, printer, grid=grid, blocks=blocks)``."""
         tp, grid = self.tp, self.grid
-        sel = _selection(grid, blocks)
+        sel = self.sel if blocks is None else _selection(grid, blocks)
+        if not np.isin(sel, self.sel).all():
+            raise ValueError(f"blocks {sel.tolist()} are not all among those the source was made for")
         if tp.n_marks == 0:
             out = Toolpath.empty(tp.layer_z_um)
             out.blocks = grid.blocks()
@@ -742,16 +754,10 @@ def _clip(src: StitchSource, sel: np.ndarray, progress: Progress) -> Toolpath:
     tp, grid = src.tp, src.grid
     nx, ny = grid.nx, grid.ny
     a, hov, tan_k = grid.block_size_um, grid.half_overlap_um, grid.tan_shear
-    layer_tier, tier_z0 = grid.layer_tier, grid.tier_z0_um
+    tier_z0 = grid.tier_z0_um
     x, y, z, p, ms = tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_start
-    seq = grid.sequence()
-    n_cells = len(seq)
-    cs = seq[sel]                                     # selected dense cells in execution order
-    cell_sel = np.zeros(n_cells, bool)
-    cell_sel[cs] = True
-
-    cell_start, entries = _k.cell_entries(src.mord, tp.mark_layer, layer_tier, src.cells, cell_sel, nx, ny, n_cells)
-    closed = src.closed
+    cs = grid.sequence()[sel]                         # selected dense cells in execution order
+    cell_start, entries, closed = src.cell_start, src.entries, src.closed
 
     # tasks: runs of at most _TASK_ENTRIES entries of one cell, in output order
     ne = cell_start[cs + 1] - cell_start[cs]
