@@ -563,17 +563,26 @@ def _order_run_range(r_lo, r_hi, run_start, x, y, z, mark_start, mark_kind, mark
 def _put_mark(sx, sy, sz, sp, s, n, r, f, ox, oy, oz, op, d):
     """Write the n points of a mark starting at s in (sx, sy, sz, sp) to d in (ox, oy, oz, op),
     rotated to start at vertex r (closed marks, r > 0) or reversed (f)."""
-    for i in range(n):
-        if r > 0:
+    if r > 0:
+        for i in range(n):
             si = s + (r + i) % (n - 1)
-        elif f:
+            ox[d + i] = sx[si]
+            oy[d + i] = sy[si]
+            oz[d + i] = sz[si]
+            op[d + i] = sp[si]
+    elif f:
+        for i in range(n):
             si = s + n - 1 - i
-        else:
-            si = s + i
-        ox[d + i] = sx[si]
-        oy[d + i] = sy[si]
-        oz[d + i] = sz[si]
-        op[d + i] = sp[si]
+            ox[d + i] = sx[si]
+            oy[d + i] = sy[si]
+            oz[d + i] = sz[si]
+            op[d + i] = sp[si]
+    else:
+        for i in range(n):
+            ox[d + i] = sx[s + i]
+            oy[d + i] = sy[s + i]
+            oz[d + i] = sz[s + i]
+            op[d + i] = sp[s + i]
 
 
 def apply_order(run_start, mark_start, order, flip, rot, x, y, z, p, inplace, n_chunks, ox, oy, oz, op, ostart):
