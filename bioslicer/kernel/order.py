@@ -559,11 +559,22 @@ def _order_run_range(r_lo, r_hi, run_start, x, y, z, mark_start, mark_kind, mark
             pos += cnt
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _put_mark(sx, sy, sz, sp, s, n, r, f, ox, oy, oz, op, d):
     """Write the n points of a mark starting at s in (sx, sy, sz, sp) to d in (ox, oy, oz, op),
     rotated to start at vertex r (closed marks, r > 0) or reversed (f)."""
-    if r > 0:
+    if n == 2 and r == 0:     # a 2-point mark (most hatch): no loop
+        i0 = s + 1 if f else s
+        i1 = s if f else s + 1
+        ox[d] = sx[i0]
+        oy[d] = sy[i0]
+        oz[d] = sz[i0]
+        op[d] = sp[i0]
+        ox[d + 1] = sx[i1]
+        oy[d + 1] = sy[i1]
+        oz[d + 1] = sz[i1]
+        op[d + 1] = sp[i1]
+    elif r > 0:
         for i in range(n):
             si = s + (r + i) % (n - 1)
             ox[d + i] = sx[si]
