@@ -244,8 +244,8 @@ def unit_window_um(grid, blocks):
 
 def unit_marks(source, plan: BlockPlan, blocks):
     """Yield the :class:`BlockMarks` of every block of a unit (blocks of one tier): the unit is
-    planned (or selected) once over :func:`unit_window_um`, then each block's marks are selected
-    (``StitchGrid.marks_for_block``), stitched and ordered.
+    planned (or selected) once over :func:`unit_window_um`, then each block is cut from that plan
+    (``stitching.stitch_source``: checked and indexed once per unit) and ordered.
 
     Every mark reaching a block window is bit-identical whatever the planning window holding it
     (``plan_toolpath``), and ``stitch(..., blocks=[b])`` gives block b from any superset of the
@@ -254,7 +254,7 @@ def unit_marks(source, plan: BlockPlan, blocks):
     """
     from .ordering import order_marks
     from .planning import plan_toolpath
-    from .stitching import mark_boxes, stitch
+    from .stitching import stitch_source
 
     blocks = [int(b) for b in blocks]
     grid = plan.grid_obj()
@@ -280,25 +280,17 @@ def unit_marks(source, plan: BlockPlan, blocks):
 
             tp.mark_set += np.int32(plan.set_source * SOURCE_STRIDE)
     clock("plan")
-    needs = [None] * len(blocks)
-    if len(blocks) > 1 and tp.n_marks:
-        # every block's selection at once from the marks' boxes, which are then dropped: (M,) bools
-        # per block are held through the unit instead of four (M,) float64 box arrays
-        boxes = mark_boxes(tp)
-        needs = [grid.marks_for_block(tp, b, boxes) for b in blocks]
-        del boxes
+    # the unit's marks are checked and indexed once; each block is cut straight from them
+    # (no selected copy of the marks a block needs)
+    src = stitch_source(tp, printer, grid, blocks)
+    del tp
     for i, b in enumerate(blocks):
         if i:
             clock = _Clock()
             rep = dict(rep, dropped_segments=0)
-        # whole-layer contours reach every block of a tier
-        need = needs[i] if needs[i] is not None else grid.marks_for_block(tp, b)
-        needs[i] = None
-        tpb = tp.select_marks(need) if not need.all() else tp
-        del need
+        tpb = src.stitch([b])
         if i == len(blocks) - 1:
-            tp = None                   # the unit's last block: its plan is not needed any more
-        tpb = stitch(tpb, printer, grid=grid, blocks=[b])
+            src = None                  # the unit's last block: its plan is not needed any more
         clock("stitch")
         tpb, _ = order_marks(tpb, inplace=True, recipe=rec)
         clock("order")

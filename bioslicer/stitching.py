@@ -642,7 +642,34 @@ def stitch(toolpath: Toolpath, printer, block_size_um: float | None = None, over
         if blocks is not None:
             raise BioslicerError("stitch(blocks=...) needs a grid; plan one with plan_grid() and pass grid=")
         grid = grid_for_toolpath(toolpath, printer, block_size_um, overlap_um, shear_deg, order, block_height_um)
-    elif isinstance(grid, dict):
+    progress(0, 4, "stitching")
+    return stitch_source(toolpath, printer, grid, blocks).stitch(blocks, progress)
+
+
+def stitch_source(toolpath: Toolpath, printer, grid, blocks=None) -> "StitchSource":
+    """An unstitched toolpath checked against a grid and indexed for clipping, once: blocks are
+    then cut from it one call at a time (:meth:`StitchSource.stitch`), each bit-identical to
+    ``stitch(toolpath, printer, grid=grid, blocks=...)``, without selecting (copying) the marks a
+    block needs first. A unit of blocks (``blockrun.unit_marks``) cuts all its blocks from its plan.
+
+    Parameters
+    ----------
+    toolpath : Toolpath
+        Unstitched marks, µm, on the grid's layer table.
+    printer : Printer or str
+    grid : StitchGrid or dict
+    blocks : sequence of int, optional
+        The blocks that will be cut (execution ranks; default: all): the marks that may give
+        pieces in each are listed once, here.
+
+    Returns
+    -------
+    StitchSource
+    """
+    printer = load_printer(printer)
+    if toolpath.blocks is not None or (toolpath.n_marks and toolpath.mark_block.max() >= 0):
+        raise BioslicerError("toolpath is already stitched; stitch the unstitched toolpath from slicing")
+    if isinstance(grid, dict):
         grid = StitchGrid.from_dict(grid)
     if grid.printer_name != printer.name:
         raise BioslicerError(f"the grid was planned for {grid.printer_name}, not {printer.name}; "
@@ -653,20 +680,61 @@ def stitch(toolpath: Toolpath, printer, block_size_um: float | None = None, over
                              "toolpath's layer table")
     sel = _selection(grid, blocks)
     if tp.n_marks == 0:
-        out = Toolpath.empty(tp.layer_z_um)
-        out.blocks = grid.blocks()
-        out.meta = dict(tp.meta)
-        out.meta["stitching"] = _grid_meta(grid, blocks, sel)
-        return out
-    progress(0, 4, "stitching")
+        return StitchSource(tp, grid, sel, None, None, None)
     ext = _mark_extents(tp)
     used = np.bincount(tp.mark_layer, minlength=tp.n_layers) > 0
     _check_fits(tp, grid, ext, used)
-    progress(1, 4, "stitching")
-    out = _clip(tp, grid, sel, progress)
-    out.meta["stitching"] = _grid_meta(grid, blocks, sel)
-    progress(4, 4, "stitching")
-    return out
+    L, layer_tier = tp.n_layers, grid.layer_tier
+    # marks by (tier, layer, original order): nothing to do when already so
+    used_idx = np.flatnonzero(used)
+    if np.all(np.diff(tp.mark_layer) >= 0) and np.all(np.diff(layer_tier[used_idx]) >= 0):
+        mord = np.zeros(0, np.int64)
+    else:
+        mord = np.argsort(layer_tier[tp.mark_layer] * L + tp.mark_layer, kind="stable")
+    if grid.single:
+        cells = np.zeros((tp.n_marks, 4), np.int32)
+    else:
+        cells = _k.mark_cells(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_layer, layer_tier, grid.tier_z0_um,
+                              grid.tan_shear, grid.gx0_um, grid.gy0_um, grid.block_size_um, grid.nx, grid.ny,
+                              grid.half_overlap_um)
+    cell_sel = np.zeros(grid.n_blocks(), bool)
+    cell_sel[grid.sequence()[sel]] = True
+    cell_start, entries = _k.cell_entries(mord, tp.mark_layer, layer_tier, cells, cell_sel, grid.nx, grid.ny,
+                                          grid.n_blocks())
+    del cells, mord
+    closed = closed_marks(tp.x_um, tp.y_um, tp.z_um, tp.mark_start)
+    return StitchSource(tp, grid, sel, cell_start, entries, closed)
+
+
+class StitchSource:
+    """A toolpath ready to be cut into blocks (made by :func:`stitch_source`).
+
+    Holds the toolpath (not copied), its grid, the blocks it was made for (``sel``, execution
+    ranks), the marks that may give pieces in each of their cells (``kernel.stitch.cell_entries``:
+    ``cell_start``, ``entries``) and which marks are closed contours.
+    """
+
+    def __init__(self, tp: Toolpath, grid: StitchGrid, sel, cell_start, entries, closed) -> None:
+        self.tp, self.grid, self.sel = tp, grid, sel
+        self.cell_start, self.entries, self.closed = cell_start, entries, closed
+
+    def stitch(self, blocks=None, progress: Progress = silent) -> Toolpath:
+        """The pieces of the toolpath in ``blocks`` (execution ranks; None: every block it was
+        made for), as ``stitch(toolpath, printer, grid=grid, blocks=blocks)``."""
+        tp, grid = self.tp, self.grid
+        sel = self.sel if blocks is None else _selection(grid, blocks)
+        if not np.isin(sel, self.sel).all():
+            raise ValueError(f"blocks {sel.tolist()} are not all among those the source was made for")
+        if tp.n_marks == 0:
+            out = Toolpath.empty(tp.layer_z_um)
+            out.blocks = grid.blocks()
+            out.meta = dict(tp.meta)
+        else:
+            progress(1, 4, "stitching")
+            out = _clip(self, sel, progress)
+        out.meta["stitching"] = _grid_meta(grid, blocks, sel)
+        progress(4, 4, "stitching")
+        return out
 
 
 def _grid_meta(grid: StitchGrid, blocks, sel) -> dict:
@@ -680,34 +748,16 @@ def _grid_meta(grid: StitchGrid, blocks, sel) -> dict:
     return d
 
 
-def _clip(tp: Toolpath, grid: StitchGrid, sel: np.ndarray, progress: Progress) -> Toolpath:
-    """Clip every mark to the selected blocks (execution ranks ``sel``), written in block order;
-    every piece takes the per-mark fields of its source mark."""
+def _clip(src: StitchSource, sel: np.ndarray, progress: Progress) -> Toolpath:
+    """Clip every mark of ``src`` to the selected blocks (execution ranks ``sel``), written in
+    block order; every piece takes the per-mark fields of its source mark."""
+    tp, grid = src.tp, src.grid
     nx, ny = grid.nx, grid.ny
     a, hov, tan_k = grid.block_size_um, grid.half_overlap_um, grid.tan_shear
-    layer_tier, tier_z0 = grid.layer_tier, grid.tier_z0_um
+    tier_z0 = grid.tier_z0_um
     x, y, z, p, ms = tp.x_um, tp.y_um, tp.z_um, tp.power_mw, tp.mark_start
-    L = tp.n_layers
-    seq = grid.sequence()
-    n_cells = len(seq)
-    cs = seq[sel]                                     # selected dense cells in execution order
-    cell_sel = np.zeros(n_cells, bool)
-    cell_sel[cs] = True
-
-    # marks by (tier, layer, original order): nothing to do when already so
-    used_idx = np.flatnonzero(np.bincount(tp.mark_layer, minlength=L))
-    if np.all(np.diff(tp.mark_layer) >= 0) and np.all(np.diff(layer_tier[used_idx]) >= 0):
-        mord = np.zeros(0, np.int64)
-    else:
-        mord = np.argsort(layer_tier[tp.mark_layer] * L + tp.mark_layer, kind="stable")
-    if grid.single:
-        cells = np.zeros((tp.n_marks, 4), np.int32)
-    else:
-        cells = _k.mark_cells(x, y, z, ms, tp.mark_layer, layer_tier, tier_z0, tan_k, grid.gx0_um, grid.gy0_um,
-                              a, nx, ny, hov)
-    cell_start, entries = _k.cell_entries(mord, tp.mark_layer, layer_tier, cells, cell_sel, nx, ny, n_cells)
-    del cells, mord
-    closed = closed_marks(x, y, z, ms)
+    cs = grid.sequence()[sel]                         # selected dense cells in execution order
+    cell_start, entries, closed = src.cell_start, src.entries, src.closed
 
     # tasks: runs of at most _TASK_ENTRIES entries of one cell, in output order
     ne = cell_start[cs + 1] - cell_start[cs]

@@ -250,7 +250,7 @@ class Toolpath:
             Field name -> (K,) array, ready for ``Toolpath(**fields, ...)``.
         """
         idx = np.asarray(idx, dtype=np.int64)
-        return {name: getattr(self, name)[idx] for name in MARK_FIELDS}
+        return {name: getattr(self, name).take(idx) for name in MARK_FIELDS}    # take: faster than [idx]
 
     def with_points(self, points: dict, mark_start, marks: dict, blocks="same") -> "Toolpath":
         """A toolpath with new points and marks, the same layer table, blocks and metadata.

@@ -18,6 +18,39 @@ from .pool import run_chunks, wait_for_warmup
 from .sorting import argsort_stable, insertion_sort_by
 
 @njit(cache=True)
+def _argsort_rows(w):
+    """``argsort_stable(w)`` in one pass when ``w`` is already monotone, as the row offsets of a
+    planner's hatch usually are (rows come in order, up or down); otherwise the merge sort."""
+    n = len(w)
+    up = True
+    down = True
+    for j in range(1, n):
+        if w[j] < w[j - 1]:
+            up = False
+        elif w[j] > w[j - 1]:
+            down = False
+    out = np.empty(n, np.int64)
+    if up:
+        for j in range(n):
+            out[j] = j
+        return out
+    if not down:
+        return argsort_stable(w)
+    # non-increasing: runs of equal keys from the last to the first, each in index order
+    k = 0
+    j = n - 1
+    while j >= 0:
+        i = j
+        while i > 0 and w[i - 1] == w[j]:
+            i -= 1
+        for t in range(i, j + 1):
+            out[k] = t
+            k += 1
+        j = i - 1
+    return out
+
+
+@njit(cache=True)
 def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
     """Serpentine order of 2-point marks ``idx``: rows by the perpendicular offset of their
     midpoints along the longest mark's direction, alternating direction row by row. Of the four
@@ -56,7 +89,7 @@ def _serpentine(idx, x, y, z, mark_start, cx, cy, cz, out, flip, pos):
         fwd[j] = (x[s + 1] - x[s]) * dx + (y[s + 1] - y[s]) * dy >= 0.0
     # rows: sorted offsets split where consecutive ones differ by more than 1e-3 µm (tied
     # offsets share a row, so the sort need not be stable)
-    ow = argsort_stable(w)
+    ow = _argsort_rows(w)
     row = np.empty(n, np.int64)
     r = 0
     for j in range(n):
@@ -198,12 +231,32 @@ def _kill(e, alive_e, ecell, epos, cstart, ccount, citems):
     ccount[c] -= 1
 
 
+@njit(cache=True, inline="always")
+def _ring_clearance(cx, cy, x0, y0, cs, gx, gy, gnx, gny, r):
+    """How far (cx, cy) is from every grid cell outside the square of rings 0..r around cell
+    (gx, gy) (inf where the square reaches the grid edge), less 1e-6 µm for the rounding of the
+    bucketing: any entry outside the square is farther than this."""
+    d = np.inf
+    if gx - r > 0:
+        d = min(d, cx - (x0 + (gx - r) * cs))
+    if gx + r < gnx - 1:
+        d = min(d, x0 + (gx + r + 1) * cs - cx)
+    if gy - r > 0:
+        d = min(d, cy - (y0 + (gy - r) * cs))
+    if gy + r < gny - 1:
+        d = min(d, y0 + (gy + r + 1) * cs - cy)
+    return d - 1e-6
+
+
 @njit(cache=True)
 def _nearest(idx, x, y, z, mark_start, mark_closed, cx, cy, cz, out, flip, rot, pos):
     """Greedy nearest-neighbour order of marks ``idx`` from (cx, cy, cz), with a grid over
     candidate start points (both ends of open marks, every vertex of closed contours) from which
     used entries are removed; it is rebuilt when a quarter of the entries are left. Ties go to
-    the lower entry index. Returns the end point."""
+    the lower entry index. The rings of cells around the current point are searched until the
+    best entry is nearer than any cell outside them (:func:`_ring_clearance`; or within ``r``
+    cell sides, the older, looser test: both stop only where no other entry can win, so the
+    order is the same). Returns the end point."""
     n = len(idx)
     ne = 0
     for j in range(n):
@@ -272,7 +325,7 @@ def _nearest(idx, x, y, z, mark_start, mark_closed, cx, cy, cz, out, flip, rot, 
                     if step == 0:
                         break
                     ix += step
-            if be >= 0 and best <= r * cs:
+            if be >= 0 and (best <= r * cs or best < _ring_clearance(cx, cy, x0, y0, cs, gx, gy, gnx, gny, r)):
                 break
         j = emark[be]
         m = idx[j]
@@ -319,7 +372,7 @@ def _one_mark_per_row(idx, x, y, mark_start):
     for j in range(n):
         s = mark_start[idx[j]]
         w[j] = (-dy * (x[s] + x[s + 1]) + dx * (y[s] + y[s + 1])) / (2 * nl)
-    o = argsort_stable(w)
+    o = _argsort_rows(w)
     for j in range(1, n):
         if w[o[j]] - w[o[j - 1]] <= 1e-3:
             return False
@@ -506,21 +559,41 @@ def _order_run_range(r_lo, r_hi, run_start, x, y, z, mark_start, mark_kind, mark
             pos += cnt
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _put_mark(sx, sy, sz, sp, s, n, r, f, ox, oy, oz, op, d):
     """Write the n points of a mark starting at s in (sx, sy, sz, sp) to d in (ox, oy, oz, op),
     rotated to start at vertex r (closed marks, r > 0) or reversed (f)."""
-    for i in range(n):
-        if r > 0:
+    if n == 2 and r == 0:     # a 2-point mark (most hatch): no loop
+        i0 = s + 1 if f else s
+        i1 = s if f else s + 1
+        ox[d] = sx[i0]
+        oy[d] = sy[i0]
+        oz[d] = sz[i0]
+        op[d] = sp[i0]
+        ox[d + 1] = sx[i1]
+        oy[d + 1] = sy[i1]
+        oz[d + 1] = sz[i1]
+        op[d + 1] = sp[i1]
+    elif r > 0:
+        for i in range(n):
             si = s + (r + i) % (n - 1)
-        elif f:
+            ox[d + i] = sx[si]
+            oy[d + i] = sy[si]
+            oz[d + i] = sz[si]
+            op[d + i] = sp[si]
+    elif f:
+        for i in range(n):
             si = s + n - 1 - i
-        else:
-            si = s + i
-        ox[d + i] = sx[si]
-        oy[d + i] = sy[si]
-        oz[d + i] = sz[si]
-        op[d + i] = sp[si]
+            ox[d + i] = sx[si]
+            oy[d + i] = sy[si]
+            oz[d + i] = sz[si]
+            op[d + i] = sp[si]
+    else:
+        for i in range(n):
+            ox[d + i] = sx[s + i]
+            oy[d + i] = sy[s + i]
+            oz[d + i] = sz[s + i]
+            op[d + i] = sp[s + i]
 
 
 def apply_order(run_start, mark_start, order, flip, rot, x, y, z, p, inplace, n_chunks, ox, oy, oz, op, ostart):

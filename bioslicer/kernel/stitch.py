@@ -396,9 +396,11 @@ def cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n_
     -------
     cell_start : (n_cells+1,) int64
         Entries of cell c are ``entries[cell_start[c]:cell_start[c+1]]``.
-    entries : (E,) int64
-        Mark indices.
+    entries : (E,) int32
+        Mark indices (int32: half the memory of a unit's lists, held while its blocks are cut).
     """
+    if len(mark_layer) >= 2 ** 31:
+        raise ValueError("more than 2**31 - 1 marks in one toolpath; stitch it in parts")
     wait_for_warmup("stitch")
     return _cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, int(nx), int(ny), int(n_cells))
 
@@ -420,7 +422,7 @@ def _cell_entries(mark_order, mark_layer, layer_tier, cells, cell_sel, nx, ny, n
     for c in range(n_cells):
         cnt[c + 1] += cnt[c]
     fill = cnt[:-1].copy()
-    entries = np.empty(cnt[n_cells], np.int64)
+    entries = np.empty(cnt[n_cells], np.int32)
     for j in range(m):
         k = j if ident else mark_order[j]
         base = layer_tier[mark_layer[k]] * ny
@@ -446,7 +448,7 @@ def stitch_count(x, y, z, p, mark_start, mark_closed, entries, task_cell, task_e
         Points (µm) and power (mW).
     mark_start : (M+1,) int64
     mark_closed : (M,) bool
-    entries : (E,) int64
+    entries : (E,) int32
         Mark indices listed per cell.
     task_cell : (T, 3) int64
         Grid cell (ix, iy, iz) of every task.
