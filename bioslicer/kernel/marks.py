@@ -300,3 +300,172 @@ def fill_gyroid(x0, y0, x1, y1, z, cell_um, thickness_um, step_um, offset, out_x
     for i in prange(len(x0)):
         _gyroid_runs(x0[i], y0[i], x1[i], y1[i], z[i], k, 0.5 * thickness_um, step_um,
                      out_xyxy, True, offset[i])
+
+
+# ----------------------------------------------------------------------------- span windows
+def window_spans(layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u, cut_spans):
+    """The rows with ``lo_v[k] <= v <= hi_v[k]`` of each layer k and, with ``cut_spans``, only
+    their spans with ``u1 >= lo_u[k]`` and ``u0 <= hi_u[k]``; rows left without spans are dropped.
+
+    Parameters
+    ----------
+    layer_row_start, row_span_start : (L+1,), (R+1,) int64
+    row_v, span_u0, span_u1 : (R,), (S,), (S,) float64, µm
+    lo_v, hi_v, lo_u, hi_u : (L,) float64
+        Per-layer limits (already widened by any tolerance), µm.
+    cut_spans : bool
+
+    Returns
+    -------
+    None when every span is kept, else ``(layer_row_start, row_v, row_span_start, span_u0, span_u1)``
+    of the kept rows and spans (new arrays, same order).
+    """
+    args = (layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u, bool(cut_spans))
+    e = np.zeros(0)
+    ei = np.zeros(0, np.int64)
+    n_rows, n_spans = _window_spans(*args, False, ei, e, ei, e, e)
+    if n_spans == len(span_u0):
+        return None
+    out = (np.empty(len(layer_row_start), np.int64), np.empty(n_rows), np.empty(n_rows + 1, np.int64),
+           np.empty(n_spans), np.empty(n_spans))
+    _window_spans(*args, True, *out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _window_spans(layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u, cut_spans, fill,
+                  o_lrs, o_rv, o_rss, o_u0, o_u1):
+    """:func:`window_spans`: count (``fill`` False) or write the kept rows and spans."""
+    nr = 0
+    ns = 0
+    if fill:
+        o_lrs[0] = 0
+        o_rss[0] = 0
+    for k in range(len(layer_row_start) - 1):
+        for r in range(layer_row_start[k], layer_row_start[k + 1]):
+            v = row_v[r]
+            if not (v >= lo_v[k] and v <= hi_v[k]):
+                continue
+            n0 = ns
+            for s in range(row_span_start[r], row_span_start[r + 1]):
+                if cut_spans and not (span_u1[s] >= lo_u[k] and span_u0[s] <= hi_u[k]):
+                    continue
+                if fill:
+                    o_u0[ns] = span_u0[s]
+                    o_u1[ns] = span_u1[s]
+                ns += 1
+            if ns > n0:
+                if fill:
+                    o_rv[nr] = v
+                    o_rss[nr + 1] = ns
+                nr += 1
+        if fill:
+            o_lrs[k + 1] = nr
+    return nr, ns
+
+
+def short_span_midpoints(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l,
+                         min_len_um):
+    """Midpoints of the spans shorter than ``min_len_um`` on rows with ``keep_row`` set (the
+    spans :func:`count_kept_spans` leaves out), in part coordinates (arguments as
+    :func:`fill_span_segments`).
+
+    Returns
+    -------
+    (x, y, z) : (K,) float64 each, µm
+    """
+    args = (layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l, float(min_len_um))
+    e = np.zeros(0)
+    n = _short_span_midpoints(*args, False, e, e, e)
+    out = (np.empty(n), np.empty(n), np.empty(n))
+    _short_span_midpoints(*args, True, *out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _short_span_midpoints(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l,
+                          min_len_um, fill, mx, my, mz):
+    """:func:`short_span_midpoints`: count (``fill`` False) or write."""
+    n = 0
+    for k in range(len(layer_row_start) - 1):
+        c = cos_l[k]
+        sn = sin_l[k]
+        for r in range(layer_row_start[k], layer_row_start[k + 1]):
+            if not keep_row[r]:
+                continue
+            v = row_v[r]
+            for s in range(row_span_start[r], row_span_start[r + 1]):
+                ua = span_u0[s]
+                ub = span_u1[s]
+                if ub - ua < min_len_um:
+                    if fill:
+                        x0 = ua * c - v * sn
+                        y0 = ua * sn + v * c
+                        x1 = ub * c - v * sn
+                        y1 = ub * sn + v * c
+                        mx[n] = (x0 + x1) / 2
+                        my[n] = (y0 + y1) / 2
+                        mz[n] = z_l[k]
+                    n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------- joining by layer
+def layer_firsts(mark_layer, n_layers: int):
+    """(L+1,) int64 first mark of every layer of marks sorted by layer (``first[l]:first[l+1]``
+    are the marks of layer l), or None when ``mark_layer`` is not sorted."""
+    out = np.empty(int(n_layers) + 1, np.int64)
+    return out if _layer_firsts(mark_layer, out) else None
+
+
+@njit(cache=True, nogil=True)
+def _layer_firsts(mark_layer, out):
+    """:func:`layer_firsts`; False when the layers are not sorted (or out of range)."""
+    n_l = len(out) - 1
+    m = len(mark_layer)
+    prev = 0
+    out[0] = 0
+    for k in range(m):
+        lay = mark_layer[k]
+        if lay < prev or lay >= n_l:
+            return False
+        while prev < lay:
+            prev += 1
+            out[prev] = k
+    while prev < n_l:
+        prev += 1
+        out[prev] = m
+    return True
+
+
+def copy_blocks(src, src_at, dst_at, length, dst):
+    """``dst[dst_at[b]:dst_at[b] + length[b]] = src[src_at[b]:src_at[b] + length[b]]`` for every block b
+    (blocks write disjoint ranges; any dtype, same for ``src`` and ``dst``)."""
+    run_chunks(_copy_blocks_range, len(src_at), src, src_at, dst_at, length, dst)
+
+
+@njit(cache=True, nogil=True)
+def _copy_blocks_range(b_lo, b_hi, src, src_at, dst_at, length, dst):
+    """:func:`copy_blocks` of blocks ``b_lo .. b_hi - 1``."""
+    for b in range(b_lo, b_hi):
+        s = src_at[b]
+        d = dst_at[b]
+        for i in range(length[b]):
+            dst[d + i] = src[s + i]
+
+
+def copy_start_blocks(src_start, src_at, dst_at, length, dst_point_at, dst_start):
+    """Mark starts of :func:`copy_blocks` of marks: mark ``src_at[b] + i`` becomes mark
+    ``dst_at[b] + i`` whose points start at ``dst_point_at[b]`` plus its offset in the block."""
+    run_chunks(_copy_start_blocks_range, len(src_at), src_start, src_at, dst_at, length, dst_point_at, dst_start)
+
+
+@njit(cache=True, nogil=True)
+def _copy_start_blocks_range(b_lo, b_hi, src_start, src_at, dst_at, length, dst_point_at, dst_start):
+    """:func:`copy_start_blocks` of blocks ``b_lo .. b_hi - 1``."""
+    for b in range(b_lo, b_hi):
+        s = src_at[b]
+        d = dst_at[b]
+        shift = dst_point_at[b] - src_start[s]
+        for i in range(length[b]):
+            dst_start[d + i] = src_start[s + i] + shift

@@ -140,26 +140,16 @@ def window_rows(spans, window_um, cut_spans: bool = False, tol_um: float = 1e-6)
     cy = np.array([y0, y0, y1, y1])
     c, sn = frame_cos_sin(np.asarray(spans.angle_deg, dtype=np.float64))
     v = -np.outer(sn, cx) + np.outer(c, cy)          # (L, 4) corner v in each layer's frame
-    rl = spans.row_layer()
-    rv = spans.row_v_um
-    keep_row = (rv >= v.min(axis=1)[rl] - tol_um) & (rv <= v.max(axis=1)[rl] + tol_um)
-    keep = np.repeat(keep_row, np.diff(spans.row_span_start))
-    if cut_spans:
-        u = np.outer(c, cx) + np.outer(sn, cy)
-        sl = rl[spans.span_row()]
-        keep &= (spans.span_u1_um >= u.min(axis=1)[sl] - tol_um) & (spans.span_u0_um <= u.max(axis=1)[sl] + tol_um)
-    if keep.all():
+    u = np.outer(c, cx) + np.outer(sn, cy)
+    f8 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    i8 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
+    kept = _k.window_spans(i8(spans.layer_row_start), i8(spans.row_span_start), f8(spans.row_v_um),
+                           f8(spans.span_u0_um), f8(spans.span_u1_um), v.min(axis=1) - tol_um, v.max(axis=1) + tol_um,
+                           u.min(axis=1) - tol_um, u.max(axis=1) + tol_um, cut_spans)
+    if kept is None:
         return spans
-    per_row = np.add.reduceat(keep.astype(np.int64), spans.row_span_start[:-1]) if spans.n_rows else np.zeros(0, np.int64)
-    per_row[np.diff(spans.row_span_start) == 0] = 0
-    row_ok = per_row > 0
-    rss = np.zeros(int(row_ok.sum()) + 1, np.int64)
-    np.cumsum(per_row[row_ok], out=rss[1:])
-    rows_per_layer = np.bincount(rl[row_ok], minlength=spans.n_layers).astype(np.int64)
-    lrs = np.zeros(spans.n_layers + 1, np.int64)
-    np.cumsum(rows_per_layer, out=lrs[1:])
-    return Spans(spans.layer_z_um, spans.angle_deg, spans.row_spacing_um, spans.row_offset_um, lrs,
-                 rv[row_ok], rss, spans.span_u0_um[keep], spans.span_u1_um[keep])
+    lrs, rv, rss, u0, u1 = kept
+    return Spans(spans.layer_z_um, spans.angle_deg, spans.row_spacing_um, spans.row_offset_um, lrs, rv, rss, u0, u1)
 
 
 def solid_bounds(solid) -> np.ndarray:
@@ -273,11 +263,9 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
                   mark_kind=np.full(m, int(kind), np.uint8), mark_layer=layer, layer_z_um=lz)
     dropped = total - m
     if owner is not None and dropped:
-        short = (u1 - u0) < min_segment_um
-        short &= np.repeat(keep_row, np.diff(rss))
-        x0, y0, x1, y1 = (a[short] for a in spans.span_xy())
-        zs = lz[layer_index[spans.span_layer()[short]]]
-        dropped = int(np.count_nonzero(owner((x0 + x1) / 2, (y0 + y1) / 2, zs)))
+        mx, my, mz = _k.short_span_midpoints(lrs, rss, rv, u0, u1, keep_row, np.ascontiguousarray(c, dtype=np.float64),
+                                             np.ascontiguousarray(s, dtype=np.float64), zl, float(min_segment_um))
+        dropped = int(np.count_nonzero(owner(mx, my, mz)))
     return tp, dropped
 
 
@@ -449,42 +437,51 @@ def same_layers(spans, layer_z_um):
 def order_marks(parts: list, layer_z_um) -> Toolpath:
     """Join marks of all kinds, ordered by layer (bottom-up), then by ``parts`` order.
 
-    Each part must already be ordered by layer; the marks are scattered once into the joined
-    arrays (no concatenation then sort then gather).
+    Parts not ordered by layer are sorted first (stably). Each part's marks of one layer are one
+    contiguous block of the part and of the result, so the result is copied block by block
+    (no concatenation then sort then gather).
     """
     lz = np.asarray(layer_z_um, dtype=np.float64)
     parts = [p for p in parts if p is not None and p.n_marks]
     if not parts:
         return Toolpath.empty(lz)
+    n_l = len(lz)
+    firsts = []
     for i, p in enumerate(parts):
-        if np.any(np.diff(p.mark_layer) < 0):
-            parts[i] = p.select_marks(np.argsort(p.mark_layer, kind="stable"))
+        first = _k.layer_firsts(p.mark_layer, n_l)
+        if first is None:
+            parts[i] = p = p.select_marks(np.argsort(p.mark_layer, kind="stable"))
+            first = _k.layer_firsts(p.mark_layer, n_l)
+            if first is None:
+                raise ValueError("mark_layer out of range of the layer table")
+        firsts.append(first)
     if len(parts) == 1:
         return parts[0]
-    n_l = len(lz)
-    cnt = np.stack([np.bincount(p.mark_layer, minlength=n_l) for p in parts]).astype(np.int64)  # (P, L)
-    layer_start = np.zeros(n_l + 1, np.int64)
-    np.cumsum(cnt.sum(axis=0), out=layer_start[1:])
-    before = np.cumsum(cnt, axis=0) - cnt  # marks of earlier parts in the same layer
-    m_total = int(layer_start[-1])
-    dest_all = []
-    for i, p in enumerate(parts):
-        first = np.zeros(n_l + 1, np.int64)
-        np.cumsum(cnt[i], out=first[1:])
-        lay = p.mark_layer
-        dest_all.append(layer_start[lay] + before[i, lay] + (np.arange(p.n_marks, dtype=np.int64) - first[lay]))
-    counts = np.empty(m_total, np.int64)
+    # the marks of part i in layer l are one contiguous block of part i (parts are sorted by layer) and
+    # one contiguous block of the result (layer by layer, parts in order within a layer): copy blocks
+    first = np.stack(firsts)                                              # (P, L+1)
+    cnt = np.diff(first, axis=1)                                          # (P, L) marks
+    pfirst = np.stack([p.mark_start[f] for p, f in zip(parts, firsts)])   # (P, L+1) points
+    pcnt = np.diff(pfirst, axis=1)
+    dst = np.zeros(cnt.size + 1, np.int64)
+    np.cumsum(cnt.T.ravel(), out=dst[1:])                                 # blocks in (layer, part) order
+    pdst = np.zeros(cnt.size + 1, np.int64)
+    np.cumsum(pcnt.T.ravel(), out=pdst[1:])
+    dst = np.ascontiguousarray(dst[:-1].reshape(n_l, -1).T)               # (P, L)
+    pdst = np.ascontiguousarray(pdst[:-1].reshape(n_l, -1).T)
+    m_total = int(cnt.sum())
+    n = int(pcnt.sum())
+    start = np.empty(m_total + 1, np.int64)
+    start[m_total] = n
     marks = {name: np.empty(m_total, dtype) for name, (dtype, _) in MARK_FIELDS.items()}
-    for p, dest in zip(parts, dest_all):
-        counts[dest] = np.diff(p.mark_start)
-        for name, arr in marks.items():
-            arr[dest] = getattr(p, name)
-    start = np.zeros(m_total + 1, np.int64)
-    np.cumsum(counts, out=start[1:])
-    n = int(start[-1])
     x, y, z = np.empty(n), np.empty(n), np.empty(n)
-    for p, dest in zip(parts, dest_all):
-        _k.scatter_marks(p.x_um, p.y_um, p.z_um, p.mark_start, dest, start, x, y, z)
+    for i, p in enumerate(parts):
+        src, at, ln = np.ascontiguousarray(first[i, :-1]), dst[i], cnt[i]
+        _k.copy_start_blocks(p.mark_start, src, at, ln, pdst[i], start)
+        for name, arr in marks.items():
+            _k.copy_blocks(getattr(p, name), src, at, ln, arr)
+        for name, arr in (("x_um", x), ("y_um", y), ("z_um", z)):
+            _k.copy_blocks(getattr(p, name), np.ascontiguousarray(pfirst[i, :-1]), pdst[i], pcnt[i], arr)
     return Toolpath(x_um=x, y_um=y, z_um=z, power_mw=np.zeros(n), mark_start=start, **marks, layer_z_um=lz,
                     meta=dict(parts[0].meta))
 
