@@ -48,7 +48,7 @@ def _count_kept_spans_range(k_lo, k_hi, layer_row_start, row_span_start, span_u0
 
 
 def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, row_rev, cos_l, sin_l,
-                       z_l, min_len_um, layer_offset, x, y, z):
+                       z_l, min_len_um, point_offset, x, y, z):
     """Write the kept spans of each layer as 2-point marks in part coordinates, in scan order.
 
     Rows are taken in increasing v; rows with ``row_rev`` set run backwards (spans in reverse
@@ -64,20 +64,22 @@ def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1,
         cos and sin of each layer's row angle; x = u cos - v sin, y = u sin + v cos.
     z_l : (L,) float64
         Height of each layer, µm.
-    layer_offset : (L+1,) int64
-        Output mark index of each layer's first segment (prefix sum of the counts).
-    x, y, z : (2M,) float64, filled: start and end point of mark m at 2m and 2m+1, µm
+    point_offset : (L,) int64
+        Output point index of each layer's first segment start (twice the prefix sum of the
+        counts when the layers' segments follow each other).
+    x, y, z : float64, filled: the start and end point of a layer's i-th segment at
+        ``point_offset + 2i`` and ``point_offset + 2i + 1``, µm
     """
     run_chunks(_fill_span_segments_range, len(layer_row_start) - 1, layer_row_start, row_span_start, row_v, span_u0,
-               span_u1, keep_row, row_rev, cos_l, sin_l, z_l, float(min_len_um), layer_offset, x, y, z)
+               span_u1, keep_row, row_rev, cos_l, sin_l, z_l, float(min_len_um), point_offset, x, y, z)
 
 
 @njit(cache=True, nogil=True)
 def _fill_span_segments_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, row_rev,
-                              cos_l, sin_l, z_l, min_len_um, layer_offset, x, y, z):
+                              cos_l, sin_l, z_l, min_len_um, point_offset, x, y, z):
     """:func:`fill_span_segments` of layers ``k_lo .. k_hi - 1``."""
     for k in range(k_lo, k_hi):
-        o = 2 * layer_offset[k]
+        o = point_offset[k]
         c = cos_l[k]
         sn = sin_l[k]
         zk = z_l[k]
@@ -469,3 +471,34 @@ def _copy_start_blocks_range(b_lo, b_hi, src_start, src_at, dst_at, length, dst_
         shift = dst_point_at[b] - src_start[s]
         for i in range(length[b]):
             dst_start[d + i] = src_start[s + i] + shift
+
+
+def fill_pair_starts(mark_at, point_at, count, mark_start):
+    """Mark starts of 2-point marks written in blocks: the i-th mark of block b is mark
+    ``mark_at[b] + i`` and starts at point ``point_at[b] + 2 i``."""
+    run_chunks(_fill_pair_starts_range, len(mark_at), mark_at, point_at, count, mark_start)
+
+
+@njit(cache=True, nogil=True)
+def _fill_pair_starts_range(b_lo, b_hi, mark_at, point_at, count, mark_start):
+    """:func:`fill_pair_starts` of blocks ``b_lo .. b_hi - 1``."""
+    for b in range(b_lo, b_hi):
+        m = mark_at[b]
+        p = point_at[b]
+        for i in range(count[b]):
+            mark_start[m + i] = p + 2 * i
+
+
+def kind_power(mark_start, mark_kind, power_of_kind, out):
+    """``out[p] = power_of_kind[mark_kind[m]]`` for every point p of every mark m (mW; every
+    ``mark_kind`` must index ``power_of_kind``)."""
+    run_chunks(_kind_power_range, len(mark_kind), mark_start, mark_kind, power_of_kind, out)
+
+
+@njit(cache=True, nogil=True)
+def _kind_power_range(m_lo, m_hi, mark_start, mark_kind, power_of_kind, out):
+    """:func:`kind_power` of marks ``m_lo .. m_hi - 1``."""
+    for m in range(m_lo, m_hi):
+        p = power_of_kind[mark_kind[m]]
+        for i in range(mark_start[m], mark_start[m + 1]):
+            out[i] = p

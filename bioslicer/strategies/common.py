@@ -84,6 +84,19 @@ class Region:
         """Spans ready to become marks: with a window, only those that reach it."""
         return window_rows(spans, self.window_um, cut_spans=True)
 
+    def final_spans(self, layer_z_um, inset_um, row_spacing_um, angle_deg, row_offset_um=0.0):
+        """``final(inset_spans(...))``: the spans that become marks.
+
+        Without inset on a part (not a mold, plain :meth:`spans`) the sliced rows are windowed
+        once: :meth:`final` keeps exactly the rows :meth:`spans` keeps, and of them the spans
+        that reach the window, so the first windowing is not needed."""
+        if inset_um <= 0 and not self.is_mold and type(self).spans is Region.spans:
+            from ..slicing import slice_spans
+
+            return self.final(slice_spans(self.solid, layer_z_um, row_spacing_um, angle_deg=angle_deg,
+                                          row_offset_um=row_offset_um, row_window_um=self.window_um))
+        return self.final(self.inset_spans(layer_z_um, inset_um, row_spacing_um, angle_deg, row_offset_um))
+
     def polygons(self, layer_z_um) -> list:
         """Shapely (Multi)Polygon of the region per layer (cached by the layer heights)."""
         from ..slicing import slice_contours
@@ -201,7 +214,7 @@ def inset_polygons(polys: list, inset_um: float) -> list:
 
 # ----------------------------------------------------------------------------- spans -> marks
 def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um: float = 0.0,
-                      serpentine: bool = True, keep_row=None, owner=None):
+                      serpentine: bool = True, keep_row=None, owner=None, before=None):
     """Turn spans into 2-point marks in scan order.
 
     Parameters
@@ -221,6 +234,10 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
         Only rows with True are used (e.g. scaffold walls on some rows).
     owner : callable, optional
         Count only dropped spans whose midpoint it owns (see :class:`Region`).
+    before : Toolpath, optional
+        Marks to put first in each layer (e.g. the contours): the result is ``order_marks([before,
+        marks], layer_z_um)``, written straight into the joined arrays (the spans' marks are not
+        made apart and then copied).
 
     Returns
     -------
@@ -241,13 +258,11 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
         total = int(np.repeat(keep_row, np.diff(rss)).sum())
     counts = np.empty(n_layers, np.int64)
     _k.count_kept_spans(lrs, rss, u0, u1, keep_row, float(min_segment_um), counts)
-    off = np.zeros(n_layers + 1, np.int64)
-    np.cumsum(counts, out=off[1:])
-    m = int(off[-1])
-    x, y, z = np.empty(2 * m), np.empty(2 * m), np.empty(2 * m)
     from ..slicing import frame_cos_sin
 
     c, s = frame_cos_sin(np.broadcast_to(np.asarray(spans.angle_deg, dtype=np.float64), (n_layers,)))
+    c = np.ascontiguousarray(c, dtype=np.float64)
+    s = np.ascontiguousarray(s, dtype=np.float64)
     lz = np.asarray(layer_z_um, dtype=np.float64)
     layer_index = np.asarray(layer_index, dtype=np.int64)
     zl = np.ascontiguousarray(lz[layer_index]) if n_layers else np.zeros(0)
@@ -255,18 +270,98 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
         row_rev = np.ascontiguousarray((spans.row_index() & 1) == 1)
     else:
         row_rev = np.zeros(len(rv), dtype=np.bool_)
-    _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, row_rev, np.ascontiguousarray(c, dtype=np.float64),
-                          np.ascontiguousarray(s, dtype=np.float64), zl, float(min_segment_um), off, x, y, z)
-    layer = np.repeat(layer_index.astype(np.int32), counts)
-    tp = Toolpath(x_um=x, y_um=y, z_um=z, power_mw=np.zeros(2 * m),
-                  mark_start=np.arange(0, 2 * m + 1, 2, dtype=np.int64),
-                  mark_kind=np.full(m, int(kind), np.uint8), mark_layer=layer, layer_z_um=lz)
-    dropped = total - m
+    if before is not None and before.n_marks == 0:
+        before = None
+    joined = before is not None and bool(np.all(np.diff(layer_index) > 0))
+    if joined:
+        tp, point_offset = _joined_layout(before, kind, layer_index, counts, lz)
+    else:
+        off = np.zeros(n_layers + 1, np.int64)
+        np.cumsum(counts, out=off[1:])
+        m = int(off[-1])
+        point_offset = 2 * off[:-1]
+        tp = Toolpath(x_um=np.empty(2 * m), y_um=np.empty(2 * m), z_um=np.empty(2 * m), power_mw=np.zeros(2 * m),
+                      mark_start=np.arange(0, 2 * m + 1, 2, dtype=np.int64),
+                      mark_kind=np.full(m, int(kind), np.uint8),
+                      mark_layer=np.repeat(layer_index.astype(np.int32), counts), layer_z_um=lz)
+    _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, row_rev, c, s, zl, float(min_segment_um), point_offset,
+                          tp.x_um, tp.y_um, tp.z_um)
+    if before is not None and not joined:
+        tp = order_marks([before, tp], lz)
+    dropped = total - int(counts.sum())
     if owner is not None and dropped:
-        mx, my, mz = _k.short_span_midpoints(lrs, rss, rv, u0, u1, keep_row, np.ascontiguousarray(c, dtype=np.float64),
-                                             np.ascontiguousarray(s, dtype=np.float64), zl, float(min_segment_um))
+        mx, my, mz = _k.short_span_midpoints(lrs, rss, rv, u0, u1, keep_row, c, s, zl, float(min_segment_um))
         dropped = int(np.count_nonzero(owner(mx, my, mz)))
     return tp, dropped
+
+
+def _joined_layout(before: Toolpath, kind: Kind, layer_index, counts, layer_z_um):
+    """The toolpath ``order_marks([before, marks])`` with ``before`` copied in and room for
+    ``counts[k]`` 2-point marks of ``kind`` in global layer ``layer_index[k]`` (increasing), whose
+    mark starts are set; and the first point of each of those layers' marks (points left to fill).
+    """
+    n_l = len(layer_z_um)
+    before, first = _by_layer(before, n_l)
+    hc = np.zeros(n_l, np.int64)
+    hc[layer_index] = counts
+    pfirst = before.mark_start[first]
+    cnt = np.stack([np.diff(first), hc])
+    pcnt = np.stack([np.diff(pfirst), 2 * hc])
+    dst, pdst, m, n = _layer_block_layout(cnt, pcnt)
+    start = np.empty(m + 1, np.int64)
+    start[m] = n
+    marks = {}
+    for name, (dtype, default) in MARK_FIELDS.items():
+        if name == "mark_layer":
+            marks[name] = np.repeat(np.arange(n_l, dtype=np.int32), cnt.sum(axis=0))
+            continue
+        marks[name] = np.full(m, int(kind) if name == "mark_kind" else default, dtype)
+        _k.copy_blocks(getattr(before, name), first[:-1], dst[0], cnt[0], marks[name])
+    pts = {name: np.empty(n) for name in ("x_um", "y_um", "z_um")}
+    for name, arr in pts.items():
+        _k.copy_blocks(getattr(before, name), pfirst[:-1], pdst[0], pcnt[0], arr)
+    _k.copy_start_blocks(before.mark_start, first[:-1], dst[0], cnt[0], pdst[0], start)
+    at, point_at = np.ascontiguousarray(dst[1][layer_index]), np.ascontiguousarray(pdst[1][layer_index])
+    _k.fill_pair_starts(at, point_at, np.ascontiguousarray(counts, dtype=np.int64), start)
+    tp = Toolpath(**pts, power_mw=np.zeros(n), mark_start=start, **marks, layer_z_um=layer_z_um, meta=dict(before.meta))
+    return tp, point_at
+
+
+def _by_layer(tp: Toolpath, n_layers: int):
+    """``tp`` sorted by layer (stably; itself when it is) and the first mark of every layer
+    (``kernel.marks.layer_firsts``)."""
+    first = _k.layer_firsts(tp.mark_layer, n_layers)
+    if first is None:
+        tp = tp.select_marks(np.argsort(tp.mark_layer, kind="stable"))
+        first = _k.layer_firsts(tp.mark_layer, n_layers)
+        if first is None:
+            raise ValueError("mark_layer out of range of the layer table")
+    return tp, first
+
+
+def _layer_block_layout(cnt, pcnt):
+    """Where the (part, layer) blocks of marks go when parts are joined layer by layer, parts in
+    order within a layer.
+
+    Parameters
+    ----------
+    cnt, pcnt : (P, L) int64
+        Marks and points of each part in each layer.
+
+    Returns
+    -------
+    (dst, pdst, M, N)
+        (P, L) int64 first mark and first point of each block in the result; its marks and points.
+    """
+    n_l = cnt.shape[1]
+    dst = np.zeros(cnt.size + 1, np.int64)
+    np.cumsum(cnt.T.ravel(), out=dst[1:])
+    pdst = np.zeros(cnt.size + 1, np.int64)
+    np.cumsum(pcnt.T.ravel(), out=pdst[1:])
+    m, n = int(dst[-1]), int(pdst[-1])
+    dst = np.ascontiguousarray(dst[:-1].reshape(n_l, -1).T)
+    pdst = np.ascontiguousarray(pdst[:-1].reshape(n_l, -1).T)
+    return dst, pdst, m, n
 
 
 def segments_to_toolpath(x0, y0, x1, y1, layer, kind: Kind, layer_z_um) -> Toolpath:
@@ -448,40 +543,26 @@ def order_marks(parts: list, layer_z_um) -> Toolpath:
     n_l = len(lz)
     firsts = []
     for i, p in enumerate(parts):
-        first = _k.layer_firsts(p.mark_layer, n_l)
-        if first is None:
-            parts[i] = p = p.select_marks(np.argsort(p.mark_layer, kind="stable"))
-            first = _k.layer_firsts(p.mark_layer, n_l)
-            if first is None:
-                raise ValueError("mark_layer out of range of the layer table")
+        parts[i], first = _by_layer(p, n_l)
         firsts.append(first)
     if len(parts) == 1:
         return parts[0]
-    # the marks of part i in layer l are one contiguous block of part i (parts are sorted by layer) and
-    # one contiguous block of the result (layer by layer, parts in order within a layer): copy blocks
     first = np.stack(firsts)                                              # (P, L+1)
-    cnt = np.diff(first, axis=1)                                          # (P, L) marks
     pfirst = np.stack([p.mark_start[f] for p, f in zip(parts, firsts)])   # (P, L+1) points
+    cnt = np.diff(first, axis=1)
     pcnt = np.diff(pfirst, axis=1)
-    dst = np.zeros(cnt.size + 1, np.int64)
-    np.cumsum(cnt.T.ravel(), out=dst[1:])                                 # blocks in (layer, part) order
-    pdst = np.zeros(cnt.size + 1, np.int64)
-    np.cumsum(pcnt.T.ravel(), out=pdst[1:])
-    dst = np.ascontiguousarray(dst[:-1].reshape(n_l, -1).T)               # (P, L)
-    pdst = np.ascontiguousarray(pdst[:-1].reshape(n_l, -1).T)
-    m_total = int(cnt.sum())
-    n = int(pcnt.sum())
+    dst, pdst, m_total, n = _layer_block_layout(cnt, pcnt)
     start = np.empty(m_total + 1, np.int64)
     start[m_total] = n
     marks = {name: np.empty(m_total, dtype) for name, (dtype, _) in MARK_FIELDS.items()}
     x, y, z = np.empty(n), np.empty(n), np.empty(n)
     for i, p in enumerate(parts):
-        src, at, ln = np.ascontiguousarray(first[i, :-1]), dst[i], cnt[i]
-        _k.copy_start_blocks(p.mark_start, src, at, ln, pdst[i], start)
+        src, psrc = np.ascontiguousarray(first[i, :-1]), np.ascontiguousarray(pfirst[i, :-1])
+        _k.copy_start_blocks(p.mark_start, src, dst[i], cnt[i], pdst[i], start)
         for name, arr in marks.items():
-            _k.copy_blocks(getattr(p, name), src, at, ln, arr)
+            _k.copy_blocks(getattr(p, name), src, dst[i], cnt[i], arr)
         for name, arr in (("x_um", x), ("y_um", y), ("z_um", z)):
-            _k.copy_blocks(getattr(p, name), np.ascontiguousarray(pfirst[i, :-1]), pdst[i], pcnt[i], arr)
+            _k.copy_blocks(getattr(p, name), psrc, pdst[i], pcnt[i], arr)
     return Toolpath(x_um=x, y_um=y, z_um=z, power_mw=np.zeros(n), mark_start=start, **marks, layer_z_um=lz,
                     meta=dict(parts[0].meta))
 
