@@ -314,8 +314,8 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
     part = plan.writer.write_block(b, tp) if plan.writer is not None else None
     clock("write")
     n = tp.n_marks
-    lengths = tp.mark_lengths() if n else np.zeros(0)      # once, for the estimate and the sets too
-    summary = block_summary(tp, lengths) if n else None    # one pass: bounds, kinds, jumps, times, sets
+    summary = block_summary(tp) if n else None    # one pass: lengths, bounds, kinds, jumps, times, sets
+    lengths = summary["lengths"] if n else np.zeros(0)
     est = estimate_block(tp, plan.printer, lengths, summary=summary)
     if n:
         by_kind = {k.name.lower(): int(summary["kinds"][int(k)]) for k in Kind}
@@ -355,17 +355,16 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
     )
 
 
-def block_summary(tp: Toolpath, lengths) -> dict:
-    """``kernel.measure.block_summary`` of a block's marks (``lengths``: ``tp.mark_lengths()``;
-    every kind counted; the parameter sets tallied when their ids span a small range, as they do
-    within one recipe)."""
+def block_summary(tp: Toolpath) -> dict:
+    """``kernel.measure.block_summary`` of a block's marks (every kind counted; the parameter sets
+    tallied when their ids span a small range, as they do within one recipe)."""
     from .kernel.measure import block_summary as _summary
 
     n_kinds = max(len(Kind), int(tp.mark_kind.max()) + 1)
     lo, hi = int(tp.mark_set.min()), int(tp.mark_set.max())
     n_sets = hi - lo + 1 if hi - lo < 4096 else 0
-    return _summary(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_kind, tp.mark_speed_um_s, tp.mark_set, lengths,
-                    n_kinds, lo, n_sets)
+    return _summary(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_kind, tp.mark_speed_um_s, tp.mark_set, n_kinds,
+                    lo, n_sets)
 
 
 class _Clock:

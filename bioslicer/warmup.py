@@ -146,7 +146,7 @@ def warm(printer_name: str, done=print) -> None:
         for one in blocks:
             estimate_block(one, printer)
             one.jump_lengths()
-            finish_summary(one, one.mark_lengths())
+            finish_summary(one)
             preview_marks(one, 2, 2)
         done("estimate")
         files = w.finish(parts, validate=False)

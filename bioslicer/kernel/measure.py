@@ -155,8 +155,7 @@ def _transition_times(x, y, z, mark_start, mark_block, mark_layer, origin, n_blo
     return per_block, counts, lengths
 
 
-def block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, lengths, n_kinds: int, set_lo: int,
-                  n_sets: int):
+def block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, n_kinds: int, set_lo: int, n_sets: int):
     """What a finished block reports about its marks, in one pass over them (``blockrun.finish_block``).
 
     Parameters
@@ -166,7 +165,6 @@ def block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, lengths,
     mark_kind : (M,) uint8
     mark_speed : (M,) float64, µm/s
     mark_set : (M,) int32
-    lengths : (M,) float64, mark lengths (µm, ``mark_lengths``)
     n_kinds : int
         Mark kinds counted (every ``mark_kind`` below it).
     set_lo, n_sets : int
@@ -176,40 +174,48 @@ def block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, lengths,
     Returns
     -------
     dict
-        ``bounds`` (2, 3) min / max of the points (µm); ``kinds`` (n_kinds,) int64 marks per
-        kind; ``jumps`` (M-1,) jump from each mark's last point to the next mark's first point
-        (µm, as ``Toolpath.jump_lengths``); ``mark_time`` (M,) length / speed (s);
-        ``speed_ok`` every speed > 0; ``set_lo`` and, per set of the range, ``set_marks``,
-        ``set_length`` (sums in mark order), ``set_zmin``, ``set_zmax`` (of the marks' first points).
+        ``lengths`` (M,) mark lengths (µm, as :func:`mark_lengths`); ``bounds`` (2, 3) min / max
+        of the points (µm); ``kinds`` (n_kinds,) int64 marks per kind; ``jumps`` (M-1,) jump from
+        each mark's last point to the next mark's first point (µm, as ``Toolpath.jump_lengths``);
+        ``mark_time`` (M,) length / speed (s); ``speed_ok`` every speed > 0; ``set_lo`` and, per
+        set of the range, ``set_marks``, ``set_length`` (sums in mark order), ``set_zmin``,
+        ``set_zmax`` (of the marks' first points).
     """
     wait_for_warmup("estimate")
     m = len(mark_start) - 1
-    out = {"bounds": np.zeros((2, 3)), "kinds": np.zeros(int(n_kinds), np.int64),
+    out = {"lengths": np.empty(m), "bounds": np.zeros((2, 3)), "kinds": np.zeros(int(n_kinds), np.int64),
            "jumps": np.empty(max(m - 1, 0)), "mark_time": np.empty(m),
            "set_marks": np.zeros(int(n_sets), np.int64), "set_length": np.zeros(int(n_sets)),
            "set_zmin": np.full(int(n_sets), np.inf), "set_zmax": np.full(int(n_sets), -np.inf)}
-    ok = _block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, lengths, int(set_lo), out["bounds"],
-                        out["kinds"], out["jumps"], out["mark_time"], out["set_marks"], out["set_length"],
-                        out["set_zmin"], out["set_zmax"])
+    ok = _block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, int(set_lo), out["lengths"],
+                        out["bounds"], out["kinds"], out["jumps"], out["mark_time"], out["set_marks"],
+                        out["set_length"], out["set_zmin"], out["set_zmax"])
     out["speed_ok"] = bool(ok)
     out["set_lo"] = int(set_lo)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, lengths, set_lo, bounds, kinds, jumps,
+def _block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, set_lo, lengths, bounds, kinds, jumps,
                    mark_time, set_marks, set_length, set_zmin, set_zmax):
     """:func:`block_summary` (the kernel); returns whether every speed is > 0."""
-    n = len(x)
     m = len(mark_start) - 1
-    if n:
+    ok = True
+    n_sets = len(set_marks)
+    if len(x):
         lx = hx = x[0]
         ly = hy = y[0]
         lz = hz = z[0]
-        for i in range(1, n):
+    for k in range(m):
+        s = mark_start[k]
+        e = mark_start[k + 1] - 1
+        t = 0.0
+        for i in range(s, e + 1):
             xi = x[i]
             yi = y[i]
             zi = z[i]
+            if i < e:
+                t += _dist(x[i + 1], y[i + 1], z[i + 1], xi, yi, zi)
             if xi < lx:
                 lx = xi
             if xi > hx:
@@ -222,23 +228,13 @@ def _block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, lengths
                 lz = zi
             if zi > hz:
                 hz = zi
-        bounds[0, 0] = lx
-        bounds[0, 1] = ly
-        bounds[0, 2] = lz
-        bounds[1, 0] = hx
-        bounds[1, 1] = hy
-        bounds[1, 2] = hz
-    ok = True
-    n_sets = len(set_marks)
-    for k in range(m):
+        lengths[k] = t
         kinds[mark_kind[k]] += 1
         sp = mark_speed[k]
         if not sp > 0:
             ok = False
-        mark_time[k] = lengths[k] / sp
-        s = mark_start[k]
+        mark_time[k] = t / sp
         if k + 1 < m:
-            e = mark_start[k + 1] - 1
             dx = x[e + 1] - x[e]
             dy = y[e + 1] - y[e]
             dz = z[e + 1] - z[e]
@@ -246,11 +242,18 @@ def _block_summary(x, y, z, mark_start, mark_kind, mark_speed, mark_set, lengths
         if n_sets:
             j = mark_set[k] - set_lo
             set_marks[j] += 1
-            set_length[j] += lengths[k]
+            set_length[j] += t
             if z[s] < set_zmin[j]:
                 set_zmin[j] = z[s]
             if z[s] > set_zmax[j]:
                 set_zmax[j] = z[s]
+    if len(x):
+        bounds[0, 0] = lx
+        bounds[0, 1] = ly
+        bounds[0, 2] = lz
+        bounds[1, 0] = hx
+        bounds[1, 1] = hy
+        bounds[1, 2] = hz
     return ok
 
 
