@@ -323,47 +323,65 @@ def window_spans(layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v,
     of the kept rows and spans (new arrays, same order).
     """
     args = (layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u, bool(cut_spans))
-    e = np.zeros(0)
-    ei = np.zeros(0, np.int64)
-    n_rows, n_spans = _window_spans(*args, False, ei, e, ei, e, e)
+    n_l = len(layer_row_start) - 1
+    rows = np.zeros(n_l + 1, np.int64)
+    spans = np.zeros(n_l + 1, np.int64)
+    run_chunks(_window_count_range, n_l, *args, rows[1:], spans[1:])
+    np.cumsum(rows, out=rows)
+    np.cumsum(spans, out=spans)
+    n_rows, n_spans = int(rows[-1]), int(spans[-1])
     if n_spans == len(span_u0):
         return None
-    out = (np.empty(len(layer_row_start), np.int64), np.empty(n_rows), np.empty(n_rows + 1, np.int64),
-           np.empty(n_spans), np.empty(n_spans))
-    _window_spans(*args, True, *out)
+    o_rss = np.empty(n_rows + 1, np.int64)
+    o_rss[0] = 0
+    out = (rows, np.empty(n_rows), o_rss, np.empty(n_spans), np.empty(n_spans))
+    run_chunks(_window_fill_range, n_l, *args, rows, spans, *out[1:])
     return out
 
 
 @njit(cache=True, nogil=True)
-def _window_spans(layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u, cut_spans, fill,
-                  o_lrs, o_rv, o_rss, o_u0, o_u1):
-    """:func:`window_spans`: count (``fill`` False) or write the kept rows and spans."""
-    nr = 0
-    ns = 0
-    if fill:
-        o_lrs[0] = 0
-        o_rss[0] = 0
-    for k in range(len(layer_row_start) - 1):
+def _window_count_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u,
+                        cut_spans, n_rows, n_spans):
+    """:func:`window_spans`: the kept rows and spans of layers ``k_lo .. k_hi - 1``."""
+    for k in range(k_lo, k_hi):
+        nr = 0
+        ns = 0
         for r in range(layer_row_start[k], layer_row_start[k + 1]):
             v = row_v[r]
             if not (v >= lo_v[k] and v <= hi_v[k]):
                 continue
             n0 = ns
             for s in range(row_span_start[r], row_span_start[r + 1]):
-                if cut_spans and not (span_u1[s] >= lo_u[k] and span_u0[s] <= hi_u[k]):
-                    continue
-                if fill:
+                if not cut_spans or (span_u1[s] >= lo_u[k] and span_u0[s] <= hi_u[k]):
+                    ns += 1
+            if ns > n0:
+                nr += 1
+        n_rows[k] = nr
+        n_spans[k] = ns
+
+
+@njit(cache=True, nogil=True)
+def _window_fill_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u,
+                       cut_spans, row_at, span_at, o_rv, o_rss, o_u0, o_u1):
+    """:func:`window_spans`: write the kept rows and spans of layers ``k_lo .. k_hi - 1`` from
+    their first output row and span (``row_at``, ``span_at``)."""
+    for k in range(k_lo, k_hi):
+        nr = row_at[k]
+        ns = span_at[k]
+        for r in range(layer_row_start[k], layer_row_start[k + 1]):
+            v = row_v[r]
+            if not (v >= lo_v[k] and v <= hi_v[k]):
+                continue
+            n0 = ns
+            for s in range(row_span_start[r], row_span_start[r + 1]):
+                if not cut_spans or (span_u1[s] >= lo_u[k] and span_u0[s] <= hi_u[k]):
                     o_u0[ns] = span_u0[s]
                     o_u1[ns] = span_u1[s]
-                ns += 1
+                    ns += 1
             if ns > n0:
-                if fill:
-                    o_rv[nr] = v
-                    o_rss[nr + 1] = ns
+                o_rv[nr] = v
+                o_rss[nr + 1] = ns
                 nr += 1
-        if fill:
-            o_lrs[k + 1] = nr
-    return nr, ns
 
 
 def short_span_midpoints(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l,
