@@ -51,7 +51,8 @@ def test_window_rows_keeps_the_rows_and_spans_reaching_the_box():
             sl = rl[sp.span_row()]
             keep &= (sp.span_u1_um >= u.min(1)[sl] - 1e-6) & (sp.span_u0_um <= u.max(1)[sl] + 1e-6)
         assert 0 < keep.sum() < sp.n_spans
-        assert np.array_equal(out.span_u0_um, sp.span_u0_um[keep]) and np.array_equal(out.span_u1_um, sp.span_u1_um[keep])
+        assert np.array_equal(out.span_u0_um, sp.span_u0_um[keep])
+        assert np.array_equal(out.span_u1_um, sp.span_u1_um[keep])
         row_of = sp.span_row()[keep]
         assert np.array_equal(out.row_v_um, sp.row_v_um[np.unique(row_of)])
         assert np.array_equal(out.span_row(), np.unique(row_of, return_inverse=True)[1])
@@ -118,7 +119,8 @@ def _block_toolpath(sets):
     pts = rng.normal(scale=30.0, size=(3, start[-1]))
     blocks = Blocks(np.zeros((1, 3)), np.zeros((1, 3)), np.full((1, 3), -100.0), np.full((1, 3), 100.0))
     return Toolpath(x_um=pts[0], y_um=pts[1], z_um=pts[2], power_mw=np.ones(start[-1]), mark_start=start,
-                    mark_kind=rng.integers(0, 3, n).astype(np.uint8), mark_layer=np.sort(rng.integers(0, 4, n)).astype(np.int32),
+                    mark_kind=rng.integers(0, 3, n).astype(np.uint8),
+                    mark_layer=np.sort(rng.integers(0, 4, n)).astype(np.int32),
                     mark_block=np.zeros(n, np.int32), mark_speed_um_s=rng.uniform(1e3, 1e5, n),
                     mark_set=rng.choice(sets, n).astype(np.int32), layer_z_um=np.arange(4.0), blocks=blocks)
 
@@ -141,7 +143,8 @@ def test_block_summary_bit_for_bit():
     assert est["mark_s"] == plain.breakdown["mark_s"] and est["jump_s"] == plain.breakdown["jump_s"]
     wide = _block_toolpath([0, 2**20 + 1])                      # ids too far apart: tallied by np.unique
     ws = block_summary(wide)
-    assert len(ws["set_marks"]) == 0 and block_sets(wide, rec, P, None, ws["lengths"], ws) == block_sets(wide, rec, P, None)
+    assert len(ws["set_marks"]) == 0
+    assert block_sets(wide, rec, P, None, ws["lengths"], ws) == block_sets(wide, rec, P, None)
 
 
 def test_preview_marks_every_nth_mark_of_each_run():

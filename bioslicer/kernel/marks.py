@@ -326,7 +326,9 @@ def window_spans(layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v,
     n_l = len(layer_row_start) - 1
     rows = np.zeros(n_l + 1, np.int64)
     spans = np.zeros(n_l + 1, np.int64)
-    run_chunks(_window_count_range, n_l, *args, rows[1:], spans[1:])
+    e = np.zeros(0)
+    ei = np.zeros(0, np.int64)
+    run_chunks(_window_range, n_l, *args, False, rows[1:], spans[1:], e, ei, e, e)
     np.cumsum(rows, out=rows)
     np.cumsum(spans, out=spans)
     n_rows, n_spans = int(rows[-1]), int(spans[-1])
@@ -335,17 +337,18 @@ def window_spans(layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v,
     o_rss = np.empty(n_rows + 1, np.int64)
     o_rss[0] = 0
     out = (rows, np.empty(n_rows), o_rss, np.empty(n_spans), np.empty(n_spans))
-    run_chunks(_window_fill_range, n_l, *args, rows, spans, *out[1:])
+    run_chunks(_window_range, n_l, *args, True, rows, spans, *out[1:])
     return out
 
 
 @njit(cache=True, nogil=True)
-def _window_count_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u,
-                        cut_spans, n_rows, n_spans):
-    """:func:`window_spans`: the kept rows and spans of layers ``k_lo .. k_hi - 1``."""
+def _window_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u,
+                  cut_spans, fill, row_at, span_at, o_rv, o_rss, o_u0, o_u1):
+    """:func:`window_spans` of layers ``k_lo .. k_hi - 1``: count their kept rows and spans into
+    ``row_at[k]`` and ``span_at[k]`` (``fill`` False), or write them from there (``fill`` True)."""
     for k in range(k_lo, k_hi):
-        nr = 0
-        ns = 0
+        nr = row_at[k] if fill else 0
+        ns = span_at[k] if fill else 0
         for r in range(layer_row_start[k], layer_row_start[k + 1]):
             v = row_v[r]
             if not (v >= lo_v[k] and v <= hi_v[k]):
@@ -353,35 +356,18 @@ def _window_count_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span
             n0 = ns
             for s in range(row_span_start[r], row_span_start[r + 1]):
                 if not cut_spans or (span_u1[s] >= lo_u[k] and span_u0[s] <= hi_u[k]):
+                    if fill:
+                        o_u0[ns] = span_u0[s]
+                        o_u1[ns] = span_u1[s]
                     ns += 1
             if ns > n0:
+                if fill:
+                    o_rv[nr] = v
+                    o_rss[nr + 1] = ns
                 nr += 1
-        n_rows[k] = nr
-        n_spans[k] = ns
-
-
-@njit(cache=True, nogil=True)
-def _window_fill_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, span_u1, lo_v, hi_v, lo_u, hi_u,
-                       cut_spans, row_at, span_at, o_rv, o_rss, o_u0, o_u1):
-    """:func:`window_spans`: write the kept rows and spans of layers ``k_lo .. k_hi - 1`` from
-    their first output row and span (``row_at``, ``span_at``)."""
-    for k in range(k_lo, k_hi):
-        nr = row_at[k]
-        ns = span_at[k]
-        for r in range(layer_row_start[k], layer_row_start[k + 1]):
-            v = row_v[r]
-            if not (v >= lo_v[k] and v <= hi_v[k]):
-                continue
-            n0 = ns
-            for s in range(row_span_start[r], row_span_start[r + 1]):
-                if not cut_spans or (span_u1[s] >= lo_u[k] and span_u0[s] <= hi_u[k]):
-                    o_u0[ns] = span_u0[s]
-                    o_u1[ns] = span_u1[s]
-                    ns += 1
-            if ns > n0:
-                o_rv[nr] = v
-                o_rss[nr + 1] = ns
-                nr += 1
+        if not fill:
+            row_at[k] = nr
+            span_at[k] = ns
 
 
 def short_span_midpoints(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l,
@@ -458,25 +444,10 @@ def _layer_firsts(mark_layer, out):
     return True
 
 
-def copy_blocks(src, src_at, dst_at, length, dst):
-    """``dst[dst_at[b]:dst_at[b] + length[b]] = src[src_at[b]:src_at[b] + length[b]]`` for every block b
-    (blocks write disjoint ranges; any dtype, same for ``src`` and ``dst``)."""
-    run_chunks(_copy_blocks_range, len(src_at), src, src_at, dst_at, length, dst)
-
-
-@njit(cache=True, nogil=True)
-def _copy_blocks_range(b_lo, b_hi, src, src_at, dst_at, length, dst):
-    """:func:`copy_blocks` of blocks ``b_lo .. b_hi - 1``."""
-    for b in range(b_lo, b_hi):
-        s = src_at[b]
-        d = dst_at[b]
-        for i in range(length[b]):
-            dst[d + i] = src[s + i]
-
-
 def copy_start_blocks(src_start, src_at, dst_at, length, dst_point_at, dst_start):
-    """Mark starts of :func:`copy_blocks` of marks: mark ``src_at[b] + i`` becomes mark
-    ``dst_at[b] + i`` whose points start at ``dst_point_at[b]`` plus its offset in the block."""
+    """Mark starts of blocks of marks copied elsewhere (``crossings.gather_ranges``): mark
+    ``src_at[b] + i`` becomes mark ``dst_at[b] + i`` whose points start at ``dst_point_at[b]``
+    plus its offset in the block."""
     run_chunks(_copy_start_blocks_range, len(src_at), src_start, src_at, dst_at, length, dst_point_at, dst_start)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import shapely
 
 from ..errors import BioslicerError
+from ..kernel import crossings as _kx
 from ..kernel import marks as _k
 from ..toolpath import MARK_FIELDS, Kind, Toolpath
 
@@ -316,10 +317,10 @@ def _joined_layout(before: Toolpath, kind: Kind, layer_index, counts, layer_z_um
             marks[name] = np.repeat(np.arange(n_l, dtype=np.int32), cnt.sum(axis=0))
             continue
         marks[name] = np.full(m, int(kind) if name == "mark_kind" else default, dtype)
-        _k.copy_blocks(getattr(before, name), first[:-1], dst[0], cnt[0], marks[name])
+        _kx.gather_ranges(getattr(before, name), first[:-1], cnt[0], dst[0], marks[name])
     pts = {name: np.empty(n) for name in ("x_um", "y_um", "z_um")}
     for name, arr in pts.items():
-        _k.copy_blocks(getattr(before, name), pfirst[:-1], pdst[0], pcnt[0], arr)
+        _kx.gather_ranges(getattr(before, name), pfirst[:-1], pcnt[0], pdst[0], arr)
     _k.copy_start_blocks(before.mark_start, first[:-1], dst[0], cnt[0], pdst[0], start)
     at, point_at = np.ascontiguousarray(dst[1][layer_index]), np.ascontiguousarray(pdst[1][layer_index])
     _k.fill_pair_starts(at, point_at, np.ascontiguousarray(counts, dtype=np.int64), start)
@@ -560,9 +561,9 @@ def order_marks(parts: list, layer_z_um) -> Toolpath:
         src, psrc = np.ascontiguousarray(first[i, :-1]), np.ascontiguousarray(pfirst[i, :-1])
         _k.copy_start_blocks(p.mark_start, src, dst[i], cnt[i], pdst[i], start)
         for name, arr in marks.items():
-            _k.copy_blocks(getattr(p, name), src, dst[i], cnt[i], arr)
+            _kx.gather_ranges(getattr(p, name), src, cnt[i], dst[i], arr)
         for name, arr in (("x_um", x), ("y_um", y), ("z_um", z)):
-            _k.copy_blocks(getattr(p, name), psrc, pdst[i], pcnt[i], arr)
+            _kx.gather_ranges(getattr(p, name), psrc, pcnt[i], pdst[i], arr)
     return Toolpath(x_um=x, y_um=y, z_um=z, power_mw=np.zeros(n), mark_start=start, **marks, layer_z_um=lz,
                     meta=dict(parts[0].meta))
 
