@@ -71,9 +71,9 @@ def quantize_power(power_mw: np.ndarray, recipe, printer) -> tuple[np.ndarray, n
 
 def mark_set_ids(mark_kind: np.ndarray, first_level: np.ndarray | None, recipe) -> np.ndarray:
     """(M,) int32 set id of every mark (see the module docstring); ``first_level`` None: not modulated."""
-    kind = np.asarray(mark_kind, dtype=np.int32)
     if first_level is None:
-        return kind.copy()
+        return np.array(mark_kind, dtype=np.int32)      # one copy
+    kind = np.asarray(mark_kind, dtype=np.int32)
     return (len(Kind) + kind * int(recipe.power_levels) + np.asarray(first_level, dtype=np.int32)).astype(np.int32)
 
 

@@ -316,7 +316,8 @@ def _joined_layout(before: Toolpath, kind: Kind, layer_index, counts, layer_z_um
         if name == "mark_layer":
             marks[name] = np.repeat(np.arange(n_l, dtype=np.int32), cnt.sum(axis=0))
             continue
-        marks[name] = np.full(m, int(kind) if name == "mark_kind" else default, dtype)
+        value = int(kind) if name == "mark_kind" else default
+        marks[name] = np.full(m, value, dtype) if value else np.zeros(m, dtype)   # zeros: pages untouched
         _kx.gather_ranges(getattr(before, name), first[:-1], cnt[0], dst[0], marks[name])
     pts = {name: np.empty(n) for name in ("x_um", "y_um", "z_um")}
     for name, arr in pts.items():
