@@ -275,3 +275,24 @@ def _preview_keep(mark_kind, mark_layer, mark_block, layer_step, mark_step, keep
             rank = 0
         out[k] = (mark_layer[k] % layer_step) == 0 and (mark_kind[k] == keep_kind or rank % mark_step == 0)
         rank += 1
+
+
+def kind_tally(mark_kind, lengths, n_kinds: int):
+    """Marks and summed length per kind (the sums in mark order, as ``np.bincount`` with weights).
+
+    Returns
+    -------
+    (counts, length_um) : (n_kinds,) int64, (n_kinds,) float64
+    """
+    counts = np.zeros(int(n_kinds), np.int64)
+    length = np.zeros(int(n_kinds))
+    _kind_tally(mark_kind, lengths, counts, length)
+    return counts, length
+
+
+@njit(cache=True, nogil=True)
+def _kind_tally(mark_kind, lengths, counts, length):
+    """:func:`kind_tally` (the kernel)."""
+    for k in range(len(mark_kind)):
+        counts[mark_kind[k]] += 1
+        length[mark_kind[k]] += lengths[k]
