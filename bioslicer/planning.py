@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from .errors import BioslicerError
 from .exposure import apply_exposure, check_exposure, power_field_from_recipe
 from .kernel.measure import kind_tally
