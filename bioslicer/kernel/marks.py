@@ -107,34 +107,6 @@ def _fill_span_segments_range(k_lo, k_hi, layer_row_start, row_span_start, row_v
                 o += 2
 
 
-# ----------------------------------------------------------------------------- merging
-def scatter_marks(src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, dst_y, dst_z):
-    """Copy the points of every source mark m to destination mark ``dest_mark[m]``.
-
-    Parameters
-    ----------
-    src_x, src_y, src_z : (N,) float64
-    src_start : (M+1,) int64
-    dest_mark : (M,) int64
-    dst_start : (M'+1,) int64, the destination layout (already sized)
-    dst_x, dst_y, dst_z : (N',) float64, filled
-    """
-    run_chunks(_scatter_marks_range, len(dest_mark), src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, dst_y,
-               dst_z)
-
-
-@njit(cache=True, nogil=True)
-def _scatter_marks_range(m_lo, m_hi, src_x, src_y, src_z, src_start, dest_mark, dst_start, dst_x, dst_y, dst_z):
-    """:func:`scatter_marks` of source marks ``m_lo .. m_hi - 1``."""
-    for m in range(m_lo, m_hi):
-        d = dst_start[dest_mark[m]]
-        for p in range(src_start[m], src_start[m + 1]):
-            dst_x[d] = src_x[p]
-            dst_y[d] = src_y[p]
-            dst_z[d] = src_z[p]
-            d += 1
-
-
 # ----------------------------------------------------------------------------- subdivision
 @njit(cache=True)
 def count_subdivided(x, y, z, mark_start, point_distance_um, out_count):
