@@ -157,3 +157,25 @@ def test_preview_marks_every_nth_mark_of_each_run():
     rank = np.arange(tp.n_marks) - first[np.cumsum(run_start) - 1]
     keep = (tp.mark_layer % 2 == 0) & ((tp.mark_kind == int(Kind.CONTOUR)) | (rank % 3 == 0))
     _same(out, tp.select_marks(keep))
+
+
+def test_spans_to_toolpath_in_a_window_equals_the_windowed_spans():
+    z, sp = _spans()
+    ids = np.arange(len(z))
+    win = ((10.0, 12.0), (25.0, 20.0))
+    owner = lambda x, y, zz: y < 17.0  # noqa: E731
+    cut = window_rows(sp, win, cut_spans=True)
+    # the windowed rows are rows of sp: (layer, grid row) picks them out
+    key = lambda p: p.row_layer().astype(np.int64) * 10**6 + p.row_index() + 1000  # noqa: E731
+    row_of_cut = np.searchsorted(key(sp), key(cut))
+    assert np.array_equal(key(sp)[row_of_cut], key(cut))
+    keep_row = np.arange(sp.n_rows) % 3 != 1
+    for rows in (None, keep_row):
+        for min_seg in (0.0, 3.0):
+            a, da = spans_to_toolpath(sp, Kind.HATCH, ids, z, min_seg, keep_row=rows, owner=owner, window_um=win)
+            b, db = spans_to_toolpath(cut, Kind.HATCH, ids, z, min_seg, owner=owner,
+                                      keep_row=None if rows is None else rows[row_of_cut])
+            _same(a, b)
+            assert da == db and a.n_marks > 0
+            n_drop = spans_to_toolpath(sp, Kind.HATCH, ids, z, min_seg, keep_row=rows, window_um=win)[1]
+            assert (n_drop > 0) == (min_seg > 0) and da <= n_drop

@@ -16,39 +16,64 @@ from .pool import run_chunks
 
 
 # ----------------------------------------------------------------------------- spans -> segments
-def count_kept_spans(layer_row_start, row_span_start, span_u0, span_u1, keep_row, min_len_um, out_count):
+def count_kept_spans(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, min_len_um, window,
+                     out_count, out_total):
     """Count, per layer, spans at least ``min_len_um`` long on rows with ``keep_row`` set.
 
     Parameters
     ----------
     layer_row_start : (L+1,) int64
     row_span_start : (R+1,) int64
+    row_v : (R,) float64, µm
     span_u0, span_u1 : (S,) float64, µm
     keep_row : (R,) bool
     min_len_um : float
+    window : (4, L) float64 or None
+        Per layer ``lo_v, hi_v, lo_u, hi_u``: only rows with ``lo_v <= v <= hi_v`` and their
+        spans with ``u1 >= lo_u`` and ``u0 <= hi_u`` count (``window_spans`` with ``cut_spans``).
     out_count : (L,) int64, filled
+    out_total : (L,) int64, filled: every span counted, whatever its length
     """
-    run_chunks(_count_kept_spans_range, len(layer_row_start) - 1, layer_row_start, row_span_start, span_u0, span_u1,
-               keep_row, float(min_len_um), out_count)
+    windowed = window is not None
+    win = np.ascontiguousarray(window, dtype=np.float64) if windowed else np.zeros((4, 0))
+    run_chunks(_count_kept_spans_range, len(layer_row_start) - 1, layer_row_start, row_span_start, row_v, span_u0,
+               span_u1, keep_row, float(min_len_um), windowed, win, out_count, out_total)
+
+
+@njit(cache=True)
+def _row_in(windowed, win, k, v):
+    """Row at ``v`` of layer k inside the window (see :func:`count_kept_spans`)."""
+    return not windowed or (v >= win[0, k] and v <= win[1, k])
+
+
+@njit(cache=True)
+def _span_in(windowed, win, k, u0, u1):
+    """Span [u0, u1) of layer k reaching the window (see :func:`count_kept_spans`)."""
+    return not windowed or (u1 >= win[2, k] and u0 <= win[3, k])
 
 
 @njit(cache=True, nogil=True)
-def _count_kept_spans_range(k_lo, k_hi, layer_row_start, row_span_start, span_u0, span_u1, keep_row, min_len_um,
-                            out_count):
+def _count_kept_spans_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row,
+                            min_len_um, windowed, win, out_count, out_total):
     """:func:`count_kept_spans` of layers ``k_lo .. k_hi - 1``."""
     for k in range(k_lo, k_hi):
         c = 0
+        t = 0
         for r in range(layer_row_start[k], layer_row_start[k + 1]):
-            if not keep_row[r]:
+            if not keep_row[r] or not _row_in(windowed, win, k, row_v[r]):
                 continue
             for s in range(row_span_start[r], row_span_start[r + 1]):
+                if not _span_in(windowed, win, k, span_u0[s], span_u1[s]):
+                    continue
+                t += 1
                 if span_u1[s] - span_u0[s] >= min_len_um:
                     c += 1
         out_count[k] = c
+        out_total[k] = t
 
 
 def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, row_rev, cos_l, sin_l,
-                       z_l, min_len_um, point_offset, x, y, z):
+                       z_l, min_len_um, window, point_offset, x, y, z):
     """Write the kept spans of each layer as 2-point marks in part coordinates, in scan order.
 
     Rows are taken in increasing v; rows with ``row_rev`` set run backwards (spans in reverse
@@ -64,19 +89,23 @@ def fill_span_segments(layer_row_start, row_span_start, row_v, span_u0, span_u1,
         cos and sin of each layer's row angle; x = u cos - v sin, y = u sin + v cos.
     z_l : (L,) float64
         Height of each layer, µm.
+    window : (4, L) float64 or None
+        Only the spans :func:`count_kept_spans` counts in it.
     point_offset : (L,) int64
         Output point index of each layer's first segment start (twice the prefix sum of the
         counts when the layers' segments follow each other).
     x, y, z : float64, filled: the start and end point of a layer's i-th segment at
         ``point_offset + 2i`` and ``point_offset + 2i + 1``, µm
     """
+    windowed = window is not None
+    win = np.ascontiguousarray(window, dtype=np.float64) if windowed else np.zeros((4, 0))
     run_chunks(_fill_span_segments_range, len(layer_row_start) - 1, layer_row_start, row_span_start, row_v, span_u0,
-               span_u1, keep_row, row_rev, cos_l, sin_l, z_l, float(min_len_um), point_offset, x, y, z)
+               span_u1, keep_row, row_rev, cos_l, sin_l, z_l, float(min_len_um), windowed, win, point_offset, x, y, z)
 
 
 @njit(cache=True, nogil=True)
 def _fill_span_segments_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, row_rev,
-                              cos_l, sin_l, z_l, min_len_um, point_offset, x, y, z):
+                              cos_l, sin_l, z_l, min_len_um, windowed, win, point_offset, x, y, z):
     """:func:`fill_span_segments` of layers ``k_lo .. k_hi - 1``."""
     for k in range(k_lo, k_hi):
         o = point_offset[k]
@@ -84,17 +113,17 @@ def _fill_span_segments_range(k_lo, k_hi, layer_row_start, row_span_start, row_v
         sn = sin_l[k]
         zk = z_l[k]
         for r in range(layer_row_start[k], layer_row_start[k + 1]):
-            if not keep_row[r]:
+            v = row_v[r]
+            if not keep_row[r] or not _row_in(windowed, win, k, v):
                 continue
             a = row_span_start[r]
             b = row_span_start[r + 1]
-            v = row_v[r]
             rev = row_rev[r]
             for i in range(b - a):
                 s = b - 1 - i if rev else a + i
                 ua = span_u0[s]
                 ub = span_u1[s]
-                if ub - ua < min_len_um:
+                if ub - ua < min_len_um or not _span_in(windowed, win, k, ua, ub):
                     continue
                 if rev:
                     ua, ub = ub, ua
@@ -343,16 +372,19 @@ def _window_range(k_lo, k_hi, layer_row_start, row_span_start, row_v, span_u0, s
 
 
 def short_span_midpoints(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l,
-                         min_len_um):
+                         min_len_um, window=None):
     """Midpoints of the spans shorter than ``min_len_um`` on rows with ``keep_row`` set (the
-    spans :func:`count_kept_spans` leaves out), in part coordinates (arguments as
-    :func:`fill_span_segments`).
+    spans :func:`count_kept_spans` leaves out; ``window`` as there), in part coordinates
+    (arguments as :func:`fill_span_segments`).
 
     Returns
     -------
     (x, y, z) : (K,) float64 each, µm
     """
-    args = (layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l, float(min_len_um))
+    windowed = window is not None
+    win = np.ascontiguousarray(window, dtype=np.float64) if windowed else np.zeros((4, 0))
+    args = (layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l, float(min_len_um),
+            windowed, win)
     e = np.zeros(0)
     n = _short_span_midpoints(*args, False, e, e, e)
     out = (np.empty(n), np.empty(n), np.empty(n))
@@ -362,20 +394,20 @@ def short_span_midpoints(layer_row_start, row_span_start, row_v, span_u0, span_u
 
 @njit(cache=True, nogil=True)
 def _short_span_midpoints(layer_row_start, row_span_start, row_v, span_u0, span_u1, keep_row, cos_l, sin_l, z_l,
-                          min_len_um, fill, mx, my, mz):
+                          min_len_um, windowed, win, fill, mx, my, mz):
     """:func:`short_span_midpoints`: count (``fill`` False) or write."""
     n = 0
     for k in range(len(layer_row_start) - 1):
         c = cos_l[k]
         sn = sin_l[k]
         for r in range(layer_row_start[k], layer_row_start[k + 1]):
-            if not keep_row[r]:
-                continue
             v = row_v[r]
+            if not keep_row[r] or not _row_in(windowed, win, k, v):
+                continue
             for s in range(row_span_start[r], row_span_start[r + 1]):
                 ua = span_u0[s]
                 ub = span_u1[s]
-                if ub - ua < min_len_um:
+                if ub - ua < min_len_um and _span_in(windowed, win, k, ua, ub):
                     if fill:
                         x0 = ua * c - v * sn
                         y0 = ua * sn + v * c

@@ -85,17 +85,20 @@ class Region:
         """Spans ready to become marks: with a window, only those that reach it."""
         return window_rows(spans, self.window_um, cut_spans=True)
 
-    def final_spans(self, layer_z_um, inset_um, row_spacing_um, angle_deg, row_offset_um=0.0):
+    def final_spans(self, layer_z_um, inset_um, row_spacing_um, angle_deg, row_offset_um=0.0, cut: bool = True):
         """``final(inset_spans(...))``: the spans that become marks.
 
         Without inset on a part (not a mold, plain :meth:`spans`) the sliced rows are windowed
         once: :meth:`final` keeps exactly the rows :meth:`spans` keeps, and of them the spans
-        that reach the window, so the first windowing is not needed."""
+        that reach the window, so the first windowing is not needed. With ``cut`` False they are
+        not windowed at all: give ``window_um=region.window_um`` to :func:`spans_to_toolpath`,
+        which then uses exactly the spans :meth:`final` keeps."""
         if inset_um <= 0 and not self.is_mold and type(self).spans is Region.spans:
             from ..slicing import slice_spans
 
-            return self.final(slice_spans(self.solid, layer_z_um, row_spacing_um, angle_deg=angle_deg,
-                                          row_offset_um=row_offset_um, row_window_um=self.window_um))
+            sp = slice_spans(self.solid, layer_z_um, row_spacing_um, angle_deg=angle_deg, row_offset_um=row_offset_um,
+                             row_window_um=self.window_um)
+            return self.final(sp) if cut else sp
         return self.final(self.inset_spans(layer_z_um, inset_um, row_spacing_um, angle_deg, row_offset_um))
 
     def polygons(self, layer_z_um) -> list:
@@ -147,23 +150,32 @@ def window_rows(spans, window_um, cut_spans: bool = False, tol_um: float = 1e-6)
     """
     if window_um is None or spans.n_spans == 0:
         return spans
-    from ..slicing import Spans, frame_cos_sin
+    from ..slicing import Spans
 
-    (x0, y0), (x1, y1) = np.asarray(window_um, dtype=np.float64)
-    cx = np.array([x0, x1, x0, x1])
-    cy = np.array([y0, y0, y1, y1])
-    c, sn = frame_cos_sin(np.asarray(spans.angle_deg, dtype=np.float64))
-    v = -np.outer(sn, cx) + np.outer(c, cy)          # (L, 4) corner v in each layer's frame
-    u = np.outer(c, cx) + np.outer(sn, cy)
+    lim = window_limits(spans.angle_deg, window_um, tol_um)
     f8 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
     i8 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
     kept = _k.window_spans(i8(spans.layer_row_start), i8(spans.row_span_start), f8(spans.row_v_um),
-                           f8(spans.span_u0_um), f8(spans.span_u1_um), v.min(axis=1) - tol_um, v.max(axis=1) + tol_um,
-                           u.min(axis=1) - tol_um, u.max(axis=1) + tol_um, cut_spans)
+                           f8(spans.span_u0_um), f8(spans.span_u1_um), *lim, cut_spans)
     if kept is None:
         return spans
     lrs, rv, rss, u0, u1 = kept
     return Spans(spans.layer_z_um, spans.angle_deg, spans.row_spacing_um, spans.row_offset_um, lrs, rv, rss, u0, u1)
+
+
+def window_limits(angle_deg, window_um, tol_um: float = 1e-6) -> np.ndarray:
+    """(4, L) per layer ``lo_v, hi_v, lo_u, hi_u``: the row-frame extent of the box ``window_um``
+    ((xmin, ymin), (xmax, ymax)) in each layer's frame, widened by ``tol_um`` (µm; the limits of
+    :func:`window_rows`)."""
+    from ..slicing import frame_cos_sin
+
+    (x0, y0), (x1, y1) = np.asarray(window_um, dtype=np.float64)
+    cx = np.array([x0, x1, x0, x1])
+    cy = np.array([y0, y0, y1, y1])
+    c, sn = frame_cos_sin(np.asarray(angle_deg, dtype=np.float64))
+    v = -np.outer(sn, cx) + np.outer(c, cy)          # (L, 4) corner v in each layer's frame
+    u = np.outer(c, cx) + np.outer(sn, cy)
+    return np.array([v.min(axis=1) - tol_um, v.max(axis=1) + tol_um, u.min(axis=1) - tol_um, u.max(axis=1) + tol_um])
 
 
 def solid_bounds(solid) -> np.ndarray:
@@ -215,7 +227,7 @@ def inset_polygons(polys: list, inset_um: float) -> list:
 
 # ----------------------------------------------------------------------------- spans -> marks
 def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um: float = 0.0,
-                      serpentine: bool = True, keep_row=None, owner=None, before=None):
+                      serpentine: bool = True, keep_row=None, owner=None, before=None, window_um=None):
     """Turn spans into 2-point marks in scan order.
 
     Parameters
@@ -239,6 +251,10 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
         Marks to put first in each layer (e.g. the contours): the result is ``order_marks([before,
         marks], layer_z_um)``, written straight into the joined arrays (the spans' marks are not
         made apart and then copied).
+    window_um : (2, 2) float, optional
+        Use only the spans :meth:`Region.final` keeps with this window (the same marks as
+        ``spans_to_toolpath(window_rows(spans, window_um, cut_spans=True), ...)`` without making
+        those spans).
 
     Returns
     -------
@@ -251,17 +267,15 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
     u1 = np.ascontiguousarray(spans.span_u1_um, dtype=np.float64)
     rv = np.ascontiguousarray(spans.row_v_um, dtype=np.float64)
     n_layers = len(lrs) - 1
-    if keep_row is None:
-        keep_row = np.ones(len(rv), dtype=np.bool_)
-        total = len(u0)
-    else:
-        keep_row = np.ascontiguousarray(keep_row, dtype=np.bool_)
-        total = int(np.repeat(keep_row, np.diff(rss)).sum())
+    keep_row = np.ones(len(rv), dtype=np.bool_) if keep_row is None else np.ascontiguousarray(keep_row, dtype=np.bool_)
+    angles = np.broadcast_to(np.asarray(spans.angle_deg, dtype=np.float64), (n_layers,))
+    win = None if window_um is None else window_limits(angles, window_um)
     counts = np.empty(n_layers, np.int64)
-    _k.count_kept_spans(lrs, rss, u0, u1, keep_row, float(min_segment_um), counts)
+    totals = np.empty(n_layers, np.int64)
+    _k.count_kept_spans(lrs, rss, rv, u0, u1, keep_row, float(min_segment_um), win, counts, totals)
     from ..slicing import frame_cos_sin
 
-    c, s = frame_cos_sin(np.broadcast_to(np.asarray(spans.angle_deg, dtype=np.float64), (n_layers,)))
+    c, s = frame_cos_sin(angles)
     c = np.ascontiguousarray(c, dtype=np.float64)
     s = np.ascontiguousarray(s, dtype=np.float64)
     lz = np.asarray(layer_z_um, dtype=np.float64)
@@ -285,13 +299,13 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
                       mark_start=np.arange(0, 2 * m + 1, 2, dtype=np.int64),
                       mark_kind=np.full(m, int(kind), np.uint8),
                       mark_layer=np.repeat(layer_index.astype(np.int32), counts), layer_z_um=lz)
-    _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, row_rev, c, s, zl, float(min_segment_um), point_offset,
-                          tp.x_um, tp.y_um, tp.z_um)
+    _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, row_rev, c, s, zl, float(min_segment_um), win,
+                          point_offset, tp.x_um, tp.y_um, tp.z_um)
     if before is not None and not joined:
         tp = order_marks([before, tp], lz)
-    dropped = total - int(counts.sum())
+    dropped = int(totals.sum()) - int(counts.sum())
     if owner is not None and dropped:
-        mx, my, mz = _k.short_span_midpoints(lrs, rss, rv, u0, u1, keep_row, c, s, zl, float(min_segment_um))
+        mx, my, mz = _k.short_span_midpoints(lrs, rss, rv, u0, u1, keep_row, c, s, zl, float(min_segment_um), win)
         dropped = int(np.count_nonzero(owner(mx, my, mz)))
     return tp, dropped
 

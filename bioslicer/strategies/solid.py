@@ -39,12 +39,13 @@ def solid_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     ids = layer_ids_of(lz, layer_ids)
     angles = recipe.layer_angle_deg(len(lz))[ids]
     progress(0, 3, "hatch")
-    spans = region.final_spans(lz[ids], hatch_region_inset(recipe), recipe.hatch_um, angles, 0.5 * recipe.hatch_um)
+    spans = region.final_spans(lz[ids], hatch_region_inset(recipe), recipe.hatch_um, angles, 0.5 * recipe.hatch_um,
+                               cut=False)
     progress(1, 3, "contours")
     rings = contour_toolpath(region, lz, recipe, ids)
     progress(2, 3, "hatch marks")
     # contours first within a layer: the hatch is written straight into the joined arrays
     marks, dropped = spans_to_toolpath(spans, Kind.HATCH, ids, lz, recipe.min_segment_um,
-                                       recipe.serpentine, owner=region.owner, before=rings)
+                                       recipe.serpentine, owner=region.owner, before=rings, window_um=region.window_um)
     progress(3, 3, "hatch marks")
     return marks, {"dropped_segments": int(dropped)}
