@@ -144,14 +144,10 @@ def preview_marks(tp: Toolpath, layer_step: int, mark_step: int) -> Toolpath:
     concatenate into the preview of the whole job."""
     if tp.n_marks == 0:
         return tp
-    keep_layer = (tp.mark_layer % layer_step) == 0
-    run_start = np.ones(tp.n_marks, dtype=bool)
-    run_start[1:] = (np.diff(tp.mark_layer) != 0) | (np.diff(tp.mark_block) != 0)
-    run_id = np.cumsum(run_start) - 1
-    first = np.flatnonzero(run_start)
-    rank = np.arange(tp.n_marks) - first[run_id]
-    keep = keep_layer & ((tp.mark_kind == int(Kind.CONTOUR)) | (rank % mark_step == 0))
-    return tp.select_marks(keep)
+    from .kernel.measure import preview_keep
+
+    return tp.select_marks(preview_keep(tp.mark_kind, tp.mark_layer, tp.mark_block, layer_step, mark_step,
+                                        int(Kind.CONTOUR)))
 
 
 def run_block(source, plan: BlockPlan, b: int, progress=None) -> BlockResult:
@@ -310,15 +306,14 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
     part = plan.writer.write_block(b, tp) if plan.writer is not None else None
     clock("write")
     n = tp.n_marks
-    lengths = tp.mark_lengths() if n else np.zeros(0)      # once, for the estimate and the sets too
-    est = estimate_block(tp, plan.printer, lengths)
+    summary = block_summary(tp) if n else None    # one pass: lengths, bounds, kinds, jumps, times, sets
+    lengths = summary["lengths"] if n else np.zeros(0)
+    est = estimate_block(tp, plan.printer, lengths, summary=summary)
     if n:
-        kinds = np.bincount(tp.mark_kind, minlength=len(Kind))
-        by_kind = {k.name.lower(): int(kinds[int(k)]) for k in Kind}
-        bounds = tp.bounds()
+        by_kind = {k.name.lower(): int(summary["kinds"][int(k)]) for k in Kind}
         first = [float(tp.x_um[0]), float(tp.y_um[0]), float(tp.z_um[0])]
         last = [float(tp.x_um[-1]), float(tp.y_um[-1]), float(tp.z_um[-1])]
-        lo, hi = bounds[0].tolist(), bounds[1].tolist()
+        lo, hi = summary["bounds"][0].tolist(), summary["bounds"][1].tolist()
     else:
         by_kind = {k.name.lower(): 0 for k in Kind}
         first = last = lo = hi = None
@@ -332,12 +327,12 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
     if rec is not None:
         from .paramsets import block_sets
 
-        sets = block_sets(tp, rec, printer, rep.get("modulation"), lengths)
+        sets = block_sets(tp, rec, printer, rep.get("modulation"), lengths, summary)
     prev = None
     if plan.preview_layer_step:
         prev = preview_marks(tp, plan.preview_layer_step, plan.preview_mark_step)
         prev.meta = {}
-    jump_um = float(tp.jump_lengths().sum())
+    jump_um = float(summary["jumps"].sum()) if n else 0.0    # pairwise, as Toolpath.jump_lengths().sum()
     clock("estimate")
     return BlockResult(
         block=b, part=part, n_marks=n, n_points=tp.n_points, n_segments=tp.n_segments,
@@ -350,6 +345,18 @@ def finish_block(plan: BlockPlan, bm: BlockMarks) -> BlockResult:
                "sets": sets},
         toolpath=tp if plan.keep_toolpath else None, timings_s=clock.times,
     )
+
+
+def block_summary(tp: Toolpath) -> dict:
+    """``kernel.measure.block_summary`` of a block's marks (every kind counted; the parameter sets
+    tallied when their ids span a small range, as they do within one recipe)."""
+    from .kernel.measure import block_summary as _summary
+
+    n_kinds = max(len(Kind), int(tp.mark_kind.max()) + 1)
+    lo, hi = int(tp.mark_set.min()), int(tp.mark_set.max())
+    n_sets = hi - lo + 1 if hi - lo < 4096 else 0
+    return _summary(tp.x_um, tp.y_um, tp.z_um, tp.mark_start, tp.mark_kind, tp.mark_speed_um_s, tp.mark_set, n_kinds,
+                    lo, n_sets)
 
 
 class _Clock:

@@ -76,25 +76,34 @@ def estimate_print_time(toolpath: Toolpath, printer, mark_lengths_um=None) -> Es
     -------
     Estimate
     """
-    pr: Printer = load_printer(printer)
-    tp = toolpath
+    return _estimate(toolpath, load_printer(printer), mark_lengths_um)
+
+
+def _estimate(tp: Toolpath, pr: Printer, mark_lengths_um=None, summary=None, per_block: bool = True) -> Estimate:
+    """:func:`estimate_print_time`; ``summary``: ``kernel.measure.block_summary`` of ``tp`` (its
+    ``mark_time`` and ``speed_ok``); ``per_block`` False leaves ``per_block_s`` out (empty)."""
     m = tp.n_marks
     stitched = tp.blocks is not None and (m == 0 or tp.mark_block.min() >= 0)
     nb = len(tp.blocks) if stitched else 1
-    if m and not np.all(tp.mark_speed_um_s > 0):
+    speed_ok = summary["speed_ok"] if summary is not None else bool(np.all(tp.mark_speed_um_s > 0))
+    if m and not speed_ok:
         raise BioslicerError("some marks have a scan speed <= 0 µm/s; set a positive speed for every kind")
-    blk = tp.mark_block.astype(np.int64) if stitched else np.zeros(m, np.int64)
-
+    blk = tp.mark_block if stitched else np.zeros(m, np.int32)
     length = tp.mark_lengths() if mark_lengths_um is None else mark_lengths_um
-    mark_t = length / tp.mark_speed_um_s if m else np.zeros(0)
+    if summary is not None:
+        mark_t = summary["mark_time"]
+    else:
+        mark_t = length / tp.mark_speed_um_s if m else np.zeros(0)
     delay_t = np.full(m, pr.laser_on_delay_s + pr.laser_off_delay_s)
-
     # transitions i -> i+1, charged to the block they lead into (one pass in a kernel)
     origin = tp.blocks.origin_um if stitched else np.zeros((1, 3))
     trans, cnt, lens = _k.transition_times(
         tp.x_um, tp.y_um, tp.z_um, tp.mark_start, blk, tp.mark_layer, origin, nb, pr.jump_speed_um_s,
         pr.jump_delay_s, pr.layer_settle_s, pr.stage_speed_um_s, pr.stage_settle_s)
-    per_block = np.bincount(blk, weights=mark_t + delay_t, minlength=nb) + trans.sum(axis=1)
+    if per_block:
+        per_block_s = np.bincount(blk, weights=mark_t + delay_t, minlength=nb) + trans.sum(axis=1)
+    else:
+        per_block_s = np.zeros(0)
     breakdown = {
         "mark_s": float(mark_t.sum()),
         "jump_s": float(trans[:, 0].sum()),
@@ -113,14 +122,14 @@ def estimate_print_time(toolpath: Toolpath, printer, mark_lengths_um=None) -> Es
         },
     }
     total = sum(v for k, v in breakdown.items() if k != "counts")
-    return Estimate(float(total), per_block, breakdown)
+    return Estimate(float(total), per_block_s, breakdown)
 
 
 _PART_TIMES = ("mark_s", "jump_s", "laser_delay_s", "layer_change_s")
 _PART_COUNTS = ("marks", "jumps", "layer_changes", "mark_length_um", "jump_length_um")
 
 
-def estimate_block(toolpath: Toolpath, printer, mark_lengths_um=None) -> dict | None:
+def estimate_block(toolpath: Toolpath, printer, mark_lengths_um=None, summary=None) -> dict | None:
     """The additive parts of the print time of one block, for :func:`combine_estimates`.
 
     Lets each block of a job be estimated where it was stitched (a separate task or machine)
@@ -134,6 +143,8 @@ def estimate_block(toolpath: Toolpath, printer, mark_lengths_um=None) -> dict | 
     printer : Printer or str
     mark_lengths_um : (M,) float64, optional
         ``toolpath.mark_lengths()`` when the caller has it already.
+    summary : dict, optional
+        ``kernel.measure.block_summary`` of the marks when the caller has it already.
 
     Returns
     -------
@@ -150,7 +161,7 @@ def estimate_block(toolpath: Toolpath, printer, mark_lengths_um=None) -> dict | 
     if tp.blocks is None or tp.mark_block.min() < 0 or tp.mark_block.min() != tp.mark_block.max():
         raise BioslicerError("estimate_block needs the stitched marks of exactly one block; select them with "
                              "toolpath.select_marks(toolpath.mark_block == b)")
-    est = estimate_print_time(tp, printer, mark_lengths_um)
+    est = _estimate(tp, load_printer(printer), mark_lengths_um, summary, per_block=False)
     b, c = est.breakdown, est.breakdown["counts"]
     d = {"block": int(tp.mark_block[0])}
     d.update({k: float(b[k]) for k in _PART_TIMES})

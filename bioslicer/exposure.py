@@ -344,9 +344,12 @@ def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um
 
     kind_power = np.array([recipe.power_mw[k] for k in Kind.names()], dtype=np.float64)
     kind_speed = np.array([recipe.speed_um_s[k] for k in Kind.names()], dtype=np.float64)
-    counts = np.diff(tp.mark_start)
-    point_kind = np.repeat(tp.mark_kind, counts)
-    power = kind_power[point_kind] * depth_factor(tp.z_um, recipe, surface_z_um, from_above)
+    if tp.n_marks and int(tp.mark_kind.max()) >= len(kind_power):
+        raise ValueError(f"mark kind {int(tp.mark_kind.max())} is not a Kind")
+    power = np.empty(tp.n_points)
+    _k.kind_power(tp.mark_start, tp.mark_kind, kind_power, power)     # nominal power of each point's kind
+    if recipe.depth_mode != "none":    # (a factor 1 everywhere changes nothing)
+        power = power * depth_factor(tp.z_um, recipe, surface_z_um, from_above)
     if power_field is not None and tp.n_points:
         f = np.asarray(power_field(tp.x_um, tp.y_um, tp.z_um), dtype=np.float64).reshape(-1)
         if f.shape != (tp.n_points,):
@@ -355,8 +358,9 @@ def apply_exposure(tp: Toolpath, recipe, printer, power_field=None, surface_z_um
         if not np.all(np.isfinite(f)) or f.min() < 0:
             raise BioslicerError("power field returned negative or non-finite factors; return factors >= 0")
         power = power * f
-    over = power > printer.max_power_mw * (1 + 1e-12)
-    if np.any(over):
+    limit = printer.max_power_mw * (1 + 1e-12)
+    if len(power) and power.max() > limit:
+        over = power > limit
         top = int(np.argmax(power))
         mark = int(np.searchsorted(tp.mark_start, top, side="right") - 1)
         layer = int(tp.mark_layer[mark])

@@ -71,9 +71,9 @@ def quantize_power(power_mw: np.ndarray, recipe, printer) -> tuple[np.ndarray, n
 
 def mark_set_ids(mark_kind: np.ndarray, first_level: np.ndarray | None, recipe) -> np.ndarray:
     """(M,) int32 set id of every mark (see the module docstring); ``first_level`` None: not modulated."""
-    kind = np.asarray(mark_kind, dtype=np.int32)
     if first_level is None:
-        return kind.copy()
+        return np.array(mark_kind, dtype=np.int32)      # one copy
+    kind = np.asarray(mark_kind, dtype=np.int32)
     return (len(Kind) + kind * int(recipe.power_levels) + np.asarray(first_level, dtype=np.int32)).astype(np.int32)
 
 
@@ -101,9 +101,10 @@ def describe_set(set_id: int, recipe, printer, mod: str | None) -> dict:
             "source": source_d}
 
 
-def block_sets(tp, recipe, printer, mod: str | None, mark_lengths_um=None) -> dict:
+def block_sets(tp, recipe, printer, mod: str | None, mark_lengths_um=None, summary=None) -> dict:
     """The sets the marks of ``tp`` use, with their mark count, mark length and z range
-    (``mark_lengths_um``: ``tp.mark_lengths()`` when the caller has it already).
+    (``mark_lengths_um``: ``tp.mark_lengths()`` when the caller has it already; ``summary``:
+    ``kernel.measure.block_summary`` of ``tp`` with its sets tallied, idem).
 
     Returns
     -------
@@ -113,16 +114,22 @@ def block_sets(tp, recipe, printer, mod: str | None, mark_lengths_um=None) -> di
     """
     if tp.n_marks == 0:
         return {}
-    lengths = tp.mark_lengths() if mark_lengths_um is None else mark_lengths_um
-    z0 = tp.z_um[tp.mark_start[:-1]]
+    if summary is not None and len(summary["set_marks"]):
+        used = np.flatnonzero(summary["set_marks"])
+        ids = used + summary["set_lo"]
+        counts, lens = summary["set_marks"][used], summary["set_length"][used]
+        zmin, zmax = summary["set_zmin"][used], summary["set_zmax"][used]
+    else:
+        lengths = tp.mark_lengths() if mark_lengths_um is None else mark_lengths_um
+        z0 = tp.z_um[tp.mark_start[:-1]]
+        ids, inv = np.unique(tp.mark_set, return_inverse=True)
+        counts = np.bincount(inv, minlength=len(ids))
+        lens = np.bincount(inv, weights=lengths, minlength=len(ids))
+        zmin = np.full(len(ids), np.inf)
+        zmax = np.full(len(ids), -np.inf)
+        np.minimum.at(zmin, inv, z0)
+        np.maximum.at(zmax, inv, z0)
     out = {}
-    ids, inv = np.unique(tp.mark_set, return_inverse=True)
-    counts = np.bincount(inv, minlength=len(ids))
-    lens = np.bincount(inv, weights=lengths, minlength=len(ids))
-    zmin = np.full(len(ids), np.inf)
-    zmax = np.full(len(ids), -np.inf)
-    np.minimum.at(zmin, inv, z0)
-    np.maximum.at(zmax, inv, z0)
     for i, sid in enumerate(ids.tolist()):
         d = describe_set(int(sid), recipe, printer, mod) if sid >= 0 else {"id": -1, "source": {"kind": "unset"}}
         d.update(marks=int(counts[i]), length_um=float(lens[i]), z_um=[float(zmin[i]), float(zmax[i])])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .errors import BioslicerError
 from .exposure import apply_exposure, check_exposure, power_field_from_recipe
+from .kernel.measure import kind_tally
 from .progress import silent
 from .recipe import Recipe, _validate
 from .strategies import STRATEGY_FUNCTIONS, make_region
@@ -78,8 +77,7 @@ def plan_toolpath(solid, recipe: Recipe, printer, progress=silent, power_field=N
         tp.meta["channel_block_um"] = region.bounds_um.tolist()
 
     lengths = tp.mark_lengths()
-    n_kind = np.bincount(tp.mark_kind, minlength=len(Kind))
-    l_kind = np.bincount(tp.mark_kind, weights=lengths, minlength=len(Kind))
+    n_kind, l_kind = kind_tally(tp.mark_kind, lengths, max(len(Kind), int(tp.mark_kind.max(initial=0)) + 1))
     by_kind = {k.name.lower(): int(n_kind[int(k)]) for k in Kind}
     len_kind = {k.name.lower(): float(l_kind[int(k)]) for k in Kind}
     warnings = list(srep.get("warnings", [])) + list(erep["warnings"])

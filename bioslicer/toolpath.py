@@ -319,14 +319,14 @@ class Toolpath:
         return mark_lengths(self.x_um, self.y_um, self.z_um, self.mark_start)
 
     def jump_lengths(self) -> np.ndarray:
-        """(M-1,) length of the jump from the end of mark m to the start of mark m+1, µm."""
+        """(M-1,) length of the jump from the end of mark m to the start of mark m+1, µm (one
+        Numba pass: the marks as one run of ``kernel.measure.run_jump_lengths``)."""
         if self.n_marks < 2:
             return np.zeros(0)
-        end = self.mark_start[1:-1] - 1
-        start = self.mark_start[1:-1]
-        d = np.column_stack([self.x_um[start] - self.x_um[end], self.y_um[start] - self.y_um[end],
-                             self.z_um[start] - self.z_um[end]])
-        return np.linalg.norm(d, axis=1)
+        from .kernel.measure import run_jump_lengths
+
+        return run_jump_lengths(self.x_um, self.y_um, self.z_um, self.mark_start,
+                                np.array([0, self.n_marks], dtype=np.int64))
 
     def bounds(self) -> np.ndarray:
         """(2, 3) min and max of all points, µm (zeros when empty)."""

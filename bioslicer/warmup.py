@@ -122,6 +122,8 @@ def tiny_toolpath(block_um: float):
 def warm(printer_name: str, done=print) -> None:
     """Stitch, order, estimate, write and read back a tiny toolpath for the printer (compiles their
     kernels); ``done(stage)`` after each of :data:`~bioslicer.kernel.pool.WARMUP_STAGES`."""
+    from .blockrun import block_summary as finish_summary
+    from .blockrun import preview_marks
     from .estimate import estimate_block
     from .ordering import order_marks
     from .printers import load_printer
@@ -144,6 +146,8 @@ def warm(printer_name: str, done=print) -> None:
         for one in blocks:
             estimate_block(one, printer)
             one.jump_lengths()
+            finish_summary(one)
+            preview_marks(one, 2, 2)
         done("estimate")
         files = w.finish(parts, validate=False)
         validate_program(files.main, printer)

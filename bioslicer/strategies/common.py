@@ -13,6 +13,7 @@ import numpy as np
 import shapely
 
 from ..errors import BioslicerError
+from ..kernel import crossings as _kx
 from ..kernel import marks as _k
 from ..toolpath import MARK_FIELDS, Kind, Toolpath
 
@@ -84,6 +85,22 @@ class Region:
         """Spans ready to become marks: with a window, only those that reach it."""
         return window_rows(spans, self.window_um, cut_spans=True)
 
+    def final_spans(self, layer_z_um, inset_um, row_spacing_um, angle_deg, row_offset_um=0.0, cut: bool = True):
+        """``final(inset_spans(...))``: the spans that become marks.
+
+        Without inset on a part (not a mold, plain :meth:`spans`) the sliced rows are windowed
+        once: :meth:`final` keeps exactly the rows :meth:`spans` keeps, and of them the spans
+        that reach the window, so the first windowing is not needed. With ``cut`` False they are
+        not windowed at all: give ``window_um=region.window_um`` to :func:`spans_to_toolpath`,
+        which then uses exactly the spans :meth:`final` keeps."""
+        if inset_um <= 0 and not self.is_mold and type(self).spans is Region.spans:
+            from ..slicing import slice_spans
+
+            sp = slice_spans(self.solid, layer_z_um, row_spacing_um, angle_deg=angle_deg, row_offset_um=row_offset_um,
+                             row_window_um=self.window_um)
+            return self.final(sp) if cut else sp
+        return self.final(self.inset_spans(layer_z_um, inset_um, row_spacing_um, angle_deg, row_offset_um))
+
     def polygons(self, layer_z_um) -> list:
         """Shapely (Multi)Polygon of the region per layer (cached by the layer heights)."""
         from ..slicing import slice_contours
@@ -133,33 +150,32 @@ def window_rows(spans, window_um, cut_spans: bool = False, tol_um: float = 1e-6)
     """
     if window_um is None or spans.n_spans == 0:
         return spans
-    from ..slicing import Spans, frame_cos_sin
+    from ..slicing import Spans
+
+    lim = window_limits(spans.angle_deg, window_um, tol_um)
+    f8 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    i8 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
+    kept = _k.window_spans(i8(spans.layer_row_start), i8(spans.row_span_start), f8(spans.row_v_um),
+                           f8(spans.span_u0_um), f8(spans.span_u1_um), *lim, cut_spans)
+    if kept is None:
+        return spans
+    lrs, rv, rss, u0, u1 = kept
+    return Spans(spans.layer_z_um, spans.angle_deg, spans.row_spacing_um, spans.row_offset_um, lrs, rv, rss, u0, u1)
+
+
+def window_limits(angle_deg, window_um, tol_um: float = 1e-6) -> np.ndarray:
+    """(4, L) per layer ``lo_v, hi_v, lo_u, hi_u``: the row-frame extent of the box ``window_um``
+    ((xmin, ymin), (xmax, ymax)) in each layer's frame, widened by ``tol_um`` (µm; the limits of
+    :func:`window_rows`)."""
+    from ..slicing import frame_cos_sin
 
     (x0, y0), (x1, y1) = np.asarray(window_um, dtype=np.float64)
     cx = np.array([x0, x1, x0, x1])
     cy = np.array([y0, y0, y1, y1])
-    c, sn = frame_cos_sin(np.asarray(spans.angle_deg, dtype=np.float64))
+    c, sn = frame_cos_sin(np.asarray(angle_deg, dtype=np.float64))
     v = -np.outer(sn, cx) + np.outer(c, cy)          # (L, 4) corner v in each layer's frame
-    rl = spans.row_layer()
-    rv = spans.row_v_um
-    keep_row = (rv >= v.min(axis=1)[rl] - tol_um) & (rv <= v.max(axis=1)[rl] + tol_um)
-    keep = np.repeat(keep_row, np.diff(spans.row_span_start))
-    if cut_spans:
-        u = np.outer(c, cx) + np.outer(sn, cy)
-        sl = rl[spans.span_row()]
-        keep &= (spans.span_u1_um >= u.min(axis=1)[sl] - tol_um) & (spans.span_u0_um <= u.max(axis=1)[sl] + tol_um)
-    if keep.all():
-        return spans
-    per_row = np.add.reduceat(keep.astype(np.int64), spans.row_span_start[:-1]) if spans.n_rows else np.zeros(0, np.int64)
-    per_row[np.diff(spans.row_span_start) == 0] = 0
-    row_ok = per_row > 0
-    rss = np.zeros(int(row_ok.sum()) + 1, np.int64)
-    np.cumsum(per_row[row_ok], out=rss[1:])
-    rows_per_layer = np.bincount(rl[row_ok], minlength=spans.n_layers).astype(np.int64)
-    lrs = np.zeros(spans.n_layers + 1, np.int64)
-    np.cumsum(rows_per_layer, out=lrs[1:])
-    return Spans(spans.layer_z_um, spans.angle_deg, spans.row_spacing_um, spans.row_offset_um, lrs,
-                 rv[row_ok], rss, spans.span_u0_um[keep], spans.span_u1_um[keep])
+    u = np.outer(c, cx) + np.outer(sn, cy)
+    return np.array([v.min(axis=1) - tol_um, v.max(axis=1) + tol_um, u.min(axis=1) - tol_um, u.max(axis=1) + tol_um])
 
 
 def solid_bounds(solid) -> np.ndarray:
@@ -211,7 +227,7 @@ def inset_polygons(polys: list, inset_um: float) -> list:
 
 # ----------------------------------------------------------------------------- spans -> marks
 def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um: float = 0.0,
-                      serpentine: bool = True, keep_row=None, owner=None):
+                      serpentine: bool = True, keep_row=None, owner=None, before=None, window_um=None):
     """Turn spans into 2-point marks in scan order.
 
     Parameters
@@ -231,6 +247,14 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
         Only rows with True are used (e.g. scaffold walls on some rows).
     owner : callable, optional
         Count only dropped spans whose midpoint it owns (see :class:`Region`).
+    before : Toolpath, optional
+        Marks to put first in each layer (e.g. the contours): the result is ``order_marks([before,
+        marks], layer_z_um)``, written straight into the joined arrays (the spans' marks are not
+        made apart and then copied).
+    window_um : (2, 2) float, optional
+        Use only the spans :meth:`Region.final` keeps with this window (the same marks as
+        ``spans_to_toolpath(window_rows(spans, window_um, cut_spans=True), ...)`` without making
+        those spans).
 
     Returns
     -------
@@ -243,21 +267,17 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
     u1 = np.ascontiguousarray(spans.span_u1_um, dtype=np.float64)
     rv = np.ascontiguousarray(spans.row_v_um, dtype=np.float64)
     n_layers = len(lrs) - 1
-    if keep_row is None:
-        keep_row = np.ones(len(rv), dtype=np.bool_)
-        total = len(u0)
-    else:
-        keep_row = np.ascontiguousarray(keep_row, dtype=np.bool_)
-        total = int(np.repeat(keep_row, np.diff(rss)).sum())
+    keep_row = np.ones(len(rv), dtype=np.bool_) if keep_row is None else np.ascontiguousarray(keep_row, dtype=np.bool_)
+    angles = np.broadcast_to(np.asarray(spans.angle_deg, dtype=np.float64), (n_layers,))
+    win = None if window_um is None else window_limits(angles, window_um)
     counts = np.empty(n_layers, np.int64)
-    _k.count_kept_spans(lrs, rss, u0, u1, keep_row, float(min_segment_um), counts)
-    off = np.zeros(n_layers + 1, np.int64)
-    np.cumsum(counts, out=off[1:])
-    m = int(off[-1])
-    x, y, z = np.empty(2 * m), np.empty(2 * m), np.empty(2 * m)
+    totals = np.empty(n_layers, np.int64)
+    _k.count_kept_spans(lrs, rss, rv, u0, u1, keep_row, float(min_segment_um), win, counts, totals)
     from ..slicing import frame_cos_sin
 
-    c, s = frame_cos_sin(np.broadcast_to(np.asarray(spans.angle_deg, dtype=np.float64), (n_layers,)))
+    c, s = frame_cos_sin(angles)
+    c = np.ascontiguousarray(c, dtype=np.float64)
+    s = np.ascontiguousarray(s, dtype=np.float64)
     lz = np.asarray(layer_z_um, dtype=np.float64)
     layer_index = np.asarray(layer_index, dtype=np.int64)
     zl = np.ascontiguousarray(lz[layer_index]) if n_layers else np.zeros(0)
@@ -265,20 +285,99 @@ def spans_to_toolpath(spans, kind: Kind, layer_index, layer_z_um, min_segment_um
         row_rev = np.ascontiguousarray((spans.row_index() & 1) == 1)
     else:
         row_rev = np.zeros(len(rv), dtype=np.bool_)
-    _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, row_rev, np.ascontiguousarray(c, dtype=np.float64),
-                          np.ascontiguousarray(s, dtype=np.float64), zl, float(min_segment_um), off, x, y, z)
-    layer = np.repeat(layer_index.astype(np.int32), counts)
-    tp = Toolpath(x_um=x, y_um=y, z_um=z, power_mw=np.zeros(2 * m),
-                  mark_start=np.arange(0, 2 * m + 1, 2, dtype=np.int64),
-                  mark_kind=np.full(m, int(kind), np.uint8), mark_layer=layer, layer_z_um=lz)
-    dropped = total - m
+    if before is not None and before.n_marks == 0:
+        before = None
+    joined = before is not None and bool(np.all(np.diff(layer_index) > 0))
+    if joined:
+        tp, point_offset = _joined_layout(before, kind, layer_index, counts, lz)
+    else:
+        off = np.zeros(n_layers + 1, np.int64)
+        np.cumsum(counts, out=off[1:])
+        m = int(off[-1])
+        point_offset = 2 * off[:-1]
+        tp = Toolpath(x_um=np.empty(2 * m), y_um=np.empty(2 * m), z_um=np.empty(2 * m), power_mw=np.zeros(2 * m),
+                      mark_start=np.arange(0, 2 * m + 1, 2, dtype=np.int64),
+                      mark_kind=np.full(m, int(kind), np.uint8),
+                      mark_layer=np.repeat(layer_index.astype(np.int32), counts), layer_z_um=lz)
+    _k.fill_span_segments(lrs, rss, rv, u0, u1, keep_row, row_rev, c, s, zl, float(min_segment_um), win,
+                          point_offset, tp.x_um, tp.y_um, tp.z_um)
+    if before is not None and not joined:
+        tp = order_marks([before, tp], lz)
+    dropped = int(totals.sum()) - int(counts.sum())
     if owner is not None and dropped:
-        short = (u1 - u0) < min_segment_um
-        short &= np.repeat(keep_row, np.diff(rss))
-        x0, y0, x1, y1 = (a[short] for a in spans.span_xy())
-        zs = lz[layer_index[spans.span_layer()[short]]]
-        dropped = int(np.count_nonzero(owner((x0 + x1) / 2, (y0 + y1) / 2, zs)))
+        mx, my, mz = _k.short_span_midpoints(lrs, rss, rv, u0, u1, keep_row, c, s, zl, float(min_segment_um), win)
+        dropped = int(np.count_nonzero(owner(mx, my, mz)))
     return tp, dropped
+
+
+def _joined_layout(before: Toolpath, kind: Kind, layer_index, counts, layer_z_um):
+    """The toolpath ``order_marks([before, marks])`` with ``before`` copied in and room for
+    ``counts[k]`` 2-point marks of ``kind`` in global layer ``layer_index[k]`` (increasing), whose
+    mark starts are set; and the first point of each of those layers' marks (points left to fill).
+    """
+    n_l = len(layer_z_um)
+    before, first = _by_layer(before, n_l)
+    hc = np.zeros(n_l, np.int64)
+    hc[layer_index] = counts
+    pfirst = before.mark_start[first]
+    cnt = np.stack([np.diff(first), hc])
+    pcnt = np.stack([np.diff(pfirst), 2 * hc])
+    dst, pdst, m, n = _layer_block_layout(cnt, pcnt)
+    start = np.empty(m + 1, np.int64)
+    start[m] = n
+    marks = {}
+    for name, (dtype, default) in MARK_FIELDS.items():
+        if name == "mark_layer":
+            marks[name] = np.repeat(np.arange(n_l, dtype=np.int32), cnt.sum(axis=0))
+            continue
+        value = int(kind) if name == "mark_kind" else default
+        marks[name] = np.full(m, value, dtype) if value else np.zeros(m, dtype)   # zeros: pages untouched
+        _kx.gather_ranges(getattr(before, name), first[:-1], cnt[0], dst[0], marks[name])
+    pts = {name: np.empty(n) for name in ("x_um", "y_um", "z_um")}
+    for name, arr in pts.items():
+        _kx.gather_ranges(getattr(before, name), pfirst[:-1], pcnt[0], pdst[0], arr)
+    _k.copy_start_blocks(before.mark_start, first[:-1], dst[0], cnt[0], pdst[0], start)
+    at, point_at = np.ascontiguousarray(dst[1][layer_index]), np.ascontiguousarray(pdst[1][layer_index])
+    _k.fill_pair_starts(at, point_at, np.ascontiguousarray(counts, dtype=np.int64), start)
+    tp = Toolpath(**pts, power_mw=np.zeros(n), mark_start=start, **marks, layer_z_um=layer_z_um, meta=dict(before.meta))
+    return tp, point_at
+
+
+def _by_layer(tp: Toolpath, n_layers: int):
+    """``tp`` sorted by layer (stably; itself when it is) and the first mark of every layer
+    (``kernel.marks.layer_firsts``)."""
+    first = _k.layer_firsts(tp.mark_layer, n_layers)
+    if first is None:
+        tp = tp.select_marks(np.argsort(tp.mark_layer, kind="stable"))
+        first = _k.layer_firsts(tp.mark_layer, n_layers)
+        if first is None:
+            raise ValueError("mark_layer out of range of the layer table")
+    return tp, first
+
+
+def _layer_block_layout(cnt, pcnt):
+    """Where the (part, layer) blocks of marks go when parts are joined layer by layer, parts in
+    order within a layer.
+
+    Parameters
+    ----------
+    cnt, pcnt : (P, L) int64
+        Marks and points of each part in each layer.
+
+    Returns
+    -------
+    (dst, pdst, M, N)
+        (P, L) int64 first mark and first point of each block in the result; its marks and points.
+    """
+    n_l = cnt.shape[1]
+    dst = np.zeros(cnt.size + 1, np.int64)
+    np.cumsum(cnt.T.ravel(), out=dst[1:])
+    pdst = np.zeros(cnt.size + 1, np.int64)
+    np.cumsum(pcnt.T.ravel(), out=pdst[1:])
+    m, n = int(dst[-1]), int(pdst[-1])
+    dst = np.ascontiguousarray(dst[:-1].reshape(n_l, -1).T)
+    pdst = np.ascontiguousarray(pdst[:-1].reshape(n_l, -1).T)
+    return dst, pdst, m, n
 
 
 def segments_to_toolpath(x0, y0, x1, y1, layer, kind: Kind, layer_z_um) -> Toolpath:
@@ -449,42 +548,37 @@ def same_layers(spans, layer_z_um):
 def order_marks(parts: list, layer_z_um) -> Toolpath:
     """Join marks of all kinds, ordered by layer (bottom-up), then by ``parts`` order.
 
-    Each part must already be ordered by layer; the marks are scattered once into the joined
-    arrays (no concatenation then sort then gather).
+    Parts not ordered by layer are sorted first (stably). Each part's marks of one layer are one
+    contiguous block of the part and of the result, so the result is copied block by block
+    (no concatenation then sort then gather).
     """
     lz = np.asarray(layer_z_um, dtype=np.float64)
     parts = [p for p in parts if p is not None and p.n_marks]
     if not parts:
         return Toolpath.empty(lz)
+    n_l = len(lz)
+    firsts = []
     for i, p in enumerate(parts):
-        if np.any(np.diff(p.mark_layer) < 0):
-            parts[i] = p.select_marks(np.argsort(p.mark_layer, kind="stable"))
+        parts[i], first = _by_layer(p, n_l)
+        firsts.append(first)
     if len(parts) == 1:
         return parts[0]
-    n_l = len(lz)
-    cnt = np.stack([np.bincount(p.mark_layer, minlength=n_l) for p in parts]).astype(np.int64)  # (P, L)
-    layer_start = np.zeros(n_l + 1, np.int64)
-    np.cumsum(cnt.sum(axis=0), out=layer_start[1:])
-    before = np.cumsum(cnt, axis=0) - cnt  # marks of earlier parts in the same layer
-    m_total = int(layer_start[-1])
-    dest_all = []
-    for i, p in enumerate(parts):
-        first = np.zeros(n_l + 1, np.int64)
-        np.cumsum(cnt[i], out=first[1:])
-        lay = p.mark_layer
-        dest_all.append(layer_start[lay] + before[i, lay] + (np.arange(p.n_marks, dtype=np.int64) - first[lay]))
-    counts = np.empty(m_total, np.int64)
+    first = np.stack(firsts)                                              # (P, L+1)
+    pfirst = np.stack([p.mark_start[f] for p, f in zip(parts, firsts)])   # (P, L+1) points
+    cnt = np.diff(first, axis=1)
+    pcnt = np.diff(pfirst, axis=1)
+    dst, pdst, m_total, n = _layer_block_layout(cnt, pcnt)
+    start = np.empty(m_total + 1, np.int64)
+    start[m_total] = n
     marks = {name: np.empty(m_total, dtype) for name, (dtype, _) in MARK_FIELDS.items()}
-    for p, dest in zip(parts, dest_all):
-        counts[dest] = np.diff(p.mark_start)
-        for name, arr in marks.items():
-            arr[dest] = getattr(p, name)
-    start = np.zeros(m_total + 1, np.int64)
-    np.cumsum(counts, out=start[1:])
-    n = int(start[-1])
     x, y, z = np.empty(n), np.empty(n), np.empty(n)
-    for p, dest in zip(parts, dest_all):
-        _k.scatter_marks(p.x_um, p.y_um, p.z_um, p.mark_start, dest, start, x, y, z)
+    for i, p in enumerate(parts):
+        src, psrc = np.ascontiguousarray(first[i, :-1]), np.ascontiguousarray(pfirst[i, :-1])
+        _k.copy_start_blocks(p.mark_start, src, dst[i], cnt[i], pdst[i], start)
+        for name, arr in marks.items():
+            _kx.gather_ranges(getattr(p, name), src, cnt[i], dst[i], arr)
+        for name, arr in (("x_um", x), ("y_um", y), ("z_um", z)):
+            _kx.gather_ranges(getattr(p, name), psrc, pcnt[i], pdst[i], arr)
     return Toolpath(x_um=x, y_um=y, z_um=z, power_mw=np.zeros(n), mark_start=start, **marks, layer_z_um=lz,
                     meta=dict(parts[0].meta))
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..progress import silent
 from ..toolpath import Kind
-from .common import contour_toolpath, hatch_region_inset, layer_ids_of, order_marks, spans_to_toolpath
+from .common import contour_toolpath, hatch_region_inset, layer_ids_of, spans_to_toolpath
 
 
 def solid_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
@@ -39,11 +39,13 @@ def solid_marks(region, layer_z_um, recipe, progress=silent, layer_ids=None):
     ids = layer_ids_of(lz, layer_ids)
     angles = recipe.layer_angle_deg(len(lz))[ids]
     progress(0, 3, "hatch")
-    spans = region.inset_spans(lz[ids], hatch_region_inset(recipe), recipe.hatch_um, angles, 0.5 * recipe.hatch_um)
-    progress(1, 3, "hatch marks")
-    hatch, dropped = spans_to_toolpath(region.final(spans), Kind.HATCH, ids, lz, recipe.min_segment_um,
-                                       recipe.serpentine, owner=region.owner)
-    progress(2, 3, "contours")
+    spans = region.final_spans(lz[ids], hatch_region_inset(recipe), recipe.hatch_um, angles, 0.5 * recipe.hatch_um,
+                               cut=False)
+    progress(1, 3, "contours")
     rings = contour_toolpath(region, lz, recipe, ids)
-    progress(3, 3, "contours")
-    return order_marks([rings, hatch], lz), {"dropped_segments": int(dropped)}
+    progress(2, 3, "hatch marks")
+    # contours first within a layer: the hatch is written straight into the joined arrays
+    marks, dropped = spans_to_toolpath(spans, Kind.HATCH, ids, lz, recipe.min_segment_um,
+                                       recipe.serpentine, owner=region.owner, before=rings, window_um=region.window_um)
+    progress(3, 3, "hatch marks")
+    return marks, {"dropped_segments": int(dropped)}
