@@ -390,19 +390,20 @@ _SX, _SY, _SZ, _XO, _YO, _ZO, _LP, _PS, _SP, _PV, _NL, _PL, _BL, _FP, _DF = rang
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y, z, lx, ly, lz, sx, sy, sz, pw,
-          sp, on, jmp, blk, ln, pln, err_line, err_kind, total):
+          sp, on, jmp, blk, ln, pln, err_line, err_kind, total, fails):
     """Run the GWL state machine from record r0 until an include or the end.
 
     K: keyword codes in ``_ROLES_IN`` order; st: the carried state (``_SX`` ... ``_DF``); power in
     mW = program value * pa / pb. With ``DefocusFactor f`` every z above the interface (the z
     drive since the last ``FindInterfaceAt`` and the fine z) is read times f, as the controller
-    moves it. Moves go to x ... pln (µm, mW, µm/s): every move when ``check``
-    is False; when True only the moves that fail :func:`~bioslicer.programs.checks.move_bits` (``lim``,
-    ``flags``). ``total[0]`` counts every move. Returns (moves written, next record, errors, stop
-    at include).
+    moves it. Moves go to x ... pln (µm, mW, µm/s): every move when ``check`` is 0; when 1 only
+    the moves that fail :func:`~bioslicer.programs.checks.move_bits` (``lim``, ``flags``); when 2
+    every move, and the indices of the failing ones in ``fails`` (``total[1]`` of them).
+    ``total[0]`` counts every move. Returns (moves written, next record, errors, stop at include).
     """
     n = 0
     ne = 0
+    nf = 0
     r = r0
     nr = codes.shape[0]
     nl = st[_NL]        # points since the last Write, and moves read: kept in registers in the loop
@@ -439,10 +440,16 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
             vx = st[_SX] + vlx
             vy = st[_SY] + vly
             vz = vsz + vlz
-            if check and move_bits(vx, vy, vz, vlx, vly, vlz, st[_SX], st[_SY], vsz, vpw, st[_SP], np.nan,
-                                   not first, first, lim, flags) == 0:
-                r += 1
-                continue
+            bits = 0
+            if check > 0:
+                bits = move_bits(vx, vy, vz, vlx, vly, vlz, st[_SX], st[_SY], vsz, vpw, st[_SP], np.nan,
+                                 not first, first, lim, flags)
+                if bits == 0 and check == 1:
+                    r += 1
+                    continue
+                if bits != 0 and check == 2:
+                    fails[nf] = n
+                    nf += 1
             x[n] = vx
             y[n] = vy
             z[n] = vz
@@ -470,6 +477,7 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
         elif c == K[14]:
             st[_NL] = nl
             total[0] += tot
+            total[1] = nf
             return n, r, ne, True
         elif c == K[4]:
             st[_PV] = 1
@@ -524,6 +532,7 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
         r += 1
     st[_NL] = nl
     total[0] += tot
+    total[1] = nf
     return n, r, ne, False
 
 
@@ -531,13 +540,16 @@ class _Reader:
     """The GWL state machine over a main file and its includes, yielding :class:`Moves` chunks.
 
     ``check`` None: every move; else (lim, flags) from :func:`~bioslicer.programs.checks.limits`: only
-    the moves failing a check, each chunk's ``n_total`` counting all of them. ``canonical``: read
+    the moves failing a check, each chunk's ``n_total`` counting all of them; with ``keep_all``
+    every move, and each chunk's ``failing`` the indices of those that fail a check (printers with
+    a linear power calibration; else every move unchecked, as with ``check`` None). A checking
+    reader reuses a chunk's arrays for the next one: use them at once, copy what you keep. ``canonical``: read
     the plain text of :class:`~bioslicer.programs.general.Canonical` (the general reader's
     output) instead of files; else a line the fast reader cannot read raises
     :class:`~bioslicer.programs.general.NeedsGeneral`.
     """
 
-    def __init__(self, printer, spec, check=None, canonical=None):
+    def __init__(self, printer, spec, check=None, canonical=None, keep_all: bool = False):
         self.printer = printer
         self.spec = spec
         cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
@@ -556,8 +568,10 @@ class _Reader:
         self.st[_LP] = np.nan     # no LaserPower and no ScanSpeed yet: the checks name them
         self.st[_SP] = np.nan
         self.pa, self.pb, check, self.to_mw = reader_power(printer, check)
-        self.check = check is not None
-        self.reuse = self.check     # a chunk's arrays are reused for the next one (its reader keeps none)
+        self.check = 0 if check is None else 1
+        if keep_all:                # every move kept, the failing ones marked: in mW only without to_mw
+            self.check = 2 if check is not None and self.to_mw is None else 0
+        self.reuse = self.check > 0     # a chunk's arrays are reused for the next one (its reader keeps none)
         self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
         self.canonical = canonical
 
@@ -595,20 +609,23 @@ class _Reader:
                 # reading: every piece keeps its own arrays
                 if out is None or len(out["x"]) < R or not self.reuse:
                     out = new_move_arrays(max(R, 1))
+                    fails = np.empty(len(out["x"]) if self.check == 2 else 0, np.int64)
                 el = np.empty(32, np.int64)
                 ek = np.empty(32, np.int64)
-                total = np.zeros(1, np.int64)
+                total = np.zeros(2, np.int64)
                 n, r2, ne, inc = _read(rec["codes"], rec["lines"], rec["nvals"], rec["vals"], r, self.K, self.st,
                                        self.pa, self.pb, self.check, self.lim, self.flags, out["x"], out["y"],
                                        out["z"], out["lx"], out["ly"], out["lz"], out["sx"], out["sy"], out["sz"],
                                        out["power_mw"], out["speed_um_s"], out["laser_on"], out["jump"],
-                                       out["block"], out["line"], out["power_line"], el, ek, total)
+                                       out["block"], out["line"], out["power_line"], el, ek, total, fails)
                 if ne and self.canonical is None:
                     raise NeedsGeneral(path)
                 mv = moves_from_arrays(n, fidx, self.files, **out)
                 if self.to_mw is not None:
                     self.to_mw(mv)
                 mv.n_total = int(total[0])
+                if self.check == 2:
+                    mv.failing = fails[:int(total[1])]
                 mv.problems = [(fidx, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
                 yield mv
                 if not inc:
@@ -637,10 +654,11 @@ class StreamReader(_Reader):
     include is recorded with the state the reader entered and left it with (``includes``:
     (path, file index, entry state, exit state)), so the finished main file can be read again
     without its includes (:class:`ReplayReader`), and every include checked to meet the same state.
+    ``check`` (lim, flags): every move is kept and checked as it is read (``Moves.failing``).
     """
 
-    def __init__(self, printer, spec, main: Path):
-        super().__init__(printer, spec)
+    def __init__(self, printer, spec, main: Path, check=None):
+        super().__init__(printer, spec, check, keep_all=True)
         self.main = Path(main)
         self.files.append(str(self.main))       # file 0, as in a whole parse
         self.includes: list = []
