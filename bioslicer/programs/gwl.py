@@ -574,6 +574,7 @@ class _Reader:
         self.reuse = self.check > 0     # a chunk's arrays are reused for the next one (its reader keeps none)
         self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
         self.canonical = canonical
+        self.pieces = 16            # tokenizer pieces per chunk (1: tokenized in the reading thread alone)
 
     def read(self, path: Path):
         """All chunks of the program at ``path``, then the check that every list was written."""
@@ -601,7 +602,7 @@ class _Reader:
             fidx = len(self.files)
             self.files.append(str(path))
         out = None
-        for rec, part in T.ChunkReader(source, self.kw, self.spec.comment):
+        for rec, part in T.ChunkReader(source, self.kw, self.spec.comment, pieces=self.pieces):
             R = len(rec["codes"])
             r = 0
             while r <= R:
@@ -663,6 +664,8 @@ class StreamReader(_Reader):
         self.files.append(str(self.main))       # file 0, as in a whole parse
         self.includes: list = []
         self.inside = 0                         # > 0 while the chunks come from an included file
+        self.pieces = 1     # tokenized in the reading thread alone: it runs beside the block loop, which
+        #                     keeps the cores busy; parallel launches there cost twice the CPU
 
     def feed(self, text: str):
         """Chunks of a piece of the main file (whole lines) and of the files it includes."""
