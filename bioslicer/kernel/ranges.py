@@ -249,3 +249,36 @@ def feed_ranges(T, nt, x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, blk, pline, line
     st[S_NR] = nr
     st[S_NM] += ns
     return cut
+
+
+@njit(cache=True, nogil=True)
+def line_starts(buf, want, out):
+    """``out[k]``: the byte offset after the ``want[k]``-th line end (LF) of ``buf`` (0 for
+    ``want[k] <= 0``, ``len(buf)`` when there are fewer); ``want`` ascending. Blocks of 4 kB
+    without a wanted line end are only counted (a loop that vectorises)."""
+    n = buf.shape[0]
+    nw = want.shape[0]
+    k = 0
+    while k < nw and want[k] <= 0:
+        out[k] = 0
+        k += 1
+    seen = 0
+    b0 = 0
+    while b0 < n and k < nw:
+        b1 = min(b0 + 4096, n)
+        c = 0
+        for i in range(b0, b1):
+            c += buf[i] == 10
+        if seen + c < want[k]:
+            seen += c
+        else:
+            for i in range(b0, b1):
+                if buf[i] == 10:
+                    seen += 1
+                    while k < nw and want[k] == seen:
+                        out[k] = i + 1
+                        k += 1
+        b0 = b1
+    while k < nw:
+        out[k] = n
+        k += 1

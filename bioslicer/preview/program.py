@@ -281,27 +281,25 @@ def _line_offsets(path: Path, want: np.ndarray) -> np.ndarray:
     return offs
 
 
-def _line_starts(path: Path, lines: np.ndarray, chunk: int = 1 << 24) -> np.ndarray:
-    """Byte offset where each (1-based, ascending) line of ``path`` starts."""
+def _line_starts(path: Path, lines: np.ndarray) -> np.ndarray:
+    """Byte offset where each (1-based, ascending) line of ``path`` starts (the file size for a
+    line past its end). The file is mapped, not copied, and scanned by a Numba kernel."""
+    import mmap
+
+    from ..kernel.ranges import line_starts
+
     out = np.zeros(len(lines), np.int64)
     want = np.asarray(lines, np.int64) - 1          # line L starts after the (L-1)-th newline
-    done = np.searchsorted(want, 0, side="right")  # line 1 starts at 0
-    seen = 0
-    pos = 0
     with open(path, "rb") as fh:
-        while done < len(want):
-            buf = fh.read(chunk)
-            if not buf:
-                break
-            nl = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
-            hi = seen + len(nl)
-            k = np.searchsorted(want, hi, side="right")
-            if k > done:
-                out[done:k] = pos + nl[want[done:k] - seen - 1] + 1
-                done = k
-            seen = hi
-            pos += len(buf)
-    out[done:] = pos
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return out
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            buf = np.frombuffer(mm, np.uint8)
+            try:
+                line_starts(buf, want, out)
+            finally:
+                del buf                               # the map closes only without views on it
     return out
 
 
