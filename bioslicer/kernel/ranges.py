@@ -266,9 +266,10 @@ def line_starts(buf, want, out):
     b0 = 0
     while b0 < n and k < nw:
         b1 = min(b0 + 4096, n)
+        blk = buf[b0:b1]            # a loop from 0 over a slice vectorises (no index that could be negative)
         c = 0
-        for i in range(b0, b1):
-            c += buf[i] == 10
+        for i in range(blk.shape[0]):
+            c += blk[i] == 10
         if seen + c < want[k]:
             seen += c
         else:
