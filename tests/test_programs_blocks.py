@@ -287,3 +287,52 @@ def test_finish_with_a_stream_still_refuses_a_block_file_changed_after_it_was_re
     with pytest.raises(BioslicerError, match="differs from what the worker reported"):
         w.finish(used, stream=stream)
     assert list(w.out_dir.iterdir()) == []
+
+
+def _records(text: str, words=("Write", "LaserPower"), comment="%"):
+    from bioslicer.programs import tokenize as T
+
+    kw = T.Keywords(list(words))
+    buf = np.frombuffer(text.encode(), np.uint8)
+    n = text.count("\n") + 1
+    out = dict(codes=np.full(n, -9, np.int64), lines=np.empty(n, np.int64), nvals=np.empty(n, np.int64),
+               vals=np.full((n, T.MAX_SLOTS), 7.5), tags=np.full((n, T.MAX_SLOTS), 9, np.uint8),
+               starts=np.empty(n, np.int64), ends=np.empty(n, np.int64))
+    r = T.tokenize(buf, np.frombuffer(comment.encode(), np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
+    return {k: v[:r] for k, v in out.items()}
+
+
+def test_tokenizer_point_lines_read_exactly():
+    # lines of plain numbers (the point path): every value is the correctly rounded decimal
+    # (float() of the token, the sign of -0.000 kept), blanks, tabs and CRLF line ends alike
+    rng = np.random.default_rng(7)
+    toks, lines = [], []
+    for _ in range(400):
+        row = []
+        for _ in range(int(rng.integers(1, 7))):
+            digits = str(int(rng.integers(0, 10 ** int(rng.integers(1, 15)))))
+            k = int(rng.integers(0, min(len(digits), 6) + 1))
+            t = ("-" if rng.random() < 0.4 else "") + (digits[:len(digits) - k] or "0") + ("." + digits[len(digits) - k:]
+                                                                                          if k else "")
+            row.append(t)
+        toks.append(row)
+        lines.append(["", " ", "\t"][int(rng.integers(0, 3))] + [" ", "  ", "\t", " \t "][int(rng.integers(0, 4))].join(row)
+                     + ["", " ", "\r", " \r"][int(rng.integers(0, 4))])
+    rec = _records("\n".join(lines) + "\n")
+    assert len(rec["codes"]) == len(lines) and (rec["codes"] == 0).all() and (rec["tags"] == 0).all()
+    for i, row in enumerate(toks):
+        assert rec["nvals"][i] == len(row) and rec["lines"][i] == i + 1
+        want = np.array([float(t) for t in row] + [0.0] * (6 - len(row)))
+        assert np.array_equal(rec["vals"][i].view(np.int64), want.view(np.int64)), (lines[i], rec["vals"][i])
+
+
+def test_tokenizer_lines_the_point_path_leaves_to_the_others():
+    from bioslicer.programs import tokenize as T
+
+    # what the keyword, fast and general paths make of them (as before the point path existed)
+    rec = _records("1.5 % note\n1e2 2\n1.5,2\n+1 2\n1 2 3 4 5 6 7\n1.5X2\n1.5 X2\n123456789012345 1\n-.5 1\n1 -\n")
+    assert rec["codes"].tolist() == [0, 0, 0, 0, T.CODE_BAD, 0, 0, 0, 0, T.CODE_BAD]
+    assert rec["nvals"].tolist() == [1, 2, 2, 2, 6, 2, 2, 2, 2, 1]
+    assert rec["vals"][:, :2].tolist() == [[1.5, 0], [100, 2], [1.5, 2], [1, 2], [1, 2], [1.5, 2], [1.5, 2],
+                                           [123456789012345, 1], [-0.5, 1], [1, 0]]
+    assert rec["tags"][:, 1].tolist() == [0, 0, 0, 0, 0, 0, ord("X"), 0, 0, 0]
