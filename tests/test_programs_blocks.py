@@ -336,3 +336,44 @@ def test_tokenizer_lines_the_point_path_leaves_to_the_others():
     assert rec["vals"][:, :2].tolist() == [[1.5, 0], [100, 2], [1.5, 2], [1, 2], [1, 2], [1.5, 2], [1.5, 2],
                                            [123456789012345, 1], [-0.5, 1], [1, 0]]
     assert rec["tags"][:, 1].tolist() == [0, 0, 0, 0, 0, 0, ord("X"), 0, 0, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stream_reader_marks_exactly_the_moves_that_fail_a_check(tmp_path, monkeypatch, seed):
+    # the stream reader keeps every move and marks the failing ones (from the extremes of each
+    # chunk, then move by move where they fail): the very moves check_moves finds in a plain reading
+    from bioslicer.programs import DIALECTS, gwl
+    from bioslicer.programs import tokenize as T
+    from bioslicer.programs.checks import N_CHECKS, _check_kernel, limits
+
+    monkeypatch.setattr(T.ChunkReader.__init__, "__defaults__", (1024, 16))    # many small chunks
+    pr = load_printer("nanoscribe-gt2-25x")
+    rng = np.random.default_rng(seed)
+    bad = ["ScanSpeed 1e8", "ScanSpeed 0.001", "LaserPower 500", "LaserPower -3", "ZOffset -2", "ZOffset 400",
+           "MoveStageX 1e6\n3 3 0.5\n4 4 0.5\nWrite\nMoveStageX -1e6", "PowerValuesOn\n1 1 0.5 20\n2 2 0.5 300\nWrite\nPowerValuesOff", "400 0 0.5\n0 0 0.5\nWrite",
+           "0 0 -0.75\n1 1 -0.75\nWrite", "AddZDrivePosition 10\nZOffset -2\n3 3 0.5\n4 4 0.5\nWrite\nAddZDrivePosition -10",
+           "ScanSpeed 1e8\n5 5 0.5\nWrite\nScanSpeed 50000", "MoveStageY -1e6\n3 3 0.5\n4 4 0.5\nWrite\nMoveStageY 1e6",
+           "AddZDrivePosition -10\n3 3 0.5\n4 4 0.5\nWrite\nAddZDrivePosition 10"]
+    lines = ["InvertZAxis 1", "GalvoScanMode"]
+    for k in range(4 * len(bad)):    # sections: every other one with one violation (each kind 2x)
+        lines += ["ScanSpeed 50000", "LaserPower 40", "ZOffset 0"]
+        for _ in range(int(rng.integers(8, 16))):
+            lines += [f"{rng.normal() * 50:.3f} {rng.normal() * 50:.3f} 0.500" for _ in range(int(rng.integers(2, 5)))]
+            lines.append("Write")
+        if k % 2:
+            lines += [bad[(k // 2) % len(bad)], "3 3 0.5", "4 4 0.5", "Write"]
+    main = tmp_path / "p.gwl"
+    main.write_text("\n".join(lines) + "\n")
+    lim, flags = limits(pr)
+    spec = DIALECTS["gwl"].spec
+    plain = [mv for mv in gwl._Reader(pr, spec).run(main, main)]
+    got = [(len(mv), mv.failing.copy()) for mv in gwl.StreamReader(pr, spec, main, check=(lim, flags)).run(main, main)]
+    assert len(got) == len(plain) > 10
+    clean = 0
+    for (n, failing), mv in zip(got, plain):
+        bits = np.empty(len(mv), np.int64)
+        _check_kernel(mv.x, mv.y, mv.z, mv.lx, mv.ly, mv.lz, mv.sx, mv.sy, mv.sz, mv.power_mw, mv.speed_um_s,
+                      mv.accel_um_s2, mv.laser_on, mv.jump, lim, flags, bits, np.zeros(N_CHECKS, np.int64))
+        assert n == len(mv) and np.array_equal(failing, np.flatnonzero(bits))
+        clean += len(failing) == 0
+    assert 0 < clean < len(got)      # chunks with and without failing moves

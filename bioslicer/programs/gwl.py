@@ -34,7 +34,8 @@ from ..kernel.pool import wait_for_warmup
 from . import _format as F
 from . import tokenize as T
 from ._format import put_line, put_line_hot, qround
-from .checks import N_LIMITS, move_bits
+from .checks import (_L_CIRCLE, _L_HALF, _L_IFACE, _L_PMAX, _L_SHI, _L_SLO, _L_VJUMP, _L_VMAX, _L_VMIN, _L_ZHI,
+                     _L_ZLO, N_LIMITS, move_bits)
 from .dialects import (line_ending, moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines,
                        reader_power)
 from .general import GwlInterpreter, NeedsGeneral, canonical_chunks
@@ -403,9 +404,12 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
     """
     n = 0
     ne = 0
-    nf = 0
     r = r0
     nr = codes.shape[0]
+    # check 2: extremes of the moves' checked values; a move can fail a check only if they do
+    fin = 0.0
+    a_r2 = a_xy = a_lz1 = a_sx1 = a_sy1 = a_sz1 = a_p1 = a_v1 = a_vj = -np.inf
+    a_lz0 = a_sx0 = a_sy0 = a_sz0 = a_z0 = a_p0 = a_v0 = np.inf
     nl = st[_NL]        # points since the last Write, and moves read: kept in registers in the loop
     tot = 0
     while r < nr:
@@ -440,16 +444,31 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
             vx = st[_SX] + vlx
             vy = st[_SY] + vly
             vz = vsz + vlz
-            bits = 0
-            if check > 0:
-                bits = move_bits(vx, vy, vz, vlx, vly, vlz, st[_SX], st[_SY], vsz, vpw, st[_SP], np.nan,
-                                 not first, first, lim, flags)
-                if bits == 0 and check == 1:
-                    r += 1
-                    continue
-                if bits != 0 and check == 2:
-                    fails[nf] = n
-                    nf += 1
+            if check == 1 and move_bits(vx, vy, vz, vlx, vly, vlz, st[_SX], st[_SY], vsz, vpw, st[_SP], np.nan,
+                                        not first, first, lim, flags) == 0:
+                r += 1
+                continue
+            if check == 2:      # extremes of what the checks compare (finite values: their sum of v * 0 is 0)
+                fin += (vx * 0.0 + vy * 0.0 + vz * 0.0) + (vlx * 0.0 + vly * 0.0 + vlz * 0.0) \
+                    + (st[_SX] * 0.0 + st[_SY] * 0.0 + vsz * 0.0) + (vpw * 0.0 + st[_SP] * 0.0)
+                a_r2 = max(a_r2, vlx * vlx + vly * vly)
+                a_xy = max(a_xy, max(abs(vlx), abs(vly)))
+                a_lz0 = min(a_lz0, vlz)
+                a_lz1 = max(a_lz1, vlz)
+                a_sx0 = min(a_sx0, st[_SX])
+                a_sx1 = max(a_sx1, st[_SX])
+                a_sy0 = min(a_sy0, st[_SY])
+                a_sy1 = max(a_sy1, st[_SY])
+                a_sz0 = min(a_sz0, vsz)
+                a_sz1 = max(a_sz1, vsz)
+                a_z0 = min(a_z0, vz)
+                if first:       # a jump (laser off)
+                    a_vj = max(a_vj, st[_SP])
+                else:           # laser on, part of a mark
+                    a_p0 = min(a_p0, vpw)
+                    a_p1 = max(a_p1, vpw)
+                    a_v0 = min(a_v0, st[_SP])
+                    a_v1 = max(a_v1, st[_SP])
             x[n] = vx
             y[n] = vy
             z[n] = vz
@@ -475,10 +494,7 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
         elif c == K[0]:
             nl = 0
         elif c == K[14]:
-            st[_NL] = nl
-            total[0] += tot
-            total[1] = nf
-            return n, r, ne, True
+            break
         elif c == K[4]:
             st[_PV] = 1
         elif c == K[5]:
@@ -532,8 +548,31 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
         r += 1
     st[_NL] = nl
     total[0] += tot
-    total[1] = nf
-    return n, r, ne, False
+    if check == 2:
+        # a check any move fails shows in the extremes (NaN or inf in fin): then every move is
+        # checked one by one, exactly as move_bits checks it, for the indices of the failing ones
+        maybe = not (fin == 0.0)
+        maybe |= (a_r2 > lim[_L_HALF] * lim[_L_HALF]) if lim[_L_CIRCLE] > 0 else (a_xy > lim[_L_HALF])
+        maybe |= (a_lz0 < lim[_L_ZLO]) | (a_lz1 > lim[_L_ZHI]) | (a_z0 < lim[_L_IFACE])
+        maybe |= (a_sx0 < lim[_L_SLO]) | (a_sx1 > lim[_L_SHI]) | (a_sy0 < lim[_L_SLO + 1]) | \
+            (a_sy1 > lim[_L_SHI + 1]) | (a_sz0 < lim[_L_SLO + 2]) | (a_sz1 > lim[_L_SHI + 2])
+        maybe |= (a_p1 > lim[_L_PMAX]) | (a_p0 < 0.0)
+        maybe |= flags[0] & ((a_v1 > lim[_L_VMAX]) | (flags[1] & (a_v0 < lim[_L_VMIN])) | (a_vj > lim[_L_VJUMP]))
+        total[1] = _failing(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, on, jmp, n, lim, flags, fails) if maybe else 0
+    return n, r, ne, r < nr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _failing(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, on, jmp, n, lim, flags, fails):
+    """Indices of the moves [0, n) that fail :func:`~bioslicer.programs.checks.move_bits` into
+    ``fails``; returns their count (GWL moves: no acceleration)."""
+    nf = 0
+    for i in range(n):
+        if move_bits(x[i], y[i], z[i], lx[i], ly[i], lz[i], sx[i], sy[i], sz[i], pw[i], sp[i], np.nan, on[i],
+                     jmp[i], lim, flags) != 0:
+            fails[nf] = i
+            nf += 1
+    return nf
 
 
 class _Reader:
