@@ -578,13 +578,15 @@ class ChunkReader:
                 data = carry + fh.read(self.chunk_bytes)
                 eof = len(data) == len(carry)
                 carry = b""
+                if not eof and data.endswith(b"\r"):    # a CRLF may be cut here: the CR goes with the next read
+                    data, carry = data[:-1], b"\r"
                 if b"\r" in data and lone_crs(np.frombuffer(data, np.uint8)):
                     # lone CR line ends (classic Mac, TipSlicer): every CR, CRLF and LF ends one line
-                    if not eof and data.endswith(b"\r"):
-                        data, carry = data[:-1], b"\r"
                     data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
                 data = rest + data if rest else data
                 if not data:
+                    if carry:
+                        continue
                     break
                 if eof:
                     cut = len(data)
