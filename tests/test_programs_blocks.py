@@ -377,3 +377,28 @@ def test_stream_reader_marks_exactly_the_moves_that_fail_a_check(tmp_path, monke
         assert n == len(mv) and np.array_equal(failing, np.flatnonzero(bits))
         clean += len(failing) == 0
     assert 0 < clean < len(got)      # chunks with and without failing moves
+
+
+def test_chunk_reader_gives_the_same_records_at_any_chunk_size():
+    # LF, CRLF and lone CR line ends, a CRLF cut between two reads: the lines read do not depend
+    # on where the reads end
+    from bioslicer.programs import tokenize as T
+
+    kw = T.Keywords(["Write", "LaserPower"])
+    rng = np.random.default_rng(3)
+
+    def recs(data, cb):
+        out = []
+        for rec, _ in T.ChunkReader(data, kw, "%", chunk_bytes=cb, pieces=1):
+            keep = rec["codes"] != T.CODE_SKIP
+            out += list(zip(rec["codes"][keep].tolist(), rec["lines"][keep].tolist(), rec["vals"][keep].tolist()))
+        return out
+
+    for _ in range(300):
+        data = "".join(str(rng.choice(["1 2 3", "Write", "LaserPower 5", "", "% c", "-1.5 2 0.25"]))
+                       + str(rng.choice(["\n", "\r\n", "\r"])) for _ in range(int(rng.integers(0, 12)))).encode()
+        if rng.random() < 0.3:
+            data = data.rstrip(b"\n")
+        want = recs(data, 1 << 20)
+        for cb in (1, 2, 3, 5, 8):
+            assert recs(data, cb) == want, (data, cb)
