@@ -126,6 +126,7 @@ def warm(printer_name: str, done=print) -> None:
     from .blockrun import preview_marks
     from .estimate import estimate_block
     from .ordering import order_marks
+    from .preview.program import build_program_index
     from .printers import load_printer
     from .programs import ProgramWriter, tokenize, validate_program
     from .programs.dialects import block_runs
@@ -151,6 +152,7 @@ def warm(printer_name: str, done=print) -> None:
         done("estimate")
         files = w.finish(parts, validate=False)
         validate_program(files.main, printer)
+        build_program_index(files.main, printer)    # the index's range and line-offset kernels
         # a chunk above tokenize.SMALL_BYTES: the parallel tokenizer, as for a real program
         for _ in tokenize.ChunkReader(b"0.5 1.5 2.5\n" * (tokenize.SMALL_BYTES // 8), tokenize.Keywords(["Write"]),
                                       "%"):

@@ -287,3 +287,118 @@ def test_finish_with_a_stream_still_refuses_a_block_file_changed_after_it_was_re
     with pytest.raises(BioslicerError, match="differs from what the worker reported"):
         w.finish(used, stream=stream)
     assert list(w.out_dir.iterdir()) == []
+
+
+def _records(text: str, words=("Write", "LaserPower"), comment="%"):
+    from bioslicer.programs import tokenize as T
+
+    kw = T.Keywords(list(words))
+    buf = np.frombuffer(text.encode(), np.uint8)
+    n = text.count("\n") + 1
+    out = dict(codes=np.full(n, -9, np.int64), lines=np.empty(n, np.int64), nvals=np.empty(n, np.int64),
+               vals=np.full((n, T.MAX_SLOTS), 7.5), tags=np.full((n, T.MAX_SLOTS), 9, np.uint8),
+               starts=np.empty(n, np.int64), ends=np.empty(n, np.int64))
+    r = T.tokenize(buf, np.frombuffer(comment.encode(), np.uint8), kw.blob, kw.off, kw.order, kw.raw, 1, *out.values())
+    return {k: v[:r] for k, v in out.items()}
+
+
+def test_tokenizer_point_lines_read_exactly():
+    # lines of plain numbers (the point path): every value is the correctly rounded decimal
+    # (float() of the token, the sign of -0.000 kept), blanks, tabs and CRLF line ends alike
+    rng = np.random.default_rng(7)
+    toks, lines = [], []
+    for _ in range(400):
+        row = []
+        for _ in range(int(rng.integers(1, 7))):
+            digits = str(int(rng.integers(0, 10 ** int(rng.integers(1, 15)))))
+            k = int(rng.integers(0, min(len(digits), 6) + 1))
+            t = ("-" if rng.random() < 0.4 else "") + (digits[:len(digits) - k] or "0") + ("." + digits[len(digits) - k:]
+                                                                                          if k else "")
+            row.append(t)
+        toks.append(row)
+        lines.append(["", " ", "\t"][int(rng.integers(0, 3))] + [" ", "  ", "\t", " \t "][int(rng.integers(0, 4))].join(row)
+                     + ["", " ", "\r", " \r"][int(rng.integers(0, 4))])
+    rec = _records("\n".join(lines) + "\n")
+    assert len(rec["codes"]) == len(lines) and (rec["codes"] == 0).all() and (rec["tags"] == 0).all()
+    for i, row in enumerate(toks):
+        assert rec["nvals"][i] == len(row) and rec["lines"][i] == i + 1
+        want = np.array([float(t) for t in row] + [0.0] * (6 - len(row)))
+        assert np.array_equal(rec["vals"][i].view(np.int64), want.view(np.int64)), (lines[i], rec["vals"][i])
+
+
+def test_tokenizer_lines_the_point_path_leaves_to_the_others():
+    from bioslicer.programs import tokenize as T
+
+    # what the keyword, fast and general paths make of them (as before the point path existed)
+    rec = _records("1.5 % note\n1e2 2\n1.5,2\n+1 2\n1 2 3 4 5 6 7\n1.5X2\n1.5 X2\n123456789012345 1\n-.5 1\n1 -\n")
+    assert rec["codes"].tolist() == [0, 0, 0, 0, T.CODE_BAD, 0, 0, 0, 0, T.CODE_BAD]
+    assert rec["nvals"].tolist() == [1, 2, 2, 2, 6, 2, 2, 2, 2, 1]
+    assert rec["vals"][:, :2].tolist() == [[1.5, 0], [100, 2], [1.5, 2], [1, 2], [1, 2], [1.5, 2], [1.5, 2],
+                                           [123456789012345, 1], [-0.5, 1], [1, 0]]
+    assert rec["tags"][:, 1].tolist() == [0, 0, 0, 0, 0, 0, ord("X"), 0, 0, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stream_reader_marks_exactly_the_moves_that_fail_a_check(tmp_path, monkeypatch, seed):
+    # the stream reader keeps every move and marks the failing ones (from the extremes of each
+    # chunk, then move by move where they fail): the very moves check_moves finds in a plain reading
+    from bioslicer.programs import DIALECTS, gwl
+    from bioslicer.programs import tokenize as T
+    from bioslicer.programs.checks import N_CHECKS, _check_kernel, limits
+
+    monkeypatch.setattr(T.ChunkReader.__init__, "__defaults__", (1024, 16))    # many small chunks
+    pr = load_printer("nanoscribe-gt2-25x")
+    rng = np.random.default_rng(seed)
+    bad = ["ScanSpeed 1e8", "ScanSpeed 0.001", "LaserPower 500", "LaserPower -3", "ZOffset -2", "ZOffset 400",
+           "MoveStageX 1e6\n3 3 0.5\n4 4 0.5\nWrite\nMoveStageX -1e6", "PowerValuesOn\n1 1 0.5 20\n2 2 0.5 300\nWrite\nPowerValuesOff", "400 0 0.5\n0 0 0.5\nWrite",
+           "0 0 -0.75\n1 1 -0.75\nWrite", "AddZDrivePosition 10\nZOffset -2\n3 3 0.5\n4 4 0.5\nWrite\nAddZDrivePosition -10",
+           "ScanSpeed 1e8\n5 5 0.5\nWrite\nScanSpeed 50000", "MoveStageY -1e6\n3 3 0.5\n4 4 0.5\nWrite\nMoveStageY 1e6",
+           "AddZDrivePosition -10\n3 3 0.5\n4 4 0.5\nWrite\nAddZDrivePosition 10"]
+    lines = ["InvertZAxis 1", "GalvoScanMode"]
+    for k in range(4 * len(bad)):    # sections: every other one with one violation (each kind 2x)
+        lines += ["ScanSpeed 50000", "LaserPower 40", "ZOffset 0"]
+        for _ in range(int(rng.integers(8, 16))):
+            lines += [f"{rng.normal() * 50:.3f} {rng.normal() * 50:.3f} 0.500" for _ in range(int(rng.integers(2, 5)))]
+            lines.append("Write")
+        if k % 2:
+            lines += [bad[(k // 2) % len(bad)], "3 3 0.5", "4 4 0.5", "Write"]
+    main = tmp_path / "p.gwl"
+    main.write_text("\n".join(lines) + "\n")
+    lim, flags = limits(pr)
+    spec = DIALECTS["gwl"].spec
+    plain = [mv for mv in gwl._Reader(pr, spec).run(main, main)]
+    got = [(len(mv), mv.failing.copy()) for mv in gwl.StreamReader(pr, spec, main, check=(lim, flags)).run(main, main)]
+    assert len(got) == len(plain) > 10
+    clean = 0
+    for (n, failing), mv in zip(got, plain):
+        bits = np.empty(len(mv), np.int64)
+        _check_kernel(mv.x, mv.y, mv.z, mv.lx, mv.ly, mv.lz, mv.sx, mv.sy, mv.sz, mv.power_mw, mv.speed_um_s,
+                      mv.accel_um_s2, mv.laser_on, mv.jump, lim, flags, bits, np.zeros(N_CHECKS, np.int64))
+        assert n == len(mv) and np.array_equal(failing, np.flatnonzero(bits))
+        clean += len(failing) == 0
+    assert 0 < clean < len(got)      # chunks with and without failing moves
+
+
+def test_chunk_reader_gives_the_same_records_at_any_chunk_size():
+    # LF, CRLF and lone CR line ends, a CRLF cut between two reads: the lines read do not depend
+    # on where the reads end
+    from bioslicer.programs import tokenize as T
+
+    kw = T.Keywords(["Write", "LaserPower"])
+    rng = np.random.default_rng(3)
+
+    def recs(data, cb):
+        out = []
+        for rec, _ in T.ChunkReader(data, kw, "%", chunk_bytes=cb, pieces=1):
+            keep = rec["codes"] != T.CODE_SKIP
+            out += list(zip(rec["codes"][keep].tolist(), rec["lines"][keep].tolist(), rec["vals"][keep].tolist()))
+        return out
+
+    for _ in range(300):
+        data = "".join(str(rng.choice(["1 2 3", "Write", "LaserPower 5", "", "% c", "-1.5 2 0.25"]))
+                       + str(rng.choice(["\n", "\r\n", "\r"])) for _ in range(int(rng.integers(0, 12)))).encode()
+        if rng.random() < 0.3:
+            data = data.rstrip(b"\n")
+        want = recs(data, 1 << 20)
+        for cb in (1, 2, 3, 5, 8):
+            assert recs(data, cb) == want, (data, cb)

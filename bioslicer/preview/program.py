@@ -172,109 +172,95 @@ def _dialect_of(main: Path, printer, dialect):
 
 
 class _RangeBuilder:
-    """Streaming assignment of moves to ranges (one layer of one block in one file)."""
+    """Streaming assignment of moves to ranges (one layer of one block in one file).
+
+    ``feed`` runs :func:`bioslicer.kernel.ranges.feed_ranges` over each chunk: the ranges live in
+    growing arrays (``rng`` [file, level, first line, last line], ``first_arr``, ``sums_arr``,
+    the first ``n_ranges`` rows used); the moves after a chunk's last laser-on move wait in
+    ``tail`` for the next chunk (they join the next mark's range).
+    """
 
     def __init__(self) -> None:
-        self.key = None                  # (file, block, level) of the last laser-on move
-        self.tail = None                 # trailing moves (after the last laser-on move) not yet assigned
-        self.level = 0                   # level of the last mark, carried into the next chunk
+        from ..kernel.ranges import N_COLS
+
+        self.state = np.zeros(8, np.int64)   # see kernel.ranges S_*
+        self.tail = None                 # (nt, 17) float64: trailing moves (after the last laser-on move) not yet assigned
         self.seen = False
-        self.ranges = []                 # [file, level, first line, last line]
-        self.first = []
-        self.sums = []
-        self.n_moves = 0
+        self.rng = np.zeros((0, 4), np.int64)
+        self.first_arr = np.zeros((0, len(FIRST_FIELDS)))
+        self.sums_arr = np.zeros((0, len(SUM_FIELDS)))
+        self.firstset = np.zeros(0, np.bool_)
+        self._scratch = np.zeros((3, 0), np.int64)   # the kernel's per-move scratch, reused
+        self._buf = np.zeros(0)
+        self._empty_tail = np.zeros((0, N_COLS))
         self.offsets = {}                # file -> (lines wanted, their byte offsets), see file_read
+
+    @property
+    def n_ranges(self) -> int:
+        return int(self.state[6])
+
+    @property
+    def n_moves(self) -> int:
+        return int(self.state[7])
+
+    @property
+    def ranges(self) -> np.ndarray:
+        """(R, 4) int64 [file, level, first line, last line] of the ranges so far."""
+        return self.rng[:self.n_ranges]
+
+    @property
+    def first(self) -> np.ndarray:
+        return self.first_arr[:self.n_ranges]
+
+    @property
+    def sums(self) -> np.ndarray:
+        return self.sums_arr[:self.n_ranges]
 
     def file_read(self, fi: int, path) -> None:
         """File ``fi`` (at ``path``) has been fed whole: find the byte offsets of the lines its
         ranges start on now, while it is in the page cache (:func:`index_from_builder` uses them
         when they are the lines it wants, else reads the file again)."""
-        rows = [k for k, r in enumerate(self.ranges) if r[0] == fi]
-        if rows:
-            want = _wanted_lines(np.array([self.ranges[k] for k in rows], np.int64),
-                                 int(self.first[rows[0]][FIRST_FIELDS.index("line")]))
+        rows = np.flatnonzero(self.ranges[:, 0] == fi)
+        if len(rows):
+            want = _wanted_lines(self.ranges[rows], int(self.first[rows[0], FIRST_FIELDS.index("line")]))
             self.offsets[fi] = (want, _line_offsets(Path(path), want))
 
+    def _room(self, extra: int) -> None:
+        need = self.n_ranges + extra
+        cap = len(self.rng)
+        if need > cap:
+            cap = max(need, 2 * cap, 64)
+            grow = lambda a, shape: np.concatenate([a, np.zeros((cap - len(a), *shape), a.dtype)])  # noqa: E731
+            self.rng = grow(self.rng, (4,))
+            self.first_arr = grow(self.first_arr, (len(FIRST_FIELDS),))
+            self.sums_arr = grow(self.sums_arr, (len(SUM_FIELDS),))
+            self.firstset = grow(self.firstset, ())
+
     def feed(self, mv, final: bool = False) -> None:
-        a = {k: np.asarray(getattr(mv, k)) for k in (*FIRST_FIELDS, "file", "laser_on", "jump")}
-        cont = self.tail is None and self.seen    # the previous move was laser-on: a run may go on
-        if self.tail is not None:
-            a = {k: np.concatenate([self.tail[k], a[k]]) for k in a}
-            self.tail = None
-        n = len(a["x"])
+        from ..kernel.ranges import N_COLS, S_CONT, feed_ranges
+
+        cols = [np.asarray(getattr(mv, k)) for k in (*FIRST_FIELDS, "file", "laser_on", "jump")]
+        cols[15:] = [np.ascontiguousarray(c, np.bool_).view(np.uint8) for c in cols[15:]]    # numba: no float(bool)
+        T = self.tail if self.tail is not None else self._empty_tail
+        nt = len(T)
+        n = nt + len(cols[0])
         if n == 0:
             return
+        self.state[S_CONT] = self.tail is None and self.seen   # the previous move was laser-on: a run may go on
         self.seen = True
-        on = a["laser_on"].astype(bool)
-        f = a["file"].astype(np.int64)
-        b = a["block"].astype(np.int64)
-        # the level of a mark is the z of its first laser-on move, carried over the run
-        start = on & ~np.concatenate([[cont], on[:-1]])
-        zq = np.rint(a["z"] / LEVEL_QUANTUM_UM).astype(np.int64)
-        pos = np.where(start, np.arange(n), -1)
-        np.maximum.accumulate(pos, out=pos)
-        lev = np.where(pos >= 0, zq[np.maximum(pos, 0)], self.level)
-        oi = np.flatnonzero(on)
-        last_on = int(oi[-1]) if len(oi) else -1
-        if len(oi):
-            self.level = int(lev[last_on])
-        cut = n if final else last_on + 1
-        if cut < n:
-            self.tail = {k: v[cut:] for k, v in a.items()}
-        if cut == 0:
-            return
-        # a new range at a laser-on move whose (file, block, level) differs from the previous one's
-        kf, kb, kl = f[oi], b[oi], lev[oi]
-        new = np.ones(len(oi), bool)
-        new[1:] = (kf[1:] != kf[:-1]) | (kb[1:] != kb[:-1]) | (kl[1:] != kl[:-1])
-        if len(oi) and self.key is not None:
-            new[0] = (int(kf[0]), int(kb[0]), int(kl[0])) != self.key
-        base = len(self.ranges) - 1
-        rid_on = base + np.cumsum(new)
-        for k in np.flatnonzero(new):
-            self.ranges.append([int(kf[k]), int(kl[k]), -1, -1])
-            self.first.append(None)
-            self.sums.append(np.zeros(len(SUM_FIELDS)))
-        # a move joins the range of the next laser-on move of its file and block, else the previous
-        # laser-on move's range when in the same file (jumps after a file's last mark); moves are in
-        # program order, so ranges are runs (no sorting needed)
-        c = np.cumsum(on[:cut])
-        rid = np.full(cut, -1, np.int64)
-        if len(oi):
-            nxt = np.minimum(c - on[:cut], len(oi) - 1)      # index in oi of the next laser-on move
-            same = (oi[nxt] >= np.arange(cut)) & (f[:cut] == kf[nxt]) & (b[:cut] == kb[nxt])
-            rid[same] = rid_on[nxt[same]]
-        prv = c - 1                                            # index in oi of the previous one
-        if len(oi):
-            prev_r = np.where(prv >= 0, rid_on[np.maximum(prv, 0)], base)
-            prev_f = np.where(prv >= 0, kf[np.maximum(prv, 0)], self.key[0] if self.key is not None else -1)
-        else:
-            prev_r = np.full(cut, base)
-            prev_f = np.full(cut, self.key[0] if self.key is not None else -1)
-        take = (rid < 0) & (prev_r >= 0) & (f[:cut] == prev_f)
-        rid[take] = prev_r[take]
-        if len(oi):
-            self.key = (int(kf[-1]), int(kb[-1]), int(kl[-1]))
-        sel = np.flatnonzero(rid >= 0)
-        if len(sel) == 0:
-            return
-        r = rid[sel]
-        run0 = np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))
-        run1 = np.concatenate([run0[1:], [len(r)]]) - 1
-        ur = r[run0]
-        line = a["line"]
-        for u, p0, p1 in zip(ur.tolist(), sel[run0].tolist(), sel[run1].tolist()):
-            if self.first[u] is None:
-                self.first[u] = np.array([float(a[k][p0]) for k in FIRST_FIELDS])
-                self.ranges[u][2] = int(line[p0])
-            self.ranges[u][3] = int(line[p1])
-        w = {"n": np.ones(len(sel)), "laser_on": on[sel], "jump": a["jump"][sel]}
-        for col, name in enumerate(SUM_FIELDS):
-            vals = (w[name] if name in w else a[name][sel]).astype(np.float64)
-            sums = np.add.reduceat(vals, run0)
-            for u, v in zip(ur.tolist(), sums.tolist()):
-                self.sums[u][col] += v
-        self.n_moves += len(sel)
+        self._room(int(np.count_nonzero(cols[15])))
+        if self._scratch.shape[1] < n:
+            self._scratch = np.empty((3, max(n, int(self._scratch.shape[1] * 1.25))), np.int64)
+            self._buf = np.empty(self._scratch.shape[1])
+        nxt, rid, sel = self._scratch
+        cut = feed_ranges(T, nt, *cols, final, LEVEL_QUANTUM_UM, self.state, self.rng, self.first_arr,
+                          self.sums_arr, self.firstset, nxt, rid, sel, self._buf)
+        self.tail = None
+        if cut < n:     # the moves after the last laser-on move wait for the next chunk
+            keep = [T[cut:]] if cut < nt else []
+            c0 = max(cut - nt, 0)
+            keep.append(np.column_stack([c[c0:].astype(np.float64) for c in cols]).reshape(-1, N_COLS))
+            self.tail = np.concatenate(keep)
 
 
 def _wanted_lines(rows: np.ndarray, first_line: int) -> np.ndarray:
@@ -295,27 +281,25 @@ def _line_offsets(path: Path, want: np.ndarray) -> np.ndarray:
     return offs
 
 
-def _line_starts(path: Path, lines: np.ndarray, chunk: int = 1 << 24) -> np.ndarray:
-    """Byte offset where each (1-based, ascending) line of ``path`` starts."""
+def _line_starts(path: Path, lines: np.ndarray) -> np.ndarray:
+    """Byte offset where each (1-based, ascending) line of ``path`` starts (the file size for a
+    line past its end). The file is mapped, not copied, and scanned by a Numba kernel."""
+    import mmap
+
+    from ..kernel.ranges import line_starts
+
     out = np.zeros(len(lines), np.int64)
     want = np.asarray(lines, np.int64) - 1          # line L starts after the (L-1)-th newline
-    done = np.searchsorted(want, 0, side="right")  # line 1 starts at 0
-    seen = 0
-    pos = 0
     with open(path, "rb") as fh:
-        while done < len(want):
-            buf = fh.read(chunk)
-            if not buf:
-                break
-            nl = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
-            hi = seen + len(nl)
-            k = np.searchsorted(want, hi, side="right")
-            if k > done:
-                out[done:k] = pos + nl[want[done:k] - seen - 1] + 1
-                done = k
-            seen = hi
-            pos += len(buf)
-    out[done:] = pos
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return out
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            buf = np.frombuffer(mm, np.uint8)
+            try:
+                line_starts(buf, want, out)
+            finally:
+                del buf                               # the map closes only without views on it
     return out
 
 
@@ -394,21 +378,19 @@ def index_from_builder(rb: "_RangeBuilder", main, files, printer, dialect: str, 
         See :func:`build_program_index`.
     """
     from ..printers import load_printer
-    from ..programs.dialects import program_origin_um
+    from ..programs.dialects import Moves, program_origin_um
 
     printer = load_printer(printer)
     main = Path(main)
     files = [str(f) for f in files]
     if rb.tail is not None:
-        t = rb.tail
-        rb.tail = None
-        rb.feed(_Tail(t), final=True)
-    if not rb.ranges:
+        rb.feed(Moves.empty(), final=True)      # the moves after the program's last mark
+    if not rb.n_ranges:
         raise BioslicerError(f"{main} has no laser-on moves; there is nothing to show")
-    R = len(rb.ranges)
-    rng = np.array(rb.ranges, np.int64)
-    first = np.vstack(rb.first)
-    sums = np.vstack(rb.sums)
+    R = rb.n_ranges
+    rng = rb.ranges.copy()
+    first = rb.first.copy()
+    sums = rb.sums.copy()
     # a range starts on the line after the last move of the previous range of its file (line 1 for the first)
     r_file = rng[:, 0]
     line0 = rng[:, 2].copy()
@@ -455,14 +437,6 @@ def index_from_builder(rb: "_RangeBuilder", main, files, printer, dialect: str, 
     return ProgramIndex(main, dialect, rel, file_bytes, header, level_z, layer, int(n_layers), r_file, r_start,
                         r_end, line0, r_level.astype(np.int64), first, sums, rb.n_moves,
                         {"printer": printer.name})
-
-
-class _Tail:
-    """Adapter: the builder's leftover arrays as a Moves-like object."""
-
-    def __init__(self, arrays: dict) -> None:
-        for k, v in arrays.items():
-            setattr(self, k, v)
 
 
 def write_job_program_index(job_folder, main, printer, dialect: str | None = None, layer_z_um=None,

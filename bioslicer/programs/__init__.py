@@ -406,7 +406,7 @@ class ProgramWriter:
             Every block that will be written (rows of the Blocks table; with or without marks).
         on_moves : callable, optional
             ``on_moves(moves)`` with every chunk of moves read, in program order (from the
-            reading thread).
+            reading thread). The chunk's arrays are reused for the next chunk: copy what you keep.
         on_file : callable, optional
             ``on_file(file index, path)`` after each included file was read whole (same thread).
         """
@@ -729,8 +729,14 @@ class _Tally:
 
     def summary(self, mv) -> tuple:
         """(found [(move index, file, line, message)], violations, notes, n_notes, n_moves) of a chunk."""
-        f, c = (check_moves(mv, self.printer, self.max_violations, self.d.check_min_speed, self.d.check_speed)
-                if len(mv) else ([], 0))
+        if mv.failing is not None:    # the reader checked every move: messages for the failing ones
+            idx = mv.failing
+            f, c = (check_moves(mv.take(idx), self.printer, self.max_violations, self.d.check_min_speed,
+                                self.d.check_speed) if len(idx) else ([], 0))
+            f = [(int(idx[i]), fi, ln, msg) for i, fi, ln, msg in f]
+        else:
+            f, c = (check_moves(mv, self.printer, self.max_violations, self.d.check_min_speed, self.d.check_speed)
+                    if len(mv) else ([], 0))
         found = list(f)
         for fi, ln, msg in mv.problems:   # parse problems sort by line among the chunk's moves
             found.append((int(np.searchsorted(mv.line, ln)) if len(mv) else 0, fi, ln, msg))
@@ -809,7 +815,9 @@ class StreamCheck:
         self._stopped = False
         if self.supported:
             self.reader = self.d.module.StreamReader(writer.printer, self.d.spec,
-                                                     self.d.module.main_path(writer, writer.staging))
+                                                     self.d.module.main_path(writer, writer.staging),
+                                                     check=limits(writer.printer, self.d.check_min_speed,
+                                                                  self.d.check_speed))
             self.tally = _Tally(writer.printer, self.d, max_violations)
             self._carry: dict = {}
             self._thread = threading.Thread(target=self._run, name="bioslicer-stream-check", daemon=True)

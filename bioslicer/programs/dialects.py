@@ -147,6 +147,8 @@ class Moves:
     n_total: int | None = None
     # lines read but not checked, which cannot move or expose: (file index, line, message)
     notes: list = field(default_factory=list)
+    # indices of the moves that failed a check, when a checking reader kept every move (None: not checked)
+    failing: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name, dt in _MOVE_FIELDS.items():
@@ -154,6 +156,10 @@ class Moves:
 
     def __len__(self) -> int:
         return int(len(self.x))
+
+    def take(self, idx) -> "Moves":
+        """The moves at ``idx`` (per-move arrays only)."""
+        return Moves(**{k: getattr(self, k)[idx] for k in _MOVE_FIELDS}, files=list(self.files))
 
     @classmethod
     def empty(cls, files=None) -> "Moves":

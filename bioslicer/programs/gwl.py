@@ -34,7 +34,8 @@ from ..kernel.pool import wait_for_warmup
 from . import _format as F
 from . import tokenize as T
 from ._format import put_line, put_line_hot, put_milli, qround
-from .checks import N_LIMITS, move_bits
+from .checks import (_L_CIRCLE, _L_HALF, _L_IFACE, _L_PMAX, _L_SHI, _L_SLO, _L_VJUMP, _L_VMAX, _L_VMIN, _L_ZHI,
+                     _L_ZLO, N_LIMITS, move_bits)
 from .dialects import (line_ending, moves_from_arrays, new_move_arrays, program_origin_um, provenance_lines,
                        reader_power)
 from .general import GwlInterpreter, NeedsGeneral, canonical_chunks
@@ -478,21 +479,25 @@ _SX, _SY, _SZ, _XO, _YO, _ZO, _LP, _PS, _SP, _PV, _NL, _PL, _BL, _FP, _DF = rang
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y, z, lx, ly, lz, sx, sy, sz, pw,
-          sp, on, jmp, blk, ln, pln, err_line, err_kind, total):
+          sp, on, jmp, blk, ln, pln, err_line, err_kind, total, fails):
     """Run the GWL state machine from record r0 until an include or the end.
 
     K: keyword codes in ``_ROLES_IN`` order; st: the carried state (``_SX`` ... ``_DF``); power in
     mW = program value * pa / pb. With ``DefocusFactor f`` every z above the interface (the z
     drive since the last ``FindInterfaceAt`` and the fine z) is read times f, as the controller
-    moves it. Moves go to x ... pln (µm, mW, µm/s): every move when ``check``
-    is False; when True only the moves that fail :func:`~bioslicer.programs.checks.move_bits` (``lim``,
-    ``flags``). ``total[0]`` counts every move. Returns (moves written, next record, errors, stop
-    at include).
+    moves it. Moves go to x ... pln (µm, mW, µm/s): every move when ``check`` is 0; when 1 only
+    the moves that fail :func:`~bioslicer.programs.checks.move_bits` (``lim``, ``flags``); when 2
+    every move, and the indices of the failing ones in ``fails`` (``total[1]`` of them).
+    ``total[0]`` counts every move. Returns (moves written, next record, errors, stop at include).
     """
     n = 0
     ne = 0
     r = r0
     nr = codes.shape[0]
+    # check 2: extremes of the moves' checked values; a move can fail a check only if they do
+    fin = 0.0
+    a_r2 = a_xy = a_lz1 = a_sx1 = a_sy1 = a_sz1 = a_p1 = a_v1 = a_vj = -np.inf
+    a_lz0 = a_sx0 = a_sy0 = a_sz0 = a_z0 = a_p0 = a_v0 = np.inf
     nl = st[_NL]        # points since the last Write, and moves read: kept in registers in the loop
     tot = 0
     while r < nr:
@@ -527,10 +532,31 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
             vx = st[_SX] + vlx
             vy = st[_SY] + vly
             vz = vsz + vlz
-            if check and move_bits(vx, vy, vz, vlx, vly, vlz, st[_SX], st[_SY], vsz, vpw, st[_SP], np.nan,
-                                   not first, first, lim, flags) == 0:
+            if check == 1 and move_bits(vx, vy, vz, vlx, vly, vlz, st[_SX], st[_SY], vsz, vpw, st[_SP], np.nan,
+                                        not first, first, lim, flags) == 0:
                 r += 1
                 continue
+            if check == 2:      # extremes of what the checks compare (finite values: their sum of v * 0 is 0)
+                fin += (vx * 0.0 + vy * 0.0 + vz * 0.0) + (vlx * 0.0 + vly * 0.0 + vlz * 0.0) \
+                    + (st[_SX] * 0.0 + st[_SY] * 0.0 + vsz * 0.0) + (vpw * 0.0 + st[_SP] * 0.0)
+                a_r2 = max(a_r2, vlx * vlx + vly * vly)
+                a_xy = max(a_xy, max(abs(vlx), abs(vly)))
+                a_lz0 = min(a_lz0, vlz)
+                a_lz1 = max(a_lz1, vlz)
+                a_sx0 = min(a_sx0, st[_SX])
+                a_sx1 = max(a_sx1, st[_SX])
+                a_sy0 = min(a_sy0, st[_SY])
+                a_sy1 = max(a_sy1, st[_SY])
+                a_sz0 = min(a_sz0, vsz)
+                a_sz1 = max(a_sz1, vsz)
+                a_z0 = min(a_z0, vz)
+                if first:       # a jump (laser off)
+                    a_vj = max(a_vj, st[_SP])
+                else:           # laser on, part of a mark
+                    a_p0 = min(a_p0, vpw)
+                    a_p1 = max(a_p1, vpw)
+                    a_v0 = min(a_v0, st[_SP])
+                    a_v1 = max(a_v1, st[_SP])
             x[n] = vx
             y[n] = vy
             z[n] = vz
@@ -556,9 +582,7 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
         elif c == K[0]:
             nl = 0
         elif c == K[14]:
-            st[_NL] = nl
-            total[0] += tot
-            return n, r, ne, True
+            break
         elif c == K[4]:
             st[_PV] = 1
         elif c == K[5]:
@@ -612,20 +636,47 @@ def _read(codes, lines, nvals, vals, r0, K, st, pa, pb, check, lim, flags, x, y,
         r += 1
     st[_NL] = nl
     total[0] += tot
-    return n, r, ne, False
+    if check == 2:
+        # a check any move fails shows in the extremes (NaN or inf in fin): then every move is
+        # checked one by one, exactly as move_bits checks it, for the indices of the failing ones
+        maybe = not (fin == 0.0)
+        maybe |= (a_r2 > lim[_L_HALF] * lim[_L_HALF]) if lim[_L_CIRCLE] > 0 else (a_xy > lim[_L_HALF])
+        maybe |= (a_lz0 < lim[_L_ZLO]) | (a_lz1 > lim[_L_ZHI]) | (a_z0 < lim[_L_IFACE])
+        maybe |= (a_sx0 < lim[_L_SLO]) | (a_sx1 > lim[_L_SHI]) | (a_sy0 < lim[_L_SLO + 1]) | \
+            (a_sy1 > lim[_L_SHI + 1]) | (a_sz0 < lim[_L_SLO + 2]) | (a_sz1 > lim[_L_SHI + 2])
+        maybe |= (a_p1 > lim[_L_PMAX]) | (a_p0 < 0.0)
+        maybe |= flags[0] & ((a_v1 > lim[_L_VMAX]) | (flags[1] & (a_v0 < lim[_L_VMIN])) | (a_vj > lim[_L_VJUMP]))
+        total[1] = _failing(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, on, jmp, n, lim, flags, fails) if maybe else 0
+    return n, r, ne, r < nr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _failing(x, y, z, lx, ly, lz, sx, sy, sz, pw, sp, on, jmp, n, lim, flags, fails):
+    """Indices of the moves [0, n) that fail :func:`~bioslicer.programs.checks.move_bits` into
+    ``fails``; returns their count (GWL moves: no acceleration)."""
+    nf = 0
+    for i in range(n):
+        if move_bits(x[i], y[i], z[i], lx[i], ly[i], lz[i], sx[i], sy[i], sz[i], pw[i], sp[i], np.nan, on[i],
+                     jmp[i], lim, flags) != 0:
+            fails[nf] = i
+            nf += 1
+    return nf
 
 
 class _Reader:
     """The GWL state machine over a main file and its includes, yielding :class:`Moves` chunks.
 
     ``check`` None: every move; else (lim, flags) from :func:`~bioslicer.programs.checks.limits`: only
-    the moves failing a check, each chunk's ``n_total`` counting all of them. ``canonical``: read
+    the moves failing a check, each chunk's ``n_total`` counting all of them; with ``keep_all``
+    every move, and each chunk's ``failing`` the indices of those that fail a check (printers with
+    a linear power calibration; else every move unchecked, as with ``check`` None). A checking
+    reader reuses a chunk's arrays for the next one: use them at once, copy what you keep. ``canonical``: read
     the plain text of :class:`~bioslicer.programs.general.Canonical` (the general reader's
     output) instead of files; else a line the fast reader cannot read raises
     :class:`~bioslicer.programs.general.NeedsGeneral`.
     """
 
-    def __init__(self, printer, spec, check=None, canonical=None):
+    def __init__(self, printer, spec, check=None, canonical=None, keep_all: bool = False):
         self.printer = printer
         self.spec = spec
         cmd = {k: F.Template.parse(v) for k, v in spec.commands.items()}
@@ -644,10 +695,13 @@ class _Reader:
         self.st[_LP] = np.nan     # no LaserPower and no ScanSpeed yet: the checks name them
         self.st[_SP] = np.nan
         self.pa, self.pb, check, self.to_mw = reader_power(printer, check)
-        self.check = check is not None
-        self.reuse = self.check     # a chunk's arrays are reused for the next one (its reader keeps none)
+        self.check = 0 if check is None else 1
+        if keep_all:                # every move kept, the failing ones marked: in mW only without to_mw
+            self.check = 2 if check is not None and self.to_mw is None else 0
+        self.reuse = self.check > 0     # a chunk's arrays are reused for the next one (its reader keeps none)
         self.lim, self.flags = check if check is not None else (np.zeros(N_LIMITS), np.zeros(3, np.bool_))
         self.canonical = canonical
+        self.pieces = 16            # tokenizer pieces per chunk (1: tokenized in the reading thread alone)
 
     def read(self, path: Path):
         """All chunks of the program at ``path``, then the check that every list was written."""
@@ -675,7 +729,7 @@ class _Reader:
             fidx = len(self.files)
             self.files.append(str(path))
         out = None
-        for rec, part in T.ChunkReader(source, self.kw, self.spec.comment):
+        for rec, part in T.ChunkReader(source, self.kw, self.spec.comment, pieces=self.pieces):
             R = len(rec["codes"])
             r = 0
             while r <= R:
@@ -683,20 +737,23 @@ class _Reader:
                 # reading: every piece keeps its own arrays
                 if out is None or len(out["x"]) < R or not self.reuse:
                     out = new_move_arrays(max(R, 1))
+                    fails = np.empty(len(out["x"]) if self.check == 2 else 0, np.int64)
                 el = np.empty(32, np.int64)
                 ek = np.empty(32, np.int64)
-                total = np.zeros(1, np.int64)
+                total = np.zeros(2, np.int64)
                 n, r2, ne, inc = _read(rec["codes"], rec["lines"], rec["nvals"], rec["vals"], r, self.K, self.st,
                                        self.pa, self.pb, self.check, self.lim, self.flags, out["x"], out["y"],
                                        out["z"], out["lx"], out["ly"], out["lz"], out["sx"], out["sy"], out["sz"],
                                        out["power_mw"], out["speed_um_s"], out["laser_on"], out["jump"],
-                                       out["block"], out["line"], out["power_line"], el, ek, total)
+                                       out["block"], out["line"], out["power_line"], el, ek, total, fails)
                 if ne and self.canonical is None:
                     raise NeedsGeneral(path)
                 mv = moves_from_arrays(n, fidx, self.files, **out)
                 if self.to_mw is not None:
                     self.to_mw(mv)
                 mv.n_total = int(total[0])
+                if self.check == 2:
+                    mv.failing = fails[:int(total[1])]
                 mv.problems = [(fidx, int(el[i]), _ERR[int(ek[i])]) for i in range(min(ne, 32))]
                 yield mv
                 if not inc:
@@ -725,14 +782,17 @@ class StreamReader(_Reader):
     include is recorded with the state the reader entered and left it with (``includes``:
     (path, file index, entry state, exit state)), so the finished main file can be read again
     without its includes (:class:`ReplayReader`), and every include checked to meet the same state.
+    ``check`` (lim, flags): every move is kept and checked as it is read (``Moves.failing``).
     """
 
-    def __init__(self, printer, spec, main: Path):
-        super().__init__(printer, spec)
+    def __init__(self, printer, spec, main: Path, check=None):
+        super().__init__(printer, spec, check, keep_all=True)
         self.main = Path(main)
         self.files.append(str(self.main))       # file 0, as in a whole parse
         self.includes: list = []
         self.inside = 0                         # > 0 while the chunks come from an included file
+        self.pieces = 1     # tokenized in the reading thread alone: it runs beside the block loop, which
+        #                     keeps the cores busy; parallel launches there cost twice the CPU
 
     def feed(self, text: str):
         """Chunks of a piece of the main file (whole lines) and of the files it includes."""
