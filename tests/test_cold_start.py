@@ -64,17 +64,49 @@ def test_run_chunks_raises_the_kernel_error():
 
 
 def test_wait_for_warmup_follows_the_helper_stages():
-    code = "import sys; print('stitch'); print('order'); sys.stdout.flush()"
+    code = "import sys; print('stitch'); print('write'); sys.stdout.flush()"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, bufsize=0)
     pool.set_warmup(proc)
     try:
-        pool.wait_for_warmup("order")
-        assert pool._warmup["done"] >= {"stitch", "order"}
+        pool.wait_for_warmup("write")
+        assert pool._warmup["done"] >= {"stitch", "write"}
+        pool.wait_for_warmup("order")       # not a helper stage: no wait
         pool.wait_for_warmup("read")        # never reported: returns when the helper ends
         assert pool._warmup["proc"] is None
         assert proc.returncode == 0
-        pool.wait_for_warmup("write")       # no helper: nothing to wait for
+        pool.wait_for_warmup("estimate")    # no helper: nothing to wait for
     finally:
+        pool.set_warmup(None)
+
+
+def test_a_thread_waiting_for_a_late_stage_does_not_hold_up_one_whose_stage_is_done():
+    """The stream check thread waits for "read" (the helper's last stage) from the first block on;
+    the block loop must still get past "stitch" as soon as the helper reports it."""
+    import threading
+    import time
+
+    code = "import sys; print('stitch'); sys.stdout.flush(); sys.stdin.readline(); print('read'); sys.stdout.flush()"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    pool.set_warmup(proc)
+    late = threading.Thread(target=pool.wait_for_warmup, args=("read",), daemon=True)
+    try:
+        late.start()
+        deadline = time.monotonic() + 120
+        while "stitch" not in pool._warmup["done"] and time.monotonic() < deadline:
+            time.sleep(0.01)         # the late waiter has read "stitch" and now blocks for "read"
+        assert "stitch" in pool._warmup["done"]
+        early = threading.Thread(target=pool.wait_for_warmup, args=("stitch",), daemon=True)
+        early.start()
+        early.join(timeout=60)
+        assert not early.is_alive(), "a thread waiting for 'read' held up the wait for 'stitch'"
+        assert late.is_alive()       # "read" is not reported yet
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        late.join(timeout=120)
+        assert not late.is_alive() and "read" in pool._warmup["done"]
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=120)
         pool.set_warmup(None)
 
 

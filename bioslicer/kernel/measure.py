@@ -70,7 +70,6 @@ def run_jump_lengths(x, y, z, mark_start, run_start):
         The jumps of run 0, then of run 1, ... (3D distance from the last point of a mark to
         the first point of the next).
     """
-    wait_for_warmup("order")
     out = np.empty(max(len(mark_start) - len(run_start), 0))
     run_chunks(_run_jump_lengths_range, len(run_start) - 1, x, y, z, mark_start, run_start, out)
     return out

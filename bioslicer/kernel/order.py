@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from .measure import _dist
-from .pool import run_chunks, wait_for_warmup
+from .pool import run_chunks
 from .sorting import argsort_stable, insertion_sort_by
 
 @njit(cache=True)
@@ -459,7 +459,6 @@ def order_runs(run_start, x, y, z, mark_start, mark_kind, mark_closed, serp_kind
     rot : (M,) int32
         Output mark j is its closed source mark started at vertex ``rot[j]`` (0: unchanged).
     """
-    wait_for_warmup("order")
     m_total = len(mark_start) - 1
     order = np.empty(m_total, np.int64)
     flip = np.zeros(m_total, np.bool_)
@@ -606,7 +605,6 @@ def apply_order(run_start, mark_start, order, flip, rot, x, y, z, p, inplace, n_
     allocated once per chunk. Otherwise the outputs are preallocated (``ostart[M]`` set by the
     caller). Per-mark fields are not touched (the caller takes them at ``order``).
     """
-    wait_for_warmup("order")
     run_chunks(_apply_order_range, n_chunks, run_start, mark_start, order, flip, rot, x, y, z, p, inplace, n_chunks,
                ox, oy, oz, op, ostart)
 

@@ -80,9 +80,12 @@ def run_chunks(kernel, n: int, *args, parts: int | None = None) -> None:
 # :func:`wait_for_warmup` with its name first, so this process never compiles a function the
 # helper may still be compiling: it waits for that stage, then loads the helper's compiles from
 # the cache.
-WARMUP_STAGES = ("stitch", "order", "write", "estimate", "read")
-_warmup = {"proc": None, "done": set(), "wait_s": {}}
-_warmup_lock = threading.Lock()
+WARMUP_STAGES = ("stitch", "write", "estimate", "read")
+_warmup = {"proc": None, "done": set(), "wait_s": {}, "reading": False}
+# guards _warmup; one waiting thread at a time reads the helper's pipe *outside* it and notifies
+# the others after each line, so a thread waiting for a late stage (the stream check's "read")
+# never holds up a thread whose stage is already done
+_warmup_lock = threading.Condition()
 
 
 def set_warmup(proc) -> None:
@@ -91,28 +94,46 @@ def set_warmup(proc) -> None:
     with _warmup_lock:
         _warmup["proc"] = proc
         _warmup["done"] = set()
+        _warmup["reading"] = False
+        _warmup_lock.notify_all()
 
 
 def wait_for_warmup(stage: str, timeout_s: float = 600.0) -> None:
     """Wait until the warm-up helper, if one runs, has finished ``stage`` (or ended). No cost otherwise.
 
-    A helper silent for ``timeout_s`` is stopped (then this process compiles what it needs)."""
-    if _warmup["proc"] is None:
+    Threads wait for their own stage only: while one of them reads the helper's next report,
+    the others wait on the condition and are woken by every report. A helper silent for
+    ``timeout_s`` is stopped (then this process compiles what it needs)."""
+    if _warmup["proc"] is None or stage not in WARMUP_STAGES:
         return
     import select
     import time
 
     with _warmup_lock:
-        proc = _warmup["proc"]
-        if proc is None or stage in _warmup["done"]:
+        if _warmup["proc"] is None or stage in _warmup["done"]:
             return
         t = time.perf_counter()
-        while stage not in _warmup["done"]:
-            if os.name == "posix" and not select.select([proc.stdout], [], [], timeout_s)[0]:
-                proc.kill()
-                line = b""
-            else:
-                line = proc.stdout.readline()
+        while True:
+            proc = _warmup["proc"]
+            if proc is None or stage in _warmup["done"]:
+                break
+            if _warmup["reading"]:          # another thread reads the pipe: it notifies per line
+                _warmup_lock.wait()
+                continue
+            _warmup["reading"] = True
+            line = b""
+            _warmup_lock.release()
+            try:
+                if os.name == "posix" and not select.select([proc.stdout], [], [], timeout_s)[0]:
+                    proc.kill()
+                else:
+                    line = proc.stdout.readline()
+            finally:
+                _warmup_lock.acquire()
+                _warmup["reading"] = False
+                _warmup_lock.notify_all()
+            if _warmup["proc"] is not proc:     # set_warmup replaced it meanwhile
+                continue
             if not line:       # the helper ended (done, or failed: its missing compiles happen here)
                 proc.wait()
                 _warmup["proc"] = None
