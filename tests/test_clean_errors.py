@@ -117,9 +117,11 @@ def test_estimate_of_a_file_it_cannot_read_says_what_it_takes(capsys, tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_removes_the_partial_job(tmp_path, sig):
-    """The signal is sent once the job's temporary folder exists (an event, not a delay)."""
+    """The signal is sent once the job's temporary folder exists (an event, not a delay). The job
+    is big enough (about 10 s) to be interrupted, but on a busy machine the signal may still come
+    after the job is done; then the job must be whole."""
     p = subprocess.Popen([sys.executable, "-m", "bioslicer", "slice", str(ROOT / "meshes" / "channel_block.stl"),
-                          "-o", "job", "--no-preview", "--set", "hatch_um=0.5", "--set", "slice_um=2"],
+                          "-o", "job", "--no-preview", "--set", "hatch_um=0.25", "--set", "slice_um=1"],
                          cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
@@ -135,8 +137,12 @@ def test_signal_removes_the_partial_job(tmp_path, sig):
         if p.poll() is None:
             p.kill()
     errors = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("error:") or "Traceback" in ln]
-    if p.returncode == 0:      # finished before the signal was handled: a complete job, nothing partial
-        assert os.listdir(tmp_path) == ["job"]
+    if p.returncode in (0, -sig):
+        # finished before the signal was handled (0), or the signal came while the interpreter was
+        # exiting after the job, when Python has given the signal its default action back (-sig):
+        # a complete job, nothing partial
+        assert os.listdir(tmp_path) == ["job"] and not errors
+        assert (tmp_path / "job" / "manifest.json").is_file()
         return
     assert p.returncode == 1 and len(errors) == 1
     assert errors[0].startswith("error: interrupted" if sig == signal.SIGINT else "error: terminated (SIGTERM)")
