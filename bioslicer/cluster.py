@@ -2,7 +2,7 @@
 
 The default run is local (:func:`run_blocks_local`: the units of blocks one after another,
 Numba's own threads inside each). Past one machine, :func:`run_blocks_dask` sends every unit
-(``blockrun.plan_units``: a row of blocks of one tier, planned once) to a Dask cluster as a
+(``blockrun.plan_units``: up to two neighbouring blocks of a row of one tier, planned once) to a Dask cluster as a
 task: the mesh is scattered to the workers once, each task gets the small
 :class:`~bioslicer.blockrun.BlockPlan` (recipe, printer, grid, program writer) and its block
 indices, writes its program file(s) into the job's temporary folder (temporary name, then
@@ -44,7 +44,7 @@ JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "htcondor", "moab", "oar")
 
 
 def run_blocks_local(solid, plan, block_ids, progress: Progress = silent, on_result=None) -> dict:
-    """Run every block here, unit by unit (:func:`~bioslicer.blockrun.plan_units`: a row of
+    """Run every block here, unit by unit (:func:`~bioslicer.blockrun.plan_units`: part of a row of
     blocks of one tier, planned once), as a two-stage pipeline: this thread plans, stitches and
     orders block k+1 (``blockrun.unit_marks``) while a second thread writes and estimates block
     k (``blockrun.finish_block``). Both stages spend their time in Numba kernels and numpy calls

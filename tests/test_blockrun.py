@@ -40,9 +40,10 @@ def _fields(tp) -> dict:
 
 
 def test_a_unit_is_planned_once_and_gives_the_blocks_of_their_own_plans():
-    """Blocks of a unit (a row of blocks of one tier) planned together are bit-identical to the
-    same blocks planned one by one, and the units are the todo list cut at tier and row changes."""
-    from bioslicer.blockrun import BlockPlan, plan_blocks, plan_units, unit_marks
+    """Blocks of a unit (blocks of one row of one tier) planned together are bit-identical to the
+    same blocks planned one by one, and the units are the todo list cut at tier and row changes
+    and at UNIT_MAX_BLOCKS blocks."""
+    from bioslicer.blockrun import UNIT_MAX_BLOCKS, BlockPlan, plan_blocks, plan_units, unit_marks
     from bioslicer.mesh import load_mesh
     from bioslicer.pipeline import cells_to_run, resolve_recipe
     from bioslicer.printers import load_printer
@@ -57,8 +58,9 @@ def test_a_unit_is_planned_once_and_gives_the_blocks_of_their_own_plans():
     assert [b for u in units for b in u] == todo
     for u in units:
         assert len({(int(idx[b, 2]), int(idx[b, 1])) for b in u}) == 1
-    for u0, u1 in zip(units[:-1], units[1:]):
-        assert (idx[u0[-1], 2], idx[u0[-1], 1]) != (idx[u1[0], 2], idx[u1[0], 1])
+    assert all(1 <= len(u) <= UNIT_MAX_BLOCKS for u in units)
+    for u0, u1 in zip(units[:-1], units[1:]):    # cut at a tier or row change, or when full
+        assert (idx[u0[-1], 2], idx[u0[-1], 1]) != (idx[u1[0], 2], idx[u1[0], 1]) or len(u0) == UNIT_MAX_BLOCKS
     big = max(units, key=len)
     assert len(big) > 1
     plan = BlockPlan(rec.to_dict(), printer, grid.to_dict())
@@ -110,3 +112,18 @@ def test_local_run_by_units_equals_blocks_one_by_one(tmp_path):
     assert {"validate_s", "main_s", "manifest_s", "block_stages_s"} <= set(t)
     assert set(t["block_stages_s"]) == {"plan_s", "stitch_s", "order_s", "write_s", "estimate_s"}
     assert all(v >= 0 for v in t["block_stages_s"].values())
+
+
+def test_plan_units_cuts_a_long_row_of_blocks():
+    """A row of 5 blocks of one tier becomes units of UNIT_MAX_BLOCKS (the last one shorter);
+    a tier or row change always starts a new unit."""
+    from types import SimpleNamespace
+
+    from bioslicer.blockrun import UNIT_MAX_BLOCKS, plan_units
+
+    index = np.array([[i, 0, 0] for i in range(5)] + [[0, 1, 0], [1, 1, 0], [0, 1, 1]], np.int32)
+    grid = SimpleNamespace(blocks=lambda: SimpleNamespace(index=index))
+    units = plan_units(grid, list(range(8)))
+    row = list(range(5))
+    want = [row[i:i + UNIT_MAX_BLOCKS] for i in range(0, 5, UNIT_MAX_BLOCKS)] + [[5, 6], [7]]
+    assert units == want
