@@ -147,3 +147,20 @@ def test_signal_removes_the_partial_job(tmp_path, sig):
     assert p.returncode == 1 and len(errors) == 1
     assert errors[0].startswith("error: interrupted" if sig == signal.SIGINT else "error: terminated (SIGTERM)")
     assert os.listdir(tmp_path) == []
+
+
+def test_an_interrupt_after_the_job_is_published_keeps_it_and_says_so(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) while the summary prints: the job folder is complete, so the exit is 0
+    and the line says where it is, never "nothing was written"."""
+    from bioslicer.cli import slice_cmd
+
+    def interrupted(res, as_json):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(slice_cmd, "_summary", interrupted)
+    rc = main(["slice", str(ROOT / "meshes" / "calibration.stl"), "-o", str(tmp_path / "job"), "--no-preview",
+               "--set", "hatch_um=2", "--set", "slice_um=4"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert "nothing was written" not in err and f"job written: {tmp_path / 'job'}" in err
+    assert (tmp_path / "job" / "manifest.json").is_file()

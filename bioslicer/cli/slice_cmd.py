@@ -137,6 +137,17 @@ def slice_(mesh, printer, out_dir, recipe, strategy, slice_um, hatch_um, hatch_a
             raise click.UsageError(f"mesh file {mesh} not found")
         with dask_client(workers=workers, scheduler=scheduler, cluster_config=cluster_config) as client:
             res = slice_to_job(mesh, out_dir, client=client, **kwargs)
+    try:
+        _summary(res, as_json)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM after the job folder was published: the job is complete, so say
+        # nothing was lost rather than "nothing was written" (exit 0: the job is there)
+        click.echo(f"job written: {res.path} (interrupted while printing its summary)", err=True)
+        return 0
+
+
+def _summary(res, as_json: bool) -> None:
+    """Print what a finished slice wrote (a JSON object with ``--json``)."""
     m = res.manifest
     if as_json:
         echo_json({"job": str(res.path), "zip": str(res.zip_path) if res.zip_path else None,
