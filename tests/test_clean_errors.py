@@ -141,10 +141,10 @@ def test_signal_removes_the_partial_job(tmp_path, sig):
         # finished before the signal was handled (0), or the signal came while the interpreter was
         # exiting after the job, when Python has given the signal its default action back (-sig):
         # a complete job, nothing partial
-        assert os.listdir(tmp_path) == ["job"] and not errors
+        assert os.listdir(tmp_path) == ["job"] and not errors, (p.returncode, os.listdir(tmp_path), err[-3000:])
         assert (tmp_path / "job" / "manifest.json").is_file()
         return
-    assert p.returncode == 1 and len(errors) == 1
+    assert p.returncode == 1 and len(errors) == 1, (p.returncode, os.listdir(tmp_path), err[-3000:])
     assert errors[0].startswith("error: interrupted" if sig == signal.SIGINT else "error: terminated (SIGTERM)")
     assert os.listdir(tmp_path) == []
 
