@@ -34,7 +34,8 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
 
 
 def _sentinels() -> list:
-    """Dispatchers the helper compiles, last stage last (cache present for all: nothing to do)."""
+    """Kernels of a job's later stages, last stage last (cache present for all: nothing to do):
+    the helper's, and the ordering kernels the slicer compiles itself on a first run."""
     from .kernel import measure, order, stitch
     from .programs import gwl, tokenize
 
